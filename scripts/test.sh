@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Usage: scripts/test.sh [--sanitize] [--build-dir DIR]   (DIR relative to the source tree)
+# Builds with warnings as errors and runs the whole test suite with ctest.
+#   (default)   Release into build/
+#   --sanitize  Debug with AddressSanitizer + UBSan into build-asan/, without
+#               the benchmarks (they measure nothing useful under ASan)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+dir=
+sanitize=0
+args=(-DCMAKE_BUILD_TYPE=Release -DCONTPTE_SANITIZE=OFF -DCONTPTE_BENCH=ON)
+while (($#)); do
+  case $1 in
+    --sanitize)
+      sanitize=1
+      args=(-DCONTPTE_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug -DCONTPTE_BENCH=OFF) ;;
+    --build-dir)
+      dir=${2:?--build-dir needs a directory}
+      shift ;;
+    *)
+      echo "usage: scripts/test.sh [--sanitize] [--build-dir DIR]" >&2
+      exit 2 ;;
+  esac
+  shift
+done
+if [[ -z $dir ]]; then
+  if ((sanitize)); then dir=build-asan; else dir=build; fi
+fi
+
+scripts/install-deps.sh
+scripts/build.sh "$dir" "${args[@]}" -DCONTPTE_WERROR=ON
+ctest --test-dir "$dir" --output-on-failure -j2

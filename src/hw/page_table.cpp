@@ -1,0 +1,45 @@
+#include "hw/page_table.h"
+
+#include <cassert>
+
+namespace contpte {
+
+namespace {
+// Table descriptor (Arm ARM D8.3.1): valid + table bit, next-level address.
+constexpr std::uint64_t kTableDesc = bits::kValid | bits::kTable;
+}  // namespace
+
+PageTable::PageTable(PhysMem& mem) : mem_(mem), root_(mem.alloc_table()) {}
+
+std::optional<PteSlot> PageTable::pte_slot(VirtAddr va, bool alloc) {
+  const Geometry& g = mem_.geometry();
+  assert(va.val < kUserVaEnd);
+  const std::uint64_t idx_mask = g.ptrs_per_table() - 1;
+  PhysAddr table = root_;
+  for (unsigned level = g.start_level; level < 3; ++level) {
+    Pte* words = mem_.table(table);
+    Pte& desc = words[(va.val >> g.level_shift(level)) & idx_mask];
+    if (!(desc.val & bits::kValid)) {
+      if (!alloc) return std::nullopt;
+      PhysAddr next = mem_.alloc_table();
+      desc = Pte{next.val | kTableDesc};
+      if (level == 2) {
+        const std::uint64_t base = va.val & ~((std::uint64_t{1} << g.pmd_shift()) - 1);
+        pte_page_va_.emplace(mem_.table(next), base);
+      }
+    }
+    table = PhysAddr{desc.val & pte_addr_mask(g.page_shift)};
+  }
+  Pte* ptes = mem_.table(table);
+  return PteSlot{ptes + ((va.val >> g.page_shift) & idx_mask)};
+}
+
+std::optional<VirtAddr> PageTable::va_of(PteSlot slot) const {
+  const Geometry& g = mem_.geometry();
+  const std::size_t idx = slot.index_in(g.ptrs_per_table());
+  auto it = pte_page_va_.find(slot.ptr() - idx);
+  if (it == pte_page_va_.end()) return std::nullopt;
+  return VirtAddr{it->second + (std::uint64_t{idx} << g.page_shift)};
+}
+
+}  // namespace contpte

@@ -1,0 +1,43 @@
+// hw/page_table.h — one address space's translation tables in PhysMem.
+//
+// Owns: the table descriptors from the root down to the level-3 (PTE)
+// tables, created on demand as Linux's pte_alloc does, and the map from a
+// PTE slot back to its virtual address (for traces and the checker).
+// Must not know: what is mapped (mm), PTE_CONT policy (engine).
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <unordered_map>
+
+#include "hw/phys_mem.h"
+
+namespace contpte {
+
+class PageTable {
+ public:
+  explicit PageTable(PhysMem& mem);
+
+  PhysAddr root() const { return root_; }
+  const Geometry& geometry() const { return mem_.geometry(); }
+
+  // The level-3 slot of `va`, allocating intermediate tables when `alloc`.
+  // nullopt if a table is missing and !alloc. `va` must be a user address.
+  std::optional<PteSlot> pte_slot(VirtAddr va, bool alloc);
+  // The VA a slot maps, if the slot belongs to one of this table's PTE pages.
+  std::optional<VirtAddr> va_of(PteSlot slot) const;
+
+  // Calls fn(VirtAddr, PteSlot) for every slot of every allocated PTE page
+  // inside [start, end), in address order of the pages found.
+  template <class Fn>
+  void for_each_pte_page(Fn&& fn) const {
+    for (const auto& [ptr, base] : pte_page_va_) fn(VirtAddr{base}, PteSlot{const_cast<Pte*>(ptr)});
+  }
+
+ private:
+  PhysMem& mem_;
+  PhysAddr root_;
+  std::unordered_map<const Pte*, std::uint64_t> pte_page_va_;  // PTE page -> first VA
+};
+
+}  // namespace contpte

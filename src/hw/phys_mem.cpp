@@ -1,0 +1,50 @@
+#include "hw/phys_mem.h"
+
+#include <cstdlib>
+#include <cstring>
+#include <new>
+#include <stdexcept>
+
+namespace contpte {
+
+void PhysMem::AlignedFree::operator()(Pte* p) const { std::free(p); }
+
+PhysMem::PhysMem(Granule granule, std::uint64_t ram_bytes)
+    : geo_(contpte::geometry(granule)), ram_bytes_(ram_bytes), next_table_pa_(ram_bytes) {}
+
+PhysAddr PhysMem::alloc_table() {
+  const std::size_t bytes = geo_.page_size();
+  void* mem = std::aligned_alloc(bytes, bytes);
+  if (!mem) throw std::bad_alloc();
+  std::memset(mem, 0, bytes);
+  const std::uint64_t pa = next_table_pa_;
+  next_table_pa_ += bytes;
+  tables_.emplace(pa, std::unique_ptr<Pte[], AlignedFree>(static_cast<Pte*>(mem)));
+  return PhysAddr{pa};
+}
+
+Pte* PhysMem::table(PhysAddr pa) {
+  auto it = tables_.find(pa.val);
+  return it == tables_.end() ? nullptr : it->second.get();
+}
+
+const Pte* PhysMem::table(PhysAddr pa) const {
+  auto it = tables_.find(pa.val);
+  return it == tables_.end() ? nullptr : it->second.get();
+}
+
+void PhysMem::add_folio(Pfn head, unsigned order) {
+  folios_[head.val] = std::uint64_t{1} << order;
+}
+
+void PhysMem::remove_folio(Pfn head) { folios_.erase(head.val); }
+
+FolioInfo PhysMem::folio_of(Pfn pfn) const {
+  auto it = folios_.upper_bound(pfn.val);
+  if (it == folios_.begin()) return {};
+  --it;
+  if (pfn.val >= it->first + it->second) return {};
+  return FolioInfo{true, Pfn{it->first}, it->second};
+}
+
+}  // namespace contpte

@@ -1,0 +1,61 @@
+// hw/phys_mem.h — simulated physical memory: page-table pages and frame
+// metadata, sparse.
+//
+// Owns: storage of page-table pages (the words the engine writes and the
+// walker reads) and, per allocated folio, its head and size — what
+// page_folio() reports. Frames hold no data bytes; memory use is
+// proportional to what is touched (page-table pages and live folios).
+// Must not know: allocation policy (mm), the contpte engine's rules.
+//
+// Layout: RAM frames are PFNs [0, ram_bytes / page_size). Page-table pages
+// get physical addresses from a pool placed right after RAM, so they never
+// alias a data frame and `memory` in a scenario is all available to folios.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <unordered_map>
+
+#include "arch/granule.h"
+#include "arch/pte.h"
+#include "engine/env.h"
+
+namespace contpte {
+
+class PhysMem {
+ public:
+  PhysMem(Granule granule, std::uint64_t ram_bytes);
+  PhysMem(const PhysMem&) = delete;
+  PhysMem& operator=(const PhysMem&) = delete;
+
+  const Geometry& geometry() const { return geo_; }
+  std::uint64_t ram_bytes() const { return ram_bytes_; }
+  std::uint64_t nr_frames() const { return ram_bytes_ >> geo_.page_shift; }
+
+  // A zeroed page-table page, aligned to its size (so a PteSlot can be
+  // aligned down to its block). Returns its physical address.
+  PhysAddr alloc_table();
+  // The words of a table page; nullptr if `pa` is not one.
+  Pte* table(PhysAddr pa);
+  const Pte* table(PhysAddr pa) const;
+  std::size_t nr_tables() const { return tables_.size(); }
+
+  // Folio registry: which frames form one folio (page_folio()).
+  void add_folio(Pfn head, unsigned order);
+  void remove_folio(Pfn head);
+  FolioInfo folio_of(Pfn pfn) const;
+  bool is_ram(Pfn pfn) const { return pfn.val < nr_frames(); }
+
+ private:
+  struct AlignedFree {
+    void operator()(Pte* p) const;
+  };
+  Geometry geo_;
+  std::uint64_t ram_bytes_;
+  std::uint64_t next_table_pa_;
+  std::unordered_map<std::uint64_t, std::unique_ptr<Pte[], AlignedFree>> tables_;
+  std::map<std::uint64_t, std::uint64_t> folios_;  // head PFN -> nr pages
+};
+
+}  // namespace contpte

@@ -1,0 +1,108 @@
+// hw/sim_env.h — the engine's Env over simulated memory.
+//
+// Owns: turning each engine PTE access and TLB flush request into an
+// operation on PhysMem and a notification to observers (the trace printer,
+// later the TLB model and the conformance checker).
+// Must not know: mm policy, scenario syntax.
+//
+// Single-threaded: the "atomic" operations are atomic because nothing else
+// runs between the read and the write here. The explorer supplies its own
+// Env that yields at each of these calls.
+#pragma once
+
+#include <vector>
+
+#include "engine/env.h"
+#include "hw/page_table.h"
+#include "hw/phys_mem.h"
+
+namespace contpte {
+
+enum class PteAccessOp : std::uint8_t { Load, Store, Xchg, Cmpxchg };
+enum class TlbiKind : std::uint8_t { Page, Range, Mm };
+
+struct PteAccess {
+  PteAccessOp op;
+  PteSlot slot;
+  Pte before;   // the word found
+  Pte after;    // the word left (== before for a load or a failed cmpxchg)
+  Pte expected; // cmpxchg only
+};
+
+struct TlbiRequest {
+  TlbiKind kind;
+  VirtAddr start;
+  std::uint64_t nr_pages;  // 0 for Mm
+  bool sync;
+};
+
+// Something that wants to see every PTE access and flush request.
+class SimObserver {
+ public:
+  virtual ~SimObserver() = default;
+  virtual void on_pte_access(const PteAccess&) {}
+  virtual void on_tlbi(const TlbiRequest&) {}
+};
+
+class SimEnv {
+ public:
+  SimEnv(PhysMem& mem, PageTable& pt, Features features)
+      : mem_(mem), pt_(pt), features_(features) {}
+
+  // ---- the Env interface (engine/env.h) ----
+  Pte read(PteSlot s) {
+    Pte v = *s.ptr();
+    if (!observers_.empty()) notify({PteAccessOp::Load, s, v, v, {}});
+    return v;
+  }
+  void write(PteSlot s, Pte v) {
+    Pte old = *s.ptr();
+    *s.ptr() = v;
+    if (!observers_.empty()) notify({PteAccessOp::Store, s, old, v, {}});
+  }
+  Pte xchg(PteSlot s, Pte v) {
+    Pte old = *s.ptr();
+    *s.ptr() = v;
+    if (!observers_.empty()) notify({PteAccessOp::Xchg, s, old, v, {}});
+    return old;
+  }
+  Pte cmpxchg(PteSlot s, Pte expected, Pte v) {
+    Pte old = *s.ptr();
+    if (old == expected) *s.ptr() = v;
+    if (!observers_.empty()) notify({PteAccessOp::Cmpxchg, s, old, *s.ptr(), expected});
+    return old;
+  }
+  void flush_tlb_range(TlbFlush f) { notify_tlbi({TlbiKind::Range, f.start, f.nr_pages, f.sync}); }
+  void flush_tlb_page(VirtAddr a, bool sync) { notify_tlbi({TlbiKind::Page, a, 1, sync}); }
+  void flush_tlb_mm() { notify_tlbi({TlbiKind::Mm, VirtAddr{}, 0, true}); }
+  FolioInfo folio_of(Pfn pfn) const { return mem_.folio_of(pfn); }
+  const Features& features() const { return features_; }
+  const Geometry& geometry() const { return mem_.geometry(); }
+  bool mm_is_user() const { return true; }
+  EngineCounters& counters() { return counters_; }
+
+  // ---- simulator side ----
+  const EngineCounters& counters() const { return counters_; }
+  PageTable& page_table() { return pt_; }
+  PhysMem& memory() { return mem_; }
+  void add_observer(SimObserver* o) { observers_.push_back(o); }
+  void remove_observer(SimObserver* o) { std::erase(observers_, o); }
+
+ private:
+  void notify(const PteAccess& a) {
+    for (auto* o : observers_) o->on_pte_access(a);
+  }
+  void notify_tlbi(const TlbiRequest& r) {
+    for (auto* o : observers_) o->on_tlbi(r);
+  }
+
+  PhysMem& mem_;
+  PageTable& pt_;
+  Features features_;
+  EngineCounters counters_;
+  std::vector<SimObserver*> observers_;
+};
+
+static_assert(Env<SimEnv>);
+
+}  // namespace contpte

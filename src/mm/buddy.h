@@ -1,0 +1,55 @@
+// mm/buddy.h — the buddy frame allocator (mm/page_alloc.c in miniature).
+//
+// Owns: per-order free lists over the simulated RAM's frames, splitting on
+// allocation and merging buddies on free; registers each allocated folio in
+// PhysMem so page_folio() finds it.
+// Must not know: page tables, contpte, scenarios.
+//
+// Deterministic: the lowest free block of the smallest sufficient order is
+// taken, so a scenario allocates the same PFNs on every run.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <set>
+#include <vector>
+
+#include "hw/phys_mem.h"
+
+namespace contpte {
+
+// Largest buddy order per granule: Linux's MAX_PAGE_ORDER on arm64
+// (ARCH_FORCE_MAX_ORDER: 10 for 4K, 11 for 16K, 13 for 64K), which is at
+// least the PMD order so a PMD-sized folio can be allocated.
+constexpr unsigned max_page_order(Granule g) {
+  switch (g) {
+    case Granule::k4K: return 10;
+    case Granule::k16K: return 11;
+    case Granule::k64K: return 13;
+  }
+  return 10;
+}
+
+class BuddyAllocator {
+ public:
+  explicit BuddyAllocator(PhysMem& mem);
+
+  unsigned max_order() const { return max_order_; }
+  // A naturally aligned block of 2^order frames registered as one folio,
+  // or nullopt when no block that large is free.
+  std::optional<Pfn> alloc_folio(unsigned order);
+  void free_folio(Pfn head, unsigned order);
+
+  std::uint64_t free_frames() const { return free_frames_; }
+  std::size_t free_blocks(unsigned order) const { return free_[order].size(); }
+
+ private:
+  void insert_free(std::uint64_t pfn, unsigned order);
+
+  PhysMem& mem_;
+  unsigned max_order_;
+  std::vector<std::set<std::uint64_t>> free_;  // per order: first PFN of free blocks
+  std::uint64_t free_frames_ = 0;
+};
+
+}  // namespace contpte

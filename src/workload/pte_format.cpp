@@ -1,0 +1,31 @@
+#include "workload/pte_format.h"
+
+#include <fmt/format.h>
+
+namespace contpte {
+
+std::string format_pte(Pte pte, unsigned page_shift) {
+  std::string s = fmt::format("{:#018x}", pte.val);
+  if (pte_none(pte)) return s + " none";
+  if (!pte_present(pte)) return s + " not-present";
+  s += fmt::format(" pfn={:#x}", pte_pfn(pte, page_shift).val);
+  if (auto p = pte_prot(pte, page_shift))
+    s += fmt::format(" {}", prot_name(*p));
+  else
+    s += " prot=?";
+  s += pte_valid(pte) ? " valid" : " present-invalid";
+  s += pte_young(pte) ? " young" : " old";
+  if (pte_sw_dirty(pte) && pte_hw_dirty(pte))
+    s += " dirty(sw+hw)";
+  else if (pte_sw_dirty(pte))
+    s += " dirty(sw)";
+  else if (pte_hw_dirty(pte))
+    s += " dirty(hw)";
+  else
+    s += " clean";
+  if (pte_cont(pte)) s += " cont";
+  if (pte_special(pte)) s += " special";
+  return s;
+}
+
+}  // namespace contpte

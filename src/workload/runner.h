@@ -1,0 +1,82 @@
+// workload/runner.h — executes a parsed scenario against the engine and the
+// simulated machine, checking its `expect`s.
+//
+// Owns: the run of one scenario under one configuration: allocation of the
+// named folios, the statements in order, the expects where they stand, the
+// counters that make up the report's `stats`.
+// Must not know: report formats (JSON, tables) — it returns a RunResult.
+//
+// Errors: input that can only be found while running (an address that
+// resolves badly) throws ScenarioError (exit 2, no report); a run error (a
+// fault nothing handles) ends the run with RunResult::error set (exit 1).
+#pragma once
+
+#include <cstdint>
+#include <iosfwd>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "workload/scenario.h"
+
+namespace contpte {
+
+// A configuration as the report names it: a built-in one, or `file` when the
+// scenario's own header is used.
+struct RunConfig {
+  std::string name = "file";
+  std::string granule = "4K";
+  std::string contpte = "upstream";
+  std::vector<std::string> mthp;
+  std::string tlb = "default";
+};
+
+struct ExpectFailure {
+  SourceLoc loc;
+  std::string message;  // "expect raw 0x40000000: young: expected 1, found 0"
+};
+
+// A conformance finding (DESIGN.md "Conformance rules"); none are produced
+// until the checker of src/hw exists.
+struct Violation {
+  std::string rule;
+  std::uint64_t va = 0;
+  std::vector<std::pair<std::uint64_t, std::uint64_t>> ptes;  // (va, value)
+  unsigned line = 0;
+  std::uint64_t step = 0;
+  bool claimed = false;  // an `expect violation` accounted for it
+};
+
+struct RunResult {
+  std::string scenario;  // file name as given
+  RunConfig config;
+  // Report `stats`, in a stable order of keys (see stat_names()).
+  std::vector<std::pair<std::string, double>> stats;
+  unsigned statements = 0;
+  unsigned expects_passed = 0;
+  unsigned expects_failed = 0;
+  std::vector<ExpectFailure> failures;
+  std::vector<Violation> violations;
+  std::optional<std::string> error;  // run error, e.g. an unhandled fault
+
+  // 0 every expect held; 1 a failure, an unclaimed violation or a run error.
+  int exit_status() const;
+  double stat(std::string_view name) const;
+};
+
+struct RunOptions {
+  std::ostream* trace = nullptr;  // --trace: every PTE access and TLBI
+  std::ostream* dump = nullptr;   // where `dump` prints (stdout by default)
+};
+
+// The names `expect stat` and the report know, in report order.
+const std::vector<std::string>& stat_names();
+
+// Checks what can only be checked against the runner's capabilities
+// (statements of later issues, stat names); throws ScenarioError.
+void validate_for_run(const Scenario& sc);
+
+RunResult run_scenario(const Scenario& sc, const RunOptions& opts = {});
+
+}  // namespace contpte

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# The CLI's contract (DESIGN.md "Interfaces"): exit 0 / 1 / 2, errors naming
+# FILE:LINE:COL, no report written on bad input, highest status wins.
+set -u
+bin=$1
+src=$2
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+fail=0
+check() {  # name expected-status actual-status
+  if [[ $2 != "$3" ]]; then echo "FAIL $1: exit $3, expected $2"; fail=1; else echo "ok   $1"; fi
+}
+
+"$bin" run >"$tmp/out" 2>&1; check "built-in run" 0 $?
+
+printf 'alloc F order=4\nset_ptes 0x40000000 F nr=16 prot=rw\nexpect cont 0x40000000 64K\n' >"$tmp/good.cpt"
+printf 'alloc F order=4\nset_ptes 0x40000000 F nr=16 prot=rw\nexpect nocont 0x40000000\n' >"$tmp/wrong.cpt"
+printf 'granule 4K\ncontpte upstrem\n' >"$tmp/bad.cpt"
+
+"$bin" run "$tmp/good.cpt" --json "$tmp/good.json" >/dev/null; check "good scenario" 0 $?
+grep -q '"version": 1' "$tmp/good.json" || { echo "FAIL json report lacks version"; fail=1; }
+
+"$bin" run "$tmp/wrong.cpt" >"$tmp/out" 2>&1; check "wrong expect" 1 $?
+grep -q "wrong.cpt:3: expect failed" "$tmp/out" || { echo "FAIL wrong expect does not name line 3"; cat "$tmp/out"; fail=1; }
+
+"$bin" run "$tmp/bad.cpt" --json "$tmp/bad.json" >"$tmp/out" 2>&1; check "bad input" 2 $?
+grep -q "bad.cpt:2:9: error: unknown contpte variant 'upstrem'" "$tmp/out" || { echo "FAIL bad input message"; cat "$tmp/out"; fail=1; }
+[[ ! -e $tmp/bad.json ]] || { echo "FAIL a report was written for bad input"; fail=1; }
+
+"$bin" run "$tmp/good.cpt" "$tmp/wrong.cpt" >/dev/null 2>&1; check "highest status wins (0,1)" 1 $?
+"$bin" run "$tmp/wrong.cpt" "$tmp/bad.cpt" >/dev/null 2>&1; check "highest status wins (1,2)" 2 $?
+"$bin" run "$tmp/missing.cpt" >"$tmp/out" 2>&1; check "missing file" 2 $?
+"$bin" run --no-such-flag >/dev/null 2>&1; check "unknown flag" 2 $?
+"$bin" frobnicate >/dev/null 2>&1; check "unknown command" 2 $?
+"$bin" run "$tmp/good.cpt" --trace >"$tmp/out" 2>&1; check "trace" 0 $?
+grep -q "tlbi\|store" "$tmp/out" || { echo "FAIL trace printed no PTE access"; fail=1; }
+exit $fail

@@ -1,0 +1,185 @@
+// The scenario runner end to end: Linux's own results (tests/data/
+// linux-reference/engine) and the shipped examples must pass unchanged; a
+// wrong expect fails naming its line; bad input is an error before running.
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <sstream>
+
+#include "workload/runner.h"
+#include "workload/scenario.h"
+
+namespace fs = std::filesystem;
+using namespace contpte;
+
+namespace {
+
+fs::path source_dir() { return fs::path(CONTPTE_SOURCE_DIR); }
+
+std::vector<fs::path> cpt_files(const fs::path& dir) {
+  std::vector<fs::path> out;
+  if (!fs::is_directory(dir)) return out;
+  for (const auto& e : fs::directory_iterator(dir))
+    if (e.path().extension() == ".cpt") out.push_back(e.path());
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+RunResult run_text(std::string_view text, RunOptions opts = {}) {
+  return run_scenario(parse_scenario(text, "t.cpt"), opts);
+}
+
+std::string describe(const RunResult& r) {
+  std::string s;
+  for (const auto& f : r.failures) s += std::to_string(f.loc.line) + ": " + f.message + "\n";
+  if (r.error) s += *r.error + "\n";
+  return s;
+}
+
+TEST(LinuxReference, EveryEngineScenarioPassesUnchanged) {
+  auto files = cpt_files(source_dir() / "tests/data/linux-reference/engine");
+  if (files.empty()) files = cpt_files(source_dir() / "../shared/linux-reference/engine");
+  if (files.empty()) GTEST_SKIP() << "no linux-reference/engine scenarios found";
+  for (const auto& f : files) {
+    SCOPED_TRACE(f.string());
+    RunResult r = run_scenario(load_scenario(f));
+    EXPECT_EQ(r.exit_status(), 0) << describe(r);
+    EXPECT_EQ(r.expects_failed, 0u);
+    // The files check every touched PTE after every statement.
+    EXPECT_GT(r.expects_passed, 500u);
+  }
+}
+
+TEST(Examples, EveryShippedExamplePasses) {
+  auto files = cpt_files(source_dir() / "examples");
+  ASSERT_FALSE(files.empty());
+  for (const auto& f : files) {
+    SCOPED_TRACE(f.string());
+    RunResult r = run_scenario(load_scenario(f));
+    EXPECT_EQ(r.exit_status(), 0) << describe(r);
+    EXPECT_GT(r.expects_passed, 0u);
+  }
+}
+
+TEST(Runner, WrongExpectFailsNamingItsLineAndTheRunGoesOn) {
+  RunResult r = run_text(
+      "alloc F order=4\n"
+      "set_ptes 0x40000000 F nr=16 prot=rw\n"
+      "expect raw 0x40000000 young=1\n"
+      "expect stat folds == 1\n"
+      "expect cont 0x40000000 64K\n");
+  EXPECT_EQ(r.exit_status(), 1);
+  EXPECT_EQ(r.expects_failed, 2u);
+  EXPECT_EQ(r.expects_passed, 1u);
+  ASSERT_EQ(r.failures.size(), 2u);
+  EXPECT_EQ(r.failures[0].loc.line, 3u);
+  EXPECT_NE(r.failures[0].message.find("young=0 (expected 1)"), std::string::npos);
+  EXPECT_EQ(r.failures[1].loc.line, 4u);
+  EXPECT_EQ(r.failures[1].message, "expect stat folds == 1: found 0");
+}
+
+TEST(Runner, ExpectPteGathersButExpectRawDoesNot) {
+  RunResult r = run_text(
+      "alloc F order=4\n"
+      "set_ptes 0x40000000 F nr=16 prot=rw\n"
+      "raw_set 0x40005000 pfn=F+5 prot=rw cont young dirty\n"
+      "expect pte 0x40000000 young=1 dirty=1\n"
+      "expect raw 0x40000000 young=0 dirty=0\n");
+  EXPECT_EQ(r.exit_status(), 0) << describe(r);
+}
+
+TEST(Runner, StatsAreReportedWithStableKeys) {
+  RunResult r = run_text(
+      "alloc F order=4\n"
+      "set_ptes 0x40000000 F nr=16 prot=rw\n"
+      "pte_clear 0x40000000\n");
+  for (const char* k : {"accesses", "tlb_misses", "walks", "walk_cycles", "faults", "folds", "unfolds",
+                        "tlbi", "cont_coverage", "rss_bytes", "pte_stores", "tlbi_pages"}) {
+    bool found = false;
+    for (const auto& [name, v] : r.stats) found |= name == k;
+    EXPECT_TRUE(found) << k;
+  }
+  EXPECT_EQ(r.stat("unfolds"), 1);
+  EXPECT_EQ(r.stat("tlbi"), 1);
+  EXPECT_EQ(r.stat("tlbi_pages"), 16);
+  EXPECT_EQ(r.stat("rss_bytes"), 15 * 4096);
+  EXPECT_EQ(r.stat("cont_coverage"), 0.0);
+  // 16 set_ptes stores, 16 xchg + 16 stores in the unfold, 1 clear.
+  EXPECT_EQ(r.stat("pte_stores"), 49);
+}
+
+TEST(Runner, ContCoverageIsTheFractionOfPresentPtesWithCont) {
+  RunResult r = run_text(
+      "alloc F order=4\nalloc G order=4\n"
+      "set_ptes 0x40000000 F nr=16 prot=rw\n"
+      "set_ptes 0x40010000 G+1 nr=15 prot=rw\n"
+      "set_ptes 0x4001f000 G nr=1 prot=rw\n");
+  EXPECT_DOUBLE_EQ(r.stat("cont_coverage"), 0.5);
+}
+
+TEST(Runner, TraceShowsEveryPteAccessAndTlbiWithItsLine) {
+  std::ostringstream trace;
+  RunOptions opts;
+  opts.trace = &trace;
+  run_text(
+      "alloc F order=4\n"
+      "set_ptes 0x40000000 F nr=16 prot=rw\n"
+      "pte_clear 0x40003000\n",
+      opts);
+  const std::string t = trace.str();
+  EXPECT_NE(t.find("t.cpt:3: pte_clear 0x40003000"), std::string::npos) << t;
+  EXPECT_NE(t.find("t.cpt:3: xchg    0x40000000"), std::string::npos) << t;
+  EXPECT_NE(t.find("t.cpt:3: tlbi    range 0x40000000 pages=16"), std::string::npos) << t;
+  // Break-before-make: the TLBI comes after the last clear and before the
+  // first rewrite.
+  const auto last_xchg = t.rfind("xchg    0x4000f000");
+  const auto tlbi = t.find("tlbi    range");
+  const auto first_store_after = t.find("store   0x40000000", tlbi);
+  EXPECT_LT(last_xchg, tlbi);
+  EXPECT_NE(first_store_after, std::string::npos);
+}
+
+TEST(Runner, DumpPrintsStoredWordsAndChangesNothing) {
+  std::ostringstream out;
+  RunOptions opts;
+  opts.dump = &out;
+  RunResult r = run_text(
+      "alloc F order=4\n"
+      "set_ptes 0x40000000 F nr=16 prot=rw young\n"
+      "dump 0x40000000 8K\n"
+      "expect stat pte_stores == 16\n",
+      opts);
+  EXPECT_EQ(r.exit_status(), 0) << describe(r);
+  EXPECT_NE(out.str().find("0x000040000000  0x0078000000000fc3"), std::string::npos) << out.str();
+  EXPECT_NE(out.str().find("rw valid young clean cont"), std::string::npos) << out.str();
+  EXPECT_NE(out.str().find("0x000040001000"), std::string::npos) << out.str();
+}
+
+TEST(Runner, StatementsOfLaterLayersAreRejectedBeforeRunning) {
+  try {
+    run_text("alloc F order=0\nmmap A 64K\n");
+    FAIL() << "expected ScenarioError";
+  } catch (const ScenarioError& e) {
+    EXPECT_STREQ(e.what(), "t.cpt:2:1: error: 'mmap' not supported yet (needs the memory manager)");
+  }
+}
+
+TEST(Runner, UnknownStatNameIsAnInputError) {
+  try {
+    run_text("expect stat foldz == 1\n");
+    FAIL() << "expected ScenarioError";
+  } catch (const ScenarioError& e) {
+    EXPECT_NE(std::string(e.what()).find("t.cpt:1:13: error: unknown stat 'foldz'"), std::string::npos)
+        << e.what();
+  }
+}
+
+TEST(Runner, ExpectViolationFailsWhenNothingWasFound) {
+  RunResult r = run_text("expect violation lost_dirty\nexpect violations 0\n");
+  EXPECT_EQ(r.expects_failed, 1u);
+  EXPECT_EQ(r.expects_passed, 1u);
+  EXPECT_EQ(r.exit_status(), 1);
+}
+
+}  // namespace
