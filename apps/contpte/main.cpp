@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "hw/tlb.h"
 #include "report/report.h"
 #include "workload/runner.h"
 #include "workload/scenario.h"
@@ -47,6 +48,7 @@ struct RunArgs {
   std::string json;
   bool trace = false;
   bool quiet = false;
+  bool no_check = false;
 };
 
 int cmd_run(const RunArgs& args, const char* argv0) {
@@ -77,6 +79,7 @@ int cmd_run(const RunArgs& args, const char* argv0) {
 
   RunOptions opts;
   if (args.trace) opts.trace = &std::cout;
+  opts.check = !args.no_check;
   std::vector<RunResult> results;
   int status = kExitOk;
   for (const auto& sc : scenarios) {
@@ -116,8 +119,12 @@ int main(int argc, char** argv) {
   run->add_flag("--trace", run_args.trace,
                 "print every PTE load, store, exchange and TLB invalidation the engine makes");
   run->add_flag("-q,--quiet", run_args.quiet, "print only failing runs");
+  run->add_flag("--no-check", run_args.no_check,
+                "do not run the conformance checker (faster; no violations are found)");
 
-  for (const char* later : {"explore", "snapshot", "record", "presets"}) {
+  CLI::App* presets = app.add_subcommand("presets", "list the TLB presets and their sources");
+
+  for (const char* later : {"explore", "snapshot", "record"}) {
     CLI::App* sub = app.add_subcommand(later, "not supported yet");
     sub->allow_extras();
   }
@@ -134,6 +141,10 @@ int main(int argc, char** argv) {
   }
 
   if (run->parsed()) return cmd_run(run_args, argv[0]);
+  if (presets->parsed()) {
+    std::cout << format_presets();
+    return kExitOk;
+  }
   for (CLI::App* sub : app.get_subcommands()) {
     std::cerr << fmt::format("contpte {}: error: not supported yet in this build\n", sub->get_name());
     return kExitUsage;

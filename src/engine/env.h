@@ -85,7 +85,6 @@ struct Features {
 struct EngineCounters {
   std::uint64_t folds = 0;       // contpte_convert calls that set CONT
   std::uint64_t unfolds = 0;     // contpte_convert calls that clear CONT
-  std::uint64_t pte_loads = 0;
   std::uint64_t pte_stores = 0;  // stores, exchanges and compare-exchanges that wrote
   std::uint64_t tlbi = 0;        // flush requests: one per page, range or mm call
   std::uint64_t tlbi_pages = 0;  // pages those requests covered (mm flush: 0)

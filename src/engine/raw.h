@@ -49,12 +49,16 @@ inline void set_pte(E& env, PteSlot ptep, Pte pte) {
 // __set_ptes: nr consecutive PFNs with the same attributes, one store each.
 template <Env E>
 inline void set_ptes(E& env, VirtAddr, PteSlot ptep, Pte pte, unsigned nr) {
-  const unsigned shift = env.geometry().page_shift;
+  // pte_advance_pfn(pte, 1) is an add of one page to the output address
+  // field: the field holds PA[47:page_shift] in place, and a folio never
+  // ends at the top of the 48-bit PA space, so the add cannot carry out.
+  const std::uint64_t step = env.geometry().page_size();
+  env.counters().pte_stores += nr;
   for (;;) {
-    raw::set_pte(env, ptep, pte);
+    env.write(ptep, pte);
     if (--nr == 0) break;
     ++ptep;
-    pte = pte_advance_pfn(pte, 1, shift);
+    pte.val += step;
   }
 }
 

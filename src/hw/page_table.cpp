@@ -12,11 +12,16 @@ constexpr std::uint64_t kTableDesc = bits::kValid | bits::kTable;
 PageTable::PageTable(PhysMem& mem) : mem_(mem), root_(mem.alloc_table()) {}
 
 std::optional<PteSlot> PageTable::pte_slot(VirtAddr va, bool alloc) {
+  return entry_slot(va, 3, alloc);
+}
+
+std::optional<PteSlot> PageTable::entry_slot(VirtAddr va, unsigned target, bool alloc) {
   const Geometry& g = mem_.geometry();
   assert(va.val < kUserVaEnd);
+  assert(target >= g.start_level && target <= 3);
   const std::uint64_t idx_mask = g.ptrs_per_table() - 1;
   PhysAddr table = root_;
-  for (unsigned level = g.start_level; level < 3; ++level) {
+  for (unsigned level = g.start_level; level < target; ++level) {
     Pte* words = mem_.table(table);
     Pte& desc = words[(va.val >> g.level_shift(level)) & idx_mask];
     if (!(desc.val & bits::kValid)) {
@@ -28,10 +33,12 @@ std::optional<PteSlot> PageTable::pte_slot(VirtAddr va, bool alloc) {
         pte_page_va_.emplace(mem_.table(next), base);
       }
     }
+    // A block descriptor here: there is no table below it to hand out.
+    if (!(desc.val & bits::kTable)) return std::nullopt;
     table = PhysAddr{desc.val & pte_addr_mask(g.page_shift)};
   }
-  Pte* ptes = mem_.table(table);
-  return PteSlot{ptes + ((va.val >> g.page_shift) & idx_mask)};
+  Pte* words = mem_.table(table);
+  return PteSlot{words + ((va.val >> g.level_shift(target)) & idx_mask)};
 }
 
 std::optional<VirtAddr> PageTable::va_of(PteSlot slot) const {

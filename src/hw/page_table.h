@@ -24,11 +24,13 @@ class PageTable {
   // The level-3 slot of `va`, allocating intermediate tables when `alloc`.
   // nullopt if a table is missing and !alloc. `va` must be a user address.
   std::optional<PteSlot> pte_slot(VirtAddr va, bool alloc);
+  // The descriptor slot of `va` at `level` (start_level..3), allocating the
+  // tables above it when `alloc`. Level 2 is where a PMD block is written.
+  std::optional<PteSlot> entry_slot(VirtAddr va, unsigned level, bool alloc);
   // The VA a slot maps, if the slot belongs to one of this table's PTE pages.
   std::optional<VirtAddr> va_of(PteSlot slot) const;
 
-  // Calls fn(VirtAddr, PteSlot) for every slot of every allocated PTE page
-  // inside [start, end), in address order of the pages found.
+  // Calls fn(first VA, first slot) for every allocated PTE page.
   template <class Fn>
   void for_each_pte_page(Fn&& fn) const {
     for (const auto& [ptr, base] : pte_page_va_) fn(VirtAddr{base}, PteSlot{const_cast<Pte*>(ptr)});

@@ -4,6 +4,7 @@
 #include <cstring>
 #include <new>
 #include <stdexcept>
+#include <utility>
 
 namespace contpte {
 
@@ -19,18 +20,19 @@ PhysAddr PhysMem::alloc_table() {
   std::memset(mem, 0, bytes);
   const std::uint64_t pa = next_table_pa_;
   next_table_pa_ += bytes;
-  tables_.emplace(pa, std::unique_ptr<Pte[], AlignedFree>(static_cast<Pte*>(mem)));
+  tables_.emplace_back(static_cast<Pte*>(mem));
   return PhysAddr{pa};
 }
 
 Pte* PhysMem::table(PhysAddr pa) {
-  auto it = tables_.find(pa.val);
-  return it == tables_.end() ? nullptr : it->second.get();
+  return const_cast<Pte*>(std::as_const(*this).table(pa));
 }
 
 const Pte* PhysMem::table(PhysAddr pa) const {
-  auto it = tables_.find(pa.val);
-  return it == tables_.end() ? nullptr : it->second.get();
+  const std::uint64_t page = geo_.page_size();
+  if (pa.val < ram_bytes_ || (pa.val & (page - 1))) return nullptr;
+  const std::uint64_t idx = (pa.val - ram_bytes_) / page;
+  return idx < tables_.size() ? tables_[idx].get() : nullptr;
 }
 
 void PhysMem::add_folio(Pfn head, unsigned order) {

@@ -15,7 +15,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
-#include <unordered_map>
+#include <vector>
 
 #include "arch/granule.h"
 #include "arch/pte.h"
@@ -54,7 +54,9 @@ class PhysMem {
   Geometry geo_;
   std::uint64_t ram_bytes_;
   std::uint64_t next_table_pa_;
-  std::unordered_map<std::uint64_t, std::unique_ptr<Pte[], AlignedFree>> tables_;
+  // Table pages in allocation order: table PA = ram_bytes + index * page,
+  // so a lookup is an index, not a hash (the walker does one per level).
+  std::vector<std::unique_ptr<Pte[], AlignedFree>> tables_;
   std::map<std::uint64_t, std::uint64_t> folios_;  // head PFN -> nr pages
 };
 

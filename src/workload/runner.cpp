@@ -3,10 +3,14 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cmath>
+#include <random>
 #include <iostream>
 #include <type_traits>
 
 #include "engine/pgtable.h"
+#include "hw/checker.h"
+#include "hw/mmu.h"
 #include "hw/page_table.h"
 #include "hw/phys_mem.h"
 #include "hw/sim_env.h"
@@ -18,8 +22,17 @@ namespace contpte {
 const std::vector<std::string>& stat_names() {
   // The first ten are DESIGN.md's stable keys; the rest are the engine's.
   static const std::vector<std::string> names{
-      "accesses", "tlb_misses", "walks",     "walk_cycles", "faults",     "folds",
-      "unfolds",  "tlbi",       "cont_coverage", "rss_bytes", "pte_stores", "tlbi_pages"};
+      "accesses",          "tlb_misses",          "walks",
+      "walk_cycles",       "faults",              "folds",
+      "unfolds",           "tlbi",                "cont_coverage",
+      "rss_bytes",         "pte_stores",          "tlbi_pages",
+      "tlb_hits_l1",       "tlb_hits_l2",         "walk_mem_accesses",
+      "translation_cycles", "hw_af_updates",      "hw_dirty_updates",
+      "caller_tlbi",       "tlbi_instructions",   "tlbi_instructions_va",
+      "tlbi_instructions_range", "tlbi_instructions_asid", "tlbi_instructions_all",
+      "tlb_overlaps",      "violations",          "violations_misprogrammed",
+      "violations_tlb_conflict", "violations_stale_translation", "violations_lost_dirty",
+      "violations_lost_young"};
   return names;
 }
 
@@ -57,7 +70,6 @@ std::optional<std::string_view> unsupported(const Op& op) {
           [](const Process&) -> std::optional<std::string_view> { return "'process'"; },
           [](const Exit&) -> std::optional<std::string_view> { return "'exit'"; },
           [](const Reclaim&) -> std::optional<std::string_view> { return "'reclaim'"; },
-          [](const Access&) -> std::optional<std::string_view> { return "hardware accesses"; },
           [](const Parallel&) -> std::optional<std::string_view> { return "'parallel' blocks"; },
           [](const auto&) -> std::optional<std::string_view> { return std::nullopt; },
       },
@@ -133,6 +145,21 @@ class TraceObserver final : public SimObserver {
   bool enabled_ = true;
 };
 
+// Feeds every PTE word the engine (or raw_set) writes to the checker's
+// access/dirty bookkeeping.
+class CheckerFeed final : public SimObserver {
+ public:
+  CheckerFeed(Checker& c, const PageTable& pt) : c_(c), pt_(pt) {}
+  void on_pte_access(const PteAccess& a) override {
+    if (a.op == PteAccessOp::Load || a.before == a.after) return;
+    if (auto va = pt_.va_of(a.slot)) c_.on_pte_write(va->val, a.before, a.after);
+  }
+
+ private:
+  Checker& c_;
+  const PageTable& pt_;
+};
+
 struct FolioDecl {
   Pfn head;
   unsigned order;
@@ -171,6 +198,35 @@ std::string format_stat(double v) {
   return fmt::format("{:.6g}", v);
 }
 
+// Zipf-distributed ranks over [0, n) with exponent 0.99, as YCSB's
+// ZipfianGenerator draws them (Gray et al., "Quickly generating
+// billion-record synthetic databases"): rank 0 is the most popular slot.
+class ZipfGenerator {
+ public:
+  explicit ZipfGenerator(std::uint64_t n, double theta = 0.99) : n_(n), theta_(theta) {
+    for (std::uint64_t i = 1; i <= n; ++i) zetan_ += 1.0 / std::pow(double(i), theta);
+    const double zeta2 = 1.0 + 1.0 / std::pow(2.0, theta);
+    alpha_ = 1.0 / (1.0 - theta);
+    eta_ = (1.0 - std::pow(2.0 / double(n), 1.0 - theta)) / (1.0 - zeta2 / zetan_);
+  }
+  template <class Rng>
+  std::uint64_t next(Rng& rng) {
+    const double u = std::uniform_real_distribution<double>(0.0, 1.0)(rng);
+    const double uz = u * zetan_;
+    if (uz < 1.0) return 0;
+    if (uz < 1.0 + std::pow(0.5, theta_)) return std::min<std::uint64_t>(1, n_ - 1);
+    const auto r = static_cast<std::uint64_t>(double(n_) * std::pow(eta_ * u - eta_ + 1.0, alpha_));
+    return std::min(r, n_ - 1);
+  }
+
+ private:
+  std::uint64_t n_;
+  double theta_;
+  double zetan_ = 0, alpha_ = 0, eta_ = 0;
+};
+
+constexpr std::uint16_t kAsid = 1;  // the one process's address space
+
 class Runner {
  public:
   Runner(const Scenario& sc, const RunOptions& opts)
@@ -180,7 +236,12 @@ class Runner {
         mem_(sc.header.granule, sc.header.memory),
         pt_(mem_),
         buddy_(mem_),
-        env_(mem_, pt_, features_of(sc.header)) {
+        env_(mem_, pt_, features_of(sc.header)),
+        checker_(geo_, features_of(sc.header).bbml2_noabort),
+        mmu_(mem_, resolve_tlb_config(sc.header.tlb), sc.header.hafdbs,
+             opts.check ? &checker_ : nullptr, sc.header.seed),
+        feed_(checker_, pt_),
+        rng_(sc.header.seed) {
     res_.scenario = sc.file;
     res_.config.granule = std::string(geo_.name);
     res_.config.contpte = sc.header.variant;
@@ -191,6 +252,10 @@ class Runner {
       trace_.emplace(*opts_.trace, pt_);
       env_.add_observer(&*trace_);
     }
+    mmu_.set_asid(kAsid);
+    mmu_.set_page_table(&pt_);
+    env_.add_observer(&mmu_);
+    if (opts_.check) env_.add_observer(&feed_);
   }
 
   RunResult run() {
@@ -198,9 +263,12 @@ class Runner {
       if (trace_) trace_->set_statement(&st);
       if (opts_.trace) *opts_.trace << st.loc.file << ':' << st.loc.line << ": " << st.text << '\n';
       ++res_.statements;
+      checker_.set_context(st.loc.line, res_.statements);
       exec(st);
+      if (opts_.check) settle();
       if (res_.error) break;
     }
+    res_.violations = checker_.violations();
     res_.stats = collect_stats();
     return std::move(res_);
   }
@@ -260,16 +328,21 @@ class Runner {
             [&](const PteOp& o) { exec_pte_op(o); },
             [&](const PteBatch& b) { exec_batch(b); },
             [&](const ModifyProt& m) {
-              // Pre-6.17 change_pte_range: one start/commit per present PTE.
+              // Pre-6.17 change_pte_range: one start/commit per present PTE,
+              // then the flush of the range (a protection change may
+              // downgrade).
               const PteSlot first = slot(m.addr);
               for (unsigned i = 0; i < m.nr; ++i) {
                 const VirtAddr va = m.addr + std::uint64_t{i} * geo_.page_size();
                 const PteSlot p = first + i;
                 if (!pte_present(ptep_get(env_, p))) continue;
                 Pte old = ptep_modify_prot_start(env_, va, p);
+                checker_.returned(va.val, 1, old);
                 ptep_modify_prot_commit(env_, va, p, old, pte_modify(old, pgprot_of(m.prot)));
               }
+              caller_flush(m.addr, m.nr);
             },
+            [&](const Access& a) { exec_access(st, a); },
             [&](const SetAccessFlags& s) {
               const PteSlot p = slot(s.addr);
               const Pfn pfn = pte_pfn(ptep_get(env_, p), shift);
@@ -293,13 +366,13 @@ class Runner {
             },
             [&](const ExpectViolations& e) {
               std::uint64_t unclaimed = 0;
-              for (const auto& v : res_.violations) unclaimed += !v.claimed;
+              for (const auto& v : checker_.violations()) unclaimed += !v.claimed;
               expect_result(st, unclaimed == e.count,
                             fmt::format("expect violations {}: found {} unclaimed", e.count, unclaimed));
             },
             [&](const ExpectViolation& e) {
               std::uint64_t found = 0;
-              for (auto& v : res_.violations)
+              for (auto& v : checker_.violations())
                 if (v.rule == e.rule && !v.claimed) {
                   v.claimed = true;
                   ++found;
@@ -317,27 +390,120 @@ class Runner {
         st.op);
   }
 
+  // Each PTE-level statement stands for the arch function plus what its
+  // core-mm caller does around it: the TLB flush after clearing,
+  // downgrading or cleaning (counted as caller_tlbi, apart from the
+  // engine's own), and, for the checker, which pages' access/dirty
+  // information the caller consumed (returned), threw away (discard) or
+  // cleared on purpose (clean). Aging is not flushed, as in Linux.
   void exec_pte_op(const PteOp& o) {
     const PteSlot p = slot(o.addr);
     switch (o.kind) {
-      case PteOpKind::PteClear: pte_clear(env_, o.addr, p); break;
-      case PteOpKind::PtepGetAndClear: ptep_get_and_clear(env_, o.addr, p); break;
-      case PteOpKind::PtepSetWrprotect: ptep_set_wrprotect(env_, o.addr, p); break;
-      case PteOpKind::PtepTestAndClearYoung: ptep_test_and_clear_young(env_, o.addr, p); break;
-      case PteOpKind::PtepClearFlushYoung: ptep_clear_flush_young(env_, o.addr, p); break;
+      case PteOpKind::PteClear:
+        pte_clear(env_, o.addr, p);
+        checker_.discard(o.addr.val, 1);
+        caller_flush(o.addr, 1);
+        break;
+      case PteOpKind::PtepGetAndClear:
+        checker_.returned(o.addr.val, 1, ptep_get_and_clear(env_, o.addr, p));
+        caller_flush(o.addr, 1);
+        break;
+      case PteOpKind::PtepSetWrprotect:
+        ptep_set_wrprotect(env_, o.addr, p);
+        caller_flush(o.addr, 1);
+        break;
+      case PteOpKind::PtepTestAndClearYoung:
+      case PteOpKind::PtepClearFlushYoung: {
+        // Block-wide on a contiguous block (contpte ages all of it).
+        auto [start, nr] = widened(o.addr, 1);
+        if (o.kind == PteOpKind::PtepTestAndClearYoung)
+          ptep_test_and_clear_young(env_, o.addr, p);
+        else
+          ptep_clear_flush_young(env_, o.addr, p);
+        checker_.clean(start, nr, /*dirty=*/false, /*young=*/true);
+        break;
+      }
     }
   }
 
   void exec_batch(const PteBatch& b) {
     const PteSlot p = slot(b.addr);
     switch (b.kind) {
-      case PteBatchKind::GetAndClearFullPtes: get_and_clear_full_ptes(env_, b.addr, p, b.nr, b.full); break;
-      case PteBatchKind::ClearFullPtes: clear_full_ptes(env_, b.addr, p, b.nr, b.full); break;
-      case PteBatchKind::WrprotectPtes: wrprotect_ptes(env_, b.addr, p, b.nr); break;
+      case PteBatchKind::GetAndClearFullPtes:
+        checker_.returned(b.addr.val, b.nr, get_and_clear_full_ptes(env_, b.addr, p, b.nr, b.full));
+        caller_flush(b.addr, b.nr);
+        break;
+      case PteBatchKind::ClearFullPtes:
+        clear_full_ptes(env_, b.addr, p, b.nr, b.full);
+        checker_.discard(b.addr.val, b.nr);
+        caller_flush(b.addr, b.nr);
+        break;
+      case PteBatchKind::WrprotectPtes:
+        wrprotect_ptes(env_, b.addr, p, b.nr);
+        caller_flush(b.addr, b.nr);
+        break;
       case PteBatchKind::ClearYoungDirtyPtes: {
+        auto [start, nr] = widened(b.addr, b.nr);
         unsigned flags = (b.young ? CYDP_CLEAR_YOUNG : 0u) | (b.dirty ? CYDP_CLEAR_DIRTY : 0u);
         clear_young_dirty_ptes(env_, b.addr, p, b.nr, flags);
+        checker_.clean(start, nr, b.dirty, b.young);
+        if (b.dirty) caller_flush(b.addr, b.nr);
         break;
+      }
+    }
+  }
+
+  // The range a block-wide A/D operation really covers: widened to whole
+  // blocks where its first or last PTE is contiguous, as contpte does.
+  std::pair<std::uint64_t, std::uint64_t> widened(VirtAddr va, unsigned nr) {
+    std::uint64_t start = va.val;
+    std::uint64_t end = va.val + std::uint64_t{nr} * geo_.page_size();
+    if (env_.features().variant != Variant::Off) {
+      const std::uint64_t block = geo_.cont_pte_size();
+      if (pte_cont(stored(va))) start &= ~(block - 1);
+      if (pte_cont(stored(VirtAddr{end - geo_.page_size()}))) end = (end + block - 1) & ~(block - 1);
+    }
+    return {start, (end - start) >> geo_.page_shift};
+  }
+
+  void caller_flush(VirtAddr va, std::uint64_t nr) {
+    ++caller_tlbi_;
+    mmu_.on_tlbi(TlbiRequest{nr == 1 ? TlbiKind::Page : TlbiKind::Range, va, nr, true});
+  }
+
+  void settle() {
+    checker_.settle(
+        [&](std::uint64_t va) {
+          return quietly([&] {
+            auto s = pt_.pte_slot(VirtAddr{va}, false);
+            return s ? ptep_get(env_, *s) : Pte{};
+          });
+        },
+        [&](std::uint64_t va) { return stored(VirtAddr{va}); });
+  }
+
+  // `read|write|exec ADDR LEN [stride] [count] [pattern]`.
+  void exec_access(const Statement& st, const Access& a) {
+    const VirtAddr base = resolve(a.addr);
+    const MemAccess kind = a.kind == AccessKind::Read    ? MemAccess::Read
+                           : a.kind == AccessKind::Write ? MemAccess::Write
+                                                         : MemAccess::Exec;
+    const std::uint64_t slots = std::max<std::uint64_t>(1, (a.len + a.stride - 1) / a.stride);
+    std::optional<ZipfGenerator> zipf;
+    if (a.pattern == Pattern::Zipf) zipf.emplace(slots);
+    std::uniform_int_distribution<std::uint64_t> uniform(0, slots - 1);
+    for (std::uint64_t i = 0; i < a.count; ++i) {
+      std::uint64_t slot_idx = i % slots;
+      if (a.pattern == Pattern::Random) slot_idx = uniform(rng_);
+      if (a.pattern == Pattern::Zipf) slot_idx = zipf->next(rng_);
+      const VirtAddr va = base + slot_idx * a.stride;
+      const AccessResult r = mmu_.access(pt_.root(), kAsid, va, kind);
+      if (r.fault != Fault::None) {
+        // Nothing handles faults until the memory manager exists.
+        res_.error = fmt::format("{}:{}: {} {:#x}: {} at level {}, and no memory manager handles it",
+                                 st.loc.file, st.loc.line, name(a.kind), va.val, fault_name(r.fault),
+                                 r.level);
+        return;
       }
     }
   }
@@ -431,8 +597,28 @@ class Runner {
       return c.present ? double(c.cont) / double(c.present) : 0.0;
     }
     if (name == "rss_bytes") return double(coverage().present * geo_.page_size());
-    // accesses, tlb_misses, walks, walk_cycles, faults: no access has been
-    // simulated (the MMU model is not part of this build yet).
+    const MmuStats& m = mmu_.stats();
+    if (name == "accesses") return double(m.accesses);
+    if (name == "tlb_misses") return double(m.tlb_misses);
+    if (name == "walks") return double(m.walks);
+    if (name == "walk_cycles") return double(m.walk_cycles);
+    if (name == "faults") return double(m.faults);
+    if (name == "tlb_hits_l1") return double(m.l1_hits);
+    if (name == "tlb_hits_l2") return double(m.l2_hits);
+    if (name == "walk_mem_accesses") return double(m.walk_mem_accesses);
+    if (name == "translation_cycles") return double(m.cycles);
+    if (name == "hw_af_updates") return double(m.hw_af_updates);
+    if (name == "hw_dirty_updates") return double(m.hw_dirty_updates);
+    if (name == "caller_tlbi") return double(caller_tlbi_);
+    if (name == "tlbi_instructions") return double(m.tlbi_va + m.tlbi_range + m.tlbi_asid + m.tlbi_all);
+    if (name == "tlbi_instructions_va") return double(m.tlbi_va);
+    if (name == "tlbi_instructions_range") return double(m.tlbi_range);
+    if (name == "tlbi_instructions_asid") return double(m.tlbi_asid);
+    if (name == "tlbi_instructions_all") return double(m.tlbi_all);
+    if (name == "tlb_overlaps") return double(m.tlb_overlaps);
+    if (name == "violations") return double(checker_.violations().size());
+    for (std::size_t r = 0; r < kRules.size(); ++r)
+      if (name == fmt::format("violations_{}", kRules[r])) return double(checker_.count(Rule(r)));
     return 0.0;
   }
 
@@ -449,6 +635,11 @@ class Runner {
   PageTable pt_;
   BuddyAllocator buddy_;
   SimEnv env_;
+  Checker checker_;
+  Mmu mmu_;
+  CheckerFeed feed_;
+  std::mt19937_64 rng_;
+  std::uint64_t caller_tlbi_ = 0;
   std::optional<TraceObserver> trace_;
   std::map<std::string, FolioDecl> folios_;
   RunResult res_;
@@ -457,11 +648,12 @@ class Runner {
 }  // namespace
 
 void validate_for_run(const Scenario& sc) {
-  if (sc.header.tlb != "default" && sc.header.given.tlb)
-    throw ScenarioError(*sc.header.given.tlb,
-                        fmt::format("unknown TLB preset '{}'; expected one of: default "
-                                    "(the TLB model is not part of this build yet)",
-                                    sc.header.tlb));
+  try {
+    resolve_tlb_config(sc.header.tlb);
+  } catch (const std::exception& e) {
+    const SourceLoc loc = sc.header.given.tlb ? *sc.header.given.tlb : SourceLoc{sc.file, 1, 1};
+    throw ScenarioError(loc, e.what());
+  }
   for (const Statement& st : sc.statements) {
     if (auto what = unsupported(st.op))
       throw ScenarioError(st.loc, fmt::format("{} not supported yet ({})", *what, planned_in(st.op)));

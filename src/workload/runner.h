@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "hw/checker.h"
 #include "workload/scenario.h"
 
 namespace contpte {
@@ -37,16 +38,6 @@ struct ExpectFailure {
   std::string message;  // "expect raw 0x40000000: young: expected 1, found 0"
 };
 
-// A conformance finding (DESIGN.md "Conformance rules"); none are produced
-// until the checker of src/hw exists.
-struct Violation {
-  std::string rule;
-  std::uint64_t va = 0;
-  std::vector<std::pair<std::uint64_t, std::uint64_t>> ptes;  // (va, value)
-  unsigned line = 0;
-  std::uint64_t step = 0;
-  bool claimed = false;  // an `expect violation` accounted for it
-};
 
 struct RunResult {
   std::string scenario;  // file name as given
@@ -68,6 +59,7 @@ struct RunResult {
 struct RunOptions {
   std::ostream* trace = nullptr;  // --trace: every PTE access and TLBI
   std::ostream* dump = nullptr;   // where `dump` prints (stdout by default)
+  bool check = true;              // run the conformance checker (`--no-check`: off)
 };
 
 // The names `expect stat` and the report know, in report order.

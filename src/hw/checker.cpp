@@ -1,0 +1,184 @@
+#include "hw/checker.h"
+
+#include <fmt/format.h>
+
+namespace contpte {
+
+namespace {
+// Bits a block's entries must agree on: everything but the output address,
+// AF and the dirty state (software DIRTY and the RDONLY that DBM clears).
+constexpr std::uint64_t kAgreeMaskIgnored = bits::kAf | bits::kDirty | bits::kRdonly;
+}  // namespace
+
+void Checker::report(Rule r, std::uint64_t va, std::vector<std::pair<std::uint64_t, std::uint64_t>> ptes,
+                     std::string detail) {
+  // One finding per rule, address and line: a stale entry hit a thousand
+  // times by one access statement is one bug.
+  if (!seen_.emplace(static_cast<int>(r), va, line_).second) return;
+  ++counts_[static_cast<std::size_t>(r)];
+  violations_.push_back(Violation{std::string(rule_name(r)), va, std::move(ptes), std::move(detail),
+                                  line_, step_, false});
+}
+
+// Rule 1. Arm ARM D8.7.1 (the Contiguous bit): if the entries of a block
+// do not all have the hint, map a contiguous output range, or carry the
+// same attributes, the TLB may cache any of them for the whole range —
+// the translation is unpredictable. Invalid entries are allowed: they are
+// break-before-make in progress.
+void Checker::check_block(const Pte* block, unsigned n, std::uint64_t va_base, unsigned shift) {
+  const std::uint64_t oa_mask = pte_addr_mask(geo_.page_shift);
+  const std::uint64_t step = std::uint64_t{1} << shift;
+  const Pte* first_valid = nullptr;
+  unsigned first_idx = 0;
+  for (unsigned i = 0; i < n; ++i)
+    if (pte_valid(block[i])) {
+      first_valid = block + i;
+      first_idx = i;
+      break;
+    }
+  if (!first_valid) return;
+  const std::uint64_t base_oa = (first_valid->val & oa_mask) - first_idx * step;
+  std::string why;
+  if (base_oa & ((step * n) - 1)) why = "output range not aligned to the block";
+  for (unsigned i = 0; i < n && why.empty(); ++i) {
+    const Pte p = block[i];
+    if (!pte_valid(p)) continue;
+    if (!pte_cont(p))
+      why = fmt::format("entry {} lacks PTE_CONT", i);
+    else if ((p.val & oa_mask) != base_oa + i * step)
+      why = fmt::format("entry {} does not map the consecutive output address", i);
+    else if (((p.val ^ first_valid->val) & ~oa_mask & ~kAgreeMaskIgnored) != 0)
+      why = fmt::format("entry {} disagrees on attributes with entry {}", i, first_idx);
+  }
+  if (why.empty()) return;
+  std::vector<std::pair<std::uint64_t, std::uint64_t>> ptes;
+  for (unsigned i = 0; i < n; ++i) ptes.emplace_back(va_base + i * step, block[i].val);
+  report(Rule::Misprogrammed, va_base, std::move(ptes), "contiguous block misprogrammed: " + why);
+}
+
+// Rule 2. Two live entries of one ASID whose ranges overlap: without
+// FEAT_BBML2_NOABORT a TLB conflict abort (Arm ARM D8.14.3); with it,
+// tolerated only when output and attributes agree.
+unsigned Checker::check_fill(const Tlb& tlb, const TlbEntry& filled) {
+  unsigned tolerated = 0;
+  const std::uint64_t oa_mask = pte_addr_mask(geo_.page_shift);
+  tlb.for_each([&](const TlbEntry& e) {
+    if (e.va == filled.va && e.size_shift == filled.size_shift) return;  // the entry itself
+    if (!e.overlaps(filled)) return;
+    const std::uint64_t lo = std::max(e.va, filled.va);
+    const bool same_output = e.pa + (lo - e.va) == filled.pa + (lo - filled.va);
+    const bool same_attrs =
+        ((e.desc.val ^ filled.desc.val) & ~oa_mask & ~kAgreeMaskIgnored & ~bits::kCont) == 0;
+    if (bbml2_ && same_output && same_attrs) {
+      ++tolerated;
+      return;
+    }
+    report(Rule::TlbConflict, lo, {{e.va, e.desc.val}, {filled.va, filled.desc.val}},
+           fmt::format("{} holds {:#x}+{:#x} and {:#x}+{:#x} for one ASID", tlb.config().name, e.va,
+                       e.size(), filled.va, filled.size()));
+  });
+  return tolerated;
+}
+
+// A contiguous block's dirty state is the block's (Arm ARM D8.7.1: the
+// TLB may have cached any entry), so a write through a block entry needs
+// some entry of the block to be writable-dirty, not the accessed one.
+bool Checker::block_dirty(const WalkResult& now) const {
+  if (!pte_cont(now.desc) || !now.slot || now.level < 2) return false;
+  const unsigned n = now.level == 3 ? geo_.cont_ptes : geo_.cont_pmds;
+  const Pte* block = now.slot - PteSlot(now.slot).index_in(n);
+  for (unsigned i = 0; i < n; ++i)
+    if (pte_valid(block[i]) && pte_hw_dirty(block[i])) return true;
+  return false;
+}
+
+// Rule 3. The TLB may only grant what memory grants once the change is
+// complete: a valid entry, the same output address, and for a write a PTE
+// that is writable and already dirty (else the write skips the dirty
+// update hardware owes the OS).
+void Checker::check_hit(const TlbEntry& e, std::uint64_t va, MemAccess kind, const WalkResult& now) {
+  const Pte m = now.desc;
+  std::string why;
+  if (!now.valid) {
+    why = "memory holds no valid entry";
+  } else {
+    const std::uint64_t cached_pa = e.pa + (va - e.va);
+    const std::uint64_t mem_pa = now.pa_base + (va - now.va_base);
+    if (cached_pa != mem_pa)
+      why = fmt::format("TLB outputs {:#x}, memory {:#x}", cached_pa, mem_pa);
+    else if (kind == MemAccess::Write && pte_rdonly(m) && !block_dirty(now))
+      why = pte_write(m) ? "a write skips the dirty update of a clean PTE"
+                         : "a write through a read-only PTE";
+    else if (kind == MemAccess::Exec && !pte_user_exec(m))
+      why = "execution from a PTE that is no longer executable";
+    else if (kind != MemAccess::Exec && !(m.val & bits::kUser))
+      why = "access to a PTE no longer accessible at EL0";
+  }
+  if (why.empty()) return;
+  report(Rule::StaleTranslation, va, {{va, m.val}},
+         fmt::format("stale TLB entry {:#x}+{:#x}: {}", e.va, e.size(), why));
+}
+
+void Checker::on_pte_write(std::uint64_t va, Pte before, Pte after) {
+  touched_blocks_.insert(va & ~(geo_.cont_pte_size() - 1));
+  (void)before;
+  if (!pte_present(after)) return;
+  if (pte_dirty(after) || pte_young(after)) {
+    Owed& o = owed_[va];
+    o.dirty |= pte_dirty(after);
+    o.young |= pte_young(after);
+  }
+}
+
+void Checker::clean(std::uint64_t va, std::uint64_t nr_pages, bool dirty, bool young) {
+  for (std::uint64_t i = 0; i < nr_pages; ++i) {
+    auto it = owed_.find(va + i * geo_.page_size());
+    if (it == owed_.end()) continue;
+    if (dirty) it->second.dirty = false;
+    if (young) it->second.young = false;
+    if (!it->second.dirty && !it->second.young) owed_.erase(it);
+  }
+}
+
+void Checker::returned(std::uint64_t va, std::uint64_t nr_pages, Pte value) {
+  for (std::uint64_t i = 0; i < nr_pages; ++i) {
+    const std::uint64_t page = va + i * geo_.page_size();
+    auto it = owed_.find(page);
+    if (it == owed_.end()) continue;
+    if (it->second.dirty && !pte_dirty(value))
+      report(Rule::LostDirty, page, {{va, value.val}},
+             "get-and-clear returned a clean value for a page that was dirty");
+    if (it->second.young && !pte_young(value))
+      report(Rule::LostYoung, page, {{va, value.val}},
+             "get-and-clear returned an old value for a page that was young");
+    owed_.erase(it);
+  }
+}
+
+void Checker::settle(const std::function<Pte(std::uint64_t)>& view,
+                     const std::function<Pte(std::uint64_t)>& stored) {
+  const std::uint64_t block = geo_.cont_pte_size();
+  for (std::uint64_t b : touched_blocks_) {
+    for (std::uint64_t va = b; va < b + block; va += geo_.page_size()) {
+      auto it = owed_.find(va);
+      if (it == owed_.end()) continue;
+      const Pte v = view(va);
+      auto ptes = [&] { return std::vector<std::pair<std::uint64_t, std::uint64_t>>{{va, stored(va).val}}; };
+      if (it->second.dirty && !pte_dirty(v))
+        report(Rule::LostDirty, va, ptes(),
+               pte_present(v) ? "ptep_get reports clean a page that was dirty and was not cleaned"
+                              : "a dirty PTE vanished without being returned or discarded");
+      if (it->second.young && !pte_young(v))
+        report(Rule::LostYoung, va, ptes(),
+               pte_present(v) ? "ptep_get reports old a page that was young and was not aged"
+                              : "a young PTE vanished without being returned or discarded");
+      // Reported once; what is lost is not owed any more.
+      if (!pte_dirty(v)) it->second.dirty = false;
+      if (!pte_young(v)) it->second.young = false;
+      if (!it->second.dirty && !it->second.young) owed_.erase(it);
+    }
+  }
+  touched_blocks_.clear();
+}
+
+}  // namespace contpte

@@ -1,0 +1,112 @@
+// hw/checker.h — the conformance checker (DESIGN.md "Conformance rules").
+//
+// Owns: one small predicate per rule, each run where the hardware would be
+// hurt — misprogrammed on every walk that reads a valid CONT entry,
+// tlb_conflict on every TLB fill, stale_translation on every TLB hit —
+// and the bookkeeping of access/dirty information for lost_dirty and
+// lost_young: which pages' PTEs have held AF or a dirty state that no
+// aging, cleaning or discarding operation has since accounted for.
+// Must not know: scenarios, mm policy, report formats.
+//
+// The sequential runner executes each statement to completion before the
+// next, so "an operation in progress" never exists there; the explorer will
+// tell the checker which operations are in flight.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <tuple>
+#include <functional>
+#include <map>
+#include <set>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "arch/pte.h"
+#include "hw/tlb.h"
+#include "hw/walker.h"
+
+namespace contpte {
+
+enum class Rule : std::uint8_t { Misprogrammed, TlbConflict, StaleTranslation, LostDirty, LostYoung };
+inline constexpr std::array<std::string_view, 5> kRules{
+    "misprogrammed", "tlb_conflict", "stale_translation", "lost_dirty", "lost_young"};
+constexpr std::string_view rule_name(Rule r) { return kRules[static_cast<std::size_t>(r)]; }
+
+// A finding: {"rule", "va", "ptes": [{"va", "value"}...], "line", "step"}.
+struct Violation {
+  std::string rule;
+  std::uint64_t va = 0;
+  std::vector<std::pair<std::uint64_t, std::uint64_t>> ptes;  // (va, stored word)
+  std::string detail;  // one sentence: what was seen
+  unsigned line = 0;
+  std::uint64_t step = 0;
+  bool claimed = false;  // an `expect violation` accounted for it
+};
+
+enum class MemAccess : std::uint8_t { Read, Write, Exec };
+
+class Checker {
+ public:
+  Checker(const Geometry& geo, bool bbml2_noabort) : geo_(geo), bbml2_(bbml2_noabort) {}
+
+  // Where findings are attributed: the scenario line and a running step.
+  void set_context(unsigned line, std::uint64_t step) { line_ = line, step_ = step; }
+
+  // ---- rule 1: misprogrammed (on a walk that read a valid CONT leaf) ----
+  // `block` points at the first of the CONT_PTES (or CONT_PMDS) words of
+  // the aligned block; `va_base` is its first VA.
+  void check_block(const Pte* block, unsigned n, std::uint64_t va_base, unsigned shift);
+
+  // ---- rule 2: tlb_conflict (on a TLB fill) ----
+  // `tlb` already holds `filled`. Returns the number of overlaps that the
+  // architecture tolerates (BBML2 with agreeing output and attributes).
+  unsigned check_fill(const Tlb& tlb, const TlbEntry& filled);
+
+  // ---- rule 3: stale_translation (on a TLB hit that grants `kind`) ----
+  // `now` is what a fresh walk of `va` finds in memory.
+  void check_hit(const TlbEntry& e, std::uint64_t va, MemAccess kind, const WalkResult& now);
+
+  // ---- rules 4 and 5: lost_dirty, lost_young ----
+  // Every PTE word written (by the engine, raw writes or hardware).
+  void on_pte_write(std::uint64_t va, Pte before, Pte after);
+  // An operation that cleans (dirty) or ages (young) the pages of a range:
+  // the information it removes was accounted for.
+  void clean(std::uint64_t va, std::uint64_t nr_pages, bool dirty, bool young);
+  // pte_clear / clear_full_ptes: the caller does not want A/D.
+  void discard(std::uint64_t va, std::uint64_t nr_pages) { clean(va, nr_pages, true, true); }
+  // A get-and-clear returned `value` for the pages of a range (A/D OR-ed
+  // over them): each page's dirty/young must show in it.
+  void returned(std::uint64_t va, std::uint64_t nr_pages, Pte value);
+  // At the end of an operation: every page whose block was written during it
+  // must still report (through ptep_get, `view`) what it owes.
+  void settle(const std::function<Pte(std::uint64_t va)>& view,
+              const std::function<Pte(std::uint64_t va)>& stored);
+
+  std::vector<Violation>& violations() { return violations_; }
+  const std::vector<Violation>& violations() const { return violations_; }
+  std::uint64_t count(Rule r) const { return counts_[static_cast<std::size_t>(r)]; }
+
+ private:
+  bool block_dirty(const WalkResult& now) const;
+  struct Owed {
+    bool dirty = false;
+    bool young = false;
+  };
+  void report(Rule r, std::uint64_t va, std::vector<std::pair<std::uint64_t, std::uint64_t>> ptes,
+              std::string detail);
+
+  const Geometry& geo_;
+  bool bbml2_;
+  unsigned line_ = 0;
+  std::uint64_t step_ = 0;
+  std::unordered_map<std::uint64_t, Owed> owed_;  // page VA -> A/D not yet accounted for
+  std::set<std::uint64_t> touched_blocks_;        // blocks written since the last settle
+  std::set<std::tuple<int, std::uint64_t, unsigned>> seen_;  // (rule, va, line): report once
+  std::vector<Violation> violations_;
+  std::array<std::uint64_t, 5> counts_{};
+};
+
+}  // namespace contpte

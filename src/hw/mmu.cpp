@@ -1,0 +1,217 @@
+#include "hw/mmu.h"
+
+#include "hw/page_table.h"
+
+namespace contpte {
+
+namespace {
+// Linux arch/arm64/include/asm/tlbflush.h: a range instruction covers
+// (num + 1) << (5 * scale + 1) pages; beyond 31 << 16 pages Linux flushes
+// the whole ASID instead.
+constexpr std::uint64_t tlbi_range_pages(std::uint64_t num, unsigned scale) {
+  return (num + 1) << (5 * scale + 1);
+}
+constexpr std::uint64_t kMaxTlbiRangePages = tlbi_range_pages(31, 3);
+}  // namespace
+
+std::string_view fault_name(Fault f) {
+  switch (f) {
+    case Fault::None: return "none";
+    case Fault::Translation: return "translation fault";
+    case Fault::AccessFlag: return "access flag fault";
+    case Fault::Permission: return "permission fault";
+  }
+  return "?";
+}
+
+Mmu::Mmu(PhysMem& mem, TlbConfig cfg, bool hafdbs, Checker* checker, std::uint64_t seed)
+    : mem_(mem),
+      cfg_(std::move(cfg)),
+      hafdbs_(hafdbs),
+      checker_(checker),
+      walker_(mem),
+      walk_cache_(cfg_.walk_cache_entries),
+      l1d_(cfg_.l1d, seed),
+      l1i_(cfg_.l1i, seed + 1),
+      l2_(cfg_.l2, seed + 2),
+      rng_(seed) {}
+
+// What a cached descriptor lets EL0 do without any update: AP[1] (USER)
+// for loads and stores, RDONLY clear for stores, UXN clear for fetches.
+bool Mmu::permits(const Pte& d, MemAccess kind) const {
+  switch (kind) {
+    case MemAccess::Read: return d.val & bits::kUser;
+    case MemAccess::Write: return (d.val & bits::kUser) && !pte_rdonly(d);
+    case MemAccess::Exec: return pte_user_exec(d);
+  }
+  return false;
+}
+
+AccessResult Mmu::access(PhysAddr root, std::uint16_t asid, VirtAddr va, MemAccess kind) {
+  ++stats_.accesses;
+  Tlb& l1 = kind == MemAccess::Exec ? l1i_ : l1d_;
+  if (const TlbEntry* e = l1.lookup(asid, va.val); e && permits(e->desc, kind)) {
+    ++stats_.l1_hits;
+    stats_.cycles += l1.config().hit_cycles;
+    if (checker_) checker_->check_hit(*e, va.val, kind, walker_.walk(root, asid, va, nullptr));
+    return {};
+  }
+  if (const TlbEntry* e = l2_.lookup(asid, va.val); e && permits(e->desc, kind)) {
+    ++stats_.l2_hits;
+    stats_.cycles += l2_.config().hit_cycles;
+    const TlbEntry copy = *e;  // fill may evict from l2's neighbours; keep a copy
+    if (checker_) checker_->check_hit(copy, va.val, kind, walker_.walk(root, asid, va, nullptr));
+    fill(l1, copy, va.val);
+    return {};
+  }
+  // A miss, or a hit that does not permit the access (a store to a clean
+  // entry): hardware walks, and updates the descriptor if it may.
+  return walk_and_fill(root, asid, va, kind, l1);
+}
+
+AccessResult Mmu::walk_and_fill(PhysAddr root, std::uint16_t asid, VirtAddr va, MemAccess kind,
+                                Tlb& l1) {
+  const Geometry& g = mem_.geometry();
+  ++stats_.tlb_misses;
+  ++stats_.walks;
+  const WalkResult w = walker_.walk(root, asid, va, cfg_.walk_cache_entries ? &walk_cache_ : nullptr);
+  stats_.walk_mem_accesses += w.mem_accesses;
+  stats_.walk_cycles += std::uint64_t{w.mem_accesses} * cfg_.walk_access_cycles;
+  stats_.cycles += std::uint64_t{w.mem_accesses} * cfg_.walk_access_cycles;
+  auto fault = [&](Fault f) {
+    ++stats_.faults;
+    return AccessResult{f, w.level};
+  };
+  if (!w.valid) return fault(Fault::Translation);
+
+  if (checker_ && pte_cont(w.desc)) {
+    const unsigned n = w.level == 3 ? g.cont_ptes : g.cont_pmds;
+    const std::size_t idx = PteSlot(w.slot).index_in(n);
+    checker_->check_block(w.slot - idx, n, w.va_base, g.level_shift(w.level));
+  }
+
+  const Pte d = w.desc;
+  const bool el0_ok = kind == MemAccess::Exec ? pte_user_exec(d) : (d.val & bits::kUser) != 0;
+  if (!el0_ok) return fault(Fault::Permission);
+  const bool needs_dirty = kind == MemAccess::Write && pte_rdonly(d);
+  if (needs_dirty && !(pte_write(d) && hafdbs_)) return fault(Fault::Permission);
+  if (!pte_young(d) && !hafdbs_) return fault(Fault::AccessFlag);
+
+  // FEAT_HAFDBS: set AF and, for a store through a DBM descriptor, clear
+  // RDONLY — atomically, since software may be changing the entry: a
+  // compare-exchange that retries on the value it finds. A preset may make
+  // hardware update a random entry of a contiguous block instead (the Arm
+  // ARM allows any), to stress the engine's gathering.
+  Pte* target = w.slot;
+  if (cfg_.hafdbs_random_pte && pte_cont(d) && w.level == 3) {
+    const std::size_t idx = PteSlot(w.slot).index_in(g.cont_ptes);
+    target = w.slot - idx + std::uniform_int_distribution<unsigned>(0, g.cont_ptes - 1)(rng_);
+  }
+  Pte cached = d;
+  if (!pte_young(d) || needs_dirty) {
+    Pte old = *target;
+    for (;;) {
+      if (!pte_valid(old)) break;  // software cleared it meanwhile: the access retries
+      Pte v = pte_mkyoung(old);
+      if (needs_dirty && pte_write(old)) v = clear_pte_bit(v, bits::kRdonly);
+      if (v == old) break;
+      Pte seen = *target;
+      if (seen == old) {
+        *target = v;
+        stats_.hw_af_updates += !pte_young(old);
+        stats_.hw_dirty_updates += pte_rdonly(old) && !pte_rdonly(v);
+        if (checker_ && pt_)
+          if (auto tva = pt_->va_of(PteSlot(target))) checker_->on_pte_write(tva->val, old, v);
+        break;
+      }
+      old = seen;
+    }
+    cached = pte_mkyoung(d);
+    if (needs_dirty) cached = clear_pte_bit(cached, bits::kRdonly);
+  }
+
+  TlbEntry e;
+  e.asid = asid;
+  e.va = w.va_base;
+  e.size_shift = w.size_shift;
+  e.level = static_cast<std::uint8_t>(w.level);
+  e.cont = pte_cont(d);
+  e.pa = w.pa_base;
+  e.desc = cached;
+  fill(l2_, e, va.val);
+  fill(l1, e, va.val);
+  return {};
+}
+
+// A structure that ignores the contiguous hint holds just the page (or
+// block descriptor) of the access.
+void Mmu::fill(Tlb& t, const TlbEntry& e, std::uint64_t va) {
+  TlbEntry stored = e;
+  if (e.cont && t.config().cont == ContHolding::SplitPages) {
+    const unsigned shift = mem_.geometry().level_shift(e.level);
+    stored.size_shift = static_cast<std::uint8_t>(shift);
+    stored.va = va & ~((std::uint64_t{1} << shift) - 1);
+    stored.pa = e.pa + (stored.va - e.va);
+  }
+  t.insert(stored, va);
+  if (checker_) stats_.tlb_overlaps += checker_->check_fill(t, stored);
+}
+
+void Mmu::flush_range(std::uint64_t start, std::uint64_t nr_pages) {
+  const std::uint64_t len = nr_pages << mem_.geometry().page_shift;
+  l1d_.invalidate_range(asid_, start, len);
+  l1i_.invalidate_range(asid_, start, len);
+  l2_.invalidate_range(asid_, start, len);
+}
+
+void Mmu::flush_asid() {
+  ++stats_.tlbi_asid;
+  l1d_.invalidate_asid(asid_);
+  l1i_.invalidate_asid(asid_);
+  l2_.invalidate_asid(asid_);
+  walk_cache_.clear();
+}
+
+// __flush_tlb_range as Linux 6.12 issues it: the whole ASID past
+// MAX_DVM_OPS pages without FEAT_TLBIRANGE (or past the largest range),
+// else one TLBI per page, or range TLBIs of decreasing scale with single
+// pages for the odd remainder.
+void Mmu::on_tlbi(const TlbiRequest& r) {
+  const Geometry& g = mem_.geometry();
+  switch (r.kind) {
+    case TlbiKind::Page:
+      ++stats_.tlbi_va;
+      flush_range(r.start.val, 1);
+      return;
+    case TlbiKind::Mm:
+      flush_asid();
+      return;
+    case TlbiKind::Range: break;
+  }
+  std::uint64_t pages = r.nr_pages;
+  if ((!cfg_.tlbi_range && pages >= g.ptrs_per_table()) || pages > kMaxTlbiRangePages) {
+    flush_asid();
+    return;
+  }
+  flush_range(r.start.val, pages);
+  if (!cfg_.tlbi_range) {
+    stats_.tlbi_va += pages;
+    return;
+  }
+  for (int scale = 3; pages > 0;) {
+    if (pages == 1 || scale < 0) {
+      ++stats_.tlbi_va;
+      --pages;
+      continue;
+    }
+    const std::uint64_t capped = std::min(pages, tlbi_range_pages(31, scale));
+    const std::int64_t num = static_cast<std::int64_t>(capped >> (5 * scale + 1)) - 1;
+    if (num >= 0) {
+      ++stats_.tlbi_range;
+      pages -= tlbi_range_pages(static_cast<std::uint64_t>(num), scale);
+    }
+    --scale;
+  }
+}
+
+}  // namespace contpte

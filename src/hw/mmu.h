@@ -1,0 +1,90 @@
+// hw/mmu.h — one CPU's memory management unit: TLB hierarchy, walker,
+// hardware access/dirty management and TLB maintenance.
+//
+// Owns: the path of one user access (L1 TLB, L2 TLB, walk), the AF and
+// dirty updates FEAT_HAFDBS makes by compare-exchange on the descriptor,
+// the fills, and the mapping of the engine's flush requests onto TLBI
+// instructions the way Linux's __flush_tlb_range does.
+// Must not know: mm policy (a fault is returned, not handled), scenarios.
+#pragma once
+
+#include <cstdint>
+#include <random>
+
+#include "engine/env.h"
+#include "hw/checker.h"
+#include "hw/phys_mem.h"
+#include "hw/sim_env.h"
+#include "hw/tlb.h"
+#include "hw/walker.h"
+
+namespace contpte {
+
+enum class Fault : std::uint8_t { None, Translation, AccessFlag, Permission };
+std::string_view fault_name(Fault f);
+
+struct AccessResult {
+  Fault fault = Fault::None;
+  unsigned level = 0;   // where a translation fault was found
+};
+
+struct MmuStats {
+  std::uint64_t accesses = 0;
+  std::uint64_t l1_hits = 0;        // L1 data or instruction TLB
+  std::uint64_t l2_hits = 0;
+  std::uint64_t tlb_misses = 0;     // missed every TLB: walked
+  std::uint64_t walks = 0;
+  std::uint64_t walk_mem_accesses = 0;
+  std::uint64_t walk_cycles = 0;    // descriptor reads x their cost
+  std::uint64_t cycles = 0;         // translation cycles: hits + walks
+  std::uint64_t faults = 0;
+  std::uint64_t hw_af_updates = 0;
+  std::uint64_t hw_dirty_updates = 0;
+  std::uint64_t tlb_overlaps = 0;   // tolerated overlapping entries (BBML2)
+  // TLBI instructions issued, by kind.
+  std::uint64_t tlbi_va = 0, tlbi_range = 0, tlbi_asid = 0, tlbi_all = 0;
+};
+
+class Mmu final : public SimObserver {
+ public:
+  // `checker` may be null (`--no-check`).
+  Mmu(PhysMem& mem, TlbConfig cfg, bool hafdbs, Checker* checker, std::uint64_t seed);
+
+  // One access by user code in `asid` through the tables at `root`.
+  AccessResult access(PhysAddr root, std::uint16_t asid, VirtAddr va, MemAccess kind);
+
+  // The ASID the engine's flush requests apply to (the current mm's).
+  void set_asid(std::uint16_t asid) { asid_ = asid; }
+  // SimObserver: the engine's flush requests become TLBI instructions.
+  void on_tlbi(const TlbiRequest& r) override;
+  // For the VA of a descriptor hardware updates (checker bookkeeping).
+  void set_page_table(const PageTable* pt) { pt_ = pt; }
+
+  const MmuStats& stats() const { return stats_; }
+  const TlbConfig& config() const { return cfg_; }
+  Tlb& l1d() { return l1d_; }
+  Tlb& l1i() { return l1i_; }
+  Tlb& l2() { return l2_; }
+
+ private:
+  bool permits(const Pte& desc, MemAccess kind) const;
+  AccessResult walk_and_fill(PhysAddr root, std::uint16_t asid, VirtAddr va, MemAccess kind,
+                             Tlb& l1);
+  void fill(Tlb& t, const TlbEntry& e, std::uint64_t va);
+  void flush_range(std::uint64_t start, std::uint64_t nr_pages);
+  void flush_asid();
+
+  PhysMem& mem_;
+  TlbConfig cfg_;
+  bool hafdbs_;
+  Checker* checker_;
+  const PageTable* pt_ = nullptr;
+  Walker walker_;
+  WalkCache walk_cache_;
+  Tlb l1d_, l1i_, l2_;
+  std::mt19937_64 rng_;
+  std::uint16_t asid_ = 1;
+  MmuStats stats_;
+};
+
+}  // namespace contpte

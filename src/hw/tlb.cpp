@@ -1,0 +1,500 @@
+// hw/tlb.cpp — one TLB structure: placement, lookup, replacement, invalidation.
+//
+// Lookup must cost a few nanoseconds (issue 10: the whole access path runs
+// at >= 150 M accesses/s when every access hits the L1 TLB), so nothing
+// scans a structure's entries on an access:
+//  - the entry that hit (or was filled) last is checked first, inline
+//    (tlb.h);
+//  - then, for each entry size present (a bit mask of size_shifts; at most
+//    five for a 4K granule: 4K, 64K, 2M, 32M, 1G), one probe: in a fully
+//    associative structure, of a hash index keyed by (ASID, VA, size) that
+//    holds the keys itself (one cache line per probe); in a set-associative
+//    one, of the ways of the set (VA >> size_shift) % sets, whose keys are
+//    packed together — what the hardware compares.
+// Replacement state: a fully associative structure keeps an intrusive
+// recency list (head = most recent), so its LRU/FIFO victim is O(1) however
+// many entries it has; a set-associative one keeps a stamp per way (last use
+// for LRU, fill time for FIFO) next to its keys and takes the set's oldest.
+// Keys, ASIDs and stamps are packed 16 bytes a way apart from the entries,
+// so a probe or a fill touches few cache lines. Nothing allocates after
+// construction (but for renumbering the stamps once every 2^32 uses).
+#include "hw/tlb.h"
+
+#include <algorithm>
+#include <array>
+#include <bit>
+#include <limits>
+#include <stdexcept>
+#include <string>
+#include <utility>
+
+namespace contpte {
+
+namespace {
+
+constexpr std::uint32_t kNone = std::numeric_limits<std::uint32_t>::max();
+
+// The largest structure we build: far beyond any real TLB, small enough
+// that a typo in a JSON file cannot ask for gigabytes.
+constexpr unsigned kMaxEntries = 1u << 20;
+
+}  // namespace
+
+const std::vector<ReplacementInfo>& replacement_policies() {
+  static const std::vector<ReplacementInfo> k{
+      {"lru", Replacement::Lru, "evict the least recently used entry of the set"},
+      {"fifo", Replacement::Fifo, "evict the oldest filled entry of the set; hits do not refresh"},
+      {"random", Replacement::Random,
+       "evict a random way of the set (deterministic from the seed)"},
+  };
+  return k;
+}
+
+const std::vector<ContHoldingInfo>& cont_holdings() {
+  static const std::vector<ContHoldingInfo> k{
+      {"one-entry", ContHolding::OneEntry, "a contiguous block is one entry (what contpte is for)"},
+      {"split-pages", ContHolding::SplitPages,
+       "the core ignores the contiguous hint: one entry per page (or block) accessed"},
+  };
+  return k;
+}
+
+std::string_view replacement_name(Replacement r) {
+  for (const auto& p : replacement_policies())
+    if (p.id == r) return p.name;
+  return "?";
+}
+
+std::string_view cont_holding_name(ContHolding c) {
+  for (const auto& h : cont_holdings())
+    if (h.id == c) return h.name;
+  return "?";
+}
+
+struct Tlb::Impl {
+  // Fully associative index: open addressing with linear probing, the keys
+  // in the index itself, at most 1/8 full (1/2 past 4096 entries) so that a
+  // probe almost always ends at its first position: a chain of
+  // unpredictable length costs more in branch mispredictions than the
+  // memory does.
+  struct IndexEntry {
+    std::uint64_t key = 0;       // 0: empty (a valid key is never 0)
+    std::uint32_t slot = kNone;
+    std::uint16_t asid = 0;
+  };
+
+  TlbStructureConfig cfg;
+  std::uint32_t ways = 1;
+  std::uint32_t nsets = 1;
+  bool fully = true;
+  bool sets_pow2 = true;
+  bool lru = true;
+  std::vector<TlbEntry> entries;
+  // Per slot, apart from the entries; a set's ways are adjacent.
+  struct Way {
+    std::uint64_t key = 0;     // va | size_shift; 0: free (a valid key is never 0)
+    std::uint32_t stamp = 0;   // set associative: last use (LRU) / fill (FIFO); 0: free
+    std::uint16_t asid = 0;
+  };
+  std::vector<Way> meta;       // 16 bytes a way: a set's ways share a line or two
+  // Fully associative: a circular recency list through a sentinel at index
+  // `entries` (next[sentinel] = most recent, prev[sentinel] = the victim),
+  // branch-free to update; and a stack of free slots.
+  std::vector<std::uint32_t> prev, next;
+  std::uint32_t sentinel = 0;
+  std::vector<std::uint32_t> free_slots;
+  std::vector<IndexEntry> index;
+  std::vector<std::uint32_t> where;  // slot -> its position in `index`
+  unsigned index_bits = 1;
+  std::uint32_t index_mask = 1;
+  std::uint32_t clock = 0;  // set associative: the last stamp given
+
+  std::array<std::uint32_t, 64> shift_count{};
+  std::uint64_t shift_mask = 0;  // bit s: some live entry has size_shift s
+  std::size_t live = 0;
+  std::uint64_t rng_state = 0;
+
+  Impl(const TlbStructureConfig& c, std::uint64_t seed) : cfg(c), rng_state(seed) {
+    const std::string who = cfg.name.empty() ? std::string("TLB") : cfg.name;
+    if (cfg.entries == 0 || cfg.entries > kMaxEntries)
+      throw std::invalid_argument(who + ": entries must be 1.." + std::to_string(kMaxEntries) +
+                                  ", not " + std::to_string(cfg.entries));
+    if (cfg.ways == 0 || cfg.ways > cfg.entries || cfg.entries % cfg.ways != 0)
+      throw std::invalid_argument(who + ": ways " + std::to_string(cfg.ways) +
+                                  " does not divide entries " + std::to_string(cfg.entries));
+    ways = cfg.ways;
+    nsets = cfg.entries / cfg.ways;
+    fully = nsets == 1;
+    sets_pow2 = std::has_single_bit(nsets);
+    lru = cfg.replacement == Replacement::Lru;
+    entries.resize(cfg.entries);
+    meta.resize(cfg.entries);
+    if (fully) {
+      prev.resize(cfg.entries + 1);
+      next.resize(cfg.entries + 1);
+      sentinel = cfg.entries;
+      free_slots.reserve(cfg.entries);
+      const unsigned factor = cfg.entries <= 4096 ? 8 : 2;
+      index_bits = static_cast<unsigned>(std::bit_width(factor * cfg.entries - 1));
+      index.resize(std::size_t{1} << index_bits);
+      where.resize(cfg.entries);
+      index_mask = static_cast<std::uint32_t>(index.size() - 1);
+    }
+    reset();
+  }
+
+  void reset() {
+    std::fill(meta.begin(), meta.end(), Way{});
+    clock = 0;
+    std::fill(index.begin(), index.end(), IndexEntry{});
+    if (fully) {
+      prev[sentinel] = next[sentinel] = sentinel;
+      // The free stack hands out slots 0, 1, 2...
+      free_slots.clear();
+      for (std::uint32_t i = static_cast<std::uint32_t>(entries.size()); i-- > 0;)
+        free_slots.push_back(i);
+    }
+    shift_count.fill(0);
+    shift_mask = 0;
+    live = 0;
+  }
+
+  // splitmix64: a fixed, portable sequence from the seed (std::uniform_*
+  // distributions differ between standard libraries).
+  std::uint64_t next_random() {
+    std::uint64_t z = (rng_state += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+  }
+
+  // va is aligned to 1 << shift >= 64, so the shift fits in the low bits.
+  static std::uint64_t key_of(std::uint64_t aligned_va, unsigned shift) {
+    return aligned_va | shift;
+  }
+  std::uint32_t hash(std::uint64_t key, std::uint16_t asid) const {
+    const std::uint64_t k = (key ^ (std::uint64_t{asid} << 32)) * 0x9E3779B97F4A7C15ull;
+    return static_cast<std::uint32_t>(k >> (64 - index_bits));
+  }
+  std::uint32_t set_base(std::uint64_t vpn) const {
+    const std::uint64_t set = sets_pow2 ? vpn & (nsets - 1) : vpn % nsets;
+    return static_cast<std::uint32_t>(set) * ways;
+  }
+
+  // The slot holding exactly (asid, shift, va aligned to the shift), or kNone.
+  std::uint32_t find(std::uint16_t asid, unsigned shift, std::uint64_t va) const {
+    const std::uint64_t aligned = va & ~((std::uint64_t{1} << shift) - 1);
+    const std::uint64_t key = key_of(aligned, shift);
+    if (fully) {
+      for (std::uint32_t i = hash(key, asid);; i = (i + 1) & index_mask) {
+        const IndexEntry& ie = index[i];
+        if (ie.key == key && ie.asid == asid) [[likely]]
+          return ie.slot;
+        if (ie.key == 0) return kNone;
+      }
+    }
+    const std::uint32_t base = set_base(aligned >> shift);
+    for (std::uint32_t w = base; w < base + ways; ++w)
+      if (meta[w].key == key && meta[w].asid == asid) return w;
+    return kNone;
+  }
+
+  void index_insert(std::uint32_t slot) {
+    std::uint32_t i = hash(meta[slot].key, meta[slot].asid);
+    while (index[i].key != 0) i = (i + 1) & index_mask;
+    index[i] = IndexEntry{meta[slot].key, slot, meta[slot].asid};
+    where[slot] = i;
+  }
+
+  // Backward-shift deletion keeps probe chains intact without tombstones.
+  void index_erase(std::uint32_t slot) {
+    std::uint32_t i = where[slot];
+    for (std::uint32_t j = (i + 1) & index_mask;; j = (j + 1) & index_mask) {
+      if (index[j].key == 0) break;
+      const std::uint32_t home = hash(index[j].key, index[j].asid);
+      // index[j] moves back into the hole at i unless its home lies
+      // cyclically in (i, j].
+      const bool stays = i <= j ? (i < home && home <= j) : (i < home || home <= j);
+      if (stays) continue;
+      index[i] = index[j];
+      where[index[i].slot] = i;
+      i = j;
+    }
+    index[i] = IndexEntry{};
+  }
+
+  void unlink(std::uint32_t s) {
+    next[prev[s]] = next[s];
+    prev[next[s]] = prev[s];
+  }
+  void link_front(std::uint32_t s) {
+    const std::uint32_t old = next[sentinel];
+    next[s] = old;
+    prev[s] = sentinel;
+    prev[old] = s;
+    next[sentinel] = s;
+  }
+  // A hit: only LRU changes state.
+  void touch(std::uint32_t s) {
+    if (!lru) return;
+    if (!fully) {
+      stamp(s);
+    } else if (next[sentinel] != s) {
+      unlink(s);
+      link_front(s);
+    }
+  }
+
+  bool valid(std::uint32_t s) const { return meta[s].key != 0; }
+
+  // Set associative: the next stamp. When the 32-bit clock runs out (after
+  // 4G uses), every set's stamps are renumbered 1..ways in their order.
+  void stamp(std::uint32_t s) {
+    if (clock == std::numeric_limits<std::uint32_t>::max()) [[unlikely]]
+      renumber_stamps();
+    meta[s].stamp = ++clock;
+  }
+  void renumber_stamps() {
+    std::uint32_t top = 0;
+    std::vector<std::uint32_t> order(ways);
+    for (std::uint32_t base = 0; base < meta.size(); base += ways) {
+      for (std::uint32_t w = 0; w < ways; ++w) order[w] = base + w;
+      std::sort(order.begin(), order.end(),
+                [&](std::uint32_t a, std::uint32_t b) { return meta[a].stamp < meta[b].stamp; });
+      std::uint32_t n = 0;
+      for (std::uint32_t w : order)
+        if (meta[w].stamp != 0) meta[w].stamp = ++n;
+      top = std::max(top, n);
+    }
+    clock = top;
+  }
+
+  // Takes a valid slot out of the structure (index, list, counts); the
+  // caller frees or reuses it.
+  void detach(std::uint32_t s) {
+    if (fully) {
+      index_erase(s);
+      unlink(s);
+    }
+    const unsigned sh = static_cast<unsigned>(meta[s].key & 63);
+    if (--shift_count[sh] == 0) shift_mask &= ~(std::uint64_t{1} << sh);
+    meta[s].key = 0;
+    meta[s].stamp = 0;
+    --live;
+  }
+  void remove(std::uint32_t s) {
+    detach(s);
+    if (fully) free_slots.push_back(s);
+  }
+  // Makes entries[s], already written, live.
+  void attach(std::uint32_t s) {
+    const TlbEntry& e = entries[s];
+    meta[s].key = key_of(e.va, e.size_shift);
+    meta[s].asid = e.asid;
+    if (fully) {
+      link_front(s);
+      index_insert(s);
+    } else {
+      stamp(s);
+    }
+    ++shift_count[e.size_shift];
+    shift_mask |= std::uint64_t{1} << e.size_shift;
+    ++live;
+  }
+
+  // The slot a new entry goes to; *displaces: it holds a live entry now.
+  std::uint32_t place(std::uint64_t vpn, bool* displaces) {
+    *displaces = false;
+    if (fully) {
+      if (!free_slots.empty()) {
+        const std::uint32_t s = free_slots.back();
+        free_slots.pop_back();
+        return s;
+      }
+      *displaces = true;
+      return cfg.replacement == Replacement::Random
+                 ? static_cast<std::uint32_t>(next_random() % ways)
+                 : prev[sentinel];  // LRU: least recently used; FIFO: oldest fill
+    }
+    // A free way has stamp 0, older than any live one (stamps start at 1):
+    // the set's oldest stamp is a free way if there is one, else the victim.
+    const std::uint32_t base = set_base(vpn);
+    std::uint32_t oldest = base;
+    for (std::uint32_t w = base + 1; w < base + ways; ++w)
+      oldest = meta[w].stamp < meta[oldest].stamp ? w : oldest;
+    *displaces = valid(oldest);
+    if (*displaces && cfg.replacement == Replacement::Random)
+      return base + static_cast<std::uint32_t>(next_random() % ways);
+    return oldest;
+  }
+
+  std::uint32_t probe(std::uint16_t asid, std::uint64_t va) const {
+    for (std::uint64_t m = shift_mask; m != 0; m &= m - 1) {
+      const std::uint32_t s = find(asid, static_cast<unsigned>(std::countr_zero(m)), va);
+      if (s != kNone) return s;
+    }
+    return kNone;
+  }
+
+  bool overlaps(const TlbEntry& e, std::uint16_t asid, std::uint64_t first,
+                std::uint64_t last) const {
+    return e.asid == asid && e.va <= last && first <= e.va + (e.size() - 1);
+  }
+};
+
+Tlb::Tlb(const TlbStructureConfig& cfg, std::uint64_t seed)
+    : impl_(std::make_unique<Impl>(cfg, seed)) {}
+Tlb::~Tlb() = default;
+Tlb::Tlb(Tlb&& o) noexcept : impl_(std::move(o.impl_)), mru_(std::exchange(o.mru_, nullptr)) {}
+Tlb& Tlb::operator=(Tlb&& o) noexcept {
+  impl_ = std::move(o.impl_);
+  mru_ = std::exchange(o.mru_, nullptr);
+  return *this;
+}
+
+const TlbStructureConfig& Tlb::config() const { return impl_->cfg; }
+std::size_t Tlb::size() const { return impl_->live; }
+
+const TlbEntry* Tlb::lookup_slow(std::uint16_t asid, std::uint64_t va) {
+  Impl& im = *impl_;
+  const std::uint32_t s = im.probe(asid, va);
+  if (s == kNone) return nullptr;
+  im.touch(s);
+  mru_ = &im.entries[s];
+  return mru_;
+}
+
+const TlbEntry* Tlb::peek(std::uint16_t asid, std::uint64_t va) const {
+  const std::uint32_t s = impl_->probe(asid, va);
+  return s == kNone ? nullptr : &impl_->entries[s];
+}
+
+std::optional<TlbEntry> Tlb::insert(const TlbEntry& in, std::uint64_t va) {
+  Impl& im = *impl_;
+  unsigned shift = in.size_shift;
+  if (shift < 6 || shift >= 64)
+    throw std::invalid_argument("TLB entry covering 2^" + std::to_string(shift) +
+                                " bytes: expected 2^6 to 2^63");
+  // The range the new entry covers, computed in registers and written once
+  // into its slot (building a TlbEntry field by field on the stack and then
+  // copying it costs store-forwarding stalls on the fill path).
+  std::uint64_t first = in.va & ~((std::uint64_t{1} << shift) - 1);
+  std::uint64_t pa = in.pa - (in.va - first);  // pa stays the output address of va
+  // A core that ignores the contiguous hint keeps only the descriptor the
+  // access used: one page at level 3, one block at level 2 (Arm ARM, "the
+  // Contiguous bit": a hint, which an implementation may ignore and then
+  // caches the translation of the single descriptor).
+  if (im.cfg.cont == ContHolding::SplitPages && in.cont && in.page_shift >= 9 && in.level >= 1 &&
+      in.level <= 3) {
+    const unsigned desc_shift = in.page_shift + (3u - in.level) * (in.page_shift - 3u);
+    if (desc_shift < shift) {
+      const bool covered = va - first < (std::uint64_t{1} << shift);
+      const std::uint64_t page = (covered ? va : first) & ~((std::uint64_t{1} << desc_shift) - 1);
+      pa += page - first;
+      first = page;
+      shift = desc_shift;
+    }
+  }
+  const TlbEntry* src = &in;
+  // Field by field: callers build entries field by field just before
+  // inserting them, and a block copy would read those fresh stores back
+  // with wider loads, which the store buffer cannot forward.
+  static_assert(sizeof(TlbEntry) == 48, "a new TlbEntry field must be copied here");
+  auto write = [&](std::uint32_t s) {
+    TlbEntry& d = im.entries[s];
+    const TlbEntry& from = *src;
+    d.asid = from.asid;
+    d.level = from.level;
+    d.cont = from.cont;
+    d.desc = from.desc;
+    d.page_shift = from.page_shift;
+    d.va = first;
+    d.pa = pa;
+    d.size_shift = static_cast<std::uint8_t>(shift);
+    mru_ = &d;
+  };
+
+  if (const std::uint32_t s = im.find(in.asid, shift, first); s != kNone) {
+    write(s);  // same key: refresh in place (index unchanged)
+    im.touch(s);
+    return std::nullopt;
+  }
+
+  std::optional<TlbEntry> evicted;
+  bool displaces = false;
+  const std::uint32_t slot = im.place(first >> shift, &displaces);
+  if (displaces) {
+    evicted.emplace(im.entries[slot]);
+    // `in` may be the entry being evicted (a caller re-inserting what it
+    // looked up): copy from the saved value then.
+    if (src == &im.entries[slot]) src = &*evicted;
+    im.detach(slot);
+  }
+  write(slot);
+  im.attach(slot);
+  return evicted;
+}
+
+unsigned Tlb::invalidate_range(std::uint16_t asid, std::uint64_t start, std::uint64_t len) {
+  Impl& im = *impl_;
+  if (len == 0 || im.live == 0) return 0;
+  const std::uint64_t max = std::numeric_limits<std::uint64_t>::max();
+  const std::uint64_t last = len - 1 > max - start ? max : start + (len - 1);
+  // Probing every aligned position of every live size costs this many
+  // lookups; past the number of slots, one pass over the slots is cheaper.
+  std::uint64_t probes = 0;
+  for (std::uint64_t m = im.shift_mask; m != 0; m &= m - 1) {
+    const unsigned sh = static_cast<unsigned>(std::countr_zero(m));
+    probes += ((last >> sh) - (start >> sh)) + 1;
+    if (probes > im.entries.size()) break;
+  }
+  unsigned dropped = 0;
+  if (probes > im.entries.size()) {
+    for (std::uint32_t s = 0; s < im.entries.size(); ++s)
+      if (im.valid(s) && im.overlaps(im.entries[s], asid, start, last)) {
+        im.remove(s);
+        ++dropped;
+      }
+  } else {
+    const std::uint64_t mask = im.shift_mask;  // removal may clear bits
+    for (std::uint64_t m = mask; m != 0; m &= m - 1) {
+      const unsigned sh = static_cast<unsigned>(std::countr_zero(m));
+      for (std::uint64_t vpn = start >> sh;; ++vpn) {
+        if (const std::uint32_t s = im.find(asid, sh, vpn << sh); s != kNone) {
+          im.remove(s);
+          ++dropped;
+        }
+        if (vpn == (last >> sh)) break;
+      }
+    }
+  }
+  if (dropped) mru_ = nullptr;
+  return dropped;
+}
+
+unsigned Tlb::invalidate_asid(std::uint16_t asid) {
+  Impl& im = *impl_;
+  unsigned dropped = 0;
+  for (std::uint32_t s = 0; s < im.entries.size() && im.live != 0; ++s)
+    if (im.valid(s) && im.meta[s].asid == asid) {
+      im.remove(s);
+      ++dropped;
+    }
+  if (dropped) mru_ = nullptr;
+  return dropped;
+}
+
+unsigned Tlb::invalidate_all() {
+  Impl& im = *impl_;
+  const unsigned dropped = static_cast<unsigned>(im.live);
+  im.reset();
+  mru_ = nullptr;
+  return dropped;
+}
+
+void Tlb::for_each_impl(const std::function<void(const TlbEntry&)>& fn) const {
+  for (std::uint32_t s = 0; s < impl_->entries.size(); ++s)
+    if (impl_->valid(s)) fn(impl_->entries[s]);
+}
+
+}  // namespace contpte

@@ -1,0 +1,498 @@
+// hw/tlb_presets.cpp — the TLB hierarchies of real cores, a core described
+// in a JSON file, and the listing `contpte presets` prints.
+//
+// Every number in the table is written beside its source. A source is a
+// vendor document (TRM section), an inference from one (said so), a
+// third-party measurement (said so), or "unknown" followed by the value we
+// assume and why. Where the document could not be re-read while writing
+// this table, the source says so. Nothing here is invented: where no public
+// source gives a figure, the line starts with "unknown".
+#include <algorithm>
+#include <array>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <stdexcept>
+
+#include <nlohmann/json.hpp>
+
+#include "hw/tlb.h"
+
+namespace contpte {
+
+namespace {
+
+// ---- the preset table ---------------------------------------------------------------------
+
+template <class T>
+struct Cited {
+  T value;
+  std::string_view source;
+};
+
+struct StructureRow {
+  Cited<unsigned> entries;
+  Cited<unsigned> ways;          // == entries: fully associative
+  Cited<Replacement> replacement;
+  Cited<ContHolding> cont;
+  Cited<unsigned> hit_cycles;    // extra latency of a hit at this level
+};
+
+struct PresetRow {
+  std::string_view name;
+  std::string_view summary;      // one line for the listing
+  std::string_view description;
+  StructureRow l1d, l1i, l2;
+  Cited<unsigned> walk_cache_entries;
+  Cited<unsigned> walk_access_cycles;
+  Cited<bool> tlbi_range;        // FEAT_TLBIRANGE
+  Cited<bool> hafdbs_random_pte; // a stress switch, not a property of silicon
+};
+
+// Sources, quoted once and reused.
+constexpr std::string_view kA76L1d =
+    "Cortex-A76 Core TRM (Arm 100798, r3p0) A5.2.2 'Data L1 TLB': 48-entry fully associative";
+constexpr std::string_view kA76L1i =
+    "Cortex-A76 Core TRM (Arm 100798, r3p0) A5.2.1 'Instruction L1 TLB': 48-entry fully "
+    "associative";
+constexpr std::string_view kA76L2 =
+    "Cortex-A76 Core TRM (Arm 100798, r3p0) A5.2.3 Table A5-3: 5-way set associative, "
+    "1280-entry";
+constexpr std::string_view kLruAssumed =
+    "unknown: no public document names the replacement policy; LRU assumed";
+constexpr std::string_view kHafdbsSwitch =
+    "not a property of a core: a stress switch (the Arm ARM lets hardware update any "
+    "descriptor of a contiguous block); off, hardware updates the descriptor it walked";
+constexpr std::string_view kV1Trm =
+    "Neoverse V1 TRM (Arm 101427), MMU chapter 'TLB organization' (figure as recalled from the "
+    "TRM; its text was not available to re-check here)";
+constexpr std::string_view kM1Measured =
+    "third-party microbenchmark figure commonly quoted for the M1/A14 Firestorm core; not "
+    "Apple documentation, and not re-checked here";
+
+// clang-format off
+// Columns of a structure: entries, ways (== entries: fully associative), replacement,
+// contiguous-block holding, hit cycles — each {value, source}.
+constexpr PresetRow kNeoverseN1{
+    "neoverse-n1",
+    "Arm Neoverse N1 / Cortex-A76: Armv8.2-A, 4K pages, no TLB range instructions",
+    "Arm Neoverse N1: 48-entry L1 TLBs, 1280-entry 5-way L2 TLB. N1 is built on the "
+    "Cortex-A76 core and has its MMU; the figures are cited from the Cortex-A76 TRM",
+    /* l1d */ {{48, kA76L1d}, {48, kA76L1d},
+               {Replacement::Lru, kLruAssumed},
+               {ContHolding::OneEntry,
+                "inferred: A76 TRM A5.2.2 lists 64KB data L1 TLB entries, a size only the "
+                "contiguous bit makes with 4K pages (16K/64K pages: contiguous = 2MB, also "
+                "listed); A5.2: the L2 TLB breaks down sizes an L1 TLB cannot hold"},
+               {1, "Cortex-A76 TRM A5.2.2: a data L1 TLB hit 'provides a single CLK cycle "
+                   "access to the translation'"}},
+    /* l1i */ {{48, kA76L1i}, {48, kA76L1i},
+               {Replacement::Lru, kLruAssumed},
+               {ContHolding::OneEntry,
+                "inferred: A76 TRM A5.2.1 lists 64KB and 2MB instruction L1 TLB entries "
+                "(the contiguous sizes of the 4K and 16K/64K granules)"},
+               {1, "Cortex-A76 TRM A5.2.1: an instruction L1 TLB hit 'provides a single CLK "
+                   "cycle access'"}},
+    /* l2 */  {{1280, kA76L2}, {5, kA76L2},
+               {Replacement::Lru, kLruAssumed},
+               {ContHolding::OneEntry,
+                "inferred: A76 TRM Table A5-3 lists 64KB and 32MB L2 TLB mappings, the "
+                "contiguous PTE and PMD sizes of the 4K granule"},
+               {3, "Cortex-A76 TRM A5.2.3: 'Access to the L2 TLB usually takes three cycles' "
+                   "(longer when another page size is in use: not modelled)"}},
+    {64, "unknown: A76 TRM A5.2.3 says the L2 TLB also stores intermediate PAs obtained "
+         "during a walk, without a count; assumed 64, the size of the Cortex-A55's walk "
+         "cache (its TRM's MMU table, as reproduced in Intel's Agilex 5 HPS TRM: 64 "
+         "entries, 4-way)"},
+    {9, "unknown: no Arm document gives the cost of one descriptor read; assumed 9, the "
+        "fastest L2-cache load-to-use latency of the Cortex-A76 (WikiChip, Cortex-A76), "
+        "i.e. descriptors found in the L2 cache"},
+    {false, "Neoverse N1 is Armv8.2-A and FEAT_TLBIRANGE is an Armv8.4 feature; QEMU's "
+            "neoverse-n1 model gives ID_AA64ISAR0_EL1 = 0x0000100010211120 (TLB field "
+            "[59:56] = 0)"},
+    {false, kHafdbsSwitch},
+};
+
+constexpr PresetRow kNeoverseV1{
+    "neoverse-v1",
+    "Arm Neoverse V1 (e.g. AWS Graviton3): Armv8.4-A, 4K pages, TLB range instructions",
+    "Arm Neoverse V1: 48-entry L1 TLBs, 2048-entry 8-way L2 TLB",
+    /* l1d */ {{48, kV1Trm}, {48, kV1Trm},
+               {Replacement::Lru, kLruAssumed},
+               {ContHolding::OneEntry,
+                "unknown: assumed one entry, as on the Cortex-A76/N1 MMU V1 descends from"},
+               {1, "unknown: assumed as on Neoverse N1 (single cycle, A76 TRM A5.2.2)"}},
+    /* l1i */ {{48, kV1Trm}, {48, kV1Trm},
+               {Replacement::Lru, kLruAssumed},
+               {ContHolding::OneEntry,
+                "unknown: assumed one entry, as on the Cortex-A76/N1 MMU V1 descends from"},
+               {1, "unknown: assumed as on Neoverse N1 (single cycle, A76 TRM A5.2.1)"}},
+    /* l2 */  {{2048, kV1Trm}, {8, kV1Trm},
+               {Replacement::Lru, kLruAssumed},
+               {ContHolding::OneEntry,
+                "unknown: assumed one entry, as on the Cortex-A76/N1 MMU V1 descends from"},
+               {3, "unknown: assumed as on Neoverse N1 (A76 TRM A5.2.3: usually three "
+                   "cycles)"}},
+    {64, "unknown: assumed 64, as for neoverse-n1"},
+    {9, "unknown: assumed 9, as for neoverse-n1, so that presets differ only in what is "
+        "known"},
+    {true, "Neoverse V1 implements Armv8.4-A, from which FEAT_TLBIRANGE is mandatory (Arm "
+           "ARM); caveat: QEMU's neoverse-v1 model, which copies ID_AA64ISAR0_EL1 = "
+           "0x1011111110212120 from the TRM, reads TLB = 0 there"},
+    {false, kHafdbsSwitch},
+};
+
+constexpr PresetRow kAppleM1{
+    "apple-m1",
+    "Apple M1 Firestorm (P-core): 16K pages; public figures are third-party measurements",
+    "Apple M1 Firestorm performance core, run with 16K pages (as Linux on Apple silicon "
+    "does): 160-entry L1 data TLB, 3072-entry L2 TLB (third-party measurements)",
+    /* l1d */ {{160, kM1Measured},
+               {160, "unknown: assumed fully associative"},
+               {Replacement::Lru, kLruAssumed},
+               {ContHolding::OneEntry,
+                "unknown: no public figure says whether Firestorm honours the contiguous "
+                "hint; assumed one entry (a 2MB block with 16K pages)"},
+               {1, "unknown: assumed single cycle, as on Arm's cores"}},
+    /* l1i */ {{160, "unknown: assumed equal to the L1 data TLB"},
+               {160, "unknown: assumed fully associative"},
+               {Replacement::Lru, kLruAssumed},
+               {ContHolding::OneEntry, "unknown: assumed one entry, as for l1d"},
+               {1, "unknown: assumed single cycle, as on Arm's cores"}},
+    /* l2 */  {{3072, kM1Measured},
+               {12, "unknown: assumed 12-way (256 sets)"},
+               {Replacement::Lru, kLruAssumed},
+               {ContHolding::OneEntry, "unknown: assumed one entry, as for l1d"},
+               {3, "unknown: assumed 3 cycles, as for neoverse-n1"}},
+    {64, "unknown: assumed 64, as for neoverse-n1"},
+    {9, "unknown: assumed 9, as for neoverse-n1, so that presets differ only in what is "
+        "known"},
+    {true, "unknown: ID_AA64ISAR0_EL1 not checked; assumed yes, since M1 is described as "
+           "Armv8.4-A or later and FEAT_TLBIRANGE is mandatory from Armv8.4"},
+    {false, kHafdbsSwitch},
+};
+// clang-format on
+
+constexpr std::string_view kDefaultPreset = "neoverse-n1";
+
+// Field names, as in the JSON format and the `sources` lines.
+constexpr std::array<std::string_view, 5> kStructureFields{"entries", "ways", "replacement",
+                                                           "cont", "hit_cycles"};
+constexpr std::array<std::string_view, 11> kTopFields{
+    "name", "description", "base", "l1d", "l1i", "l2", "walk_cache_entries",
+    "walk_access_cycles", "tlbi_range", "hafdbs_random_pte", "sources"};
+
+TlbStructureConfig to_structure(std::string_view name, const StructureRow& r) {
+  TlbStructureConfig s;
+  s.name = std::string(name);
+  s.entries = r.entries.value;
+  s.ways = r.ways.value;
+  s.replacement = r.replacement.value;
+  s.cont = r.cont.value;
+  s.hit_cycles = r.hit_cycles.value;
+  return s;
+}
+
+void add_structure_sources(TlbConfig& c, std::string_view key, const StructureRow& r) {
+  const std::string k(key);
+  c.sources.emplace_back(k + ".entries", std::string(r.entries.source));
+  c.sources.emplace_back(k + ".ways", std::string(r.ways.source));
+  c.sources.emplace_back(k + ".replacement", std::string(r.replacement.source));
+  c.sources.emplace_back(k + ".cont", std::string(r.cont.source));
+  c.sources.emplace_back(k + ".hit_cycles", std::string(r.hit_cycles.source));
+}
+
+TlbConfig to_config(const PresetRow& p) {
+  TlbConfig c;
+  c.name = std::string(p.name);
+  c.description = std::string(p.description);
+  c.l1d = to_structure("L1D", p.l1d);
+  c.l1i = to_structure("L1I", p.l1i);
+  c.l2 = to_structure("L2", p.l2);
+  c.walk_cache_entries = p.walk_cache_entries.value;
+  c.walk_access_cycles = p.walk_access_cycles.value;
+  c.tlbi_range = p.tlbi_range.value;
+  c.hafdbs_random_pte = p.hafdbs_random_pte.value;
+  add_structure_sources(c, "l1d", p.l1d);
+  add_structure_sources(c, "l1i", p.l1i);
+  add_structure_sources(c, "l2", p.l2);
+  c.sources.emplace_back("walk_cache_entries", std::string(p.walk_cache_entries.source));
+  c.sources.emplace_back("walk_access_cycles", std::string(p.walk_access_cycles.source));
+  c.sources.emplace_back("tlbi_range", std::string(p.tlbi_range.source));
+  c.sources.emplace_back("hafdbs_random_pte", std::string(p.hafdbs_random_pte.source));
+  return c;
+}
+
+const TlbPreset* find_preset(std::string_view name) {
+  if (name == "default") name = kDefaultPreset;
+  for (const auto& p : tlb_presets())
+    if (p.name == name) return &p;
+  return nullptr;
+}
+
+std::string preset_names() {
+  std::string s;
+  for (const auto& p : tlb_presets()) s += std::string(s.empty() ? "" : ", ") + std::string(p.name);
+  return s;
+}
+
+template <std::size_t N>
+std::string join(const std::array<std::string_view, N>& a) {
+  std::string s;
+  for (auto x : a) s += std::string(s.empty() ? "" : ", ") + std::string(x);
+  return s;
+}
+
+// ---- JSON core descriptions (docs/tlb-json.md) ------------------------------------------
+
+class JsonLoader {
+ public:
+  explicit JsonLoader(std::string_view file) : file_(file) {}
+
+  [[noreturn]] void fail(std::string_view field, const std::string& what) const {
+    throw std::runtime_error(file_ + ": " + std::string(field) + ": " + what);
+  }
+
+  unsigned get_unsigned(const nlohmann::json& v, const std::string& field) const {
+    if (!v.is_number_unsigned())
+      fail(field, "expected a non-negative integer, got " + v.dump());
+    const auto n = v.get<std::uint64_t>();
+    if (n > 1'000'000'000u) fail(field, v.dump() + " is too large");
+    return static_cast<unsigned>(n);
+  }
+  bool get_bool(const nlohmann::json& v, const std::string& field) const {
+    if (!v.is_boolean()) fail(field, "expected true or false, got " + v.dump());
+    return v.get<bool>();
+  }
+  std::string get_string(const nlohmann::json& v, const std::string& field) const {
+    if (!v.is_string()) fail(field, "expected a string, got " + v.dump());
+    return v.get<std::string>();
+  }
+
+  void set_source(TlbConfig& c, const std::string& field, std::string text) const {
+    for (auto& [f, s] : c.sources)
+      if (f == field) {
+        s = std::move(text);
+        return;
+      }
+    c.sources.emplace_back(field, std::move(text));
+  }
+  // A value the file sets without citing anything.
+  void mark_given(TlbConfig& c, const std::string& field) const {
+    set_source(c, field, "given by " + file_ + " (no source stated)");
+  }
+
+  void load_structure(const nlohmann::json& j, const std::string& key, TlbStructureConfig& s,
+                      TlbConfig& c) const {
+    if (!j.is_object()) fail(key, "expected an object, got " + j.dump());
+    for (const auto& [k, v] : j.items()) {
+      const std::string field = key + "." + k;
+      if (k == "entries") {
+        s.entries = get_unsigned(v, field);
+      } else if (k == "ways") {
+        s.ways = get_unsigned(v, field);
+      } else if (k == "hit_cycles") {
+        s.hit_cycles = get_unsigned(v, field);
+      } else if (k == "replacement") {
+        const std::string name = get_string(v, field);
+        bool found = false;
+        std::string names;
+        for (const auto& p : replacement_policies()) {
+          names += std::string(names.empty() ? "" : ", ") + std::string(p.name);
+          if (p.name == name) s.replacement = p.id, found = true;
+        }
+        if (!found) fail(field, "unknown policy '" + name + "'; expected one of " + names);
+      } else if (k == "cont") {
+        const std::string name = get_string(v, field);
+        bool found = false;
+        std::string names;
+        for (const auto& h : cont_holdings()) {
+          names += std::string(names.empty() ? "" : ", ") + std::string(h.name);
+          if (h.name == name) s.cont = h.id, found = true;
+        }
+        if (!found) fail(field, "unknown holding '" + name + "'; expected one of " + names);
+      } else {
+        fail(field, "unknown field; expected one of " + join(kStructureFields));
+      }
+      mark_given(c, field);
+    }
+  }
+
+  void check_structure(const std::string& key, const TlbStructureConfig& s) const {
+    if (s.entries == 0) fail(key + ".entries", "0 must be at least 1");
+    if (s.entries > (1u << 20))
+      fail(key + ".entries", std::to_string(s.entries) + " is more than 1048576");
+    if (s.ways == 0) fail(key + ".ways", "0 must be at least 1");
+    if (s.ways > s.entries)
+      fail(key + ".ways", std::to_string(s.ways) + " exceeds entries " + std::to_string(s.entries));
+    if (s.entries % s.ways != 0)
+      fail(key + ".ways", std::to_string(s.ways) + " does not divide entries " +
+                              std::to_string(s.entries));
+  }
+
+  TlbConfig load(std::string_view text) const {
+    nlohmann::json j;
+    try {
+      j = nlohmann::json::parse(text.begin(), text.end());
+    } catch (const nlohmann::json::parse_error& e) {
+      // nlohmann says "[json.exception.parse_error.101] parse error at line L,
+      // column C: WHAT"; we say FILE:L:C: invalid JSON: WHAT.
+      std::size_t line = 1, col = 1;
+      for (std::size_t i = 0; i + 1 < e.byte && i < text.size(); ++i) {
+        if (text[i] == '\n') ++line, col = 1;
+        else ++col;
+      }
+      std::string what = e.what();
+      if (auto p = what.find(": ", what.find("parse error")); p != std::string::npos)
+        what = what.substr(p + 2);
+      throw std::runtime_error(file_ + ":" + std::to_string(line) + ":" + std::to_string(col) +
+                               ": invalid JSON: " + what);
+    }
+    if (!j.is_object())
+      throw std::runtime_error(file_ + ": expected a JSON object describing a core, got " +
+                               std::string(j.type_name()));
+
+    // Fields the file leaves out come from `base` (default: the default preset).
+    const TlbPreset* base = find_preset(kDefaultPreset);
+    if (auto it = j.find("base"); it != j.end()) {
+      const std::string b = get_string(*it, "base");
+      base = find_preset(b);
+      if (!base) fail("base", "unknown preset '" + b + "'; expected one of " + preset_names());
+    }
+    TlbConfig c = base->make();
+    c.name = std::filesystem::path(file_).stem().string();
+    c.description = "core described by " + file_ + " (fields not given: " +
+                    std::string(base->name) + ")";
+
+    for (const auto& [k, v] : j.items()) {
+      if (k == "base" || k == "sources") continue;
+      if (k == "name") {
+        c.name = get_string(v, k);
+        if (c.name.empty()) fail(k, "must not be empty");
+      } else if (k == "description") {
+        c.description = get_string(v, k);
+      } else if (k == "l1d") {
+        load_structure(v, k, c.l1d, c);
+      } else if (k == "l1i") {
+        load_structure(v, k, c.l1i, c);
+      } else if (k == "l2") {
+        load_structure(v, k, c.l2, c);
+      } else if (k == "walk_cache_entries") {
+        c.walk_cache_entries = get_unsigned(v, k);
+        mark_given(c, k);
+      } else if (k == "walk_access_cycles") {
+        c.walk_access_cycles = get_unsigned(v, k);
+        mark_given(c, k);
+      } else if (k == "tlbi_range") {
+        c.tlbi_range = get_bool(v, k);
+        mark_given(c, k);
+      } else if (k == "hafdbs_random_pte") {
+        c.hafdbs_random_pte = get_bool(v, k);
+        mark_given(c, k);
+      } else {
+        fail(k, "unknown field; expected one of " + join(kTopFields));
+      }
+    }
+    check_structure("l1d", c.l1d);
+    check_structure("l1i", c.l1i);
+    check_structure("l2", c.l2);
+
+    // Sources the file states replace the "no source stated" lines.
+    if (auto it = j.find("sources"); it != j.end()) {
+      if (!it->is_object()) fail("sources", "expected an object, got " + it->dump());
+      for (const auto& [k, v] : it->items()) {
+        const std::string field = "sources." + k;
+        bool known = false;
+        for (const auto& [f, s] : c.sources) known = known || f == k;
+        if (!known)
+          fail(field, "not a field of the core; expected a name such as l2.entries or tlbi_range");
+        std::string text = get_string(v, field);
+        if (text.empty())
+          fail(field, "must not be empty (write \"unknown\" if no source gives it)");
+        set_source(c, k, std::move(text));
+      }
+    }
+    return c;
+  }
+
+ private:
+  std::string file_;
+};
+
+}  // namespace
+
+const std::vector<TlbPreset>& tlb_presets() {
+  static const std::vector<TlbPreset> k{
+      {kNeoverseN1.name, kNeoverseN1.summary, [] { return to_config(kNeoverseN1); }},
+      {kNeoverseV1.name, kNeoverseV1.summary, [] { return to_config(kNeoverseV1); }},
+      {kAppleM1.name, kAppleM1.summary, [] { return to_config(kAppleM1); }},
+  };
+  return k;
+}
+
+std::string_view default_tlb_preset() { return kDefaultPreset; }
+
+TlbConfig parse_tlb_config_json(std::string_view text, std::string_view file) {
+  return JsonLoader(file).load(text);
+}
+
+TlbConfig resolve_tlb_config(std::string_view name_or_path) {
+  if (const TlbPreset* p = find_preset(name_or_path)) return p->make();
+  const std::string path(name_or_path);
+  const bool looks_like_file =
+      path.find('/') != std::string::npos ||
+      (path.size() > 5 && path.compare(path.size() - 5, 5, ".json") == 0);
+  if (!looks_like_file)
+    throw std::runtime_error("unknown TLB preset '" + path + "'; expected one of " +
+                             preset_names() + ", default, or a JSON file (NAME.json)");
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw std::runtime_error(path + ": cannot open: " + std::strerror(errno));
+  std::ostringstream text;
+  text << in.rdbuf();
+  return parse_tlb_config_json(text.str(), path);
+}
+
+namespace {
+
+std::string describe_structure(const TlbStructureConfig& s) {
+  std::ostringstream o;
+  o << s.entries << " entries, ";
+  if (s.ways == s.entries)
+    o << "fully associative";
+  else
+    o << s.ways << "-way (" << s.entries / s.ways << " sets)";
+  o << ", " << replacement_name(s.replacement) << ", contiguous block: "
+    << cont_holding_name(s.cont) << ", hit +" << s.hit_cycles
+    << (s.hit_cycles == 1 ? " cycle" : " cycles");
+  return o.str();
+}
+
+}  // namespace
+
+std::string format_presets() {
+  std::ostringstream o;
+  o << "TLB presets (choose one with the scenario header `tlb NAME`; `tlb default` is "
+    << kDefaultPreset << "; describe another core in a JSON file: `tlb my-core.json`, see "
+       "docs/tlb-json.md)\n";
+  for (const auto& p : tlb_presets()) {
+    const TlbConfig c = p.make();
+    o << '\n' << p.name << (p.name == kDefaultPreset ? " (default)" : "") << " — " << p.summary
+      << '\n';
+    o << "  L1D  " << describe_structure(c.l1d) << '\n';
+    o << "  L1I  " << describe_structure(c.l1i) << '\n';
+    o << "  L2   " << describe_structure(c.l2) << '\n';
+    o << "  walk cache " << c.walk_cache_entries << " entries, " << c.walk_access_cycles
+      << " cycles per descriptor read; FEAT_TLBIRANGE " << (c.tlbi_range ? "yes" : "no")
+      << "; HW A/D in a random PTE of a block " << (c.hafdbs_random_pte ? "on" : "off") << '\n';
+    o << "  sources:\n";
+    std::size_t width = 0;
+    for (const auto& [f, s] : c.sources) width = std::max(width, f.size());
+    for (const auto& [f, s] : c.sources)
+      o << "    " << f << std::string(width - f.size() + 2, ' ') << s << '\n';
+  }
+  return o.str();
+}
+
+}  // namespace contpte
