@@ -152,11 +152,19 @@ template <Env E>
 Pte ptep_get(E& env, PteSlot ptep, Pte orig) {
   const unsigned cont = env.geometry().cont_ptes;
   PteSlot p = ptep.align_down(cont);
+  // The OR of pte_dirty()/pte_young() over the entries, without a branch per
+  // entry: `any` collects software DIRTY and AF, `hw` collects
+  // hardware-dirty (DBM set, RDONLY clear).
+  constexpr unsigned kDbmToRdonly = 51 - 7;
+  static_assert(bits::kDbm == bits::kRdonly << kDbmToRdonly);
+  std::uint64_t any = 0, hw = 0;
   for (unsigned i = 0; i < cont; ++i, ++p) {
-    Pte pte = raw::ptep_get(env, p);
-    if (pte_dirty(pte)) orig = pte_mkdirty(orig);
-    if (pte_young(pte)) orig = pte_mkyoung(orig);
+    const std::uint64_t v = raw::ptep_get(env, p).val;
+    any |= v;
+    hw |= v & ~(v << kDbmToRdonly);
   }
+  if ((any & bits::kDirty) || (hw & bits::kDbm)) orig = pte_mkdirty(orig);
+  if (any & bits::kAf) orig = pte_mkyoung(orig);
   return orig;
 }
 

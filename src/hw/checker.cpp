@@ -62,7 +62,7 @@ void Checker::check_block(const Pte* block, unsigned n, std::uint64_t va_base, u
 unsigned Checker::check_fill(const Tlb& tlb, const TlbEntry& filled) {
   unsigned tolerated = 0;
   const std::uint64_t oa_mask = pte_addr_mask(geo_.page_shift);
-  tlb.for_each([&](const TlbEntry& e) {
+  tlb.for_each_overlapping(filled.asid, filled.va, filled.size(), [&](const TlbEntry& e) {
     if (e.va == filled.va && e.size_shift == filled.size_shift) return;  // the entry itself
     if (!e.overlaps(filled)) return;
     const std::uint64_t lo = std::max(e.va, filled.va);

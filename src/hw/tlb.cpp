@@ -435,41 +435,52 @@ std::optional<TlbEntry> Tlb::insert(const TlbEntry& in, std::uint64_t va) {
   return evicted;
 }
 
+// The slots of every live entry of `asid` overlapping [start, start+len),
+// found by probing every aligned position of every live size, or by one
+// pass over the slots when that costs fewer lookups.
+static std::vector<std::uint32_t> overlapping_slots(const Tlb::Impl& im, std::uint16_t asid,
+                                                    std::uint64_t start, std::uint64_t len);
+
 unsigned Tlb::invalidate_range(std::uint16_t asid, std::uint64_t start, std::uint64_t len) {
   Impl& im = *impl_;
   if (len == 0 || im.live == 0) return 0;
+  const auto slots = overlapping_slots(im, asid, start, len);
+  for (std::uint32_t s : slots) im.remove(s);
+  if (!slots.empty()) mru_ = nullptr;
+  return static_cast<unsigned>(slots.size());
+}
+
+void Tlb::for_each_overlapping_impl(std::uint16_t asid, std::uint64_t start, std::uint64_t len,
+                                    const std::function<void(const TlbEntry&)>& fn) const {
+  const Impl& im = *impl_;
+  if (len == 0 || im.live == 0) return;
+  for (std::uint32_t s : overlapping_slots(im, asid, start, len)) fn(im.entries[s]);
+}
+
+static std::vector<std::uint32_t> overlapping_slots(const Tlb::Impl& im, std::uint16_t asid,
+                                                    std::uint64_t start, std::uint64_t len) {
+  std::vector<std::uint32_t> out;
   const std::uint64_t max = std::numeric_limits<std::uint64_t>::max();
   const std::uint64_t last = len - 1 > max - start ? max : start + (len - 1);
-  // Probing every aligned position of every live size costs this many
-  // lookups; past the number of slots, one pass over the slots is cheaper.
   std::uint64_t probes = 0;
   for (std::uint64_t m = im.shift_mask; m != 0; m &= m - 1) {
     const unsigned sh = static_cast<unsigned>(std::countr_zero(m));
     probes += ((last >> sh) - (start >> sh)) + 1;
     if (probes > im.entries.size()) break;
   }
-  unsigned dropped = 0;
   if (probes > im.entries.size()) {
     for (std::uint32_t s = 0; s < im.entries.size(); ++s)
-      if (im.valid(s) && im.overlaps(im.entries[s], asid, start, last)) {
-        im.remove(s);
-        ++dropped;
-      }
-  } else {
-    const std::uint64_t mask = im.shift_mask;  // removal may clear bits
-    for (std::uint64_t m = mask; m != 0; m &= m - 1) {
-      const unsigned sh = static_cast<unsigned>(std::countr_zero(m));
-      for (std::uint64_t vpn = start >> sh;; ++vpn) {
-        if (const std::uint32_t s = im.find(asid, sh, vpn << sh); s != kNone) {
-          im.remove(s);
-          ++dropped;
-        }
-        if (vpn == (last >> sh)) break;
-      }
+      if (im.valid(s) && im.overlaps(im.entries[s], asid, start, last)) out.push_back(s);
+    return out;
+  }
+  for (std::uint64_t m = im.shift_mask; m != 0; m &= m - 1) {
+    const unsigned sh = static_cast<unsigned>(std::countr_zero(m));
+    for (std::uint64_t vpn = start >> sh;; ++vpn) {
+      if (const std::uint32_t s = im.find(asid, sh, vpn << sh); s != kNone) out.push_back(s);
+      if (vpn == (last >> sh)) break;
     }
   }
-  if (dropped) mru_ = nullptr;
-  return dropped;
+  return out;
 }
 
 unsigned Tlb::invalidate_asid(std::uint16_t asid) {

@@ -134,11 +134,20 @@ class Tlb {
     for_each_impl([&](const TlbEntry& e) { fn(e); });
   }
   std::size_t size() const;
+  // Every live entry of `asid` that overlaps [start, start+len), without
+  // scanning the whole structure (for the checker's conflict rule).
+  template <class Fn>
+  void for_each_overlapping(std::uint16_t asid, std::uint64_t start, std::uint64_t len,
+                            Fn&& fn) const {
+    for_each_overlapping_impl(asid, start, len, [&](const TlbEntry& e) { fn(e); });
+  }
+  struct Impl;
 
  private:
+  void for_each_overlapping_impl(std::uint16_t asid, std::uint64_t start, std::uint64_t len,
+                                 const std::function<void(const TlbEntry&)>& fn) const;
   const TlbEntry* lookup_slow(std::uint16_t asid, std::uint64_t va);
   void for_each_impl(const std::function<void(const TlbEntry&)>& fn) const;
-  struct Impl;
   std::unique_ptr<Impl> impl_;
   const TlbEntry* mru_ = nullptr;  // in impl_'s storage; null after any invalidation
 };
