@@ -47,7 +47,6 @@ struct Machine {
         env(mem, pt, Features{v, false, true}),
         checker(mem.geometry(), false),
         mmu(mem, resolve_tlb_config("neoverse-n1"), true, check ? &checker : nullptr, 1) {
-    mmu.set_page_table(&pt);
     const unsigned shift = mem.geometry().page_shift;
     // Map in 2M chunks (one page-table page each) of order-9 folios.
     for (std::uint64_t off = 0; off < bytes; off += 2u << 20) {
@@ -86,11 +85,11 @@ void run(benchmark::State& state, bool random, bool check) {
   Machine m(random ? Variant::Off : Variant::Upstream, bytes, check);
   const auto s = stream(random, bytes, 1u << 16);
   // Warm the TLBs.
-  for (std::uint64_t va : s) m.mmu.access(m.pt.root(), 1, VirtAddr{va}, MemAccess::Read);
+  for (std::uint64_t va : s) m.mmu.access(m.pt, 1, VirtAddr{va}, MemAccess::Read);
   std::size_t i = 0;
   const auto t0 = std::chrono::steady_clock::now();
   for (auto _ : state) {
-    auto r = m.mmu.access(m.pt.root(), 1, VirtAddr{s[i]}, MemAccess::Read);
+    auto r = m.mmu.access(m.pt, 1, VirtAddr{s[i]}, MemAccess::Read);
     benchmark::DoNotOptimize(r);
     if (++i == s.size()) i = 0;
   }

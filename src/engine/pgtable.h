@@ -165,6 +165,22 @@ inline void ptep_modify_prot_commit(E& env, VirtAddr addr, PteSlot ptep, Pte /*o
   set_pte_at(env, addr, ptep, pte);
 }
 
+// The batched transaction mprotect uses since Linux 6.17 (arm64's
+// modify_prot_start_ptes / modify_prot_commit_ptes): the nr PTEs of one
+// folio are cleared together (a partial block unfolds, a whole one is
+// cleared without converting) and rewritten with one set_ptes, which
+// writes CONT directly on a whole aligned block.
+template <Env E>
+inline Pte modify_prot_start_ptes(E& env, VirtAddr addr, PteSlot ptep, unsigned nr) {
+  return get_and_clear_full_ptes(env, addr, ptep, nr, false);
+}
+
+template <Env E>
+inline void modify_prot_commit_ptes(E& env, VirtAddr addr, PteSlot ptep, Pte /*old*/, Pte pte,
+                                    unsigned nr) {
+  set_ptes(env, addr, ptep, pte, nr);
+}
+
 // How many PTEs from ptep to the end of its block core-mm may batch over
 // without re-reading: 1 unless the entry is a valid CONT one.
 template <Env E>

@@ -119,20 +119,21 @@ void Checker::check_hit(const TlbEntry& e, std::uint64_t va, MemAccess kind, con
          fmt::format("stale TLB entry {:#x}+{:#x}: {}", e.va, e.size(), why));
 }
 
-void Checker::on_pte_write(std::uint64_t va, Pte before, Pte after) {
-  touched_blocks_.insert(va & ~(geo_.cont_pte_size() - 1));
+void Checker::on_pte_write(std::uint16_t asid, std::uint64_t va, Pte before, Pte after) {
+  touched_blocks_.insert(key(asid, va & ~(geo_.cont_pte_size() - 1)));
   (void)before;
   if (!pte_present(after)) return;
   if (pte_dirty(after) || pte_young(after)) {
-    Owed& o = owed_[va];
+    Owed& o = owed_[key(asid, va)];
     o.dirty |= pte_dirty(after);
     o.young |= pte_young(after);
   }
 }
 
-void Checker::clean(std::uint64_t va, std::uint64_t nr_pages, bool dirty, bool young) {
+void Checker::clean(std::uint16_t asid, std::uint64_t va, std::uint64_t nr_pages, bool dirty,
+                    bool young) {
   for (std::uint64_t i = 0; i < nr_pages; ++i) {
-    auto it = owed_.find(va + i * geo_.page_size());
+    auto it = owed_.find(key(asid, va + i * geo_.page_size()));
     if (it == owed_.end()) continue;
     if (dirty) it->second.dirty = false;
     if (young) it->second.young = false;
@@ -140,10 +141,10 @@ void Checker::clean(std::uint64_t va, std::uint64_t nr_pages, bool dirty, bool y
   }
 }
 
-void Checker::returned(std::uint64_t va, std::uint64_t nr_pages, Pte value) {
+void Checker::returned(std::uint16_t asid, std::uint64_t va, std::uint64_t nr_pages, Pte value) {
   for (std::uint64_t i = 0; i < nr_pages; ++i) {
     const std::uint64_t page = va + i * geo_.page_size();
-    auto it = owed_.find(page);
+    auto it = owed_.find(key(asid, page));
     if (it == owed_.end()) continue;
     if (it->second.dirty && !pte_dirty(value))
       report(Rule::LostDirty, page, {{va, value.val}},
@@ -155,15 +156,20 @@ void Checker::returned(std::uint64_t va, std::uint64_t nr_pages, Pte value) {
   }
 }
 
-void Checker::settle(const std::function<Pte(std::uint64_t)>& view,
-                     const std::function<Pte(std::uint64_t)>& stored) {
+void Checker::settle(const std::function<Pte(std::uint16_t, std::uint64_t)>& view,
+                     const std::function<Pte(std::uint16_t, std::uint64_t)>& stored) {
   const std::uint64_t block = geo_.cont_pte_size();
-  for (std::uint64_t b : touched_blocks_) {
+  constexpr std::uint64_t kVaMask = (std::uint64_t{1} << 48) - 1;
+  for (std::uint64_t kb : touched_blocks_) {
+    const auto asid = static_cast<std::uint16_t>(kb >> 48);
+    const std::uint64_t b = kb & kVaMask;
     for (std::uint64_t va = b; va < b + block; va += geo_.page_size()) {
-      auto it = owed_.find(va);
+      auto it = owed_.find(key(asid, va));
       if (it == owed_.end()) continue;
-      const Pte v = view(va);
-      auto ptes = [&] { return std::vector<std::pair<std::uint64_t, std::uint64_t>>{{va, stored(va).val}}; };
+      const Pte v = view(asid, va);
+      auto ptes = [&] {
+        return std::vector<std::pair<std::uint64_t, std::uint64_t>>{{va, stored(asid, va).val}};
+      };
       if (it->second.dirty && !pte_dirty(v))
         report(Rule::LostDirty, va, ptes(),
                pte_present(v) ? "ptep_get reports clean a page that was dirty and was not cleaned"

@@ -71,19 +71,22 @@ class Checker {
 
   // ---- rules 4 and 5: lost_dirty, lost_young ----
   // Every PTE word written (by the engine, raw writes or hardware).
-  void on_pte_write(std::uint64_t va, Pte before, Pte after);
+  // `asid` names the address space (processes share VAs).
+  void on_pte_write(std::uint16_t asid, std::uint64_t va, Pte before, Pte after);
   // An operation that cleans (dirty) or ages (young) the pages of a range:
   // the information it removes was accounted for.
-  void clean(std::uint64_t va, std::uint64_t nr_pages, bool dirty, bool young);
+  void clean(std::uint16_t asid, std::uint64_t va, std::uint64_t nr_pages, bool dirty, bool young);
   // pte_clear / clear_full_ptes: the caller does not want A/D.
-  void discard(std::uint64_t va, std::uint64_t nr_pages) { clean(va, nr_pages, true, true); }
+  void discard(std::uint16_t asid, std::uint64_t va, std::uint64_t nr_pages) {
+    clean(asid, va, nr_pages, true, true);
+  }
   // A get-and-clear returned `value` for the pages of a range (A/D OR-ed
   // over them): each page's dirty/young must show in it.
-  void returned(std::uint64_t va, std::uint64_t nr_pages, Pte value);
+  void returned(std::uint16_t asid, std::uint64_t va, std::uint64_t nr_pages, Pte value);
   // At the end of an operation: every page whose block was written during it
   // must still report (through ptep_get, `view`) what it owes.
-  void settle(const std::function<Pte(std::uint64_t va)>& view,
-              const std::function<Pte(std::uint64_t va)>& stored);
+  void settle(const std::function<Pte(std::uint16_t asid, std::uint64_t va)>& view,
+              const std::function<Pte(std::uint16_t asid, std::uint64_t va)>& stored);
 
   std::vector<Violation>& violations() { return violations_; }
   const std::vector<Violation>& violations() const { return violations_; }
@@ -102,8 +105,11 @@ class Checker {
   bool bbml2_;
   unsigned line_ = 0;
   std::uint64_t step_ = 0;
-  std::unordered_map<std::uint64_t, Owed> owed_;  // page VA -> A/D not yet accounted for
-  std::set<std::uint64_t> touched_blocks_;        // blocks written since the last settle
+  static std::uint64_t key(std::uint16_t asid, std::uint64_t va) {
+    return (std::uint64_t{asid} << 48) | va;
+  }
+  std::unordered_map<std::uint64_t, Owed> owed_;  // key(asid, page) -> A/D not yet accounted for
+  std::set<std::uint64_t> touched_blocks_;        // key(asid, block) written since the last settle
   std::set<std::tuple<int, std::uint64_t, unsigned>> seen_;  // (rule, va, line): report once
   std::vector<Violation> violations_;
   std::array<std::uint64_t, 5> counts_{};

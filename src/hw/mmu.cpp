@@ -47,7 +47,8 @@ bool Mmu::permits(const Pte& d, MemAccess kind) const {
   return false;
 }
 
-AccessResult Mmu::access(PhysAddr root, std::uint16_t asid, VirtAddr va, MemAccess kind) {
+AccessResult Mmu::access(const PageTable& pt, std::uint16_t asid, VirtAddr va, MemAccess kind) {
+  const PhysAddr root = pt.root();
   ++stats_.accesses;
   Tlb& l1 = kind == MemAccess::Exec ? l1i_ : l1d_;
   if (const TlbEntry* e = l1.lookup(asid, va.val); e && permits(e->desc, kind)) {
@@ -66,11 +67,12 @@ AccessResult Mmu::access(PhysAddr root, std::uint16_t asid, VirtAddr va, MemAcce
   }
   // A miss, or a hit that does not permit the access (a store to a clean
   // entry): hardware walks, and updates the descriptor if it may.
-  return walk_and_fill(root, asid, va, kind, l1);
+  return walk_and_fill(pt, asid, va, kind, l1);
 }
 
-AccessResult Mmu::walk_and_fill(PhysAddr root, std::uint16_t asid, VirtAddr va, MemAccess kind,
-                                Tlb& l1) {
+AccessResult Mmu::walk_and_fill(const PageTable& pt, std::uint16_t asid, VirtAddr va,
+                                MemAccess kind, Tlb& l1) {
+  const PhysAddr root = pt.root();
   const Geometry& g = mem_.geometry();
   ++stats_.tlb_misses;
   ++stats_.walks;
@@ -120,8 +122,8 @@ AccessResult Mmu::walk_and_fill(PhysAddr root, std::uint16_t asid, VirtAddr va, 
         *target = v;
         stats_.hw_af_updates += !pte_young(old);
         stats_.hw_dirty_updates += pte_rdonly(old) && !pte_rdonly(v);
-        if (checker_ && pt_)
-          if (auto tva = pt_->va_of(PteSlot(target))) checker_->on_pte_write(tva->val, old, v);
+        if (checker_)
+          if (auto tva = pt.va_of(PteSlot(target))) checker_->on_pte_write(asid, tva->val, old, v);
         break;
       }
       old = seen;
@@ -157,18 +159,18 @@ void Mmu::fill(Tlb& t, const TlbEntry& e, std::uint64_t va) {
   if (checker_) stats_.tlb_overlaps += checker_->check_fill(t, stored);
 }
 
-void Mmu::flush_range(std::uint64_t start, std::uint64_t nr_pages) {
+void Mmu::flush_range(std::uint16_t asid, std::uint64_t start, std::uint64_t nr_pages) {
   const std::uint64_t len = nr_pages << mem_.geometry().page_shift;
-  l1d_.invalidate_range(asid_, start, len);
-  l1i_.invalidate_range(asid_, start, len);
-  l2_.invalidate_range(asid_, start, len);
+  l1d_.invalidate_range(asid, start, len);
+  l1i_.invalidate_range(asid, start, len);
+  l2_.invalidate_range(asid, start, len);
 }
 
-void Mmu::flush_asid() {
+void Mmu::flush_asid(std::uint16_t asid) {
   ++stats_.tlbi_asid;
-  l1d_.invalidate_asid(asid_);
-  l1i_.invalidate_asid(asid_);
-  l2_.invalidate_asid(asid_);
+  l1d_.invalidate_asid(asid);
+  l1i_.invalidate_asid(asid);
+  l2_.invalidate_asid(asid);
   walk_cache_.clear();
 }
 
@@ -181,19 +183,19 @@ void Mmu::on_tlbi(const TlbiRequest& r) {
   switch (r.kind) {
     case TlbiKind::Page:
       ++stats_.tlbi_va;
-      flush_range(r.start.val, 1);
+      flush_range(r.asid, r.start.val, 1);
       return;
     case TlbiKind::Mm:
-      flush_asid();
+      flush_asid(r.asid);
       return;
     case TlbiKind::Range: break;
   }
   std::uint64_t pages = r.nr_pages;
   if ((!cfg_.tlbi_range && pages >= g.ptrs_per_table()) || pages > kMaxTlbiRangePages) {
-    flush_asid();
+    flush_asid(r.asid);
     return;
   }
-  flush_range(r.start.val, pages);
+  flush_range(r.asid, r.start.val, pages);
   if (!cfg_.tlbi_range) {
     stats_.tlbi_va += pages;
     return;

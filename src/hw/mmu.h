@@ -13,6 +13,7 @@
 
 #include "engine/env.h"
 #include "hw/checker.h"
+#include "hw/page_table.h"
 #include "hw/phys_mem.h"
 #include "hw/sim_env.h"
 #include "hw/tlb.h"
@@ -51,14 +52,10 @@ class Mmu final : public SimObserver {
   Mmu(PhysMem& mem, TlbConfig cfg, bool hafdbs, Checker* checker, std::uint64_t seed);
 
   // One access by user code in `asid` through the tables at `root`.
-  AccessResult access(PhysAddr root, std::uint16_t asid, VirtAddr va, MemAccess kind);
+  AccessResult access(const PageTable& pt, std::uint16_t asid, VirtAddr va, MemAccess kind);
 
-  // The ASID the engine's flush requests apply to (the current mm's).
-  void set_asid(std::uint16_t asid) { asid_ = asid; }
   // SimObserver: the engine's flush requests become TLBI instructions.
   void on_tlbi(const TlbiRequest& r) override;
-  // For the VA of a descriptor hardware updates (checker bookkeeping).
-  void set_page_table(const PageTable* pt) { pt_ = pt; }
 
   const MmuStats& stats() const { return stats_; }
   const TlbConfig& config() const { return cfg_; }
@@ -68,22 +65,20 @@ class Mmu final : public SimObserver {
 
  private:
   bool permits(const Pte& desc, MemAccess kind) const;
-  AccessResult walk_and_fill(PhysAddr root, std::uint16_t asid, VirtAddr va, MemAccess kind,
+  AccessResult walk_and_fill(const PageTable& pt, std::uint16_t asid, VirtAddr va, MemAccess kind,
                              Tlb& l1);
   void fill(Tlb& t, const TlbEntry& e, std::uint64_t va);
-  void flush_range(std::uint64_t start, std::uint64_t nr_pages);
-  void flush_asid();
+  void flush_range(std::uint16_t asid, std::uint64_t start, std::uint64_t nr_pages);
+  void flush_asid(std::uint16_t asid);
 
   PhysMem& mem_;
   TlbConfig cfg_;
   bool hafdbs_;
   Checker* checker_;
-  const PageTable* pt_ = nullptr;
   Walker walker_;
   WalkCache walk_cache_;
   Tlb l1d_, l1i_, l2_;
   std::mt19937_64 rng_;
-  std::uint16_t asid_ = 1;
   MmuStats stats_;
 };
 

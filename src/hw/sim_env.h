@@ -31,6 +31,7 @@ struct PteAccess {
 
 struct TlbiRequest {
   TlbiKind kind;
+  std::uint16_t asid;      // the address space the flush is for
   VirtAddr start;
   std::uint64_t nr_pages;  // 0 for Mm
   bool sync;
@@ -46,8 +47,8 @@ class SimObserver {
 
 class SimEnv {
  public:
-  SimEnv(PhysMem& mem, PageTable& pt, Features features)
-      : mem_(mem), pt_(pt), features_(features) {}
+  SimEnv(PhysMem& mem, PageTable& pt, Features features, std::uint16_t asid = 1)
+      : mem_(mem), pt_(pt), features_(features), asid_(asid) {}
 
   // ---- the Env interface (engine/env.h) ----
   Pte read(PteSlot s) {
@@ -72,9 +73,9 @@ class SimEnv {
     if (!observers_.empty()) notify({PteAccessOp::Cmpxchg, s, old, *s.ptr(), expected});
     return old;
   }
-  void flush_tlb_range(TlbFlush f) { notify_tlbi({TlbiKind::Range, f.start, f.nr_pages, f.sync}); }
-  void flush_tlb_page(VirtAddr a, bool sync) { notify_tlbi({TlbiKind::Page, a, 1, sync}); }
-  void flush_tlb_mm() { notify_tlbi({TlbiKind::Mm, VirtAddr{}, 0, true}); }
+  void flush_tlb_range(TlbFlush f) { notify_tlbi({TlbiKind::Range, asid_, f.start, f.nr_pages, f.sync}); }
+  void flush_tlb_page(VirtAddr a, bool sync) { notify_tlbi({TlbiKind::Page, asid_, a, 1, sync}); }
+  void flush_tlb_mm() { notify_tlbi({TlbiKind::Mm, asid_, VirtAddr{}, 0, true}); }
   FolioInfo folio_of(Pfn pfn) const { return mem_.folio_of(pfn); }
   const Features& features() const { return features_; }
   const Geometry& geometry() const { return mem_.geometry(); }
@@ -84,6 +85,7 @@ class SimEnv {
   // ---- simulator side ----
   const EngineCounters& counters() const { return counters_; }
   PageTable& page_table() { return pt_; }
+  std::uint16_t asid() const { return asid_; }
   PhysMem& memory() { return mem_; }
   void add_observer(SimObserver* o) { observers_.push_back(o); }
   void remove_observer(SimObserver* o) { std::erase(observers_, o); }
@@ -99,6 +101,7 @@ class SimEnv {
   PhysMem& mem_;
   PageTable& pt_;
   Features features_;
+  std::uint16_t asid_;
   EngineCounters counters_;
   std::vector<SimObserver*> observers_;
 };

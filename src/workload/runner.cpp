@@ -15,6 +15,7 @@
 #include "hw/phys_mem.h"
 #include "hw/sim_env.h"
 #include "mm/buddy.h"
+#include "mm/mm.h"
 #include "workload/pte_format.h"
 
 namespace contpte {
@@ -32,7 +33,9 @@ const std::vector<std::string>& stat_names() {
       "tlbi_instructions_range", "tlbi_instructions_asid", "tlbi_instructions_all",
       "tlb_overlaps",      "violations",          "violations_misprogrammed",
       "violations_tlb_conflict", "violations_stale_translation", "violations_lost_dirty",
-      "violations_lost_young"};
+      "violations_lost_young", "mm_faults",        "faults_anon",
+      "faults_zero",       "faults_cow",          "faults_reuse",
+      "faults_access",     "reuse_unfolds",       "folios_freed"};
   return names;
 }
 
@@ -62,14 +65,19 @@ Overloaded(Ts...) -> Overloaded<Ts...>;
 std::optional<std::string_view> unsupported(const Op& op) {
   return std::visit(
       Overloaded{
-          [](const Mmap&) -> std::optional<std::string_view> { return "'mmap'"; },
-          [](const Munmap&) -> std::optional<std::string_view> { return "'munmap'"; },
-          [](const Mprotect&) -> std::optional<std::string_view> { return "'mprotect'"; },
-          [](const Madvise&) -> std::optional<std::string_view> { return "'madvise'"; },
-          [](const Fork&) -> std::optional<std::string_view> { return "'fork'"; },
-          [](const Process&) -> std::optional<std::string_view> { return "'process'"; },
-          [](const Exit&) -> std::optional<std::string_view> { return "'exit'"; },
-          [](const Reclaim&) -> std::optional<std::string_view> { return "'reclaim'"; },
+          [](const Mmap& m) -> std::optional<std::string_view> {
+            if (m.file) return "file mappings";
+            if (m.shared) return "shared anonymous mappings";
+            return std::nullopt;
+          },
+          [](const Madvise& m) -> std::optional<std::string_view> {
+            switch (m.advice) {
+              case Advice::Free: return "madvise free";
+              case Advice::Cold: return "madvise cold";
+              case Advice::Pageout: return "madvise pageout";
+              default: return std::nullopt;
+            }
+          },
           [](const Parallel&) -> std::optional<std::string_view> { return "'parallel' blocks"; },
           [](const auto&) -> std::optional<std::string_view> { return std::nullopt; },
       },
@@ -77,21 +85,10 @@ std::optional<std::string_view> unsupported(const Op& op) {
 }
 
 std::string_view planned_in(const Op& op) {
-  if (std::holds_alternative<Access>(op)) return "needs the simulated MMU";
   if (std::holds_alternative<Parallel>(op)) return "needs the interleaving explorer";
-  return "needs the memory manager";
+  return "the memory manager models anonymous private memory so far";
 }
 
-const AddrExpr* mapping_operand(const Op& op) {
-  return std::visit(
-      Overloaded{
-          [](const Dump& d) -> const AddrExpr* { return &d.addr; },
-          [](const ExpectCont& e) -> const AddrExpr* { return &e.addr; },
-          [](const ExpectPte& e) -> const AddrExpr* { return &e.addr; },
-          [](const auto&) -> const AddrExpr* { return nullptr; },
-      },
-      op);
-}
 
 // Prints every PTE access and TLB invalidation with the statement that
 // made it: what a kernel engineer reads to see why a block folded or not.
@@ -149,15 +146,16 @@ class TraceObserver final : public SimObserver {
 // access/dirty bookkeeping.
 class CheckerFeed final : public SimObserver {
  public:
-  CheckerFeed(Checker& c, const PageTable& pt) : c_(c), pt_(pt) {}
+  CheckerFeed(Checker& c, const PageTable& pt, std::uint16_t asid) : c_(c), pt_(pt), asid_(asid) {}
   void on_pte_access(const PteAccess& a) override {
     if (a.op == PteAccessOp::Load || a.before == a.after) return;
-    if (auto va = pt_.va_of(a.slot)) c_.on_pte_write(va->val, a.before, a.after);
+    if (auto va = pt_.va_of(a.slot)) c_.on_pte_write(asid_, va->val, a.before, a.after);
   }
 
  private:
   Checker& c_;
   const PageTable& pt_;
+  std::uint16_t asid_;
 };
 
 struct FolioDecl {
@@ -225,7 +223,24 @@ class ZipfGenerator {
   double zetan_ = 0, alpha_ = 0, eta_ = 0;
 };
 
-constexpr std::uint16_t kAsid = 1;  // the one process's address space
+// The sysfs THP settings a scenario header states, by folio order.
+ThpSettings thp_settings(const Header& h) {
+  ThpSettings t;
+  auto mode = [](ThpPolicy p) {
+    switch (p) {
+      case ThpPolicy::Always: return ThpMode::Always;
+      case ThpPolicy::Inherit: return ThpMode::Inherit;
+      case ThpPolicy::Madvise: return ThpMode::Madvise;
+      case ThpPolicy::Never: return ThpMode::Never;
+    }
+    return ThpMode::Never;
+  };
+  const Geometry& g = h.geometry();
+  for (const auto& [bytes, p] : h.thp)
+    t.per_order[static_cast<unsigned>(__builtin_ctzll(bytes) - g.page_shift)] = mode(p);
+  t.top = mode(h.thp_top);
+  return t;
+}
 
 class Runner {
  public:
@@ -234,13 +249,11 @@ class Runner {
         geo_(sc.header.geometry()),
         opts_(opts),
         mem_(sc.header.granule, sc.header.memory),
-        pt_(mem_),
         buddy_(mem_),
-        env_(mem_, pt_, features_of(sc.header)),
         checker_(geo_, features_of(sc.header).bbml2_noabort),
         mmu_(mem_, resolve_tlb_config(sc.header.tlb), sc.header.hafdbs,
              opts.check ? &checker_ : nullptr, sc.header.seed),
-        feed_(checker_, pt_),
+        sys_(mem_, buddy_, features_of(sc.header), thp_settings(sc.header)),
         rng_(sc.header.seed) {
     res_.scenario = sc.file;
     res_.config.granule = std::string(geo_.name);
@@ -248,19 +261,15 @@ class Runner {
     res_.config.tlb = sc.header.tlb;
     for (const auto& [size, policy] : sc.header.thp)
       if (policy != ThpPolicy::Never) res_.config.mthp.push_back(format_size(size));
-    if (opts_.trace) {
-      trace_.emplace(*opts_.trace, pt_);
-      env_.add_observer(&*trace_);
-    }
-    mmu_.set_asid(kAsid);
-    mmu_.set_page_table(&pt_);
-    env_.add_observer(&mmu_);
-    if (opts_.check) env_.add_observer(&feed_);
+    sys_.observers.push_back(&mmu_);
+    if (opts.check) sys_.checker = &checker_;
+    add_process(std::make_unique<Mm>(sys_, 0, asid_of(0)));
   }
 
   RunResult run() {
     for (const Statement& st : sc_.statements) {
-      if (trace_) trace_->set_statement(&st);
+      for (auto& p : procs_)
+        if (p.trace) p.trace->set_statement(&st);
       if (opts_.trace) *opts_.trace << st.loc.file << ':' << st.loc.line << ": " << st.text << '\n';
       ++res_.statements;
       checker_.set_context(st.loc.line, res_.statements);
@@ -274,27 +283,78 @@ class Runner {
   }
 
  private:
+  // ---- processes ----
+  struct Proc {
+    std::unique_ptr<Mm> mm;
+    std::unique_ptr<TraceObserver> trace;
+    std::unique_ptr<CheckerFeed> feed;
+    std::map<std::string, std::pair<std::uint64_t, std::uint64_t>> names;  // start, size
+    bool alive = true;
+  };
+  static std::uint16_t asid_of(std::size_t pid) { return static_cast<std::uint16_t>(pid + 1); }
+  Proc& cur() { return procs_[cur_]; }
+  SimEnv& env() { return cur().mm->env(); }
+  PageTable& pt() { return cur().mm->page_table(); }
+  std::uint16_t asid() { return cur().mm->asid(); }
+  Proc* proc_by_asid(std::uint16_t a) {
+    const std::size_t i = a - 1u;
+    return i < procs_.size() ? &procs_[i] : nullptr;
+  }
+  Proc& add_process(std::unique_ptr<Mm> mm) {
+    Proc p;
+    p.mm = std::move(mm);
+    if (opts_.trace) {
+      p.trace = std::make_unique<TraceObserver>(*opts_.trace, p.mm->page_table());
+      p.mm->env().add_observer(p.trace.get());
+    }
+    if (opts_.check) {
+      p.feed = std::make_unique<CheckerFeed>(checker_, p.mm->page_table(), p.mm->asid());
+      p.mm->env().add_observer(p.feed.get());
+    }
+    procs_.push_back(std::move(p));
+    return procs_.back();
+  }
+
   // ---- addresses and folios ----
   Pfn pfn_of(const FolioRef& f) const { return folios_.at(f.folio).head + f.index; }
-  PteSlot slot(VirtAddr va) { return *pt_.pte_slot(va, /*alloc=*/true); }
-  Pte stored(VirtAddr va) {
-    auto s = pt_.pte_slot(va, /*alloc=*/false);
+  PteSlot slot(VirtAddr va) { return *pt().pte_slot(va, /*alloc=*/true); }
+  Pte stored(VirtAddr va) { return stored_in(cur(), va); }
+  static Pte stored_in(Proc& p, VirtAddr va) {
+    auto s = p.mm->page_table().pte_slot(va, /*alloc=*/false);
     return s ? *s->ptr() : Pte{};
   }
-  VirtAddr resolve(const AddrExpr& a) const {
-    if (a.mapping)  // no memory manager yet: nothing is ever mapped by name
-      throw ScenarioError(a.loc, fmt::format("no mapping named '{}' in process 0", *a.mapping));
-    return VirtAddr{a.offset};
+  VirtAddr resolve(const AddrExpr& a) {
+    if (!a.mapping) return VirtAddr{a.offset};
+    auto it = cur().names.find(*a.mapping);
+    if (it == cur().names.end())
+      throw ScenarioError(a.loc, fmt::format("no mapping named '{}' in process {}", *a.mapping, cur_));
+    if (a.offset >= it->second.second)
+      throw ScenarioError(a.loc, fmt::format("offset {:#x} is past the end of '{}' ({})", a.offset,
+                                             *a.mapping, format_size(it->second.second)));
+    return VirtAddr{it->second.first + a.offset};
   }
 
   // Reads for expectations and dumps are not part of the scenario's work:
   // keep them out of the trace.
   template <class Fn>
   auto quietly(Fn&& fn) {
-    if (trace_) trace_->set_enabled(false);
+    for (auto& p : procs_)
+      if (p.trace) p.trace->set_enabled(false);
     auto r = fn();
-    if (trace_) trace_->set_enabled(true);
+    for (auto& p : procs_)
+      if (p.trace) p.trace->set_enabled(true);
     return r;
+  }
+
+  // A PTE-level statement acts outside every mapping (SCENARIO.md): inside
+  // a VMA it would bypass the memory manager's own bookkeeping.
+  void outside_vmas(const Statement& st, VirtAddr va, std::uint64_t nr) {
+    const std::uint64_t end = va.val + nr * geo_.page_size();
+    for (const auto& [s, v] : cur().mm->vmas())
+      if (s < end && va.val < v.end)
+        throw ScenarioError(st.loc, fmt::format("PTE-level statement inside a mapping ({:#x}-{:#x}) of "
+                                                "process {}; PTE-level statements act outside every mmap",
+                                                v.start, v.end, cur_));
   }
 
   void expect_result(const Statement& st, bool ok, std::string message) {
@@ -322,12 +382,42 @@ class Runner {
               folios_[a.name] = FolioDecl{*pfn, a.order};
             },
             [&](const SetPtes& s) {
-              set_ptes(env_, s.addr, slot(s.addr),
+              outside_vmas(st, s.addr, s.nr);
+              set_ptes(env(), s.addr, slot(s.addr),
                        make_pte(pfn_of(s.folio), s.prot, s.young, s.dirty, shift), s.nr);
             },
-            [&](const PteOp& o) { exec_pte_op(o); },
-            [&](const PteBatch& b) { exec_batch(b); },
+            [&](const PteOp& o) {
+              outside_vmas(st, o.addr, 1);
+              exec_pte_op(o);
+            },
+            [&](const PteBatch& b) {
+              outside_vmas(st, b.addr, b.nr);
+              exec_batch(b);
+            },
+            [&](const Mmap& m) { exec_mmap(st, m); },
+            [&](const Munmap& m) {
+              const VirtAddr a = resolve(m.addr);
+              cur().mm->munmap(a.val, m.len);
+            },
+            [&](const Mprotect& m) {
+              const VirtAddr a = resolve(m.addr);
+              cur().mm->mprotect(a.val, m.len, m.prot);
+            },
+            [&](const Madvise& m) { exec_madvise(st, m); },
+            [&](const Fork&) {
+              const std::size_t child = procs_.size();
+              auto names = cur().names;
+              auto mm = cur().mm->fork(static_cast<unsigned>(child), asid_of(child));
+              add_process(std::move(mm)).names = std::move(names);
+            },
+            [&](const Process& p) { cur_ = p.id; },
+            [&](const Exit& e) {
+              procs_[e.id].mm->exit_mmap();
+              procs_[e.id].alive = false;
+            },
+            [&](const Reclaim& r) { exec_reclaim(r); },
             [&](const ModifyProt& m) {
+              outside_vmas(st, m.addr, m.nr);
               // Pre-6.17 change_pte_range: one start/commit per present PTE,
               // then the flush of the range (a protection change may
               // downgrade).
@@ -335,25 +425,27 @@ class Runner {
               for (unsigned i = 0; i < m.nr; ++i) {
                 const VirtAddr va = m.addr + std::uint64_t{i} * geo_.page_size();
                 const PteSlot p = first + i;
-                if (!pte_present(ptep_get(env_, p))) continue;
-                Pte old = ptep_modify_prot_start(env_, va, p);
-                checker_.returned(va.val, 1, old);
-                ptep_modify_prot_commit(env_, va, p, old, pte_modify(old, pgprot_of(m.prot)));
+                if (!pte_present(ptep_get(env(), p))) continue;
+                Pte old = ptep_modify_prot_start(env(), va, p);
+                checker_.returned(asid(), va.val, 1, old);
+                ptep_modify_prot_commit(env(), va, p, old, pte_modify(old, pgprot_of(m.prot)));
               }
               caller_flush(m.addr, m.nr);
             },
             [&](const Access& a) { exec_access(st, a); },
             [&](const SetAccessFlags& s) {
+              outside_vmas(st, s.addr, 1);
               const PteSlot p = slot(s.addr);
-              const Pfn pfn = pte_pfn(ptep_get(env_, p), shift);
-              ptep_set_access_flags(env_, s.addr, p, make_pte(pfn, s.prot, s.young, s.dirty, shift),
+              const Pfn pfn = pte_pfn(ptep_get(env(), p), shift);
+              ptep_set_access_flags(env(), s.addr, p, make_pte(pfn, s.prot, s.young, s.dirty, shift),
                                     s.dirty);
             },
             [&](const RawSet& r) {
+              outside_vmas(st, r.addr, 1);
               // A buggy caller: the word is written as is, no engine, no TLBI.
               Pte v = make_pte(pfn_of(r.pfn), r.prot, r.young, r.dirty, shift);
               if (r.cont) v = pte_mkcont(v);
-              env_.write(slot(r.addr), v);
+              env().write(slot(r.addr), v);
             },
             [&](const Dump& d) { exec_dump(st, d); },
             [&](const ExpectCont& e) { exec_expect_cont(st, e); },
@@ -400,16 +492,16 @@ class Runner {
     const PteSlot p = slot(o.addr);
     switch (o.kind) {
       case PteOpKind::PteClear:
-        pte_clear(env_, o.addr, p);
-        checker_.discard(o.addr.val, 1);
+        pte_clear(env(), o.addr, p);
+        checker_.discard(asid(), o.addr.val, 1);
         caller_flush(o.addr, 1);
         break;
       case PteOpKind::PtepGetAndClear:
-        checker_.returned(o.addr.val, 1, ptep_get_and_clear(env_, o.addr, p));
+        checker_.returned(asid(), o.addr.val, 1, ptep_get_and_clear(env(), o.addr, p));
         caller_flush(o.addr, 1);
         break;
       case PteOpKind::PtepSetWrprotect:
-        ptep_set_wrprotect(env_, o.addr, p);
+        ptep_set_wrprotect(env(), o.addr, p);
         caller_flush(o.addr, 1);
         break;
       case PteOpKind::PtepTestAndClearYoung:
@@ -417,10 +509,10 @@ class Runner {
         // Block-wide on a contiguous block (contpte ages all of it).
         auto [start, nr] = widened(o.addr, 1);
         if (o.kind == PteOpKind::PtepTestAndClearYoung)
-          ptep_test_and_clear_young(env_, o.addr, p);
+          ptep_test_and_clear_young(env(), o.addr, p);
         else
-          ptep_clear_flush_young(env_, o.addr, p);
-        checker_.clean(start, nr, /*dirty=*/false, /*young=*/true);
+          ptep_clear_flush_young(env(), o.addr, p);
+        checker_.clean(asid(), start, nr, /*dirty=*/false, /*young=*/true);
         break;
       }
     }
@@ -430,23 +522,23 @@ class Runner {
     const PteSlot p = slot(b.addr);
     switch (b.kind) {
       case PteBatchKind::GetAndClearFullPtes:
-        checker_.returned(b.addr.val, b.nr, get_and_clear_full_ptes(env_, b.addr, p, b.nr, b.full));
+        checker_.returned(asid(), b.addr.val, b.nr, get_and_clear_full_ptes(env(), b.addr, p, b.nr, b.full));
         caller_flush(b.addr, b.nr);
         break;
       case PteBatchKind::ClearFullPtes:
-        clear_full_ptes(env_, b.addr, p, b.nr, b.full);
-        checker_.discard(b.addr.val, b.nr);
+        clear_full_ptes(env(), b.addr, p, b.nr, b.full);
+        checker_.discard(asid(), b.addr.val, b.nr);
         caller_flush(b.addr, b.nr);
         break;
       case PteBatchKind::WrprotectPtes:
-        wrprotect_ptes(env_, b.addr, p, b.nr);
+        wrprotect_ptes(env(), b.addr, p, b.nr);
         caller_flush(b.addr, b.nr);
         break;
       case PteBatchKind::ClearYoungDirtyPtes: {
         auto [start, nr] = widened(b.addr, b.nr);
         unsigned flags = (b.young ? CYDP_CLEAR_YOUNG : 0u) | (b.dirty ? CYDP_CLEAR_DIRTY : 0u);
-        clear_young_dirty_ptes(env_, b.addr, p, b.nr, flags);
-        checker_.clean(start, nr, b.dirty, b.young);
+        clear_young_dirty_ptes(env(), b.addr, p, b.nr, flags);
+        checker_.clean(asid(), start, nr, b.dirty, b.young);
         if (b.dirty) caller_flush(b.addr, b.nr);
         break;
       }
@@ -458,7 +550,7 @@ class Runner {
   std::pair<std::uint64_t, std::uint64_t> widened(VirtAddr va, unsigned nr) {
     std::uint64_t start = va.val;
     std::uint64_t end = va.val + std::uint64_t{nr} * geo_.page_size();
-    if (env_.features().variant != Variant::Off) {
+    if (env().features().variant != Variant::Off) {
       const std::uint64_t block = geo_.cont_pte_size();
       if (pte_cont(stored(va))) start &= ~(block - 1);
       if (pte_cont(stored(VirtAddr{end - geo_.page_size()}))) end = (end + block - 1) & ~(block - 1);
@@ -468,18 +560,100 @@ class Runner {
 
   void caller_flush(VirtAddr va, std::uint64_t nr) {
     ++caller_tlbi_;
-    mmu_.on_tlbi(TlbiRequest{nr == 1 ? TlbiKind::Page : TlbiKind::Range, va, nr, true});
+    mmu_.on_tlbi(TlbiRequest{nr == 1 ? TlbiKind::Page : TlbiKind::Range, asid(), va, nr, true});
   }
 
   void settle() {
     checker_.settle(
-        [&](std::uint64_t va) {
+        [&](std::uint16_t a, std::uint64_t va) {
+          Proc* p = proc_by_asid(a);
+          if (!p) return Pte{};
           return quietly([&] {
-            auto s = pt_.pte_slot(VirtAddr{va}, false);
-            return s ? ptep_get(env_, *s) : Pte{};
+            auto s = p->mm->page_table().pte_slot(VirtAddr{va}, false);
+            return s ? ptep_get(p->mm->env(), *s) : Pte{};
           });
         },
-        [&](std::uint64_t va) { return stored(VirtAddr{va}); });
+        [&](std::uint16_t a, std::uint64_t va) {
+          Proc* p = proc_by_asid(a);
+          return p ? stored_in(*p, VirtAddr{va}) : Pte{};
+        });
+  }
+
+  void exec_mmap(const Statement& st, const Mmap& m) {
+    if (cur().names.count(m.name))
+      throw ScenarioError(m.name_loc, fmt::format("mapping '{}' already exists in process {}", m.name, cur_));
+    auto start = cur().mm->mmap(m.size, m.prot, m.shared,
+                                m.addr ? std::optional<std::uint64_t>(m.addr->val) : std::nullopt,
+                                m.align.value_or(0));
+    if (!start) {
+      res_.error = fmt::format("{}:{}: mmap {}: {}", st.loc.file, st.loc.line, m.name,
+                               m.addr ? "the range is already mapped" : "no free range of that size");
+      return;
+    }
+    cur().names[m.name] = {*start, m.size};
+  }
+
+  void exec_madvise(const Statement& st, const Madvise& m) {
+    const VirtAddr a = resolve(m.addr);
+    Mm& mm = *cur().mm;
+    switch (m.advice) {
+      case Advice::DontNeed: mm.madvise_dontneed(a.val, m.len); break;
+      case Advice::Hugepage: mm.madvise_hugepage(a.val, m.len, true); break;
+      case Advice::NoHugepage: mm.madvise_hugepage(a.val, m.len, false); break;
+      case Advice::PopulateWrite:
+        if (mm.populate_write(a.val, m.len) == FaultResult::Segv)
+          res_.error = fmt::format("{}:{}: madvise populate_write: EFAULT (not a writable mapping, "
+                                   "or out of memory)",
+                                   st.loc.file, st.loc.line);
+        break;
+      default: break;  // rejected before the run
+    }
+  }
+
+  // One LRU aging pass (folio_referenced): ptep_clear_flush_young on the
+  // present PTEs of every live process, lowest address first, up to `pages`.
+  void exec_reclaim(const Reclaim& r) {
+    std::uint64_t budget = r.pages.value_or(~std::uint64_t{0});
+    for (auto& p : procs_) {
+      if (!p.alive) continue;
+      for (const auto& [s, v] : p.mm->vmas()) {
+        for (std::uint64_t va = v.start; va < v.end && budget; va += geo_.page_size()) {
+          auto slot = p.mm->page_table().pte_slot(VirtAddr{va}, false);
+          if (!slot || !pte_present(*slot->ptr()) || pte_special(*slot->ptr())) continue;
+          const bool young_block = pte_valid_cont(*slot->ptr());
+          ptep_clear_flush_young(p.mm->env(), VirtAddr{va}, *slot);
+          const std::uint64_t block = geo_.cont_pte_size();
+          if (young_block)
+            checker_.clean(p.mm->asid(), va & ~(block - 1), geo_.cont_ptes, false, true);
+          else
+            checker_.clean(p.mm->asid(), va, 1, false, true);
+          --budget;
+        }
+      }
+    }
+  }
+
+  // One access; a fault goes to the memory manager (handle_mm_fault) and the
+  // access is retried, as the CPU re-executes the faulting instruction. A
+  // fault it cannot resolve is the process's SIGSEGV: a run error.
+  bool access_one(const Statement& st, AccessKind ak, MemAccess kind, VirtAddr va) {
+    for (int attempt = 0;; ++attempt) {
+      const AccessResult r = mmu_.access(pt(), asid(), va, kind);
+      if (r.fault == Fault::None) return true;
+      std::string why;
+      if (attempt >= 3) {
+        why = "the fault handler did not resolve it";
+      } else {
+        const FaultResult fr =
+            cur().mm->handle_fault(va.val, kind == MemAccess::Write, kind == MemAccess::Exec);
+        if (fr == FaultResult::Handled) continue;
+        why = cur().mm->find_vma(va.val) ? "SIGSEGV: the mapping does not permit it"
+                                         : "SIGSEGV: no mapping";
+      }
+      res_.error = fmt::format("{}:{}: {} {:#x} in process {}: {} at level {}; {}", st.loc.file,
+                               st.loc.line, name(ak), va.val, cur_, fault_name(r.fault), r.level, why);
+      return false;
+    }
   }
 
   // `read|write|exec ADDR LEN [stride] [count] [pattern]`.
@@ -497,14 +671,7 @@ class Runner {
       if (a.pattern == Pattern::Random) slot_idx = uniform(rng_);
       if (a.pattern == Pattern::Zipf) slot_idx = zipf->next(rng_);
       const VirtAddr va = base + slot_idx * a.stride;
-      const AccessResult r = mmu_.access(pt_.root(), kAsid, va, kind);
-      if (r.fault != Fault::None) {
-        // Nothing handles faults until the memory manager exists.
-        res_.error = fmt::format("{}:{}: {} {:#x}: {} at level {}, and no memory manager handles it",
-                                 st.loc.file, st.loc.line, name(a.kind), va.val, fault_name(r.fault),
-                                 r.level);
-        return;
-      }
+      if (!access_one(st, a.kind, kind, va)) return;
     }
   }
 
@@ -542,8 +709,8 @@ class Runner {
     const unsigned shift = geo_.page_shift;
     const VirtAddr va = resolve(e.addr);
     const Pte pte = e.raw ? stored(va) : quietly([&] {
-      auto s = pt_.pte_slot(va, false);
-      return s ? ptep_get(env_, *s) : Pte{};
+      auto s = pt().pte_slot(va, false);
+      return s ? ptep_get(env(), *s) : Pte{};
     });
     std::string wrong;
     auto check = [&](std::string_view key, std::optional<bool> want, bool got) {
@@ -571,22 +738,45 @@ class Runner {
   struct Coverage {
     std::uint64_t present = 0, cont = 0;
   };
-  Coverage coverage() const {
+  // Over every live process's page table.
+  Coverage coverage() {
     Coverage c;
     const unsigned n = geo_.ptrs_per_table();
-    pt_.for_each_pte_page([&](VirtAddr, PteSlot s) {
-      for (unsigned i = 0; i < n; ++i) {
-        const Pte pte = s.ptr()[i];
-        if (!pte_present(pte)) continue;
-        ++c.present;
-        c.cont += pte_valid_cont(pte);
-      }
-    });
+    for (auto& p : procs_) {
+      if (!p.alive) continue;
+      p.mm->page_table().for_each_pte_page([&](VirtAddr, PteSlot s) {
+        for (unsigned i = 0; i < n; ++i) {
+          const Pte pte = s.ptr()[i];
+          if (!pte_present(pte)) continue;
+          ++c.present;
+          c.cont += pte_valid_cont(pte);
+        }
+      });
+    }
     return c;
   }
 
-  double stat_value(std::string_view name) const {
-    const EngineCounters& k = env_.counters();
+  double stat_value(std::string_view name) {
+    EngineCounters k;
+    for (auto& p : procs_) {
+      const EngineCounters& e = p.mm->env().counters();
+      k.folds += e.folds, k.unfolds += e.unfolds, k.tlbi += e.tlbi;
+      k.tlbi_pages += e.tlbi_pages, k.pte_stores += e.pte_stores;
+    }
+    MmStats& ms = sys_.stats();
+    if (name == "mm_faults") return double(ms.faults);
+    if (name == "faults_anon") return double(ms.faults_anon);
+    if (name == "faults_zero") return double(ms.faults_zero);
+    if (name == "faults_cow") return double(ms.faults_cow);
+    if (name == "faults_reuse") return double(ms.faults_reuse);
+    if (name == "faults_access") return double(ms.faults_access);
+    if (name == "reuse_unfolds") return double(ms.reuse_unfolds);
+    if (name == "folios_freed") return double(ms.folios_freed);
+    for (const auto& [order, n] : ms.anon_fault_alloc)
+      if (name == fmt::format("anon_fault_alloc_{}", format_size(geo_.page_size() << order))) return double(n);
+    for (const auto& [order, n] : ms.anon_fault_fallback)
+      if (name == fmt::format("anon_fault_fallback_{}", format_size(geo_.page_size() << order)))
+        return double(n);
     if (name == "folds") return double(k.folds);
     if (name == "unfolds") return double(k.unfolds);
     if (name == "tlbi") return double(k.tlbi);
@@ -609,7 +799,7 @@ class Runner {
     if (name == "translation_cycles") return double(m.cycles);
     if (name == "hw_af_updates") return double(m.hw_af_updates);
     if (name == "hw_dirty_updates") return double(m.hw_dirty_updates);
-    if (name == "caller_tlbi") return double(caller_tlbi_);
+    if (name == "caller_tlbi") return double(caller_tlbi_ + ms.caller_tlbi);
     if (name == "tlbi_instructions") return double(m.tlbi_va + m.tlbi_range + m.tlbi_asid + m.tlbi_all);
     if (name == "tlbi_instructions_va") return double(m.tlbi_va);
     if (name == "tlbi_instructions_range") return double(m.tlbi_range);
@@ -622,9 +812,16 @@ class Runner {
     return 0.0;
   }
 
-  std::vector<std::pair<std::string, double>> collect_stats() const {
+  std::vector<std::pair<std::string, double>> collect_stats() {
     std::vector<std::pair<std::string, double>> out;
     for (const auto& n : stat_names()) out.emplace_back(n, stat_value(n));
+    // The per-size mTHP counters, as /sys/kernel/mm/transparent_hugepage/
+    // hugepages-<size>/stats names them.
+    for (const auto& [order, n] : sys_.stats().anon_fault_alloc)
+      out.emplace_back(fmt::format("anon_fault_alloc_{}", format_size(geo_.page_size() << order)), double(n));
+    for (const auto& [order, n] : sys_.stats().anon_fault_fallback)
+      out.emplace_back(fmt::format("anon_fault_fallback_{}", format_size(geo_.page_size() << order)),
+                       double(n));
     return out;
   }
 
@@ -632,20 +829,31 @@ class Runner {
   const Geometry& geo_;
   const RunOptions& opts_;
   PhysMem mem_;
-  PageTable pt_;
   BuddyAllocator buddy_;
-  SimEnv env_;
   Checker checker_;
   Mmu mmu_;
-  CheckerFeed feed_;
+  MmSystem sys_;
+  std::vector<Proc> procs_;
+  std::size_t cur_ = 0;
   std::mt19937_64 rng_;
   std::uint64_t caller_tlbi_ = 0;
-  std::optional<TraceObserver> trace_;
   std::map<std::string, FolioDecl> folios_;
   RunResult res_;
 };
 
 }  // namespace
+
+// `anon_fault_alloc_<size>` / `anon_fault_fallback_<size>` for a folio size
+// of the granule: the per-size mTHP counters.
+bool mthp_stat(const Header& h, std::string_view name) {
+  const Geometry& g = h.geometry();
+  for (std::string_view prefix : {"anon_fault_alloc_", "anon_fault_fallback_"}) {
+    if (name.substr(0, prefix.size()) != prefix) continue;
+    for (unsigned order = 1; g.page_shift + order < g.pmd_shift(); ++order)
+      if (name.substr(prefix.size()) == format_size(g.page_size() << order)) return true;
+  }
+  return false;
+}
 
 void validate_for_run(const Scenario& sc) {
   try {
@@ -657,11 +865,9 @@ void validate_for_run(const Scenario& sc) {
   for (const Statement& st : sc.statements) {
     if (auto what = unsupported(st.op))
       throw ScenarioError(st.loc, fmt::format("{} not supported yet ({})", *what, planned_in(st.op)));
-    if (const AddrExpr* a = mapping_operand(st.op); a && a->mapping)
-      throw ScenarioError(a->loc, fmt::format("no mapping named '{}' in process 0", *a->mapping));
     if (const auto* e = std::get_if<ExpectStat>(&st.op)) {
       const auto& names = stat_names();
-      if (std::find(names.begin(), names.end(), e->name) == names.end())
+      if (std::find(names.begin(), names.end(), e->name) == names.end() && !mthp_stat(sc.header, e->name))
         throw ScenarioError(e->name_loc, fmt::format("unknown stat '{}'; expected one of: {}", e->name,
                                                      fmt::join(names, ", ")));
     }

@@ -30,7 +30,6 @@ struct World {
         env(mem, pt, Features{v, v == Variant::Bbml2, hafdbs}),
         checker(mem.geometry(), v == Variant::Bbml2),
         mmu(mem, std::move(cfg), hafdbs, &checker, 1) {
-    mmu.set_page_table(&pt);
     env.add_observer(&mmu);
   }
   const Geometry& g() const { return mem.geometry(); }
@@ -42,7 +41,7 @@ struct World {
     set_ptes(env, va, *pt.pte_slot(va, true), pte, 1u << order);
     return pfn;
   }
-  AccessResult access(std::uint64_t va, MemAccess k) { return mmu.access(pt.root(), 1, VirtAddr{va}, k); }
+  AccessResult access(std::uint64_t va, MemAccess k) { return mmu.access(pt, 1, VirtAddr{va}, k); }
 };
 
 unsigned order_of(unsigned n) { return static_cast<unsigned>(__builtin_ctz(n)); }
@@ -131,29 +130,29 @@ TEST(Mmu, FlushRequestsBecomeTlbiInstructionsAsLinuxIssuesThem) {
   TlbConfig n1 = resolve_tlb_config("neoverse-n1");
   ASSERT_FALSE(n1.tlbi_range);
   World a(Granule::k4K, Variant::Upstream, n1);
-  a.mmu.on_tlbi({TlbiKind::Range, VirtAddr{0x40000000}, 16, true});
+  a.mmu.on_tlbi({TlbiKind::Range, 1, VirtAddr{0x40000000}, 16, true});
   EXPECT_EQ(a.mmu.stats().tlbi_va, 16u);
-  a.mmu.on_tlbi({TlbiKind::Range, VirtAddr{0x40000000}, 511, true});
+  a.mmu.on_tlbi({TlbiKind::Range, 1, VirtAddr{0x40000000}, 511, true});
   EXPECT_EQ(a.mmu.stats().tlbi_va, 16u + 511u);
-  a.mmu.on_tlbi({TlbiKind::Range, VirtAddr{0x40000000}, 512, true});
+  a.mmu.on_tlbi({TlbiKind::Range, 1, VirtAddr{0x40000000}, 512, true});
   EXPECT_EQ(a.mmu.stats().tlbi_asid, 1u);
-  a.mmu.on_tlbi({TlbiKind::Page, VirtAddr{0x40000000}, 1, true});
-  a.mmu.on_tlbi({TlbiKind::Mm, VirtAddr{}, 0, true});
+  a.mmu.on_tlbi({TlbiKind::Page, 1, VirtAddr{0x40000000}, 1, true});
+  a.mmu.on_tlbi({TlbiKind::Mm, 1, VirtAddr{}, 0, true});
   EXPECT_EQ(a.mmu.stats().tlbi_va, 16u + 511u + 1u);
   EXPECT_EQ(a.mmu.stats().tlbi_asid, 2u);
 
   TlbConfig ranged = n1;
   ranged.tlbi_range = true;
   World b(Granule::k4K, Variant::Upstream, ranged);
-  b.mmu.on_tlbi({TlbiKind::Range, VirtAddr{0x40000000}, 16, true});  // scale 0, num 7
+  b.mmu.on_tlbi({TlbiKind::Range, 1, VirtAddr{0x40000000}, 16, true});  // scale 0, num 7
   EXPECT_EQ(b.mmu.stats().tlbi_range, 1u);
   EXPECT_EQ(b.mmu.stats().tlbi_va, 0u);
-  b.mmu.on_tlbi({TlbiKind::Range, VirtAddr{0x40000000}, 17, true});  // 16 + one page
+  b.mmu.on_tlbi({TlbiKind::Range, 1, VirtAddr{0x40000000}, 17, true});  // 16 + one page
   EXPECT_EQ(b.mmu.stats().tlbi_range, 2u);
   EXPECT_EQ(b.mmu.stats().tlbi_va, 1u);
-  b.mmu.on_tlbi({TlbiKind::Range, VirtAddr{0x40000000}, 100, true});  // 64 (scale 1) + 36 (scale 0)
+  b.mmu.on_tlbi({TlbiKind::Range, 1, VirtAddr{0x40000000}, 100, true});  // 64 (scale 1) + 36 (scale 0)
   EXPECT_EQ(b.mmu.stats().tlbi_range, 4u);
-  b.mmu.on_tlbi({TlbiKind::Range, VirtAddr{0x40000000}, 4096, true});  // no ASID flush with ranges
+  b.mmu.on_tlbi({TlbiKind::Range, 1, VirtAddr{0x40000000}, 4096, true});  // no ASID flush with ranges
   EXPECT_EQ(b.mmu.stats().tlbi_asid, 0u);
 }
 
@@ -162,7 +161,7 @@ TEST(Mmu, InvalidationDropsTheBlockEntryCoveringAPage) {
   w.map(VirtAddr{0x40000000}, 4);
   w.access(0x40000000, MemAccess::Read);
   ASSERT_NE(w.mmu.l1d().peek(1, 0x4000f000), nullptr);
-  w.mmu.on_tlbi({TlbiKind::Page, VirtAddr{0x40007000}, 1, true});
+  w.mmu.on_tlbi({TlbiKind::Page, 1, VirtAddr{0x40007000}, 1, true});
   EXPECT_EQ(w.mmu.l1d().peek(1, 0x4000f000), nullptr);
   EXPECT_EQ(w.mmu.l2().peek(1, 0x4000f000), nullptr);
 }
@@ -174,7 +173,7 @@ TEST(Mmu, UnhandledFaultIsARunErrorNamingLineAndAddress) {
       "t.cpt"));
   ASSERT_TRUE(r.error.has_value());
   EXPECT_EQ(*r.error,
-            "t.cpt:4: read 0x40000000: access flag fault at level 3, and no memory manager handles it");
+            "t.cpt:4: read 0x40000000 in process 0: access flag fault at level 3; SIGSEGV: no mapping");
   EXPECT_EQ(r.exit_status(), 1);
   EXPECT_EQ(r.statements, 3u);  // the file stops there: the expect never runs
 }

@@ -1,0 +1,504 @@
+#include "mm/mm.h"
+
+#include <algorithm>
+#include <stdexcept>
+
+#include "engine/pgtable.h"
+
+namespace contpte {
+
+namespace {
+constexpr std::uint64_t align_down(std::uint64_t v, std::uint64_t a) { return v & ~(a - 1); }
+constexpr std::uint64_t align_up(std::uint64_t v, std::uint64_t a) { return (v + a - 1) & ~(a - 1); }
+// Top of the mmap area: the stack and its gap sit above (mmap_base()).
+constexpr std::uint64_t kMmapBase = kUserVaEnd - (std::uint64_t{8} << 30);
+constexpr std::uint64_t kMmapMin = std::uint64_t{1} << 32;
+}  // namespace
+
+// ---- MmSystem ----------------------------------------------------------------
+
+MmSystem::MmSystem(PhysMem& mem, BuddyAllocator& buddy, Features features, ThpSettings thp)
+    : mem_(mem), buddy_(buddy), features_(features), thp_(std::move(thp)) {
+  // The shared zero page: one frame that every read fault of anonymous
+  // memory maps (special: no folio refcounting, never folded).
+  auto z = buddy_.alloc_folio(0);
+  if (!z) throw std::runtime_error("no memory for the zero page");
+  zero_pfn_ = *z;
+}
+
+void MmSystem::map_pages(Pfn head, std::uint64_t n, unsigned pid) {
+  FolioMaps& f = folios_[head.val];
+  f.by_pid[pid] += n;
+  f.total += n;
+}
+
+void MmSystem::unmap_pages(Pfn head, std::uint64_t n, unsigned pid) {
+  auto it = folios_.find(head.val);
+  if (it == folios_.end()) return;
+  FolioMaps& f = it->second;
+  auto p = f.by_pid.find(pid);
+  if (p != f.by_pid.end()) {
+    p->second -= std::min(p->second, n);
+    if (p->second == 0) f.by_pid.erase(p);
+  }
+  f.total -= std::min(f.total, n);
+  if (f.total == 0) {
+    // The last mapping is gone: the folio is freed (no page cache, no swap).
+    const FolioInfo info = mem_.folio_of(head);
+    buddy_.free_folio(head, static_cast<unsigned>(__builtin_ctzll(info.nr_pages)));
+    folios_.erase(it);
+    ++stats_.folios_freed;
+  }
+}
+
+bool MmSystem::mapped_only_by(Pfn head, unsigned pid) const {
+  auto it = folios_.find(head.val);
+  if (it == folios_.end()) return true;
+  return it->second.by_pid.size() <= 1 && it->second.by_pid.count(pid);
+}
+
+std::uint64_t MmSystem::mapcount(Pfn head) const {
+  auto it = folios_.find(head.val);
+  return it == folios_.end() ? 0 : it->second.total;
+}
+
+// ---- Mm ------------------------------------------------------------------------
+
+Mm::Mm(MmSystem& sys, unsigned pid, std::uint16_t asid)
+    : sys_(sys), pid_(pid), asid_(asid), pt_(sys.mem()), env_(sys.mem(), pt_, sys.features(), asid) {
+  for (SimObserver* o : sys_.observers) env_.add_observer(o);
+}
+
+const Vma* Mm::find_vma(std::uint64_t va) const {
+  auto it = vmas_.upper_bound(va);
+  if (it == vmas_.begin()) return nullptr;
+  --it;
+  return va < it->second.end ? &it->second : nullptr;
+}
+
+// protection_map[]: a private writable mapping is mapped read-only until a
+// write fault (copy-on-write); the write fault makes the PTE writable.
+PgProt Mm::vm_page_prot(const Vma& v) const {
+  switch (v.prot) {
+    case Prot::RW: return v.shared ? prot::kPageShared : prot::kPageReadonly;
+    case Prot::RWX: return v.shared ? prot::kPageSharedExec : prot::kPageReadonlyExec;
+    default: return pgprot_of(v.prot);
+  }
+}
+
+void Mm::split_vma_at(std::uint64_t addr) {
+  auto it = vmas_.upper_bound(addr);
+  if (it == vmas_.begin()) return;
+  --it;
+  Vma& v = it->second;
+  if (addr <= v.start || addr >= v.end) return;
+  Vma hi = v;
+  hi.start = addr;
+  v.end = addr;
+  vmas_.emplace(addr, hi);
+}
+
+// vma_merge: adjacent anonymous VMAs with equal flags become one, so a
+// fault in the merged VMA may get a folio spanning both.
+void Mm::merge_around(std::uint64_t addr) {
+  auto compatible = [](const Vma& a, const Vma& b) {
+    return a.end == b.start && a.prot == b.prot && a.shared == b.shared &&
+           a.hugepage == b.hugepage && a.nohugepage == b.nohugepage;
+  };
+  auto it = vmas_.upper_bound(addr);
+  if (it != vmas_.begin()) --it;
+  if (it != vmas_.begin()) --it;
+  while (it != vmas_.end()) {
+    auto next = std::next(it);
+    if (next == vmas_.end()) break;
+    if (compatible(it->second, next->second)) {
+      it->second.end = next->second.end;
+      vmas_.erase(next);
+      continue;
+    }
+    if (it->first > addr) break;
+    it = next;
+  }
+}
+
+std::optional<std::uint64_t> Mm::mmap(std::uint64_t len, Prot prot, bool shared,
+                                      std::optional<std::uint64_t> addr, std::uint64_t align) {
+  const std::uint64_t page = page_size();
+  len = align_up(len, page);
+  std::uint64_t start = 0;
+  if (addr) {
+    start = *addr;
+    for (const auto& [s, v] : vmas_)
+      if (s < start + len && start < v.end) return std::nullopt;  // occupied
+  } else {
+    // thp_get_unmapped_area: anonymous lengths that are PMD multiples are
+    // PMD aligned so they can get PMD-sized folios.
+    const std::uint64_t pmd = sys_.mem().geometry().pmd_size();
+    std::uint64_t a = std::max(align, page);
+    if (len % pmd == 0) a = std::max(a, pmd);
+    // Top-down: the highest gap below the mmap base that fits.
+    std::uint64_t hi = kMmapBase;
+    bool found = false;
+    for (auto it = vmas_.rbegin();; ++it) {
+      const std::uint64_t lo = it == vmas_.rend() ? kMmapMin : std::min(it->second.end, hi);
+      if (hi >= lo + len) {
+        const std::uint64_t cand = align_down(hi - len, a);
+        if (cand >= lo) {
+          start = cand;
+          found = true;
+          break;
+        }
+      }
+      if (it == vmas_.rend()) break;
+      hi = std::min(hi, it->second.start);
+    }
+    if (!found) return std::nullopt;
+  }
+  vmas_.emplace(start, Vma{start, start + len, prot, shared, false, false});
+  merge_around(start);
+  return start;
+}
+
+void Mm::flush_range(std::uint64_t start, std::uint64_t end) {
+  ++sys_.stats().caller_tlbi;
+  env_.flush_tlb_range(TlbFlush{VirtAddr{start}, (end - start) / page_size(), true});
+}
+
+// folio_pte_batch: how many PTEs from ptep map consecutive pages of the
+// folio `pte` maps, with the same attributes apart from access, dirty and
+// write state (core-mm merges those), up to max_nr.
+std::uint64_t Mm::folio_pte_batch(PteSlot ptep, Pte pte, std::uint64_t max_nr) {
+  const unsigned shift = sys_.mem().geometry().page_shift;
+  const Pfn pfn = pte_pfn(pte, shift);
+  const FolioInfo f = sys_.mem().folio_of(pfn);
+  if (!f.valid || f.nr_pages == 1 || pte_special(pte)) return 1;
+  max_nr = std::min(max_nr, f.head.val + f.nr_pages - pfn.val);
+  auto canon = [&](Pte p) { return pte_mknoncont(pte_mkold(pte_mkclean(pte_wrprotect(p)))); };
+  Pte expected = canon(pte);
+  std::uint64_t n = 1;
+  for (; n < max_nr; ++n) {
+    expected = pte_advance_pfn(expected, 1, shift);
+    const Pte next = ptep_get(env_, ptep + static_cast<std::ptrdiff_t>(n));
+    if (!pte_present(next) || canon(next) != expected) break;
+  }
+  return n;
+}
+
+// zap_pte_range + mmu_gather: batches of one folio cleared with
+// get_and_clear_full_ptes, rmap dropped (freeing folios no one maps), one
+// flush for the whole range at the end.
+void Mm::zap_range(std::uint64_t start, std::uint64_t end) {
+  const Geometry& g = sys_.mem().geometry();
+  const unsigned shift = g.page_shift;
+  bool any = false;
+  for (std::uint64_t va = start; va < end;) {
+    const std::uint64_t pmd_end = std::min(end, align_down(va, g.pmd_size()) + g.pmd_size());
+    auto slot = pt_.pte_slot(VirtAddr{va}, false);
+    if (!slot) {
+      va = pmd_end;
+      continue;
+    }
+    while (va < pmd_end) {
+      const Pte pte = ptep_get(env_, *slot);
+      if (pte_none(pte)) {
+        va += g.page_size();
+        *slot = *slot + 1;
+        continue;
+      }
+      any = true;
+      const std::uint64_t max_nr = (pmd_end - va) >> shift;
+      const std::uint64_t nr = pte_present(pte) ? folio_pte_batch(*slot, pte, max_nr) : 1;
+      const Pte got = get_and_clear_full_ptes(env_, VirtAddr{va}, *slot, static_cast<unsigned>(nr), false);
+      if (sys_.checker) sys_.checker->returned(asid_, va, nr, got);
+      const Pfn pfn = pte_pfn(pte, shift);
+      if (pte_present(pte) && !pte_special(pte)) {
+        const FolioInfo f = sys_.mem().folio_of(pfn);
+        if (f.valid) sys_.unmap_pages(f.head, nr, pid_);
+      }
+      va += nr << shift;
+      *slot = *slot + static_cast<std::ptrdiff_t>(nr);
+    }
+  }
+  if (any) flush_range(start, end);
+}
+
+void Mm::munmap(std::uint64_t start, std::uint64_t len) {
+  const std::uint64_t end = start + align_up(len, page_size());
+  split_vma_at(start);
+  split_vma_at(end);
+  zap_range(start, end);
+  for (auto it = vmas_.lower_bound(start); it != vmas_.end() && it->first < end;)
+    it = vmas_.erase(it);
+}
+
+void Mm::madvise_dontneed(std::uint64_t start, std::uint64_t len) {
+  zap_range(start, start + align_up(len, page_size()));
+}
+
+void Mm::madvise_hugepage(std::uint64_t start, std::uint64_t len, bool on) {
+  const std::uint64_t end = start + align_up(len, page_size());
+  split_vma_at(start);
+  split_vma_at(end);
+  for (auto it = vmas_.lower_bound(start); it != vmas_.end() && it->first < end; ++it) {
+    it->second.hugepage = on;
+    it->second.nohugepage = !on;
+  }
+  merge_around(start);
+  merge_around(end);
+}
+
+// change_protection / change_pte_range with the 6.17 batched
+// modify_prot_start_ptes / modify_prot_commit_ptes: one batch per run of a
+// large folio, so a whole uniform block is rewritten contiguous in one go.
+void Mm::mprotect(std::uint64_t start, std::uint64_t len, Prot prot) {
+  const Geometry& g = sys_.mem().geometry();
+  const unsigned shift = g.page_shift;
+  const std::uint64_t end = start + align_up(len, page_size());
+  split_vma_at(start);
+  split_vma_at(end);
+  bool flushed_any = false;
+  for (auto it = vmas_.lower_bound(start); it != vmas_.end() && it->first < end; ++it) {
+    Vma& v = it->second;
+    if (v.prot == prot) continue;  // nothing to change: skipped
+    v.prot = prot;
+    const PgProt newprot = vm_page_prot(v);
+    for (std::uint64_t va = v.start; va < v.end;) {
+      const std::uint64_t pmd_end = std::min(v.end, align_down(va, g.pmd_size()) + g.pmd_size());
+      auto slot = pt_.pte_slot(VirtAddr{va}, false);
+      if (!slot) {
+        va = pmd_end;
+        continue;
+      }
+      while (va < pmd_end) {
+        const Pte old = ptep_get(env_, *slot);
+        if (!pte_present(old)) {
+          va += g.page_size();
+          *slot = *slot + 1;
+          continue;
+        }
+        const std::uint64_t nr = folio_pte_batch(*slot, old, (pmd_end - va) >> shift);
+        Pte oldpte = modify_prot_start_ptes(env_, VirtAddr{va}, *slot, static_cast<unsigned>(nr));
+        if (sys_.checker) sys_.checker->returned(asid_, va, nr, oldpte);
+        Pte ptent = pte_modify(oldpte, newprot);
+        // can_change_pte_writable: an exclusive anonymous folio in a
+        // private writable mapping is made writable right away, as the
+        // write fault would.
+        if (v.writable() && !v.shared && !pte_special(oldpte)) {
+          const FolioInfo f = sys_.mem().folio_of(pte_pfn(oldpte, shift));
+          if (f.valid && sys_.mapped_only_by(f.head, pid_)) ptent = pte_mkwrite(ptent);
+        }
+        modify_prot_commit_ptes(env_, VirtAddr{va}, *slot, oldpte, ptent, static_cast<unsigned>(nr));
+        flushed_any = true;
+        va += nr << shift;
+        *slot = *slot + static_cast<std::ptrdiff_t>(nr);
+      }
+    }
+  }
+  if (flushed_any) flush_range(start, end);
+  merge_around(start);
+  merge_around(end);
+}
+
+// thp_vma_allowable_orders for an anonymous fault: the sizes whose sysfs
+// policy is `always`, or `madvise` on a MADV_HUGEPAGE VMA (`inherit`
+// follows the top-level setting); never for MADV_NOHUGEPAGE. PMD-sized
+// folios are do_huge_pmd_anonymous_page's, not modelled here.
+std::vector<unsigned> Mm::thp_orders(const Vma& v) const {
+  std::vector<unsigned> out;
+  if (v.nohugepage || v.shared) return out;
+  const Geometry& g = sys_.mem().geometry();
+  const unsigned pmd_order = g.pmd_shift() - g.page_shift;
+  for (auto it = sys_.thp().per_order.rbegin(); it != sys_.thp().per_order.rend(); ++it) {
+    const auto [order, mode] = *it;
+    if (order == 0 || order >= pmd_order) continue;
+    ThpMode m = mode == ThpMode::Inherit ? sys_.thp().top : mode;
+    if (m == ThpMode::Always || (m == ThpMode::Madvise && v.hugepage)) out.push_back(order);
+  }
+  return out;  // highest first
+}
+
+bool Mm::pte_range_none(std::uint64_t start, unsigned nr) {
+  auto slot = pt_.pte_slot(VirtAddr{start}, true);
+  for (unsigned i = 0; i < nr; ++i)
+    if (!pte_none(ptep_get(env_, *slot + static_cast<std::ptrdiff_t>(i)))) return false;
+  return true;
+}
+
+// do_anonymous_page: a read maps the zero page; a write allocates the
+// largest allowed folio whose naturally aligned range lies in the VMA and
+// has no PTE yet (alloc_anon_folio), falling back order by order when the
+// allocation fails, and maps it with one set_ptes.
+FaultResult Mm::do_anonymous_page(const Vma& v, std::uint64_t va, PteSlot ptep, bool write) {
+  const Geometry& g = sys_.mem().geometry();
+  const unsigned shift = g.page_shift;
+  if (!write && !v.shared) {
+    const Pte entry = pte_mkspecial(pfn_pte(sys_.zero_pfn(), vm_page_prot(v), shift));
+    set_pte_at(env_, VirtAddr{align_down(va, g.page_size())}, ptep, entry);
+    ++sys_.stats().faults_zero;
+    return FaultResult::Handled;
+  }
+  std::vector<unsigned> orders;
+  for (unsigned order : thp_orders(v)) {
+    const std::uint64_t size = g.page_size() << order;
+    const std::uint64_t a = align_down(va, size);
+    if (a < v.start || a + size > v.end) continue;  // thp_vma_suitable_orders
+    orders.push_back(order);
+  }
+  // The highest order whose range is still all empty, then lower ones.
+  while (!orders.empty()) {
+    const std::uint64_t a = align_down(va, g.page_size() << orders.front());
+    if (pte_range_none(a, 1u << orders.front())) break;
+    orders.erase(orders.begin());
+  }
+  orders.push_back(0);
+  for (unsigned order : orders) {
+    auto pfn = sys_.buddy().alloc_folio(order);
+    if (!pfn) {
+      if (order > 0) ++sys_.stats().anon_fault_fallback[order];
+      continue;
+    }
+    const std::uint64_t a = align_down(va, g.page_size() << order);
+    Pte entry = pfn_pte(*pfn, vm_page_prot(v), shift);
+    entry = pte_mkdirty(entry);
+    if (v.writable()) entry = pte_mkwrite(entry);
+    const unsigned nr = 1u << order;
+    set_ptes(env_, VirtAddr{a}, *pt_.pte_slot(VirtAddr{a}, true), entry, nr);
+    sys_.map_pages(*pfn, nr, pid_);
+    if (order > 0) ++sys_.stats().anon_fault_alloc[order];
+    ++sys_.stats().faults_anon;
+    return FaultResult::Handled;
+  }
+  return FaultResult::Segv;  // out of memory: the OOM killer's business
+}
+
+// wp_page_copy: a private copy of one page; the old PTE is cleared and
+// flushed (ptep_clear_flush) before the new one is set — on a folded block
+// that clear unfolds it.
+void Mm::wp_page_copy(const Vma& v, std::uint64_t va, PteSlot ptep, Pte orig) {
+  const unsigned shift = sys_.mem().geometry().page_shift;
+  auto pfn = sys_.buddy().alloc_folio(0);
+  if (!pfn) throw std::runtime_error("out of memory in copy-on-write");
+  Pte entry = pte_mkdirty(pfn_pte(*pfn, vm_page_prot(v), shift));
+  if (v.writable()) entry = pte_mkwrite(entry);
+  const VirtAddr a{align_down(va, page_size())};
+  ptep_get_and_clear(env_, a, ptep);
+  // The old page's A/D are not wanted: its contents were just copied.
+  if (sys_.checker) sys_.checker->discard(asid_, a.val, 1);
+  ++sys_.stats().caller_tlbi;
+  env_.flush_tlb_page(a, true);
+  set_pte_at(env_, a, ptep, entry);
+  sys_.map_pages(*pfn, 1, pid_);
+  if (!pte_special(orig)) {
+    const FolioInfo f = sys_.mem().folio_of(pte_pfn(orig, shift));
+    if (f.valid) sys_.unmap_pages(f.head, 1, pid_);
+  }
+  ++sys_.stats().faults_cow;
+}
+
+// do_wp_page: the zero page and folios another process still maps are
+// copied; a folio only this process maps is reused in place — for a large
+// folio Linux 6.18 makes just this PTE writable (ptep_set_access_flags),
+// which unfolds its block, and does not refold it.
+FaultResult Mm::do_wp_page(const Vma& v, std::uint64_t va, PteSlot ptep, Pte orig) {
+  const unsigned shift = sys_.mem().geometry().page_shift;
+  if (!pte_special(orig)) {
+    const FolioInfo f = sys_.mem().folio_of(pte_pfn(orig, shift));
+    if (f.valid && sys_.mapped_only_by(f.head, pid_)) {
+      const bool was_cont = pte_cont(orig);
+      Pte entry = pte_mkwrite(pte_mkdirty(pte_mkyoung(orig)));
+      ptep_set_access_flags(env_, VirtAddr{align_down(va, page_size())}, ptep, entry, true);
+      ++sys_.stats().faults_reuse;
+      if (was_cont && !pte_cont(*ptep.ptr())) ++sys_.stats().reuse_unfolds;
+      return FaultResult::Handled;
+    }
+  }
+  wp_page_copy(v, va, ptep, orig);
+  return FaultResult::Handled;
+}
+
+FaultResult Mm::handle_fault(std::uint64_t va, bool write, bool exec) {
+  ++sys_.stats().faults;
+  const Vma* v = find_vma(va);
+  if (!v) return FaultResult::Segv;
+  const bool readable = v->prot == Prot::R || v->prot == Prot::RW || v->prot == Prot::RX ||
+                        v->prot == Prot::RWX;
+  const bool executable = v->prot == Prot::RX || v->prot == Prot::RWX || v->prot == Prot::X;
+  if ((write && !v->writable()) || (exec && !executable) || (!write && !exec && !readable))
+    return FaultResult::Segv;
+  const PteSlot ptep = *pt_.pte_slot(VirtAddr{va}, true);
+  const Pte pte = ptep_get(env_, ptep);
+  if (pte_none(pte)) return do_anonymous_page(*v, va, ptep, write);
+  if (!pte_present(pte)) return FaultResult::Segv;  // no swap in this model
+  if (write && !pte_write(pte)) return do_wp_page(*v, va, ptep, pte);
+  // An access-flag or dirty-state fault (no FEAT_HAFDBS): set them.
+  Pte entry = pte_mkyoung(pte);
+  if (write) entry = pte_mkdirty(entry);
+  if (ptep_set_access_flags(env_, VirtAddr{align_down(va, page_size())}, ptep, entry, write))
+    ++sys_.stats().faults_access;
+  return FaultResult::Handled;
+}
+
+FaultResult Mm::populate_write(std::uint64_t start, std::uint64_t len) {
+  for (std::uint64_t va = start; va < start + len; va += page_size()) {
+    auto slot = pt_.pte_slot(VirtAddr{va}, true);
+    const Pte pte = ptep_get(env_, *slot);
+    if (pte_present(pte) && pte_write(pte) && pte_dirty(pte)) continue;
+    if (handle_fault(va, true, false) == FaultResult::Segv) return FaultResult::Segv;
+  }
+  return FaultResult::Handled;
+}
+
+// copy_page_range / copy_present_ptes: the child gets the parent's PTEs,
+// batched per folio; in a private writable mapping both sides lose write
+// permission (wrprotect_ptes on the parent, pte_wrprotect for the child)
+// so the first write of either copies. The child's PTEs are old. The
+// parent's TLB is flushed once at the end (dup_mmap).
+std::unique_ptr<Mm> Mm::fork(unsigned child_pid, std::uint16_t child_asid) {
+  auto child = std::make_unique<Mm>(sys_, child_pid, child_asid);
+  child->vmas_ = vmas_;
+  const Geometry& g = sys_.mem().geometry();
+  const unsigned shift = g.page_shift;
+  for (const auto& [s, v] : vmas_) {
+    for (std::uint64_t va = v.start; va < v.end;) {
+      const std::uint64_t pmd_end = std::min(v.end, align_down(va, g.pmd_size()) + g.pmd_size());
+      auto src = pt_.pte_slot(VirtAddr{va}, false);
+      if (!src) {
+        va = pmd_end;
+        continue;
+      }
+      while (va < pmd_end) {
+        Pte pte = ptep_get(env_, *src);
+        if (!pte_present(pte)) {
+          va += g.page_size();
+          *src = *src + 1;
+          continue;
+        }
+        const std::uint64_t nr = folio_pte_batch(*src, pte, (pmd_end - va) >> shift);
+        if (!pte_special(pte)) {
+          const FolioInfo f = sys_.mem().folio_of(pte_pfn(pte, shift));
+          if (f.valid) sys_.map_pages(f.head, nr, child_pid);
+        }
+        if (!v.shared && pte_write(pte)) {
+          wrprotect_ptes(env_, VirtAddr{va}, *src, static_cast<unsigned>(nr));
+          pte = pte_wrprotect(pte);
+        }
+        if (v.shared) pte = pte_mkclean(pte);
+        pte = pte_mkold(pte);
+        const PteSlot dst = *child->pt_.pte_slot(VirtAddr{va}, true);
+        set_ptes(child->env_, VirtAddr{va}, dst, pte, static_cast<unsigned>(nr));
+        va += nr << shift;
+        *src = *src + static_cast<std::ptrdiff_t>(nr);
+      }
+    }
+  }
+  ++sys_.stats().caller_tlbi;
+  env_.flush_tlb_mm();
+  return child;
+}
+
+void Mm::exit_mmap() {
+  for (const auto& [s, v] : vmas_) zap_range(v.start, v.end);
+  vmas_.clear();
+}
+
+}  // namespace contpte

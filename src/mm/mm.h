@@ -1,0 +1,164 @@
+// mm/mm.h — a small model of the Linux 6.18 memory manager for anonymous
+// memory: processes, VMAs, faults, fork, munmap, mprotect, madvise.
+//
+// Owns: each process's address space (VMAs, page table, ASID) and the
+// decisions Linux makes about folios — which mTHP order a fault gets, when
+// a write copies and when it reuses, how fork shares and write-protects,
+// how zap batches and frees. Every page-table change goes through the
+// contpte engine's public API, at the point where the kernel calls it.
+// Must not know: scenarios, report formats, the TLB model (flushes are
+// requested through the Env, as mmu_gather and flush_tlb_range do).
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "hw/checker.h"
+#include "hw/page_table.h"
+#include "hw/phys_mem.h"
+#include "hw/sim_env.h"
+#include "mm/buddy.h"
+
+namespace contpte {
+
+enum class ThpMode : std::uint8_t { Always, Inherit, Madvise, Never };
+
+// The sysfs THP policy: per folio order (hugepages-<size>/enabled) and the
+// top-level setting that `inherit` refers to.
+struct ThpSettings {
+  std::map<unsigned, ThpMode> per_order;  // order -> mode; absent = never
+  ThpMode top = ThpMode::Never;
+};
+
+struct Vma {
+  std::uint64_t start = 0, end = 0;  // [start, end), page aligned
+  Prot prot = Prot::RW;
+  bool shared = false;
+  bool hugepage = false;    // VM_HUGEPAGE (MADV_HUGEPAGE)
+  bool nohugepage = false;  // VM_NOHUGEPAGE
+  bool writable() const { return prot == Prot::RW || prot == Prot::RWX; }
+};
+
+// Counters the kernel would show (vmstat, hugepages-*/stats).
+struct MmStats {
+  std::uint64_t faults = 0;
+  std::uint64_t faults_anon = 0;      // do_anonymous_page with a new folio
+  std::uint64_t faults_zero = 0;      // read fault mapped the zero page
+  std::uint64_t faults_cow = 0;       // wp_page_copy
+  std::uint64_t faults_reuse = 0;     // wp_page_reuse (write to an exclusive folio)
+  std::uint64_t faults_access = 0;    // AF / dirty fixed by ptep_set_access_flags
+  std::uint64_t reuse_unfolds = 0;    // reuse of a large folio that unfolded its block
+  std::map<unsigned, std::uint64_t> anon_fault_alloc;     // per order
+  std::map<unsigned, std::uint64_t> anon_fault_fallback;  // per order
+  std::uint64_t folios_freed = 0;
+  std::uint64_t caller_tlbi = 0;      // flushes the mm requested (mmu_gather, fork, COW)
+};
+
+enum class FaultResult : std::uint8_t { Handled, Segv };
+
+class Mm;
+
+// The machine-wide state every process shares: memory, allocator, the
+// per-folio map counts rmap keeps, the zero page.
+class MmSystem {
+ public:
+  MmSystem(PhysMem& mem, BuddyAllocator& buddy, Features features, ThpSettings thp);
+
+  PhysMem& mem() { return mem_; }
+  BuddyAllocator& buddy() { return buddy_; }
+  const Features& features() const { return features_; }
+  const ThpSettings& thp() const { return thp_; }
+  Pfn zero_pfn() const { return zero_pfn_; }
+  MmStats& stats() { return stats_; }
+
+  // rmap: a page of a folio mapped (or unmapped) by process `pid`.
+  void map_pages(Pfn head, std::uint64_t n, unsigned pid);
+  void unmap_pages(Pfn head, std::uint64_t n, unsigned pid);
+  // Total mappings of the folio's pages, and whether all belong to `pid`
+  // (Linux 6.18 folio_maybe_mapped_shared / folio_mapcount checks).
+  bool mapped_only_by(Pfn head, unsigned pid) const;
+  std::uint64_t mapcount(Pfn head) const;
+
+  // Every observer each process's Env gets (the MMU's TLB maintenance).
+  std::vector<SimObserver*> observers;
+  // The conformance checker, told which access/dirty information the mm
+  // consumes (a get-and-clear's result) or throws away; may be null.
+  Checker* checker = nullptr;
+
+ private:
+  struct FolioMaps {
+    unsigned order = 0;
+    std::map<unsigned, std::uint64_t> by_pid;  // pid -> mapped pages
+    std::uint64_t total = 0;
+  };
+  PhysMem& mem_;
+  BuddyAllocator& buddy_;
+  Features features_;
+  ThpSettings thp_;
+  Pfn zero_pfn_;
+  MmStats stats_;
+  std::map<std::uint64_t, FolioMaps> folios_;  // head pfn
+  friend class Mm;
+};
+
+class Mm {
+ public:
+  Mm(MmSystem& sys, unsigned pid, std::uint16_t asid);
+  Mm(const Mm&) = delete;
+
+  unsigned pid() const { return pid_; }
+  std::uint16_t asid() const { return asid_; }
+  PageTable& page_table() { return pt_; }
+  SimEnv& env() { return env_; }
+  const std::map<std::uint64_t, Vma>& vmas() const { return vmas_; }
+  const Vma* find_vma(std::uint64_t va) const;
+
+  // mmap of anonymous memory. `addr` fixes the place (MAP_FIXED_NOREPLACE
+  // semantics: it must be free); else the top-down allocator picks it, PMD
+  // aligned for anonymous lengths that are PMD multiples (thp_get_unmapped_area).
+  // Returns the start, or nullopt when no room.
+  std::optional<std::uint64_t> mmap(std::uint64_t len, Prot prot, bool shared,
+                                    std::optional<std::uint64_t> addr, std::uint64_t align);
+  void munmap(std::uint64_t start, std::uint64_t len);
+  void mprotect(std::uint64_t start, std::uint64_t len, Prot prot);
+  void madvise_dontneed(std::uint64_t start, std::uint64_t len);
+  void madvise_hugepage(std::uint64_t start, std::uint64_t len, bool on);
+  // MADV_POPULATE_WRITE: fault in for write every page of the range.
+  FaultResult populate_write(std::uint64_t start, std::uint64_t len);
+
+  // handle_mm_fault for a user access that faulted at `va`.
+  FaultResult handle_fault(std::uint64_t va, bool write, bool exec);
+
+  // fork(): a new address space sharing every anonymous folio, with
+  // private writable PTEs write-protected in both (copy_pte_range).
+  std::unique_ptr<Mm> fork(unsigned child_pid, std::uint16_t child_asid);
+  // exit: unmaps everything.
+  void exit_mmap();
+
+ private:
+  PgProt vm_page_prot(const Vma& v) const;
+  void split_vma_at(std::uint64_t addr);
+  void merge_around(std::uint64_t addr);
+  void zap_range(std::uint64_t start, std::uint64_t end);
+  FaultResult do_anonymous_page(const Vma& v, std::uint64_t va, PteSlot ptep, bool write);
+  FaultResult do_wp_page(const Vma& v, std::uint64_t va, PteSlot ptep, Pte orig);
+  void wp_page_copy(const Vma& v, std::uint64_t va, PteSlot ptep, Pte orig);
+  std::vector<unsigned> thp_orders(const Vma& v) const;
+  bool pte_range_none(std::uint64_t start, unsigned nr);
+  std::uint64_t folio_pte_batch(PteSlot ptep, Pte pte, std::uint64_t max_nr);
+  void flush_range(std::uint64_t start, std::uint64_t end);
+  std::uint64_t page_size() const { return sys_.mem().geometry().page_size(); }
+
+  MmSystem& sys_;
+  unsigned pid_;
+  std::uint16_t asid_;
+  PageTable pt_;
+  SimEnv env_;
+  std::map<std::uint64_t, Vma> vmas_;  // by start
+};
+
+}  // namespace contpte
