@@ -155,7 +155,7 @@ void Mmu::fill(Tlb& t, const TlbEntry& e, std::uint64_t va) {
     stored.va = va & ~((std::uint64_t{1} << shift) - 1);
     stored.pa = e.pa + (stored.va - e.va);
   }
-  t.insert(stored, va);
+  t.fill(stored, va);
   if (checker_) stats_.tlb_overlaps += checker_->check_fill(t, stored);
 }
 

@@ -26,6 +26,7 @@
 #include <limits>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 #include <utility>
 
 namespace contpte {
@@ -82,6 +83,14 @@ struct Tlb::Impl {
     std::uint32_t slot = kNone;
     std::uint16_t asid = 0;
   };
+  // An entry's storage: one host cache line each, so that a fill or a hit
+  // touches one line of entries, not two.
+  struct alignas(64) Slot {
+    TlbEntry e;
+  };
+  struct alignas(64) Line {
+    unsigned char b[64];
+  };
 
   TlbStructureConfig cfg;
   std::uint32_t ways = 1;
@@ -89,14 +98,15 @@ struct Tlb::Impl {
   bool fully = true;
   bool sets_pow2 = true;
   bool lru = true;
-  std::vector<TlbEntry> entries;
-  // Per slot, apart from the entries; a set's ways are adjacent.
-  struct Way {
-    std::uint64_t key = 0;     // va | size_shift; 0: free (a valid key is never 0)
-    std::uint32_t stamp = 0;   // set associative: last use (LRU) / fill (FIFO); 0: free
-    std::uint16_t asid = 0;
-  };
-  std::vector<Way> meta;       // 16 bytes a way: a set's ways share a line or two
+  bool wide = false;  // stamps are 32 bits (more than 4096 ways), else 16
+  std::vector<Slot> entries;
+  // Per set, one block of `stride` bytes (one host cache line for up to 5
+  // ways): the keys (u64, va | size_shift; 0: free), then the stamps (last
+  // use for LRU, fill for FIFO; 0: free) followed by the set's clock (the
+  // last stamp given), u16 or u32, then the ASIDs (u16). A fully
+  // associative structure is one set (its stamps unused).
+  std::vector<Line> setmem;
+  std::size_t stride = 0;
   // Fully associative: a circular recency list through a sentinel at index
   // `entries` (next[sentinel] = most recent, prev[sentinel] = the victim),
   // branch-free to update; and a stack of free slots.
@@ -107,12 +117,16 @@ struct Tlb::Impl {
   std::vector<std::uint32_t> where;  // slot -> its position in `index`
   unsigned index_bits = 1;
   std::uint32_t index_mask = 1;
-  std::uint32_t clock = 0;  // set associative: the last stamp given
 
   std::array<std::uint32_t, 64> shift_count{};
   std::uint64_t shift_mask = 0;  // bit s: some live entry has size_shift s
   std::size_t live = 0;
   std::uint64_t rng_state = 0;
+  // The last lookup that missed, while no entry has been added since: an
+  // insert covering that VA need not look for an entry with its key.
+  bool miss_valid = false;
+  std::uint16_t miss_asid = 0;
+  std::uint64_t miss_va = 0;
 
   Impl(const TlbStructureConfig& c, std::uint64_t seed) : cfg(c), rng_state(seed) {
     const std::string who = cfg.name.empty() ? std::string("TLB") : cfg.name;
@@ -127,8 +141,13 @@ struct Tlb::Impl {
     fully = nsets == 1;
     sets_pow2 = std::has_single_bit(nsets);
     lru = cfg.replacement == Replacement::Lru;
+    wide = ways > 4096;
     entries.resize(cfg.entries);
-    meta.resize(cfg.entries);
+    const std::size_t stamp_bytes = wide ? 4 : 2;
+    std::size_t bytes = 8 * std::size_t{ways} + stamp_bytes * (ways + 1) + 2 * std::size_t{ways};
+    bytes = (bytes + 7) & ~std::size_t{7};
+    stride = bytes <= 64 ? std::bit_ceil(bytes) : (bytes + 63) & ~std::size_t{63};
+    setmem.resize((stride * nsets + 63) / 64);
     if (fully) {
       prev.resize(cfg.entries + 1);
       next.resize(cfg.entries + 1);
@@ -144,8 +163,7 @@ struct Tlb::Impl {
   }
 
   void reset() {
-    std::fill(meta.begin(), meta.end(), Way{});
-    clock = 0;
+    std::fill(setmem.begin(), setmem.end(), Line{});
     std::fill(index.begin(), index.end(), IndexEntry{});
     if (fully) {
       prev[sentinel] = next[sentinel] = sentinel;
@@ -157,7 +175,42 @@ struct Tlb::Impl {
     shift_count.fill(0);
     shift_mask = 0;
     live = 0;
+    miss_valid = false;
   }
+
+  // ---- a set's block ----
+  std::uint64_t* keys(std::uint32_t set) {
+    return reinterpret_cast<std::uint64_t*>(setmem.data()->b + std::size_t{set} * stride);
+  }
+  const std::uint64_t* keys(std::uint32_t set) const {
+    return reinterpret_cast<const std::uint64_t*>(setmem.data()->b + std::size_t{set} * stride);
+  }
+  template <class T>
+  T* stamps(std::uint32_t set) {
+    return reinterpret_cast<T*>(keys(set) + ways);
+  }
+  template <class T>
+  const T* stamps(std::uint32_t set) const {
+    return reinterpret_cast<const T*>(keys(set) + ways);
+  }
+  std::uint16_t* asids(std::uint32_t set) {
+    unsigned char* p = reinterpret_cast<unsigned char*>(keys(set) + ways);
+    return reinterpret_cast<std::uint16_t*>(p + (wide ? 4 : 2) * std::size_t{ways + 1});
+  }
+  const std::uint16_t* asids(std::uint32_t set) const {
+    const unsigned char* p = reinterpret_cast<const unsigned char*>(keys(set) + ways);
+    return reinterpret_cast<const std::uint16_t*>(p + (wide ? 4 : 2) * std::size_t{ways + 1});
+  }
+  std::uint32_t set_of(std::uint32_t s) const { return fully ? 0 : s / ways; }
+  std::uint64_t key_at(std::uint32_t s) const {
+    const std::uint32_t set = set_of(s);
+    return keys(set)[s - set * ways];
+  }
+  std::uint16_t asid_at(std::uint32_t s) const {
+    const std::uint32_t set = set_of(s);
+    return asids(set)[s - set * ways];
+  }
+  bool valid(std::uint32_t s) const { return key_at(s) != 0; }
 
   // splitmix64: a fixed, portable sequence from the seed (std::uniform_*
   // distributions differ between standard libraries).
@@ -176,16 +229,27 @@ struct Tlb::Impl {
     const std::uint64_t k = (key ^ (std::uint64_t{asid} << 32)) * 0x9E3779B97F4A7C15ull;
     return static_cast<std::uint32_t>(k >> (64 - index_bits));
   }
-  std::uint32_t set_base(std::uint64_t vpn) const {
-    const std::uint64_t set = sets_pow2 ? vpn & (nsets - 1) : vpn % nsets;
-    return static_cast<std::uint32_t>(set) * ways;
+  std::uint32_t set_of_vpn(std::uint64_t vpn) const {
+    return static_cast<std::uint32_t>(sets_pow2 ? vpn & (nsets - 1) : vpn % nsets);
   }
 
-  // The slot holding exactly (asid, shift, va aligned to the shift), or kNone.
-  std::uint32_t find(std::uint16_t asid, unsigned shift, std::uint64_t va) const {
+  // The way of `set` holding exactly (key, asid), or kNone.
+  std::uint32_t find_way(std::uint32_t set, std::uint64_t key, std::uint16_t asid) const {
+    const std::uint64_t* k = keys(set);
+    const std::uint16_t* a = asids(set);
+    for (std::uint32_t w = 0; w < ways; ++w)
+      if (k[w] == key && a[w] == asid) return w;
+    return kNone;
+  }
+
+  // The slot holding exactly (asid, shift, va aligned to the shift), or
+  // kNone; *set_out: its set.
+  std::uint32_t find(std::uint16_t asid, unsigned shift, std::uint64_t va,
+                     std::uint32_t* set_out = nullptr) const {
     const std::uint64_t aligned = va & ~((std::uint64_t{1} << shift) - 1);
     const std::uint64_t key = key_of(aligned, shift);
     if (fully) {
+      if (set_out) *set_out = 0;
       for (std::uint32_t i = hash(key, asid);; i = (i + 1) & index_mask) {
         const IndexEntry& ie = index[i];
         if (ie.key == key && ie.asid == asid) [[likely]]
@@ -193,16 +257,18 @@ struct Tlb::Impl {
         if (ie.key == 0) return kNone;
       }
     }
-    const std::uint32_t base = set_base(aligned >> shift);
-    for (std::uint32_t w = base; w < base + ways; ++w)
-      if (meta[w].key == key && meta[w].asid == asid) return w;
-    return kNone;
+    const std::uint32_t set = set_of_vpn(aligned >> shift);
+    if (set_out) *set_out = set;
+    const std::uint32_t w = find_way(set, key, asid);
+    return w == kNone ? kNone : set * ways + w;
   }
 
   void index_insert(std::uint32_t slot) {
-    std::uint32_t i = hash(meta[slot].key, meta[slot].asid);
+    const std::uint64_t key = keys(0)[slot];
+    const std::uint16_t asid = asids(0)[slot];
+    std::uint32_t i = hash(key, asid);
     while (index[i].key != 0) i = (i + 1) & index_mask;
-    index[i] = IndexEntry{meta[slot].key, slot, meta[slot].asid};
+    index[i] = IndexEntry{key, slot, asid};
     where[slot] = i;
   }
 
@@ -234,76 +300,99 @@ struct Tlb::Impl {
     prev[old] = s;
     next[sentinel] = s;
   }
-  // A hit: only LRU changes state.
-  void touch(std::uint32_t s) {
+  // A hit on slot s of `set`: only LRU changes state.
+  void touch(std::uint32_t set, std::uint32_t s) {
     if (!lru) return;
     if (!fully) {
-      stamp(s);
+      stamp(set, s - set * ways);
     } else if (next[sentinel] != s) {
       unlink(s);
       link_front(s);
     }
   }
 
-  bool valid(std::uint32_t s) const { return meta[s].key != 0; }
-
-  // Set associative: the next stamp. When the 32-bit clock runs out (after
-  // 4G uses), every set's stamps are renumbered 1..ways in their order.
-  void stamp(std::uint32_t s) {
-    if (clock == std::numeric_limits<std::uint32_t>::max()) [[unlikely]]
-      renumber_stamps();
-    meta[s].stamp = ++clock;
+  // Set associative: the set's next stamp. When the set's clock runs out,
+  // its stamps are renumbered 1..ways in their order.
+  template <class T>
+  void stamp_as(std::uint32_t set, std::uint32_t w) {
+    T* st = stamps<T>(set);
+    if (st[ways] == std::numeric_limits<T>::max()) [[unlikely]]
+      renumber_stamps<T>(set);
+    st[w] = ++st[ways];
   }
-  void renumber_stamps() {
-    std::uint32_t top = 0;
+  void stamp(std::uint32_t set, std::uint32_t w) {
+    if (wide)
+      stamp_as<std::uint32_t>(set, w);
+    else
+      stamp_as<std::uint16_t>(set, w);
+  }
+  template <class T>
+  void renumber_stamps(std::uint32_t set) {
+    T* st = stamps<T>(set);
     std::vector<std::uint32_t> order(ways);
-    for (std::uint32_t base = 0; base < meta.size(); base += ways) {
-      for (std::uint32_t w = 0; w < ways; ++w) order[w] = base + w;
-      std::sort(order.begin(), order.end(),
-                [&](std::uint32_t a, std::uint32_t b) { return meta[a].stamp < meta[b].stamp; });
-      std::uint32_t n = 0;
-      for (std::uint32_t w : order)
-        if (meta[w].stamp != 0) meta[w].stamp = ++n;
-      top = std::max(top, n);
-    }
-    clock = top;
+    for (std::uint32_t w = 0; w < ways; ++w) order[w] = w;
+    std::sort(order.begin(), order.end(),
+              [&](std::uint32_t a, std::uint32_t b) { return st[a] < st[b]; });
+    T n = 0;
+    for (std::uint32_t w : order)
+      if (st[w] != 0) st[w] = ++n;
+    st[ways] = n;
+  }
+  template <class T>
+  std::uint32_t oldest_as(std::uint32_t set) const {
+    // The first way of the smallest stamp: the minimum of (stamp, way)
+    // packed in one integer, branch-free (stamps are random to a predictor).
+    using Wide = std::conditional_t<sizeof(T) == 2, std::uint32_t, std::uint64_t>;
+    constexpr unsigned kWayBits = sizeof(T) == 2 ? 12 : 32;  // ways <= 4096 when T is u16
+    const T* st = stamps<T>(set);
+    Wide best = std::numeric_limits<Wide>::max();
+    for (std::uint32_t w = 0; w < ways; ++w)
+      best = std::min(best, (Wide{st[w]} << kWayBits) | w);
+    return static_cast<std::uint32_t>(best & ((Wide{1} << kWayBits) - 1));
   }
 
-  // Takes a valid slot out of the structure (index, list, counts); the
-  // caller frees or reuses it.
-  void detach(std::uint32_t s) {
+  // Takes valid slot s (way w of `set`) out of the structure (index, list,
+  // counts); the caller frees or reuses it.
+  void detach(std::uint32_t set, std::uint32_t w, std::uint32_t s) {
     if (fully) {
       index_erase(s);
       unlink(s);
+    } else if (wide) {
+      stamps<std::uint32_t>(set)[w] = 0;
+    } else {
+      stamps<std::uint16_t>(set)[w] = 0;
     }
-    const unsigned sh = static_cast<unsigned>(meta[s].key & 63);
+    std::uint64_t& key = keys(set)[w];
+    const unsigned sh = static_cast<unsigned>(key & 63);
     if (--shift_count[sh] == 0) shift_mask &= ~(std::uint64_t{1} << sh);
-    meta[s].key = 0;
-    meta[s].stamp = 0;
+    key = 0;
     --live;
   }
   void remove(std::uint32_t s) {
-    detach(s);
+    const std::uint32_t set = set_of(s);
+    detach(set, s - set * ways, s);
     if (fully) free_slots.push_back(s);
   }
-  // Makes entries[s], already written, live.
-  void attach(std::uint32_t s) {
-    const TlbEntry& e = entries[s];
-    meta[s].key = key_of(e.va, e.size_shift);
-    meta[s].asid = e.asid;
+  // Makes entries[s] (way w of `set`), already written, live.
+  void attach(std::uint32_t set, std::uint32_t w, std::uint32_t s) {
+    const TlbEntry& e = entries[s].e;
+    keys(set)[w] = key_of(e.va, e.size_shift);
+    asids(set)[w] = e.asid;
     if (fully) {
       link_front(s);
       index_insert(s);
     } else {
-      stamp(s);
+      stamp(set, w);
     }
     ++shift_count[e.size_shift];
     shift_mask |= std::uint64_t{1} << e.size_shift;
     ++live;
+    miss_valid = false;
   }
 
-  // The slot a new entry goes to; *displaces: it holds a live entry now.
-  std::uint32_t place(std::uint64_t vpn, bool* displaces) {
+  // The way of `set` a new entry goes to (for a fully associative
+  // structure, the slot); *displaces: it holds a live entry now.
+  std::uint32_t place(std::uint32_t set, bool* displaces) {
     *displaces = false;
     if (fully) {
       if (!free_slots.empty()) {
@@ -318,19 +407,17 @@ struct Tlb::Impl {
     }
     // A free way has stamp 0, older than any live one (stamps start at 1):
     // the set's oldest stamp is a free way if there is one, else the victim.
-    const std::uint32_t base = set_base(vpn);
-    std::uint32_t oldest = base;
-    for (std::uint32_t w = base + 1; w < base + ways; ++w)
-      oldest = meta[w].stamp < meta[oldest].stamp ? w : oldest;
-    *displaces = valid(oldest);
+    const std::uint32_t oldest = wide ? oldest_as<std::uint32_t>(set) : oldest_as<std::uint16_t>(set);
+    *displaces = keys(set)[oldest] != 0;
     if (*displaces && cfg.replacement == Replacement::Random)
-      return base + static_cast<std::uint32_t>(next_random() % ways);
+      return static_cast<std::uint32_t>(next_random() % ways);
     return oldest;
   }
 
-  std::uint32_t probe(std::uint16_t asid, std::uint64_t va) const {
+  // The slot covering (asid, va), or kNone; *set_out: its set.
+  std::uint32_t probe(std::uint16_t asid, std::uint64_t va, std::uint32_t* set_out) const {
     for (std::uint64_t m = shift_mask; m != 0; m &= m - 1) {
-      const std::uint32_t s = find(asid, static_cast<unsigned>(std::countr_zero(m)), va);
+      const std::uint32_t s = find(asid, static_cast<unsigned>(std::countr_zero(m)), va, set_out);
       if (s != kNone) return s;
     }
     return kNone;
@@ -340,6 +427,10 @@ struct Tlb::Impl {
                 std::uint64_t last) const {
     return e.asid == asid && e.va <= last && first <= e.va + (e.size() - 1);
   }
+
+  // Inserts `in` (see Tlb::insert); returns the slot written. The entry it
+  // evicted goes to *evicted when that is not null.
+  std::uint32_t insert(const TlbEntry& in, std::uint64_t va, std::optional<TlbEntry>* evicted);
 };
 
 Tlb::Tlb(const TlbStructureConfig& cfg, std::uint64_t seed)
@@ -357,22 +448,29 @@ std::size_t Tlb::size() const { return impl_->live; }
 
 const TlbEntry* Tlb::lookup_slow(std::uint16_t asid, std::uint64_t va) {
   Impl& im = *impl_;
-  const std::uint32_t s = im.probe(asid, va);
-  if (s == kNone) return nullptr;
-  im.touch(s);
-  mru_ = &im.entries[s];
+  std::uint32_t set = 0;
+  const std::uint32_t s = im.probe(asid, va, &set);
+  if (s == kNone) {
+    im.miss_valid = true;
+    im.miss_asid = asid;
+    im.miss_va = va;
+    return nullptr;
+  }
+  im.touch(set, s);
+  mru_ = &im.entries[s].e;
   return mru_;
 }
 
 const TlbEntry* Tlb::peek(std::uint16_t asid, std::uint64_t va) const {
-  const std::uint32_t s = impl_->probe(asid, va);
-  return s == kNone ? nullptr : &impl_->entries[s];
+  std::uint32_t set = 0;
+  const std::uint32_t s = impl_->probe(asid, va, &set);
+  return s == kNone ? nullptr : &impl_->entries[s].e;
 }
 
-std::optional<TlbEntry> Tlb::insert(const TlbEntry& in, std::uint64_t va) {
-  Impl& im = *impl_;
+std::uint32_t Tlb::Impl::insert(const TlbEntry& in, std::uint64_t va,
+                                std::optional<TlbEntry>* evicted) {
   unsigned shift = in.size_shift;
-  if (shift < 6 || shift >= 64)
+  if (shift < 6 || shift >= 64) [[unlikely]]
     throw std::invalid_argument("TLB entry covering 2^" + std::to_string(shift) +
                                 " bytes: expected 2^6 to 2^63");
   // The range the new entry covers, computed in registers and written once
@@ -384,7 +482,7 @@ std::optional<TlbEntry> Tlb::insert(const TlbEntry& in, std::uint64_t va) {
   // access used: one page at level 3, one block at level 2 (Arm ARM, "the
   // Contiguous bit": a hint, which an implementation may ignore and then
   // caches the translation of the single descriptor).
-  if (im.cfg.cont == ContHolding::SplitPages && in.cont && in.page_shift >= 9 && in.level >= 1 &&
+  if (cfg.cont == ContHolding::SplitPages && in.cont && in.page_shift >= 9 && in.level >= 1 &&
       in.level <= 3) {
     const unsigned desc_shift = in.page_shift + (3u - in.level) * (in.page_shift - 3u);
     if (desc_shift < shift) {
@@ -401,7 +499,7 @@ std::optional<TlbEntry> Tlb::insert(const TlbEntry& in, std::uint64_t va) {
   // with wider loads, which the store buffer cannot forward.
   static_assert(sizeof(TlbEntry) == 48, "a new TlbEntry field must be copied here");
   auto write = [&](std::uint32_t s) {
-    TlbEntry& d = im.entries[s];
+    TlbEntry& d = entries[s].e;
     const TlbEntry& from = *src;
     d.asid = from.asid;
     d.level = from.level;
@@ -411,28 +509,59 @@ std::optional<TlbEntry> Tlb::insert(const TlbEntry& in, std::uint64_t va) {
     d.va = first;
     d.pa = pa;
     d.size_shift = static_cast<std::uint8_t>(shift);
-    mru_ = &d;
   };
 
-  if (const std::uint32_t s = im.find(in.asid, shift, first); s != kNone) {
-    write(s);  // same key: refresh in place (index unchanged)
-    im.touch(s);
-    return std::nullopt;
+  // The set the key maps to; and whether an entry with this key may be
+  // live: not when the last lookup, with no entry added since, missed a VA
+  // the key covers (that entry would have covered it).
+  const std::uint32_t set = fully ? 0 : set_of_vpn(first >> shift);
+  const bool known_absent =
+      miss_valid && miss_asid == in.asid && miss_va - first < (std::uint64_t{1} << shift);
+  if (!known_absent) {
+    const std::uint64_t key = key_of(first, shift);
+    std::uint32_t s = kNone;
+    if (fully) {
+      s = find(in.asid, shift, first);
+    } else if (const std::uint32_t w = find_way(set, key, in.asid); w != kNone) {
+      s = set * ways + w;
+    }
+    if (s != kNone) {
+      write(s);  // same key: refresh in place (index unchanged)
+      touch(set, s);
+      return s;
+    }
   }
 
-  std::optional<TlbEntry> evicted;
   bool displaces = false;
-  const std::uint32_t slot = im.place(first >> shift, &displaces);
+  const std::uint32_t w = place(set, &displaces);
+  const std::uint32_t slot = set * ways + w;
+  TlbEntry saved;
   if (displaces) {
-    evicted.emplace(im.entries[slot]);
+    const TlbEntry& victim = entries[slot].e;
     // `in` may be the entry being evicted (a caller re-inserting what it
     // looked up): copy from the saved value then.
-    if (src == &im.entries[slot]) src = &*evicted;
-    im.detach(slot);
+    if (evicted) {
+      evicted->emplace(victim);
+      if (src == &victim) src = &**evicted;
+    } else if (src == &victim) {
+      saved = victim;
+      src = &saved;
+    }
+    detach(set, w, slot);
   }
   write(slot);
-  im.attach(slot);
+  attach(set, w, slot);
+  return slot;
+}
+
+std::optional<TlbEntry> Tlb::insert(const TlbEntry& in, std::uint64_t va) {
+  std::optional<TlbEntry> evicted;
+  mru_ = &impl_->entries[impl_->insert(in, va, &evicted)].e;
   return evicted;
+}
+
+void Tlb::fill(const TlbEntry& in, std::uint64_t va) {
+  mru_ = &impl_->entries[impl_->insert(in, va, nullptr)].e;
 }
 
 // The slots of every live entry of `asid` overlapping [start, start+len),
@@ -454,7 +583,7 @@ void Tlb::for_each_overlapping_impl(std::uint16_t asid, std::uint64_t start, std
                                     const std::function<void(const TlbEntry&)>& fn) const {
   const Impl& im = *impl_;
   if (len == 0 || im.live == 0) return;
-  for (std::uint32_t s : overlapping_slots(im, asid, start, len)) fn(im.entries[s]);
+  for (std::uint32_t s : overlapping_slots(im, asid, start, len)) fn(im.entries[s].e);
 }
 
 static std::vector<std::uint32_t> overlapping_slots(const Tlb::Impl& im, std::uint16_t asid,
@@ -469,8 +598,11 @@ static std::vector<std::uint32_t> overlapping_slots(const Tlb::Impl& im, std::ui
     if (probes > im.entries.size()) break;
   }
   if (probes > im.entries.size()) {
-    for (std::uint32_t s = 0; s < im.entries.size(); ++s)
-      if (im.valid(s) && im.overlaps(im.entries[s], asid, start, last)) out.push_back(s);
+    for (std::uint32_t set = 0, s = 0; set < im.nsets; ++set) {
+      const std::uint64_t* keys = im.keys(set);
+      for (std::uint32_t w = 0; w < im.ways; ++w, ++s)
+        if (keys[w] != 0 && im.overlaps(im.entries[s].e, asid, start, last)) out.push_back(s);
+    }
     return out;
   }
   for (std::uint64_t m = im.shift_mask; m != 0; m &= m - 1) {
@@ -486,11 +618,16 @@ static std::vector<std::uint32_t> overlapping_slots(const Tlb::Impl& im, std::ui
 unsigned Tlb::invalidate_asid(std::uint16_t asid) {
   Impl& im = *impl_;
   unsigned dropped = 0;
-  for (std::uint32_t s = 0; s < im.entries.size() && im.live != 0; ++s)
-    if (im.valid(s) && im.meta[s].asid == asid) {
-      im.remove(s);
-      ++dropped;
-    }
+  for (std::uint32_t set = 0, s = 0; set < im.nsets && im.live != 0; ++set) {
+    const std::uint64_t* keys = im.keys(set);
+    const std::uint16_t* asids = im.asids(set);
+    for (std::uint32_t w = 0; w < im.ways; ++w, ++s)
+      if (keys[w] != 0 && asids[w] == asid) {
+        im.detach(set, w, s);
+        if (im.fully) im.free_slots.push_back(s);
+        ++dropped;
+      }
+  }
   if (dropped) mru_ = nullptr;
   return dropped;
 }
@@ -504,8 +641,12 @@ unsigned Tlb::invalidate_all() {
 }
 
 void Tlb::for_each_impl(const std::function<void(const TlbEntry&)>& fn) const {
-  for (std::uint32_t s = 0; s < impl_->entries.size(); ++s)
-    if (impl_->valid(s)) fn(impl_->entries[s]);
+  const Impl& im = *impl_;
+  for (std::uint32_t set = 0, s = 0; set < im.nsets; ++set) {
+    const std::uint64_t* keys = im.keys(set);
+    for (std::uint32_t w = 0; w < im.ways; ++w, ++s)
+      if (keys[w] != 0) fn(im.entries[s].e);
+  }
 }
 
 }  // namespace contpte

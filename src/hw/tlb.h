@@ -121,6 +121,9 @@ class Tlb {
   // entries that merely overlap `e` stay: the checker reports them.
   // Preconditions: `e` covers `va`; 6 <= e.size_shift < 64.
   std::optional<TlbEntry> insert(const TlbEntry& e, std::uint64_t va);
+  // The same without returning the evicted entry: what a fill after a walk
+  // needs, and cheaper.
+  void fill(const TlbEntry& e, std::uint64_t va);
 
   // Invalidation: every entry that covers any VA of [start, start+len) for
   // `asid`; by ASID; everything. Return the number of entries dropped.
