@@ -11,10 +11,14 @@
 #include <fstream>
 #include <iostream>
 #include <string>
+#include <thread>
 #include <vector>
+
+#include <unistd.h>
 
 #include "hw/tlb.h"
 #include "report/report.h"
+#include "workload/configs.h"
 #include "workload/runner.h"
 #include "workload/scenario.h"
 
@@ -26,12 +30,12 @@ namespace {
 constexpr int kExitOk = 0;
 constexpr int kExitUsage = 2;
 
-// The shipped examples: next to the sources in a build tree, or installed.
+// The built-in workloads: next to the sources in a build tree, or installed.
 std::vector<fs::path> builtin_scenarios(const char* argv0) {
-  std::vector<fs::path> dirs{fs::path(CONTPTE_EXAMPLES_DIR)};
+  std::vector<fs::path> dirs{fs::path(CONTPTE_EXAMPLES_DIR) / "workloads"};
   std::error_code ec;
   fs::path exe = fs::canonical(fs::path(argv0), ec);
-  if (!ec) dirs.push_back(exe.parent_path().parent_path() / "share" / "contpte" / "examples");
+  if (!ec) dirs.push_back(exe.parent_path().parent_path() / "share" / "contpte" / "examples" / "workloads");
   for (const auto& d : dirs) {
     if (!fs::is_directory(d, ec)) continue;
     std::vector<fs::path> files;
@@ -46,20 +50,85 @@ std::vector<fs::path> builtin_scenarios(const char* argv0) {
 struct RunArgs {
   std::vector<std::string> files;
   std::string json;
+  std::string svg;
+  std::string config;
+  unsigned threads = 0;
   bool trace = false;
   bool quiet = false;
   bool no_check = false;
 };
 
+// A progress bar on stderr when it is a terminal.
+void show_progress(std::size_t done, std::size_t total) {
+  static const bool tty = isatty(STDERR_FILENO);
+  if (!tty) return;
+  const int width = 30;
+  const int filled = static_cast<int>(width * done / std::max<std::size_t>(1, total));
+  std::cerr << fmt::format("\r[{}{}] {}/{} runs", std::string(filled, '#'), std::string(width - filled, ' '),
+                           done, total)
+            << (done == total ? "\r\033[K" : "") << std::flush;
+}
+
+bool write_file(const std::string& path, const std::string& text) {
+  std::ofstream out(path);
+  out << text;
+  return static_cast<bool>(out);
+}
+
+// The main job: every built-in workload under every built-in configuration.
+int cmd_suite(const RunArgs& args, const char* argv0, const RunOptions& opts) {
+  const auto files = builtin_scenarios(argv0);
+  if (files.empty()) {
+    std::cerr << "contpte run: error: the built-in workloads were not found (looked in " CONTPTE_EXAMPLES_DIR
+                 "/workloads)\n";
+    return kExitUsage;
+  }
+  std::vector<SuiteJob> jobs;
+  for (const auto& f : files)
+    for (const auto& c : kBuiltinConfigs)
+      if (args.config.empty() || c.name == args.config) jobs.push_back({f, &c});
+  std::vector<RunResult> results;
+  try {
+    results = run_jobs(jobs, opts, args.threads ? args.threads : std::max(1u, std::thread::hardware_concurrency()),
+                       show_progress);
+  } catch (const ScenarioError& e) {
+    std::cerr << e.what() << '\n';
+    return kExitUsage;
+  }
+  int status = kExitOk;
+  for (const auto& r : results) {
+    status = std::max(status, r.exit_status());
+    if (r.exit_status() != 0) print_summary(std::cout, r);
+  }
+  print_comparison(std::cout, results);
+  if (!args.json.empty() && !write_file(args.json, json_report(results).dump(2) + "\n")) {
+    std::cerr << fmt::format("contpte run: error: cannot write '{}'\n", args.json);
+    return kExitUsage;
+  }
+  if (!args.svg.empty() && !write_file(args.svg, comparison_svg(results))) {
+    std::cerr << fmt::format("contpte run: error: cannot write '{}'\n", args.svg);
+    return kExitUsage;
+  }
+  return status;
+}
+
 int cmd_run(const RunArgs& args, const char* argv0) {
   std::vector<fs::path> paths(args.files.begin(), args.files.end());
-  if (paths.empty()) {
-    paths = builtin_scenarios(argv0);
-    if (paths.empty()) {
-      std::cerr << "contpte run: error: no scenario given and the built-in examples were not found "
-                   "(looked in " CONTPTE_EXAMPLES_DIR ")\n";
+  const BuiltinConfig* config = nullptr;
+  if (!args.config.empty()) {
+    config = find_config(args.config);
+    if (!config) {
+      std::string names;
+      for (const auto& c : kBuiltinConfigs) names += std::string(names.empty() ? "" : ", ") + std::string(c.name);
+      std::cerr << fmt::format("contpte run: error: unknown configuration '{}'; expected one of: {}\n",
+                               args.config, names);
       return kExitUsage;
     }
+  }
+  if (paths.empty()) {
+    RunOptions opts;
+    opts.check = !args.no_check;
+    return cmd_suite(args, argv0, opts);
   }
 
   // Every input error is found before anything runs.
@@ -67,7 +136,7 @@ int cmd_run(const RunArgs& args, const char* argv0) {
   bool bad = false;
   for (const auto& p : paths) {
     try {
-      Scenario sc = load_scenario(p);
+      Scenario sc = load_scenario(p, config ? config->header : std::string_view{});
       validate_for_run(sc);
       scenarios.push_back(std::move(sc));
     } catch (const ScenarioError& e) {
@@ -85,6 +154,7 @@ int cmd_run(const RunArgs& args, const char* argv0) {
   for (const auto& sc : scenarios) {
     try {
       results.push_back(run_scenario(sc, opts));
+      if (config) results.back().config.name = std::string(config->name);
     } catch (const ScenarioError& e) {
       // An input error only visible while running: still exit 2, no report.
       std::cerr << e.what() << '\n';
@@ -95,13 +165,13 @@ int cmd_run(const RunArgs& args, const char* argv0) {
   }
   if (results.size() > 1) print_totals(std::cout, results);
 
-  if (!args.json.empty()) {
-    std::ofstream out(args.json);
-    out << json_report(results).dump(2) << '\n';
-    if (!out) {
-      std::cerr << fmt::format("contpte run: error: cannot write '{}'\n", args.json);
-      return kExitUsage;
-    }
+  if (!args.json.empty() && !write_file(args.json, json_report(results).dump(2) + "\n")) {
+    std::cerr << fmt::format("contpte run: error: cannot write '{}'\n", args.json);
+    return kExitUsage;
+  }
+  if (!args.svg.empty() && !write_file(args.svg, comparison_svg(results))) {
+    std::cerr << fmt::format("contpte run: error: cannot write '{}'\n", args.svg);
+    return kExitUsage;
   }
   return status;
 }
@@ -113,9 +183,16 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
 
   RunArgs run_args;
-  CLI::App* run = app.add_subcommand("run", "run scenarios (default: the built-in examples)");
+  CLI::App* run = app.add_subcommand(
+      "run", "run scenarios (default: the built-in workloads under every built-in configuration)");
   run->add_option("files", run_args.files, "scenario files (.cpt)");
   run->add_option("--json", run_args.json, "write the machine-readable report to FILE");
+  run->add_option("--svg", run_args.svg, "write a chart of speedup and memory cost to FILE");
+  run->add_option("--config", run_args.config,
+                  "run under a built-in configuration (its header lines override the file's); "
+                  "see `contpte configs`");
+  run->add_option("--threads", run_args.threads, "runs in parallel (default: the number of cores)")
+      ->check(CLI::Range(1u, 256u));
   run->add_flag("--trace", run_args.trace,
                 "print every PTE load, store, exchange and TLB invalidation the engine makes");
   run->add_flag("-q,--quiet", run_args.quiet, "print only failing runs");
@@ -123,6 +200,7 @@ int main(int argc, char** argv) {
                 "do not run the conformance checker (faster; no violations are found)");
 
   CLI::App* presets = app.add_subcommand("presets", "list the TLB presets and their sources");
+  CLI::App* configs = app.add_subcommand("configs", "list the built-in configurations and their header lines");
 
   for (const char* later : {"explore", "snapshot", "record"}) {
     CLI::App* sub = app.add_subcommand(later, "not supported yet");
@@ -141,6 +219,19 @@ int main(int argc, char** argv) {
   }
 
   if (run->parsed()) return cmd_run(run_args, argv[0]);
+  if (configs->parsed()) {
+    for (const auto& c : kBuiltinConfigs) {
+      std::cout << fmt::format("{} — {}\n", c.name, c.what);
+      std::string_view h = c.header;
+      while (!h.empty()) {
+        const auto nl = h.find('\n');
+        std::cout << "    " << h.substr(0, nl) << '\n';
+        h = nl == std::string_view::npos ? std::string_view{} : h.substr(nl + 1);
+      }
+    }
+    std::cout << "(thp-4k, 4K + PMD THP, is not offered yet: PMD-sized folios are not modelled)\n";
+    return kExitOk;
+  }
   if (presets->parsed()) {
     std::cout << format_presets();
     return kExitOk;

@@ -1,6 +1,8 @@
 #include "mm/buddy.h"
 
+#include <algorithm>
 #include <cassert>
+#include <random>
 
 namespace contpte {
 
@@ -41,8 +43,27 @@ std::optional<Pfn> BuddyAllocator::alloc_folio(unsigned order) {
   return Pfn{pfn};
 }
 
+void BuddyAllocator::fragment(double fraction, std::uint64_t seed) {
+  std::vector<std::uint64_t> blocks(free_[max_order_].begin(), free_[max_order_].end());
+  std::mt19937_64 rng(seed);
+  std::shuffle(blocks.begin(), blocks.end(), rng);
+  const auto n = static_cast<std::size_t>(fraction * double(blocks.size()) + 0.5);
+  for (std::size_t i = 0; i < n && i < blocks.size(); ++i) {
+    free_[max_order_].erase(blocks[i]);
+    free_frames_ -= std::uint64_t{1} << max_order_;
+    for (std::uint64_t f = 0; f < (std::uint64_t{1} << max_order_); ++f) {
+      insert_free(blocks[i] + f, 0);
+      no_merge_.insert(blocks[i] + f);
+    }
+  }
+}
+
 void BuddyAllocator::free_folio(Pfn head, unsigned order) {
   mem_.remove_folio(head);
+  if (order == 0 && no_merge_.count(head.val)) {
+    insert_free(head.val, 0);
+    return;
+  }
   std::uint64_t pfn = head.val;
   while (order < max_order_) {
     const std::uint64_t buddy = pfn ^ (std::uint64_t{1} << order);

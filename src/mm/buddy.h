@@ -40,6 +40,13 @@ class BuddyAllocator {
   std::optional<Pfn> alloc_folio(unsigned order);
   void free_folio(Pfn head, unsigned order);
 
+  // The `fragment F` scenario header: a fraction F of free memory (whole
+  // max-order blocks, chosen from `seed`) is broken into order-0 frames
+  // that never merge again — what long-lived unmovable allocations
+  // scattered through memory do to a real buddy allocator. Large
+  // allocations then fail there and fall back, as on a fragmented machine.
+  void fragment(double fraction, std::uint64_t seed);
+
   std::uint64_t free_frames() const { return free_frames_; }
   std::size_t free_blocks(unsigned order) const { return free_[order].size(); }
 
@@ -50,6 +57,7 @@ class BuddyAllocator {
   unsigned max_order_;
   std::vector<std::set<std::uint64_t>> free_;  // per order: first PFN of free blocks
   std::uint64_t free_frames_ = 0;
+  std::set<std::uint64_t> no_merge_;  // fragmented frames: freed back as order 0
 };
 
 }  // namespace contpte

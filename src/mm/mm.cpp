@@ -366,6 +366,7 @@ FaultResult Mm::do_anonymous_page(const Vma& v, std::uint64_t va, PteSlot ptep, 
     sys_.map_pages(*pfn, nr, pid_);
     if (order > 0) ++sys_.stats().anon_fault_alloc[order];
     ++sys_.stats().faults_anon;
+    sys_.stats().bytes_zeroed += std::uint64_t{nr} * g.page_size();
     return FaultResult::Handled;
   }
   return FaultResult::Segv;  // out of memory: the OOM killer's business
@@ -391,6 +392,9 @@ void Mm::wp_page_copy(const Vma& v, std::uint64_t va, PteSlot ptep, Pte orig) {
   if (!pte_special(orig)) {
     const FolioInfo f = sys_.mem().folio_of(pte_pfn(orig, shift));
     if (f.valid) sys_.unmap_pages(f.head, 1, pid_);
+    sys_.stats().bytes_copied += page_size();
+  } else {
+    sys_.stats().bytes_zeroed += page_size();  // a copy of the zero page is a zeroed page
   }
   ++sys_.stats().faults_cow;
 }

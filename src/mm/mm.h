@@ -56,6 +56,8 @@ struct MmStats {
   std::map<unsigned, std::uint64_t> anon_fault_fallback;  // per order
   std::uint64_t folios_freed = 0;
   std::uint64_t caller_tlbi = 0;      // flushes the mm requested (mmu_gather, fork, COW)
+  std::uint64_t bytes_zeroed = 0;     // new anonymous folios (and copies of the zero page)
+  std::uint64_t bytes_copied = 0;     // copy-on-write copies of data pages
 };
 
 enum class FaultResult : std::uint8_t { Handled, Segv };

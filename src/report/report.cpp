@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <ostream>
 
 namespace contpte {
@@ -90,6 +91,148 @@ void print_totals(std::ostream& out, const std::vector<RunResult>& runs) {
     failed += r.expects_failed;
   }
   out << fmt::format("{} of {} runs ok; expects {} passed, {} failed\n", ok, runs.size(), passed, failed);
+}
+
+}  // namespace contpte
+
+namespace contpte {
+
+namespace {
+
+std::string workload_name(const std::string& path) {
+  std::string n = path.substr(path.find_last_of('/') + 1);
+  if (n.size() > 4 && n.ends_with(".cpt")) n.resize(n.size() - 4);
+  return n;
+}
+
+std::string human_bytes(double b) {
+  const char* units[] = {"B", "K", "M", "G", "T"};
+  int u = 0;
+  while (b >= 1024 && u < 4) b /= 1024, ++u;
+  return u == 0 ? fmt::format("{:.0f}{}", b, units[u]) : fmt::format("{:.1f}{}", b, units[u]);
+}
+
+// Workloads in first-seen order, each with its runs.
+std::vector<std::pair<std::string, std::vector<const RunResult*>>> by_workload(
+    const std::vector<RunResult>& runs) {
+  std::vector<std::pair<std::string, std::vector<const RunResult*>>> out;
+  for (const auto& r : runs) {
+    auto it = std::find_if(out.begin(), out.end(), [&](const auto& p) { return p.first == r.scenario; });
+    if (it == out.end()) {
+      out.emplace_back(r.scenario, std::vector<const RunResult*>{});
+      it = std::prev(out.end());
+    }
+    it->second.push_back(&r);
+  }
+  return out;
+}
+
+const RunResult* find_run(const std::vector<const RunResult*>& rs, std::string_view config) {
+  for (const RunResult* r : rs)
+    if (r->config.name == config) return r;
+  return nullptr;
+}
+
+}  // namespace
+
+void print_comparison(std::ostream& out, const std::vector<RunResult>& runs, std::string_view baseline) {
+  for (const auto& [scenario, rs] : by_workload(runs)) {
+    const RunResult* base = find_run(rs, baseline);
+    out << fmt::format("\n{} ({} accesses)\n", workload_name(scenario),
+                       static_cast<std::uint64_t>(rs.front()->stat("accesses")));
+    out << fmt::format("  {:<12} {:>8} {:>12} {:>8} {:>8} {:>8} {:>7} {:>7} {:>7} {:>6} {:>8} {:>8}  {}\n",
+                       "config", "TLB MPKI", "walk cycles", "faults", "zeroed", "copied", "folds", "unfolds",
+                       "tlbi", "cont%", "RSS", "speedup", "");
+    for (const RunResult* r : rs) {
+      const double cycles = r->stat("translation_cycles");
+      const double speedup = base && cycles > 0 ? base->stat("translation_cycles") / cycles : 0;
+      std::string note;
+      if (r->exit_status() != 0) note = r->error ? "ERROR: " + *r->error : "FAILED (see summary)";
+      out << fmt::format("  {:<12} {:>8.2f} {:>12} {:>8} {:>8} {:>8} {:>7} {:>7} {:>7} {:>5.1f}% {:>8} {:>7.2f}x  {}\n",
+                         r->config.name, r->stat("tlb_mpki"), static_cast<std::uint64_t>(r->stat("walk_cycles")),
+                         static_cast<std::uint64_t>(r->stat("faults")), human_bytes(r->stat("bytes_zeroed")),
+                         human_bytes(r->stat("bytes_copied")), static_cast<std::uint64_t>(r->stat("folds")),
+                         static_cast<std::uint64_t>(r->stat("unfolds")),
+                         static_cast<std::uint64_t>(r->stat("tlbi") + r->stat("caller_tlbi")),
+                         100.0 * r->stat("cont_coverage"), human_bytes(r->stat("rss_bytes")), speedup, note);
+    }
+  }
+  out << fmt::format("\nspeedup: translation cycles (TLB hits + walks) of {} divided by the configuration's; "
+                     "tlbi: flush requests by the engine and its callers; RSS at the end of the run.\n",
+                     baseline);
+}
+
+std::string comparison_svg(const std::vector<RunResult>& runs, std::string_view baseline) {
+  const auto groups = by_workload(runs);
+  std::vector<std::string> configs;
+  for (const auto& [s, rs] : groups)
+    for (const RunResult* r : rs)
+      if (std::find(configs.begin(), configs.end(), r->config.name) == configs.end())
+        configs.push_back(r->config.name);
+  static constexpr const char* kColors[] = {"#777777", "#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#b07aa1"};
+  const double bar = 14, gap = 30, left = 60, top = 60, chart_h = 220;
+  const double group_w = bar * double(configs.size()) + gap;
+  const double width = left + group_w * double(groups.size()) + 200;
+  // Two panels: speedup (higher is better), memory cost (RSS / baseline).
+  double max_speed = 1, max_mem = 1;
+  for (const auto& [s, rs] : groups) {
+    const RunResult* base = find_run(rs, baseline);
+    for (const RunResult* r : rs) {
+      if (!base) continue;
+      const double c = r->stat("translation_cycles");
+      if (c > 0) max_speed = std::max(max_speed, base->stat("translation_cycles") / c);
+      if (base->stat("rss_bytes") > 0) max_mem = std::max(max_mem, r->stat("rss_bytes") / base->stat("rss_bytes"));
+    }
+  }
+  std::string svg = fmt::format(
+      "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{:.0f}\" height=\"{:.0f}\" font-family=\"sans-serif\" "
+      "font-size=\"11\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n",
+      width, top * 2 + chart_h * 2 + 80);
+  auto panel = [&](double y0, const std::string& title, double max, auto value) {
+    svg += fmt::format("<text x=\"{}\" y=\"{:.0f}\" font-size=\"14\" font-weight=\"bold\">{}</text>\n", left,
+                       y0 - 25, title);
+    svg += fmt::format("<line x1=\"{}\" y1=\"{:.0f}\" x2=\"{:.0f}\" y2=\"{:.0f}\" stroke=\"black\"/>\n", left,
+                       y0 + chart_h, width - 180, y0 + chart_h);
+    // The baseline's level (1x).
+    const double y1 = y0 + chart_h - chart_h / max;
+    svg += fmt::format("<line x1=\"{}\" y1=\"{:.1f}\" x2=\"{:.0f}\" y2=\"{:.1f}\" stroke=\"#999\" "
+                       "stroke-dasharray=\"4 3\"/><text x=\"{}\" y=\"{:.1f}\" text-anchor=\"end\">1x</text>\n",
+                       left, y1, width - 180, y1, left - 4, y1 + 4);
+    svg += fmt::format("<text x=\"{}\" y=\"{:.0f}\" text-anchor=\"end\">{:.1f}x</text>\n", left - 4, y0 + 4, max);
+    for (std::size_t g = 0; g < groups.size(); ++g) {
+      const auto& [scenario, rs] = groups[g];
+      const RunResult* base = find_run(rs, baseline);
+      const double gx = left + gap / 2 + double(g) * group_w;
+      for (std::size_t c = 0; c < configs.size(); ++c) {
+        const RunResult* r = find_run(rs, configs[c]);
+        if (!r || !base) continue;
+        const double v = value(*base, *r);
+        const double h = chart_h * std::min(v, max) / max;
+        svg += fmt::format("<rect x=\"{:.1f}\" y=\"{:.1f}\" width=\"{}\" height=\"{:.1f}\" fill=\"{}\">"
+                           "<title>{} {}: {:.2f}x</title></rect>\n",
+                           gx + double(c) * bar, y0 + chart_h - h, bar - 2, h, kColors[c % 6],
+                           workload_name(scenario), configs[c], v);
+      }
+      svg += fmt::format("<text x=\"{:.1f}\" y=\"{:.0f}\" text-anchor=\"middle\">{}</text>\n",
+                         gx + bar * double(configs.size()) / 2, y0 + chart_h + 14, workload_name(scenario));
+    }
+  };
+  panel(top, fmt::format("Translation speedup vs {} (higher is better)", baseline), max_speed * 1.1,
+        [](const RunResult& b, const RunResult& r) {
+          const double c = r.stat("translation_cycles");
+          return c > 0 ? b.stat("translation_cycles") / c : 0.0;
+        });
+  panel(top * 2 + chart_h + 40, fmt::format("Memory cost: RSS relative to {} (lower is better)", baseline),
+        max_mem * 1.1, [](const RunResult& b, const RunResult& r) {
+          return b.stat("rss_bytes") > 0 ? r.stat("rss_bytes") / b.stat("rss_bytes") : 0.0;
+        });
+  for (std::size_t c = 0; c < configs.size(); ++c)
+    svg += fmt::format("<rect x=\"{:.0f}\" y=\"{:.0f}\" width=\"12\" height=\"12\" fill=\"{}\"/>"
+                       "<text x=\"{:.0f}\" y=\"{:.0f}\">{}</text>\n",
+                       width - 170, top + 20.0 * double(c), kColors[c % 6], width - 152, top + 10 + 20.0 * double(c),
+                       configs[c]);
+  svg += "</svg>\n";
+  return svg;
 }
 
 }  // namespace contpte

@@ -35,7 +35,8 @@ const std::vector<std::string>& stat_names() {
       "violations_tlb_conflict", "violations_stale_translation", "violations_lost_dirty",
       "violations_lost_young", "mm_faults",        "faults_anon",
       "faults_zero",       "faults_cow",          "faults_reuse",
-      "faults_access",     "reuse_unfolds",       "folios_freed"};
+      "faults_access",     "reuse_unfolds",       "folios_freed",
+      "bytes_zeroed",      "bytes_copied",        "tlb_mpki"};
   return names;
 }
 
@@ -261,6 +262,7 @@ class Runner {
     res_.config.tlb = sc.header.tlb;
     for (const auto& [size, policy] : sc.header.thp)
       if (policy != ThpPolicy::Never) res_.config.mthp.push_back(format_size(size));
+    if (sc.header.fragment > 0) buddy_.fragment(sc.header.fragment, sc.header.seed);
     sys_.observers.push_back(&mmu_);
     if (opts.check) sys_.checker = &checker_;
     add_process(std::make_unique<Mm>(sys_, 0, asid_of(0)));
@@ -772,6 +774,12 @@ class Runner {
     if (name == "faults_access") return double(ms.faults_access);
     if (name == "reuse_unfolds") return double(ms.reuse_unfolds);
     if (name == "folios_freed") return double(ms.folios_freed);
+    if (name == "bytes_zeroed") return double(ms.bytes_zeroed);
+    if (name == "bytes_copied") return double(ms.bytes_copied);
+    if (name == "tlb_mpki") {
+      const MmuStats& m = mmu_.stats();
+      return m.accesses ? 1000.0 * double(m.tlb_misses) / double(m.accesses) : 0.0;
+    }
     for (const auto& [order, n] : ms.anon_fault_alloc)
       if (name == fmt::format("anon_fault_alloc_{}", format_size(geo_.page_size() << order))) return double(n);
     for (const auto& [order, n] : ms.anon_fault_fallback)

@@ -20,6 +20,7 @@
 #include <limits>
 #include <memory>
 #include <span>
+#include <set>
 #include <string>
 #include <system_error>
 #include <tuple>
@@ -341,6 +342,24 @@ class Parser {
  public:
   explicit Parser(std::string file) : file_(std::move(file)) { processes_.emplace_back(); }
 
+  // Header lines that override the file's own (`contpte run --config`):
+  // parsed first, and the file's lines for the same keys are skipped.
+  void force_header(std::string_view lines) {
+    forcing_ = true;
+    while (!lines.empty()) {
+      const std::size_t nl = lines.find('\n');
+      const std::string_view one = lines.substr(0, nl);
+      if (!one.empty()) {
+        const std::string_view word = one.substr(0, one.find(' '));
+        forced_.emplace(word);
+        if (word == "mthp" || word == "thp") forced_.emplace(word == "mthp" ? "thp" : "mthp");
+        read_line(0, one);
+      }
+      lines = nl == std::string_view::npos ? std::string_view{} : lines.substr(nl + 1);
+    }
+    forcing_ = false;
+  }
+
   Scenario parse(std::string_view text) {
     out_.file = file_;
     // A byte-order mark is an editor's artefact, not part of the first token.
@@ -493,6 +512,7 @@ class Parser {
     if (block_) return block_line(c, line, kw);
 
     if (const HeaderInfo* h = find_header(word)) {
+      if (!forcing_ && forced_.count(word)) return;  // overridden by the configuration
       if (geo_)
         c.fail(kw, fmt::format("'{}' is a header statement and must come before the first operation (line {})",
                                word, first_op_line_));
@@ -1273,15 +1293,19 @@ class Parser {
   std::vector<ProcessInfo> processes_;  // by id, in creation order
   unsigned current_ = 0;
   std::optional<Block> block_;
+  std::set<std::string, std::less<>> forced_;
+  bool forcing_ = false;
 };
 
 }  // namespace
 
-Scenario parse_scenario(std::string_view text, std::string filename) {
-  return Parser(std::move(filename)).parse(text);
+Scenario parse_scenario(std::string_view text, std::string filename, std::string_view forced_header) {
+  Parser p(std::move(filename));
+  p.force_header(forced_header);
+  return p.parse(text);
 }
 
-Scenario load_scenario(const std::filesystem::path& path) {
+Scenario load_scenario(const std::filesystem::path& path, std::string_view forced_header) {
   const std::string name = path.string();
   const auto fail = [&](int err) -> ScenarioError {
     return ScenarioError(name, "cannot read: " + std::error_code(err, std::generic_category()).message());
@@ -1293,7 +1317,7 @@ Scenario load_scenario(const std::filesystem::path& path) {
   while (const std::size_t n = std::fread(buf.data(), 1, buf.size(), f.get())) text.append(buf.data(), n);
   // fread reports a directory (EISDIR) or an I/O error only through ferror.
   if (std::ferror(f.get())) throw fail(errno);
-  return parse_scenario(text, name);
+  return parse_scenario(text, name, forced_header);
 }
 
 }  // namespace contpte

@@ -388,9 +388,13 @@ struct Scenario {
 
 // Parses and validates a whole scenario; `filename` is used in locations.
 // Throws ScenarioError on the first error.
-Scenario parse_scenario(std::string_view text, std::string filename);
+// `forced_header`: header lines (e.g. "granule 16K\ncontpte upstream\nmthp 2M")
+// that replace the file's own lines for the same keys — a built-in
+// configuration applied to a scenario.
+Scenario parse_scenario(std::string_view text, std::string filename,
+                        std::string_view forced_header = {});
 
 // Reads and parses a file. A read failure is `FILE: error: cannot read: REASON`.
-Scenario load_scenario(const std::filesystem::path& path);
+Scenario load_scenario(const std::filesystem::path& path, std::string_view forced_header = {});
 
 }  // namespace contpte

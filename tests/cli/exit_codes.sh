@@ -11,7 +11,9 @@ check() {  # name expected-status actual-status
   if [[ $2 != "$3" ]]; then echo "FAIL $1: exit $3, expected $2"; fail=1; else echo "ok   $1"; fi
 }
 
-"$bin" run >"$tmp/out" 2>&1; check "built-in run" 0 $?
+"$bin" configs >"$tmp/out" 2>&1; check "configs" 0 $?
+grep -q "^contpte-64k" "$tmp/out" || { echo "FAIL configs lacks contpte-64k"; fail=1; }
+"$bin" presets >"$tmp/out" 2>&1; check "presets" 0 $?
 
 printf 'alloc F order=4\nset_ptes 0x40000000 F nr=16 prot=rw\nexpect cont 0x40000000 64K\n' >"$tmp/good.cpt"
 printf 'alloc F order=4\nset_ptes 0x40000000 F nr=16 prot=rw\nexpect nocont 0x40000000\n' >"$tmp/wrong.cpt"
@@ -34,4 +36,10 @@ grep -q "bad.cpt:2:9: error: unknown contpte variant 'upstrem'" "$tmp/out" || { 
 "$bin" frobnicate >/dev/null 2>&1; check "unknown command" 2 $?
 "$bin" run "$tmp/good.cpt" --trace >"$tmp/out" 2>&1; check "trace" 0 $?
 grep -q "tlbi\|store" "$tmp/out" || { echo "FAIL trace printed no PTE access"; fail=1; }
+"$bin" run "$tmp/good.cpt" --config gran-16k >"$tmp/out" 2>&1; check "--config" 1 $?
+grep -q "gran-16k" "$tmp/out" || { echo "FAIL --config not shown"; fail=1; }
+"$bin" run "$tmp/good.cpt" --config nope >"$tmp/out" 2>&1; check "unknown --config" 2 $?
+grep -q "unknown configuration 'nope'" "$tmp/out" || { echo "FAIL unknown config message"; fail=1; }
+"$bin" run "$tmp/good.cpt" --svg "$tmp/c.svg" >/dev/null 2>&1; check "--svg" 0 $?
+grep -q "<svg" "$tmp/c.svg" || { echo "FAIL no svg written"; fail=1; }
 exit $fail

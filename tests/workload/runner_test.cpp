@@ -5,8 +5,11 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <fstream>
+#include <set>
 #include <sstream>
 
+#include "workload/configs.h"
 #include "workload/runner.h"
 #include "workload/scenario.h"
 
@@ -198,6 +201,65 @@ TEST(Runner, ExpectViolationFailsWhenNothingWasFound) {
   EXPECT_EQ(r.expects_failed, 1u);
   EXPECT_EQ(r.expects_passed, 1u);
   EXPECT_EQ(r.exit_status(), 1);
+}
+
+}  // namespace
+
+namespace {
+
+// `contpte run FILE --config NAME`: the configuration's header lines replace
+// the file's own for the same keys; the file's other lines stay.
+TEST(Configs, ForcedHeaderReplacesTheFilesLines) {
+  const char* text =
+      "granule 4K\ncontpte off\nmthp none\nseed 7\n"
+      "mmap A 4M addr=0x4000000000\nwrite A 4M stride=64K\n";
+  const BuiltinConfig* c = find_config("gran-64k");
+  ASSERT_NE(c, nullptr);
+  Scenario sc = parse_scenario(text, "t.cpt", c->header);
+  EXPECT_EQ(sc.header.granule, Granule::k64K);
+  EXPECT_EQ(sc.header.variant, "upstream");
+  EXPECT_EQ(sc.header.seed, 7u);
+  EXPECT_EQ(sc.header.thp_policy(2u << 20), ThpPolicy::Always);
+  RunResult r = run_scenario(sc);
+  EXPECT_EQ(r.exit_status(), 0) << describe(r);
+  EXPECT_DOUBLE_EQ(r.stat("cont_coverage"), 1.0);
+}
+
+TEST(Configs, EveryBuiltinConfigurationParsesAndIsNamedUniquely) {
+  std::set<std::string_view> names;
+  for (const auto& c : kBuiltinConfigs) {
+    EXPECT_TRUE(names.insert(c.name).second) << c.name;
+    EXPECT_NO_THROW(parse_scenario("mmap A 2M addr=0x4000000000\n", "t.cpt", c.header)) << c.name;
+  }
+  EXPECT_EQ(find_config("nope"), nullptr);
+}
+
+TEST(Configs, RunJobsRunsEveryFileUnderEveryConfigurationInOrder) {
+  const auto dir = fs::temp_directory_path() / "contpte-configs-test";
+  fs::create_directories(dir);
+  {
+    std::ofstream(dir / "seq.cpt") << "mmap A 8M addr=0x4000000000\nwrite A 8M stride=16K\nread A 8M stride=16K\n";
+  }
+  std::vector<SuiteJob> jobs;
+  for (const auto& c : kBuiltinConfigs) jobs.push_back({dir / "seq.cpt", &c});
+  std::size_t last = 0;
+  auto results = run_jobs(jobs, {}, 2, [&](std::size_t done, std::size_t total) {
+    EXPECT_EQ(total, jobs.size());
+    last = done;
+  });
+  EXPECT_EQ(last, jobs.size());
+  ASSERT_EQ(results.size(), jobs.size());
+  for (std::size_t i = 0; i < jobs.size(); ++i) {
+    EXPECT_EQ(results[i].config.name, kBuiltinConfigs[i].name);
+    EXPECT_EQ(results[i].exit_status(), 0) << describe(results[i]);
+  }
+  // The direction the published results give: bigger translation units
+  // mean fewer walks.
+  auto walks = [&](std::size_t i) { return results[i].stat("walks"); };
+  EXPECT_GT(walks(0), walks(2));  // base-4k vs contpte-64k
+  EXPECT_GE(walks(1), walks(2));  // mthp without contpte vs with
+  EXPECT_GT(walks(2), walks(4));  // contpte-64k vs 64K granule
+  fs::remove_all(dir);
 }
 
 }  // namespace
