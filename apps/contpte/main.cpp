@@ -75,6 +75,19 @@ bool write_file(const std::string& path, const std::string& text) {
   return static_cast<bool>(out);
 }
 
+// --json and --svg; false (after saying why) when a file cannot be written.
+bool write_reports(const RunArgs& args, const std::vector<RunResult>& results) {
+  for (const auto& [path, text] : {std::pair{args.json, args.json.empty() ? "" : json_report(results).dump(2) + "\n"},
+                                   std::pair{args.svg, args.svg.empty() ? "" : comparison_svg(results)}}) {
+    if (path.empty()) continue;
+    if (!write_file(path, text)) {
+      std::cerr << fmt::format("contpte run: error: cannot write '{}'\n", path);
+      return false;
+    }
+  }
+  return true;
+}
+
 // The main job: every built-in workload under every built-in configuration.
 int cmd_suite(const RunArgs& args, const char* argv0, const RunOptions& opts) {
   const auto files = builtin_scenarios(argv0);
@@ -101,15 +114,7 @@ int cmd_suite(const RunArgs& args, const char* argv0, const RunOptions& opts) {
     if (r.exit_status() != 0) print_summary(std::cout, r);
   }
   print_comparison(std::cout, results);
-  if (!args.json.empty() && !write_file(args.json, json_report(results).dump(2) + "\n")) {
-    std::cerr << fmt::format("contpte run: error: cannot write '{}'\n", args.json);
-    return kExitUsage;
-  }
-  if (!args.svg.empty() && !write_file(args.svg, comparison_svg(results))) {
-    std::cerr << fmt::format("contpte run: error: cannot write '{}'\n", args.svg);
-    return kExitUsage;
-  }
-  return status;
+  return write_reports(args, results) ? status : kExitUsage;
 }
 
 int cmd_run(const RunArgs& args, const char* argv0) {
@@ -165,15 +170,7 @@ int cmd_run(const RunArgs& args, const char* argv0) {
   }
   if (results.size() > 1) print_totals(std::cout, results);
 
-  if (!args.json.empty() && !write_file(args.json, json_report(results).dump(2) + "\n")) {
-    std::cerr << fmt::format("contpte run: error: cannot write '{}'\n", args.json);
-    return kExitUsage;
-  }
-  if (!args.svg.empty() && !write_file(args.svg, comparison_svg(results))) {
-    std::cerr << fmt::format("contpte run: error: cannot write '{}'\n", args.svg);
-    return kExitUsage;
-  }
-  return status;
+  return write_reports(args, results) ? status : kExitUsage;
 }
 
 }  // namespace

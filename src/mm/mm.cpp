@@ -187,11 +187,11 @@ std::uint64_t Mm::folio_pte_batch(PteSlot ptep, Pte pte, std::uint64_t max_nr) {
 // zap_pte_range + mmu_gather: batches of one folio cleared with
 // get_and_clear_full_ptes, rmap dropped (freeing folios no one maps), one
 // flush for the whole range at the end.
-void Mm::zap_range(std::uint64_t start, std::uint64_t end) {
+template <class Fn>
+void Mm::for_each_present_batch(std::uint64_t start, std::uint64_t end, Fn&& fn) {
   const Geometry& g = sys_.mem().geometry();
-  const unsigned shift = g.page_shift;
-  bool any = false;
   for (std::uint64_t va = start; va < end;) {
+    // A batch never crosses a page-table page, as in the kernel.
     const std::uint64_t pmd_end = std::min(end, align_down(va, g.pmd_size()) + g.pmd_size());
     auto slot = pt_.pte_slot(VirtAddr{va}, false);
     if (!slot) {
@@ -200,25 +200,29 @@ void Mm::zap_range(std::uint64_t start, std::uint64_t end) {
     }
     while (va < pmd_end) {
       const Pte pte = ptep_get(env_, *slot);
-      if (pte_none(pte)) {
-        va += g.page_size();
-        *slot = *slot + 1;
-        continue;
+      std::uint64_t nr = 1;
+      if (pte_present(pte)) {
+        nr = folio_pte_batch(*slot, pte, (pmd_end - va) >> g.page_shift);
+        fn(va, *slot, pte, static_cast<unsigned>(nr));
       }
-      any = true;
-      const std::uint64_t max_nr = (pmd_end - va) >> shift;
-      const std::uint64_t nr = pte_present(pte) ? folio_pte_batch(*slot, pte, max_nr) : 1;
-      const Pte got = get_and_clear_full_ptes(env_, VirtAddr{va}, *slot, static_cast<unsigned>(nr), false);
-      if (sys_.checker) sys_.checker->returned(asid_, va, nr, got);
-      const Pfn pfn = pte_pfn(pte, shift);
-      if (pte_present(pte) && !pte_special(pte)) {
-        const FolioInfo f = sys_.mem().folio_of(pfn);
-        if (f.valid) sys_.unmap_pages(f.head, nr, pid_);
-      }
-      va += nr << shift;
+      va += nr << g.page_shift;
       *slot = *slot + static_cast<std::ptrdiff_t>(nr);
     }
   }
+}
+
+void Mm::zap_range(std::uint64_t start, std::uint64_t end) {
+  const unsigned shift = sys_.mem().geometry().page_shift;
+  bool any = false;
+  for_each_present_batch(start, end, [&](std::uint64_t va, PteSlot slot, Pte pte, unsigned nr) {
+    any = true;
+    const Pte got = get_and_clear_full_ptes(env_, VirtAddr{va}, slot, nr, false);
+    if (sys_.checker) sys_.checker->returned(asid_, va, nr, got);
+    if (!pte_special(pte)) {
+      const FolioInfo f = sys_.mem().folio_of(pte_pfn(pte, shift));
+      if (f.valid) sys_.unmap_pages(f.head, nr, pid_);
+    }
+  });
   if (any) flush_range(start, end);
 }
 
@@ -262,37 +266,20 @@ void Mm::mprotect(std::uint64_t start, std::uint64_t len, Prot prot) {
     if (v.prot == prot) continue;  // nothing to change: skipped
     v.prot = prot;
     const PgProt newprot = vm_page_prot(v);
-    for (std::uint64_t va = v.start; va < v.end;) {
-      const std::uint64_t pmd_end = std::min(v.end, align_down(va, g.pmd_size()) + g.pmd_size());
-      auto slot = pt_.pte_slot(VirtAddr{va}, false);
-      if (!slot) {
-        va = pmd_end;
-        continue;
+    for_each_present_batch(v.start, v.end, [&](std::uint64_t va, PteSlot slot, Pte, unsigned nr) {
+      Pte oldpte = modify_prot_start_ptes(env_, VirtAddr{va}, slot, nr);
+      if (sys_.checker) sys_.checker->returned(asid_, va, nr, oldpte);
+      Pte ptent = pte_modify(oldpte, newprot);
+      // can_change_pte_writable: an exclusive anonymous folio in a private
+      // writable mapping is made writable right away, as the write fault
+      // would.
+      if (v.writable() && !v.shared && !pte_special(oldpte)) {
+        const FolioInfo f = sys_.mem().folio_of(pte_pfn(oldpte, shift));
+        if (f.valid && sys_.mapped_only_by(f.head, pid_)) ptent = pte_mkwrite(ptent);
       }
-      while (va < pmd_end) {
-        const Pte old = ptep_get(env_, *slot);
-        if (!pte_present(old)) {
-          va += g.page_size();
-          *slot = *slot + 1;
-          continue;
-        }
-        const std::uint64_t nr = folio_pte_batch(*slot, old, (pmd_end - va) >> shift);
-        Pte oldpte = modify_prot_start_ptes(env_, VirtAddr{va}, *slot, static_cast<unsigned>(nr));
-        if (sys_.checker) sys_.checker->returned(asid_, va, nr, oldpte);
-        Pte ptent = pte_modify(oldpte, newprot);
-        // can_change_pte_writable: an exclusive anonymous folio in a
-        // private writable mapping is made writable right away, as the
-        // write fault would.
-        if (v.writable() && !v.shared && !pte_special(oldpte)) {
-          const FolioInfo f = sys_.mem().folio_of(pte_pfn(oldpte, shift));
-          if (f.valid && sys_.mapped_only_by(f.head, pid_)) ptent = pte_mkwrite(ptent);
-        }
-        modify_prot_commit_ptes(env_, VirtAddr{va}, *slot, oldpte, ptent, static_cast<unsigned>(nr));
-        flushed_any = true;
-        va += nr << shift;
-        *slot = *slot + static_cast<std::ptrdiff_t>(nr);
-      }
-    }
+      modify_prot_commit_ptes(env_, VirtAddr{va}, slot, oldpte, ptent, nr);
+      flushed_any = true;
+    });
   }
   if (flushed_any) flush_range(start, end);
   merge_around(start);
@@ -463,37 +450,19 @@ std::unique_ptr<Mm> Mm::fork(unsigned child_pid, std::uint16_t child_asid) {
   const Geometry& g = sys_.mem().geometry();
   const unsigned shift = g.page_shift;
   for (const auto& [s, v] : vmas_) {
-    for (std::uint64_t va = v.start; va < v.end;) {
-      const std::uint64_t pmd_end = std::min(v.end, align_down(va, g.pmd_size()) + g.pmd_size());
-      auto src = pt_.pte_slot(VirtAddr{va}, false);
-      if (!src) {
-        va = pmd_end;
-        continue;
+    for_each_present_batch(v.start, v.end, [&](std::uint64_t va, PteSlot src, Pte pte, unsigned nr) {
+      if (!pte_special(pte)) {
+        const FolioInfo f = sys_.mem().folio_of(pte_pfn(pte, shift));
+        if (f.valid) sys_.map_pages(f.head, nr, child_pid);
       }
-      while (va < pmd_end) {
-        Pte pte = ptep_get(env_, *src);
-        if (!pte_present(pte)) {
-          va += g.page_size();
-          *src = *src + 1;
-          continue;
-        }
-        const std::uint64_t nr = folio_pte_batch(*src, pte, (pmd_end - va) >> shift);
-        if (!pte_special(pte)) {
-          const FolioInfo f = sys_.mem().folio_of(pte_pfn(pte, shift));
-          if (f.valid) sys_.map_pages(f.head, nr, child_pid);
-        }
-        if (!v.shared && pte_write(pte)) {
-          wrprotect_ptes(env_, VirtAddr{va}, *src, static_cast<unsigned>(nr));
-          pte = pte_wrprotect(pte);
-        }
-        if (v.shared) pte = pte_mkclean(pte);
-        pte = pte_mkold(pte);
-        const PteSlot dst = *child->pt_.pte_slot(VirtAddr{va}, true);
-        set_ptes(child->env_, VirtAddr{va}, dst, pte, static_cast<unsigned>(nr));
-        va += nr << shift;
-        *src = *src + static_cast<std::ptrdiff_t>(nr);
+      if (!v.shared && pte_write(pte)) {
+        wrprotect_ptes(env_, VirtAddr{va}, src, nr);
+        pte = pte_wrprotect(pte);
       }
-    }
+      if (v.shared) pte = pte_mkclean(pte);
+      pte = pte_mkold(pte);
+      set_ptes(child->env_, VirtAddr{va}, *child->pt_.pte_slot(VirtAddr{va}, true), pte, nr);
+    });
   }
   ++sys_.stats().caller_tlbi;
   env_.flush_tlb_mm();

@@ -145,6 +145,10 @@ class Mm {
   PgProt vm_page_prot(const Vma& v) const;
   void split_vma_at(std::uint64_t addr);
   void merge_around(std::uint64_t addr);
+  // Calls fn(va, slot, first pte, nr) for each run of present PTEs of one
+  // folio (folio_pte_batch) in [start, end), never across a PTE page.
+  template <class Fn>
+  void for_each_present_batch(std::uint64_t start, std::uint64_t end, Fn&& fn);
   void zap_range(std::uint64_t start, std::uint64_t end);
   FaultResult do_anonymous_page(const Vma& v, std::uint64_t va, PteSlot ptep, bool write);
   FaultResult do_wp_page(const Vma& v, std::uint64_t va, PteSlot ptep, Pte orig);
