@@ -47,9 +47,10 @@ bool Mmu::permits(const Pte& d, MemAccess kind) const {
   return false;
 }
 
-AccessResult Mmu::access(const PageTable& pt, std::uint16_t asid, VirtAddr va, MemAccess kind) {
+AccessResult Mmu::access(const PageTable& pt, std::uint16_t asid, VirtAddr va, MemAccess kind,
+                         bool retry) {
   const PhysAddr root = pt.root();
-  ++stats_.accesses;
+  if (!retry) ++stats_.accesses;
   Tlb& l1 = kind == MemAccess::Exec ? l1i_ : l1d_;
   if (const TlbEntry* e = l1.lookup(asid, va.val); e && permits(e->desc, kind)) {
     ++stats_.l1_hits;

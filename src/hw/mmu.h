@@ -52,7 +52,10 @@ class Mmu final : public SimObserver {
   Mmu(PhysMem& mem, TlbConfig cfg, bool hafdbs, Checker* checker, std::uint64_t seed);
 
   // One access by user code in `asid` through the tables at `root`.
-  AccessResult access(const PageTable& pt, std::uint16_t asid, VirtAddr va, MemAccess kind);
+  // `retry`: the re-execution of an access that faulted, not counted again
+  // in `accesses` (the program made one access).
+  AccessResult access(const PageTable& pt, std::uint16_t asid, VirtAddr va, MemAccess kind,
+                      bool retry = false);
 
   // SimObserver: the engine's flush requests become TLBI instructions.
   void on_tlbi(const TlbiRequest& r) override;

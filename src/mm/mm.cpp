@@ -211,19 +211,22 @@ void Mm::for_each_present_batch(std::uint64_t start, std::uint64_t end, Fn&& fn)
   }
 }
 
-void Mm::zap_range(std::uint64_t start, std::uint64_t end) {
+void Mm::zap_range(std::uint64_t start, std::uint64_t end, bool fullmm) {
   const unsigned shift = sys_.mem().geometry().page_shift;
   bool any = false;
   for_each_present_batch(start, end, [&](std::uint64_t va, PteSlot slot, Pte pte, unsigned nr) {
     any = true;
-    const Pte got = get_and_clear_full_ptes(env_, VirtAddr{va}, slot, nr, false);
+    const Pte got = get_and_clear_full_ptes(env_, VirtAddr{va}, slot, nr, fullmm);
     if (sys_.checker) sys_.checker->returned(asid_, va, nr, got);
     if (!pte_special(pte)) {
       const FolioInfo f = sys_.mem().folio_of(pte_pfn(pte, shift));
       if (f.valid) sys_.unmap_pages(f.head, nr, pid_);
     }
   });
-  if (any) flush_range(start, end);
+  // Tearing down the whole address space (exit) needs no range flush: the
+  // ASID is not reused without a full invalidation, and arm64's tlb_flush
+  // for a full mm issues one flush_tlb_mm for the freed tables (exit_mmap).
+  if (any && !fullmm) flush_range(start, end);
 }
 
 void Mm::munmap(std::uint64_t start, std::uint64_t len) {
@@ -470,8 +473,10 @@ std::unique_ptr<Mm> Mm::fork(unsigned child_pid, std::uint16_t child_asid) {
 }
 
 void Mm::exit_mmap() {
-  for (const auto& [s, v] : vmas_) zap_range(v.start, v.end);
+  for (const auto& [s, v] : vmas_) zap_range(v.start, v.end, /*fullmm=*/true);
   vmas_.clear();
+  ++sys_.stats().caller_tlbi;
+  env_.flush_tlb_mm();
 }
 
 }  // namespace contpte

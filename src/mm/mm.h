@@ -149,7 +149,7 @@ class Mm {
   // folio (folio_pte_batch) in [start, end), never across a PTE page.
   template <class Fn>
   void for_each_present_batch(std::uint64_t start, std::uint64_t end, Fn&& fn);
-  void zap_range(std::uint64_t start, std::uint64_t end);
+  void zap_range(std::uint64_t start, std::uint64_t end, bool fullmm = false);
   FaultResult do_anonymous_page(const Vma& v, std::uint64_t va, PteSlot ptep, bool write);
   FaultResult do_wp_page(const Vma& v, std::uint64_t va, PteSlot ptep, Pte orig);
   void wp_page_copy(const Vma& v, std::uint64_t va, PteSlot ptep, Pte orig);

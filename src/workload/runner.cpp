@@ -640,7 +640,7 @@ class Runner {
   // fault it cannot resolve is the process's SIGSEGV: a run error.
   bool access_one(const Statement& st, AccessKind ak, MemAccess kind, VirtAddr va) {
     for (int attempt = 0;; ++attempt) {
-      const AccessResult r = mmu_.access(pt(), asid(), va, kind);
+      const AccessResult r = mmu_.access(pt(), asid(), va, kind, /*retry=*/attempt > 0);
       if (r.fault == Fault::None) return true;
       std::string why;
       if (attempt >= 3) {
