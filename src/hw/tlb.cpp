@@ -7,7 +7,10 @@
 //    (tlb.h);
 //  - then, for each entry size present (a bit mask of size_shifts; at most
 //    five for a 4K granule: 4K, 64K, 2M, 32M, 1G), one probe: in a fully
-//    associative structure, of a hash index keyed by (ASID, VA, size) that
+//    associative structure of <= 64 entries, of a 256-bucket filter (count
+//    and last slot per bucket of a 16-bit tag of the key), and only when
+//    that slot is stale, a SIMD compare of every slot's tag; in a larger
+//    fully associative one, of a hash index keyed by (ASID, VA, size) that
 //    holds the keys itself (one cache line per probe); in a set-associative
 //    one, of the ways of the set (VA >> size_shift) % sets, whose keys are
 //    packed together — what the hardware compares.
@@ -29,6 +32,10 @@
 #include <type_traits>
 #include <utility>
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 namespace contpte {
 
 namespace {
@@ -38,6 +45,13 @@ constexpr std::uint32_t kNone = std::numeric_limits<std::uint32_t>::max();
 // The largest structure we build: far beyond any real TLB, small enough
 // that a typo in a JSON file cannot ask for gigabytes.
 constexpr unsigned kMaxEntries = 1u << 20;
+
+// A fully associative structure of at most this many entries (an L1 TLB)
+// finds a key by comparing a 16-bit tag of every slot at once (a few SIMD
+// compares over one array) instead of through the hash index: no index to
+// keep up to date on a fill or an eviction, and two host cache lines to
+// read instead of a random line of a large index.
+constexpr unsigned kSmallEntries = 64;
 
 }  // namespace
 
@@ -113,6 +127,20 @@ struct Tlb::Impl {
   std::vector<std::uint32_t> prev, next;
   std::uint32_t sentinel = 0;
   std::vector<std::uint32_t> free_slots;
+  // Small fully associative (entries <= kSmallEntries): a tag per slot and
+  // the slots that hold a live entry, instead of `index`.
+  bool small = false;
+  std::uint64_t live_bits = 0;
+  alignas(64) std::array<std::uint16_t, kSmallEntries> tags{};
+  // Per value of a tag's low 8 bits: how many live entries have it (none:
+  // a key with it is absent, no scan needed), and the slot last filled
+  // with it, where a hit is looked for first (checked against the slot's
+  // key, so never wrong, only stale).
+  struct Bucket {
+    std::uint8_t slot = 0;
+    std::uint8_t count = 0;
+  };
+  std::array<Bucket, 256> buckets{};
   std::vector<IndexEntry> index;
   std::vector<std::uint32_t> where;  // slot -> its position in `index`
   unsigned index_bits = 1;
@@ -153,6 +181,9 @@ struct Tlb::Impl {
       next.resize(cfg.entries + 1);
       sentinel = cfg.entries;
       free_slots.reserve(cfg.entries);
+      small = cfg.entries <= kSmallEntries;
+    }
+    if (fully && !small) {
       const unsigned factor = cfg.entries <= 4096 ? 8 : 2;
       index_bits = static_cast<unsigned>(std::bit_width(factor * cfg.entries - 1));
       index.resize(std::size_t{1} << index_bits);
@@ -165,6 +196,8 @@ struct Tlb::Impl {
   void reset() {
     std::fill(setmem.begin(), setmem.end(), Line{});
     std::fill(index.begin(), index.end(), IndexEntry{});
+    live_bits = 0;
+    buckets.fill(Bucket{});
     if (fully) {
       prev[sentinel] = next[sentinel] = sentinel;
       // The free stack hands out slots 0, 1, 2...
@@ -229,6 +262,28 @@ struct Tlb::Impl {
     const std::uint64_t k = (key ^ (std::uint64_t{asid} << 32)) * 0x9E3779B97F4A7C15ull;
     return static_cast<std::uint32_t>(k >> (64 - index_bits));
   }
+  static std::uint16_t tag_of(std::uint64_t key, std::uint16_t asid) {
+    const std::uint64_t k = (key ^ (std::uint64_t{asid} << 32)) * 0x9E3779B97F4A7C15ull;
+    return static_cast<std::uint16_t>(k >> 48);
+  }
+  // Small fully associative: the slots whose tag is `t` (live or not).
+  std::uint64_t tag_matches(std::uint16_t t) const {
+    std::uint64_t m = 0;
+#if defined(__SSE2__)
+    const __m128i needle = _mm_set1_epi16(static_cast<short>(t));
+    const __m128i* p = reinterpret_cast<const __m128i*>(tags.data());
+    for (unsigned i = 0; i < kSmallEntries / 16; ++i) {
+      const __m128i a = _mm_cmpeq_epi16(_mm_load_si128(p + 2 * i), needle);
+      const __m128i b = _mm_cmpeq_epi16(_mm_load_si128(p + 2 * i + 1), needle);
+      const auto bits = static_cast<std::uint32_t>(_mm_movemask_epi8(_mm_packs_epi16(a, b)));
+      m |= std::uint64_t{bits} << (16 * i);
+    }
+#else
+    for (unsigned i = 0; i < kSmallEntries; ++i)
+      m |= std::uint64_t{tags[i] == t} << i;
+#endif
+    return m;
+  }
   std::uint32_t set_of_vpn(std::uint64_t vpn) const {
     return static_cast<std::uint32_t>(sets_pow2 ? vpn & (nsets - 1) : vpn % nsets);
   }
@@ -250,6 +305,21 @@ struct Tlb::Impl {
     const std::uint64_t key = key_of(aligned, shift);
     if (fully) {
       if (set_out) *set_out = 0;
+      if (small) {
+        const std::uint64_t* k = keys(0);
+        const std::uint16_t* a = asids(0);
+        const std::uint16_t t = tag_of(key, asid);
+        const Bucket b = buckets[t & 0xff];
+        if (b.count == 0) return kNone;
+        if (k[b.slot] == key && a[b.slot] == asid && (live_bits >> b.slot & 1) != 0) [[likely]]
+          return b.slot;
+        for (std::uint64_t m = tag_matches(t) & live_bits; m != 0; m &= m - 1) {
+          const auto s = static_cast<std::uint32_t>(std::countr_zero(m));
+          if (k[s] == key && a[s] == asid) [[likely]]
+            return s;
+        }
+        return kNone;
+      }
       for (std::uint32_t i = hash(key, asid);; i = (i + 1) & index_mask) {
         const IndexEntry& ie = index[i];
         if (ie.key == key && ie.asid == asid) [[likely]]
@@ -355,7 +425,12 @@ struct Tlb::Impl {
   // counts); the caller frees or reuses it.
   void detach(std::uint32_t set, std::uint32_t w, std::uint32_t s) {
     if (fully) {
-      index_erase(s);
+      if (small) {
+        live_bits &= ~(std::uint64_t{1} << s);
+        --buckets[tags[s] & 0xff].count;
+      }
+      else
+        index_erase(s);
       unlink(s);
     } else if (wide) {
       stamps<std::uint32_t>(set)[w] = 0;
@@ -380,7 +455,15 @@ struct Tlb::Impl {
     asids(set)[w] = e.asid;
     if (fully) {
       link_front(s);
-      index_insert(s);
+      if (small) {
+        tags[s] = tag_of(keys(0)[s], e.asid);
+        Bucket& b = buckets[tags[s] & 0xff];
+        b.slot = static_cast<std::uint8_t>(s);
+        ++b.count;
+        live_bits |= std::uint64_t{1} << s;
+      } else {
+        index_insert(s);
+      }
     } else {
       stamp(set, w);
     }
