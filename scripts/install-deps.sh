@@ -4,8 +4,8 @@
 # so setup.sh and test.sh can call it every time.
 set -euo pipefail
 
-packages=(cmake g++ clang ninja-build libgtest-dev libbenchmark-dev libcli11-dev
-          libfmt-dev nlohmann-json3-dev libzstd-dev valgrind pkg-config)
+packages=(cmake g++ clang libclang-rt-14-dev ninja-build libgtest-dev libbenchmark-dev
+          libcli11-dev libfmt-dev nlohmann-json3-dev libzstd-dev valgrind pkg-config)
 
 if ! command -v dpkg-query >/dev/null 2>&1; then
   echo "install-deps: no dpkg-query (not Debian?); install these yourself: ${packages[*]}" >&2

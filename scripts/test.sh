@@ -29,5 +29,10 @@ if [[ -z $dir ]]; then
 fi
 
 scripts/install-deps.sh
+# The sanitizer pass builds with clang, so that one CI run checks both
+# compilers for warnings (the default pass uses the system c++, g++).
+if ((sanitize)) && command -v clang++ >/dev/null 2>&1 && [[ ! -f $dir/CMakeCache.txt ]]; then
+  export CXX=clang++
+fi
 scripts/build.sh "$dir" "${args[@]}" -DCONTPTE_WERROR=ON
 ctest --test-dir "$dir" --output-on-failure -j2

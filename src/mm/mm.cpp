@@ -452,7 +452,8 @@ std::unique_ptr<Mm> Mm::fork(unsigned child_pid, std::uint16_t child_asid) {
   child->vmas_ = vmas_;
   const Geometry& g = sys_.mem().geometry();
   const unsigned shift = g.page_shift;
-  for (const auto& [s, v] : vmas_) {
+  for (const auto& entry : vmas_) {
+    const Vma& v = entry.second;  // a named reference: lambdas may not capture bindings (C++20)
     for_each_present_batch(v.start, v.end, [&](std::uint64_t va, PteSlot src, Pte pte, unsigned nr) {
       if (!pte_special(pte)) {
         const FolioInfo f = sys_.mem().folio_of(pte_pfn(pte, shift));
