@@ -213,10 +213,14 @@ struct Tlb::Impl {
 
   // ---- a set's block ----
   std::uint64_t* keys(std::uint32_t set) {
-    return reinterpret_cast<std::uint64_t*>(setmem.data()->b + std::size_t{set} * stride);
+    // Address the storage as bytes of the whole vector, not through one
+    // Line's array: a set may start in any line.
+    return reinterpret_cast<std::uint64_t*>(reinterpret_cast<unsigned char*>(setmem.data()) +
+                                            std::size_t{set} * stride);
   }
   const std::uint64_t* keys(std::uint32_t set) const {
-    return reinterpret_cast<const std::uint64_t*>(setmem.data()->b + std::size_t{set} * stride);
+    return reinterpret_cast<const std::uint64_t*>(reinterpret_cast<const unsigned char*>(setmem.data()) +
+                                                  std::size_t{set} * stride);
   }
   template <class T>
   T* stamps(std::uint32_t set) {
