@@ -202,6 +202,9 @@ Pte ptep_get_lockless(E& env, PteSlot orig_ptep, std::uint64_t* retries = nullpt
     }
     if (consistent) return orig;
     if (retries) ++*retries;
+    // The explorer's Env makes a retry a step of its own: a reader that
+    // starts again with nothing changed would only spin.
+    if constexpr (requires { env.lockless_retry(); }) env.lockless_retry();
   }
 }
 

@@ -25,7 +25,8 @@ void Checker::report(Rule r, std::uint64_t va, std::vector<std::pair<std::uint64
 // same attributes, the TLB may cache any of them for the whole range —
 // the translation is unpredictable. Invalid entries are allowed: they are
 // break-before-make in progress.
-void Checker::check_block(const Pte* block, unsigned n, std::uint64_t va_base, unsigned shift) {
+void Checker::check_block(const Pte* block, unsigned n, std::uint64_t va_base, unsigned shift,
+                          bool in_progress) {
   const std::uint64_t oa_mask = pte_addr_mask(geo_.page_shift);
   const std::uint64_t step = std::uint64_t{1} << shift;
   const Pte* first_valid = nullptr;
@@ -47,7 +48,7 @@ void Checker::check_block(const Pte* block, unsigned n, std::uint64_t va_base, u
       why = fmt::format("entry {} lacks PTE_CONT", i);
     else if ((p.val & oa_mask) != base_oa + i * step)
       why = fmt::format("entry {} does not map the consecutive output address", i);
-    else if (((p.val ^ first_valid->val) & ~oa_mask & ~kAgreeMaskIgnored) != 0)
+    else if (!in_progress && ((p.val ^ first_valid->val) & ~oa_mask & ~kAgreeMaskIgnored) != 0)
       why = fmt::format("entry {} disagrees on attributes with entry {}", i, first_idx);
   }
   if (why.empty()) return;

@@ -58,7 +58,11 @@ class Checker {
   // ---- rule 1: misprogrammed (on a walk that read a valid CONT leaf) ----
   // `block` points at the first of the CONT_PTES (or CONT_PMDS) words of
   // the aligned block; `va_base` is its first VA.
-  void check_block(const Pte* block, unsigned n, std::uint64_t va_base, unsigned shift);
+  // `in_progress`: an operation on the block has started and not returned
+  // (only inside the explorer); the entries may then disagree on attributes
+  // while it rewrites them one by one, but never on CONT or output address.
+  void check_block(const Pte* block, unsigned n, std::uint64_t va_base, unsigned shift,
+                   bool in_progress = false);
 
   // ---- rule 2: tlb_conflict (on a TLB fill) ----
   // `tlb` already holds `filled`. Returns the number of overlaps that the

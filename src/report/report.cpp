@@ -1,5 +1,7 @@
 #include "report/report.h"
 
+#include "report/explore_report.h"
+
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -51,6 +53,7 @@ nlohmann::json run_json(const RunResult& r) {
       {"exit_status", r.exit_status()},
   };
   if (r.error) run["error"] = *r.error;
+  if (!r.explorations.empty()) run["explore"] = explorations_json(r);
   return run;
 }
 

@@ -17,6 +17,7 @@
 #include "mm/buddy.h"
 #include "mm/mm.h"
 #include "workload/pte_format.h"
+#include "workload/pte_statements.h"
 
 namespace contpte {
 
@@ -42,6 +43,8 @@ const std::vector<std::string>& stat_names() {
 
 int RunResult::exit_status() const {
   if (error || expects_failed > 0) return 1;
+  for (const auto& x : explorations)
+    if (x.result.failed()) return 1;
   for (const auto& v : violations)
     if (!v.claimed) return 1;
   return 0;
@@ -62,6 +65,13 @@ struct Overloaded : Ts... {
 template <class... Ts>
 Overloaded(Ts...) -> Overloaded<Ts...>;
 
+// PTE-level statements: the engine API called directly (SCENARIO.md).
+bool is_pte_level(const EngineOp& op) {
+  return std::holds_alternative<SetPtes>(op) || std::holds_alternative<PteOp>(op) ||
+         std::holds_alternative<PteBatch>(op) || std::holds_alternative<ModifyProt>(op) ||
+         std::holds_alternative<SetAccessFlags>(op) || std::holds_alternative<RawSet>(op);
+}
+
 // The statements whose layer does not exist yet, and where it will come from.
 std::optional<std::string_view> unsupported(const Op& op) {
   return std::visit(
@@ -79,14 +89,20 @@ std::optional<std::string_view> unsupported(const Op& op) {
               default: return std::nullopt;
             }
           },
-          [](const Parallel&) -> std::optional<std::string_view> { return "'parallel' blocks"; },
+          [](const Parallel& p) -> std::optional<std::string_view> {
+            for (const Branch& b : p.branches)
+              if (const auto* e = std::get_if<EngineOp>(&b.op); e && !is_pte_level(*e))
+                return "memory-manager statements inside 'parallel' blocks";
+            return std::nullopt;
+          },
           [](const auto&) -> std::optional<std::string_view> { return std::nullopt; },
       },
       op);
 }
 
 std::string_view planned_in(const Op& op) {
-  if (std::holds_alternative<Parallel>(op)) return "needs the interleaving explorer";
+  if (std::holds_alternative<Parallel>(op))
+    return "branches may be PTE-level statements, hw accesses and lockless readers";
   return "the memory manager models anonymous private memory so far";
 }
 
@@ -269,7 +285,9 @@ class Runner {
   }
 
   RunResult run() {
-    for (const Statement& st : sc_.statements) {
+    for (std::size_t i = 0; i < sc_.statements.size(); ++i) {
+      const Statement& st = sc_.statements[i];
+      index_ = i;
       for (auto& p : procs_)
         if (p.trace) p.trace->set_statement(&st);
       if (opts_.trace) *opts_.trace << st.loc.file << ':' << st.loc.line << ": " << st.text << '\n';
@@ -350,11 +368,11 @@ class Runner {
 
   // A PTE-level statement acts outside every mapping (SCENARIO.md): inside
   // a VMA it would bypass the memory manager's own bookkeeping.
-  void outside_vmas(const Statement& st, VirtAddr va, std::uint64_t nr) {
+  void outside_vmas(const SourceLoc& loc, VirtAddr va, std::uint64_t nr) {
     const std::uint64_t end = va.val + nr * geo_.page_size();
     for (const auto& [s, v] : cur().mm->vmas())
       if (s < end && va.val < v.end)
-        throw ScenarioError(st.loc, fmt::format("PTE-level statement inside a mapping ({:#x}-{:#x}) of "
+        throw ScenarioError(loc, fmt::format("PTE-level statement inside a mapping ({:#x}-{:#x}) of "
                                                 "process {}; PTE-level statements act outside every mmap",
                                                 v.start, v.end, cur_));
   }
@@ -384,17 +402,16 @@ class Runner {
               folios_[a.name] = FolioDecl{*pfn, a.order};
             },
             [&](const SetPtes& s) {
-              outside_vmas(st, s.addr, s.nr);
-              set_ptes(env(), s.addr, slot(s.addr),
-                       make_pte(pfn_of(s.folio), s.prot, s.young, s.dirty, shift), s.nr);
+              outside_vmas(st.loc, s.addr, s.nr);
+              seq_caller().set(s, make_pte(pfn_of(s.folio), s.prot, s.young, s.dirty, shift));
             },
             [&](const PteOp& o) {
-              outside_vmas(st, o.addr, 1);
-              exec_pte_op(o);
+              outside_vmas(st.loc, o.addr, 1);
+              seq_caller().op(o);
             },
             [&](const PteBatch& b) {
-              outside_vmas(st, b.addr, b.nr);
-              exec_batch(b);
+              outside_vmas(st.loc, b.addr, b.nr);
+              seq_caller().batch(b);
             },
             [&](const Mmap& m) { exec_mmap(st, m); },
             [&](const Munmap& m) {
@@ -419,37 +436,21 @@ class Runner {
             },
             [&](const Reclaim& r) { exec_reclaim(r); },
             [&](const ModifyProt& m) {
-              outside_vmas(st, m.addr, m.nr);
-              // Pre-6.17 change_pte_range: one start/commit per present PTE,
-              // then the flush of the range (a protection change may
-              // downgrade).
-              const PteSlot first = slot(m.addr);
-              for (unsigned i = 0; i < m.nr; ++i) {
-                const VirtAddr va = m.addr + std::uint64_t{i} * geo_.page_size();
-                const PteSlot p = first + i;
-                if (!pte_present(ptep_get(env(), p))) continue;
-                Pte old = ptep_modify_prot_start(env(), va, p);
-                checker_.returned(asid(), va.val, 1, old);
-                ptep_modify_prot_commit(env(), va, p, old, pte_modify(old, pgprot_of(m.prot)));
-              }
-              caller_flush(m.addr, m.nr);
+              outside_vmas(st.loc, m.addr, m.nr);
+              seq_caller().modify_prot(m);
             },
             [&](const Access& a) { exec_access(st, a); },
             [&](const SetAccessFlags& s) {
-              outside_vmas(st, s.addr, 1);
-              const PteSlot p = slot(s.addr);
-              const Pfn pfn = pte_pfn(ptep_get(env(), p), shift);
-              ptep_set_access_flags(env(), s.addr, p, make_pte(pfn, s.prot, s.young, s.dirty, shift),
-                                    s.dirty);
+              outside_vmas(st.loc, s.addr, 1);
+              seq_caller().set_access_flags(
+                  s, [&](Pfn pfn) { return make_pte(pfn, s.prot, s.young, s.dirty, shift); });
             },
             [&](const RawSet& r) {
-              outside_vmas(st, r.addr, 1);
-              // A buggy caller: the word is written as is, no engine, no TLBI.
-              Pte v = make_pte(pfn_of(r.pfn), r.prot, r.young, r.dirty, shift);
-              if (r.cont) v = pte_mkcont(v);
-              env().write(slot(r.addr), v);
+              outside_vmas(st.loc, r.addr, 1);
+              seq_caller().raw_set(r, raw_pte(r));
             },
             [&](const Dump& d) { exec_dump(st, d); },
+            [&](const Parallel& p) { exec_parallel(st, p); },
             [&](const ExpectCont& e) { exec_expect_cont(st, e); },
             [&](const ExpectPte& e) { exec_expect_pte(st, e); },
             [&](const ExpectStat& e) {
@@ -484,80 +485,20 @@ class Runner {
         st.op);
   }
 
-  // Each PTE-level statement stands for the arch function plus what its
-  // core-mm caller does around it: the TLB flush after clearing,
-  // downgrading or cleaning (counted as caller_tlbi, apart from the
-  // engine's own), and, for the checker, which pages' access/dirty
-  // information the caller consumed (returned), threw away (discard) or
-  // cleared on purpose (clean). Aging is not flushed, as in Linux.
-  void exec_pte_op(const PteOp& o) {
-    const PteSlot p = slot(o.addr);
-    switch (o.kind) {
-      case PteOpKind::PteClear:
-        pte_clear(env(), o.addr, p);
-        checker_.discard(asid(), o.addr.val, 1);
-        caller_flush(o.addr, 1);
-        break;
-      case PteOpKind::PtepGetAndClear:
-        checker_.returned(asid(), o.addr.val, 1, ptep_get_and_clear(env(), o.addr, p));
-        caller_flush(o.addr, 1);
-        break;
-      case PteOpKind::PtepSetWrprotect:
-        ptep_set_wrprotect(env(), o.addr, p);
-        caller_flush(o.addr, 1);
-        break;
-      case PteOpKind::PtepTestAndClearYoung:
-      case PteOpKind::PtepClearFlushYoung: {
-        // Block-wide on a contiguous block (contpte ages all of it).
-        auto [start, nr] = widened(o.addr, 1);
-        if (o.kind == PteOpKind::PtepTestAndClearYoung)
-          ptep_test_and_clear_young(env(), o.addr, p);
-        else
-          ptep_clear_flush_young(env(), o.addr, p);
-        checker_.clean(asid(), start, nr, /*dirty=*/false, /*young=*/true);
-        break;
-      }
-    }
+  // A PTE-level statement, with what its core-mm caller does around it
+  // (workload/pte_statements.h), on `e`: the process's SimEnv here, a
+  // StepEnv in a parallel branch.
+  template <Env E, class Flush>
+  PteCaller<E> pte_caller(E& e, Checker* chk, Flush flush) {
+    return PteCaller<E>{e, geo_, chk, asid(), [this](VirtAddr va) { return slot(va); },
+                        [this](VirtAddr va) { return stored(va); }, std::move(flush)};
   }
-
-  void exec_batch(const PteBatch& b) {
-    const PteSlot p = slot(b.addr);
-    switch (b.kind) {
-      case PteBatchKind::GetAndClearFullPtes:
-        checker_.returned(asid(), b.addr.val, b.nr, get_and_clear_full_ptes(env(), b.addr, p, b.nr, b.full));
-        caller_flush(b.addr, b.nr);
-        break;
-      case PteBatchKind::ClearFullPtes:
-        clear_full_ptes(env(), b.addr, p, b.nr, b.full);
-        checker_.discard(asid(), b.addr.val, b.nr);
-        caller_flush(b.addr, b.nr);
-        break;
-      case PteBatchKind::WrprotectPtes:
-        wrprotect_ptes(env(), b.addr, p, b.nr);
-        caller_flush(b.addr, b.nr);
-        break;
-      case PteBatchKind::ClearYoungDirtyPtes: {
-        auto [start, nr] = widened(b.addr, b.nr);
-        unsigned flags = (b.young ? CYDP_CLEAR_YOUNG : 0u) | (b.dirty ? CYDP_CLEAR_DIRTY : 0u);
-        clear_young_dirty_ptes(env(), b.addr, p, b.nr, flags);
-        checker_.clean(asid(), start, nr, b.dirty, b.young);
-        if (b.dirty) caller_flush(b.addr, b.nr);
-        break;
-      }
-    }
+  PteCaller<SimEnv> seq_caller() {
+    return pte_caller(env(), &checker_, [this](VirtAddr va, std::uint64_t nr) { caller_flush(va, nr); });
   }
-
-  // The range a block-wide A/D operation really covers: widened to whole
-  // blocks where its first or last PTE is contiguous, as contpte does.
-  std::pair<std::uint64_t, std::uint64_t> widened(VirtAddr va, unsigned nr) {
-    std::uint64_t start = va.val;
-    std::uint64_t end = va.val + std::uint64_t{nr} * geo_.page_size();
-    if (env().features().variant != Variant::Off) {
-      const std::uint64_t block = geo_.cont_pte_size();
-      if (pte_cont(stored(va))) start &= ~(block - 1);
-      if (pte_cont(stored(VirtAddr{end - geo_.page_size()}))) end = (end + block - 1) & ~(block - 1);
-    }
-    return {start, (end - start) >> geo_.page_shift};
+  Pte raw_pte(const RawSet& r) const {
+    Pte v = make_pte(pfn_of(r.pfn), r.prot, r.young, r.dirty, geo_.page_shift);
+    return r.cont ? pte_mkcont(v) : v;
   }
 
   void caller_flush(VirtAddr va, std::uint64_t nr) {
@@ -579,6 +520,153 @@ class Runner {
           Proc* p = proc_by_asid(a);
           return p ? stored_in(*p, VirtAddr{va}) : Pte{};
         });
+  }
+
+  // ---- parallel blocks ----
+  static MemAccess mem_access(AccessKind k) {
+    return k == AccessKind::Read ? MemAccess::Read : k == AccessKind::Write ? MemAccess::Write : MemAccess::Exec;
+  }
+
+  // The branches as the explorer runs them. Every PTE slot a branch touches
+  // exists before the block starts: allocating a table is not a step.
+  ExploreSetup parallel_setup(const Parallel& p) {
+    ExploreSetup s;
+    s.mem = &mem_;
+    s.pt = &pt();
+    s.asid = asid();
+    s.features = features_of(sc_.header);
+    s.checker = opts_.check ? &checker_ : nullptr;
+    for (const Branch& b : p.branches) {
+      ExploreBranch eb;
+      eb.label = b.text;
+      eb.line = b.loc.line;
+      std::visit(Overloaded{
+                     [&](const EngineOp& op) {
+                       eb.kind = ExploreBranch::Kind::Engine;
+                       eb.body = engine_body(b.loc, op);
+                     },
+                     [&](const HwAccess& h) {
+                       eb.kind = ExploreBranch::Kind::Hw;
+                       eb.va = resolve(h.addr);
+                       eb.access = mem_access(h.kind);
+                       slot(eb.va);
+                     },
+                     [&](const LocklessRead& r) {
+                       eb.kind = ExploreBranch::Kind::Reader;
+                       eb.va = resolve(r.addr);
+                       eb.slot = slot(eb.va);
+                     },
+                 },
+                 b.op);
+      s.branches.push_back(std::move(eb));
+    }
+    if (opts_.explore_max)
+      s.check_final = [this](const EngineCounters& c) { return expects_after_block(c); };
+    return s;
+  }
+
+  // An engine branch: the PTE-level statement through the explorer's
+  // StepEnv, with the same caller code as the sequential run.
+  std::function<void(StepEnv&)> engine_body(const SourceLoc& loc, const EngineOp& op) {
+    const unsigned shift = geo_.page_shift;
+    Pte first{};  // set_ptes' first entry / raw_set's word, fixed before the block
+    std::visit(Overloaded{
+                   [&](const SetPtes& s) {
+                     outside_vmas(loc, s.addr, s.nr);
+                     first = make_pte(pfn_of(s.folio), s.prot, s.young, s.dirty, shift);
+                     slot(s.addr);
+                   },
+                   [&](const PteOp& o) { outside_vmas(loc, o.addr, 1), slot(o.addr); },
+                   [&](const PteBatch& b) { outside_vmas(loc, b.addr, b.nr), slot(b.addr); },
+                   [&](const ModifyProt& m) { outside_vmas(loc, m.addr, m.nr), slot(m.addr); },
+                   [&](const SetAccessFlags& a) { outside_vmas(loc, a.addr, 1), slot(a.addr); },
+                   [&](const RawSet& r) {
+                     outside_vmas(loc, r.addr, 1);
+                     first = raw_pte(r);
+                     slot(r.addr);
+                   },
+                   [&](const auto&) {
+                     throw ScenarioError(loc, "memory-manager statements inside 'parallel' blocks are not "
+                                              "supported yet");
+                   },
+               },
+               op);
+    return [this, op, first, shift](StepEnv& e) {
+      auto c = pte_caller(e, e.checker(), [&e](VirtAddr va, std::uint64_t nr) { e.caller_flush(va, nr); });
+      std::visit(Overloaded{
+                     [&](const SetPtes& s) { c.set(s, first); },
+                     [&](const PteOp& o) { c.op(o); },
+                     [&](const PteBatch& b) { c.batch(b); },
+                     [&](const ModifyProt& m) { c.modify_prot(m); },
+                     [&](const SetAccessFlags& a) {
+                       c.set_access_flags(a, [&](Pfn pfn) { return make_pte(pfn, a.prot, a.young, a.dirty, shift); });
+                     },
+                     [&](const RawSet& r) { c.raw_set(r, first); },
+                     [](const auto&) {},
+                 },
+                 op);
+    };
+  }
+
+  static bool is_expect(const Op& op) {
+    return std::holds_alternative<ExpectCont>(op) || std::holds_alternative<ExpectPte>(op) ||
+           std::holds_alternative<ExpectStat>(op);
+  }
+
+  // The `expect`s right after the block, evaluated in one of the explorer's
+  // final states (memory holds it; the engine counters of the execution are
+  // added for `expect stat`). The run's own expect tally is left untouched.
+  std::vector<std::string> expects_after_block(const EngineCounters& c) {
+    const unsigned passed = res_.expects_passed, failed = res_.expects_failed;
+    const std::size_t nfail = res_.failures.size();
+    EngineCounters& ec = env().counters();
+    const EngineCounters saved = ec;
+    ec.folds += c.folds, ec.unfolds += c.unfolds, ec.pte_stores += c.pte_stores;
+    ec.tlbi += c.tlbi, ec.tlbi_pages += c.tlbi_pages;
+    for (std::size_t i = index_ + 1; i < sc_.statements.size(); ++i) {
+      const Statement& e = sc_.statements[i];
+      if (std::holds_alternative<ExpectViolation>(e.op) || std::holds_alternative<ExpectViolations>(e.op))
+        continue;  // the explorer fails on any finding of the checker itself
+      if (!is_expect(e.op)) break;
+      exec(e);
+    }
+    std::vector<std::string> out;
+    for (std::size_t i = nfail; i < res_.failures.size(); ++i)
+      out.push_back(fmt::format("{}:{}: {}", res_.failures[i].loc.file, res_.failures[i].loc.line,
+                                res_.failures[i].message));
+    res_.failures.resize(nfail);
+    res_.expects_passed = passed, res_.expects_failed = failed;
+    ec = saved;
+    return out;
+  }
+
+  // `contpte explore` explores the block first; both commands then run it
+  // in one seeded interleaving and go on from there.
+  void exec_parallel(const Statement& st, const Parallel& p) {
+    Explorer x(parallel_setup(p));
+    if (opts_.explore_max) {
+      BlockExploration be;
+      be.loc = st.loc;
+      for (const Branch& b : p.branches) {
+        be.branches.push_back(b.text);
+        be.lines.push_back(b.loc.line);
+      }
+      be.result = x.explore(*opts_.explore_max);
+      res_.explorations.push_back(std::move(be));
+    }
+    const KeptRun k = x.run_seeded(sc_.header.seed + index_, opts_.check ? &checker_ : nullptr);
+    for (const TlbiRequest& r : k.tlbis) mmu_.on_tlbi(r);  // broadcast: this CPU's TLBs too
+    EngineCounters& ec = env().counters();
+    ec.folds += k.counters.folds, ec.unfolds += k.counters.unfolds, ec.pte_stores += k.counters.pte_stores;
+    ec.tlbi += k.counters.tlbi, ec.tlbi_pages += k.counters.tlbi_pages;
+    caller_tlbi_ += k.caller_tlbi;
+    if (opts_.trace)
+      for (const StepRecord& r : k.steps)
+        *opts_.trace << fmt::format("  [{}] {} {:#x} {} -> {}  {}\n", p.branches[r.branch].text,
+                                    step_kind_name(r.kind), r.va, format_pte(r.before, geo_.page_shift),
+                                    format_pte(r.after, geo_.page_shift), r.note);
+    if (!k.problems.empty())
+      res_.error = fmt::format("{}:{}: {}", st.loc.file, st.loc.line, k.problems.front());
   }
 
   void exec_mmap(const Statement& st, const Mmap& m) {
@@ -848,6 +936,7 @@ class Runner {
   std::size_t cur_ = 0;
   std::mt19937_64 rng_;
   std::uint64_t caller_tlbi_ = 0;
+  std::size_t index_ = 0;  // of the statement being executed
   std::map<std::string, FolioDecl> folios_;
   RunResult res_;
 };

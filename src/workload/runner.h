@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "explore/explorer.h"
 #include "hw/checker.h"
 #include "workload/scenario.h"
 
@@ -39,6 +40,14 @@ struct ExpectFailure {
 };
 
 
+// One `parallel` block as `contpte explore` explored it.
+struct BlockExploration {
+  SourceLoc loc;                      // the `parallel` line
+  std::vector<std::string> branches;  // each branch's source text
+  std::vector<unsigned> lines;        // and line
+  ExploreResult result;
+};
+
 struct RunResult {
   std::string scenario;  // file name as given
   RunConfig config;
@@ -50,6 +59,7 @@ struct RunResult {
   std::vector<ExpectFailure> failures;
   std::vector<Violation> violations;
   std::optional<std::string> error;  // run error, e.g. an unhandled fault
+  std::vector<BlockExploration> explorations;  // `contpte explore`: one per parallel block
 
   // 0 every expect held; 1 a failure, an unclaimed violation or a run error.
   int exit_status() const;
@@ -60,6 +70,10 @@ struct RunOptions {
   std::ostream* trace = nullptr;  // --trace: every PTE access and TLBI
   std::ostream* dump = nullptr;   // where `dump` prints (stdout by default)
   bool check = true;              // run the conformance checker (`--no-check`: off)
+  // `contpte explore`: explore every interleaving of each parallel block (at
+  // most this many), then go on from the seeded one. Unset: run the seeded
+  // interleaving only.
+  std::optional<std::uint64_t> explore_max;
 };
 
 // The names `expect stat` and the report know, in report order.

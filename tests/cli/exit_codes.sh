@@ -42,4 +42,18 @@ grep -q "gran-16k" "$tmp/out" || { echo "FAIL --config not shown"; fail=1; }
 grep -q "unknown configuration 'nope'" "$tmp/out" || { echo "FAIL unknown config message"; fail=1; }
 "$bin" run "$tmp/good.cpt" --svg "$tmp/c.svg" >/dev/null 2>&1; check "--svg" 0 $?
 grep -q "<svg" "$tmp/c.svg" || { echo "FAIL no svg written"; fail=1; }
+
+# contpte explore: 0 every interleaving passes, 1 a counterexample, 2 bad input.
+"$bin" explore "$src/examples/races/upstream-unfold-vs-hw-write.cpt" >"$tmp/out" 2>&1; check "explore upstream" 0 $?
+grep -q "every interleaving passes" "$tmp/out" || { echo "FAIL explore verdict"; cat "$tmp/out"; fail=1; }
+"$bin" explore "$src/examples/races/naive-unfold-vs-hw-write.cpt" --json "$tmp/x.json" >"$tmp/out" 2>&1
+check "explore naive" 1 $?
+grep -q "the dirty bit is lost here" "$tmp/out" || { echo "FAIL explore counterexample not marked"; fail=1; }
+grep -q '"rule": "lost_dirty"' "$tmp/x.json" || { echo "FAIL explore json lacks the failure"; fail=1; }
+"$bin" explore "$src/examples/races/upstream-three-cpus-16-ptes.cpt" --max 3 >"$tmp/out" 2>&1
+check "explore bounded" 0 $?
+grep -q "BOUNDED" "$tmp/out" || { echo "FAIL bounded run not said"; fail=1; }
+"$bin" explore "$tmp/bad.cpt" >/dev/null 2>&1; check "explore bad input" 2 $?
+"$bin" explore "$tmp/good.cpt" --max 0 >/dev/null 2>&1; check "explore --max 0" 2 $?
+"$bin" explore >/dev/null 2>&1; check "explore without file" 2 $?
 exit $fail

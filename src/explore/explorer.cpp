@@ -1,0 +1,858 @@
+#include "explore/explorer.h"
+
+#include <algorithm>
+#include <chrono>
+#include <random>
+#include <stdexcept>
+
+#include <fmt/format.h>
+
+#include "engine/pgtable.h"
+#include "hw/walker.h"
+
+namespace contpte {
+
+std::string_view step_kind_name(StepKind k) {
+  switch (k) {
+    case StepKind::Acquire: return "lock";
+    case StepKind::Release: return "unlock";
+    case StepKind::Load: return "load";
+    case StepKind::Store: return "store";
+    case StepKind::Xchg: return "xchg";
+    case StepKind::Cmpxchg: return "cmpxchg";
+    case StepKind::Tlbi: return "tlbi";
+    case StepKind::HwWalk: return "walk";
+    case StepKind::HwUpdate: return "hw-cmpxchg";
+    case StepKind::FaultRetry: return "fault";
+    case StepKind::ReaderRetry: return "retry";
+  }
+  return "?";
+}
+
+namespace {
+
+using Clock = std::array<std::uint32_t, Explorer::kMaxBranches>;
+using Mask = std::uint32_t;
+constexpr Mask bit(unsigned b) { return Mask{1} << b; }
+
+// Thrown to end an execution early: sleep-blocked (equivalent to one
+// already explored), failed, or the bound reached.
+struct AbortExecution {};
+// Thrown out of a lockless reader's re-execution when it reaches the step
+// it has not taken yet.
+struct ReaderStopped {};
+
+// What a step touches, for the dependence relation of partial-order
+// reduction: two steps of different branches commute unless they touch the
+// same PTE word and one writes it, or one is a lock operation and so is
+// the other, or one invalidates a TLB the other fills.
+struct Footprint {
+  StepKind kind = StepKind::Load;
+  const Pte* slot = nullptr;      // the word loaded / written
+  const Pte* read_lo = nullptr;   // a range of words read as a whole
+  const Pte* read_hi = nullptr;   //   (a walk's block check, a reader's retry)
+  std::uint64_t va_lo = 0, va_hi = 0;  // Tlbi: VAs flushed; hw: the block its fill covers
+};
+
+bool writes(StepKind k) {
+  return k == StepKind::Store || k == StepKind::Xchg || k == StepKind::Cmpxchg || k == StepKind::HwUpdate;
+}
+bool takes_lock(StepKind k) {
+  return k == StepKind::Acquire || k == StepKind::Release || k == StepKind::FaultRetry;
+}
+bool fills(StepKind k) { return k == StepKind::HwWalk || k == StepKind::HwUpdate; }
+bool touches(const Footprint& f, const Pte* p) {
+  return p && (f.slot == p || (f.read_lo <= p && p < f.read_hi));
+}
+
+bool dependent(const Footprint& a, const Footprint& b) {
+  if (takes_lock(a.kind) && takes_lock(b.kind)) return true;
+  // The end of a statement settles the checker's A/D bookkeeping and checks
+  // the other CPUs' TLBs against memory: it reads everything.
+  for (const auto* r : {&a, &b}) {
+    const Footprint& o = r == &a ? b : a;
+    if (r->kind == StepKind::Release &&
+        (writes(o.kind) || fills(o.kind) || o.kind == StepKind::Tlbi))
+      return true;
+  }
+  for (const auto* t : {&a, &b}) {
+    const Footprint& o = t == &a ? b : a;
+    if (t->kind == StepKind::Tlbi && fills(o.kind) && t->va_lo < o.va_hi && o.va_lo < t->va_hi)
+      return true;
+  }
+  if (writes(a.kind) && touches(b, a.slot)) return true;
+  if (writes(b.kind) && touches(a, b.slot)) return true;
+  return false;
+}
+
+// A PTE with the bits a gathered view may differ in (AF and dirty) cleared.
+Pte strip_ad(Pte p) { return pte_mkold(pte_mkclean(p)); }
+
+}  // namespace
+
+struct Explorer::Impl {
+  enum class Mode : std::uint8_t { Explore, Seeded };
+  enum class Phase : std::uint8_t { Idle, Running, Finished, Done };
+  enum class HwPhase : std::uint8_t { Walk, Update, FaultWait, Done };
+
+  struct BranchRun {
+    BranchRun(Explorer& x, unsigned b) : env(x, b) {}
+    StepEnv env;
+    Footprint pending;
+    bool done = false;
+    std::uint32_t nsteps = 0;
+    Clock clock{};
+    // engine
+    Phase phase = Phase::Idle;
+    // hardware
+    HwPhase hw = HwPhase::Walk;
+    Pte expected{};
+    Pte* update_slot = nullptr;
+    bool needs_dirty = false;
+    bool retried = false;
+    std::optional<TlbEntry> tlb;
+    std::string outcome;
+    // lockless reader
+    std::vector<Pte> log;
+    std::size_t replay_idx = 0;
+    std::size_t attempt_start = 0;  // first step of the current attempt
+    std::optional<Pte> result;
+  };
+
+  struct Node {
+    Mask enabled = 0, backtrack = 0, done = 0, sleep = 0;
+    std::vector<Footprint> pending;
+    unsigned chosen = 0;
+  };
+
+  Impl(Explorer& self, ExploreSetup s)
+      : x(self), setup(std::move(s)), geo(setup.mem->geometry()), walker(*setup.mem),
+        view_env(*setup.mem, *setup.pt, setup.features, setup.asid) {
+    if (setup.branches.empty()) throw std::invalid_argument("explorer: no branches");
+    if (setup.branches.size() > kMaxBranches)
+      throw std::invalid_argument(fmt::format("explorer: at most {} branches", kMaxBranches));
+  }
+
+  Explorer& x;
+  ExploreSetup setup;
+  const Geometry& geo;
+  Walker walker;
+  SimEnv view_env;  // ptep_get for settling and final checks (no observers)
+
+  Mode mode = Mode::Explore;
+  std::mt19937_64 rng;
+  std::optional<Checker> chk_copy;
+  Checker* chk = nullptr;
+  std::vector<std::pair<Pte*, Pte>> undo;
+  std::vector<BranchRun> runs;
+  std::vector<StepRecord> steps;
+  std::vector<Footprint> fps;
+  std::vector<Clock> clocks;
+  std::vector<Node> stack;
+  std::size_t depth = 0;
+  int lock_holder = -1;
+  std::size_t violations_seen = 0;
+  std::vector<ExploreFailure> exec_failures;  // this execution's, one per rule
+  KeptRun* kept = nullptr;
+  ExploreResult result;
+
+  unsigned nbranches() const { return static_cast<unsigned>(setup.branches.size()); }
+  const ExploreBranch& spec(unsigned b) const { return setup.branches[b]; }
+
+  std::uint64_t va_of(const Pte* p) const {
+    auto v = setup.pt->va_of(PteSlot(const_cast<Pte*>(p)));
+    return v ? v->val : 0;
+  }
+  std::pair<std::uint64_t, std::uint64_t> block_of(std::uint64_t va) const {
+    const std::uint64_t b = geo.cont_pte_size();
+    return {va & ~(b - 1), (va & ~(b - 1)) + b};
+  }
+  std::pair<const Pte*, const Pte*> block_words(const Pte* slot) const {
+    if (!slot) return {nullptr, nullptr};
+    const PteSlot first = PteSlot(const_cast<Pte*>(slot)).align_down(geo.cont_ptes);
+    return {first.ptr(), first.ptr() + geo.cont_ptes};
+  }
+
+  // ---- one execution -------------------------------------------------------
+
+  void reset_world() {
+    for (auto it = undo.rbegin(); it != undo.rend(); ++it) *it->first = it->second;
+    undo.clear();
+  }
+
+  void start_execution() {
+    runs.clear();
+    runs.reserve(nbranches());
+    for (unsigned b = 0; b < nbranches(); ++b) runs.emplace_back(x, b);
+    steps.clear();
+    fps.clear();
+    clocks.clear();
+    depth = 0;
+    lock_holder = -1;
+    exec_failures.clear();
+    if (mode == Mode::Explore) {
+      chk_copy.reset();
+      if (setup.checker) chk_copy.emplace(*setup.checker);
+      chk = chk_copy ? &*chk_copy : nullptr;
+    }
+    violations_seen = chk ? chk->violations().size() : 0;
+    for (unsigned b = 0; b < nbranches(); ++b) init_branch(b);
+  }
+
+  void init_branch(unsigned b) {
+    BranchRun& r = runs[b];
+    switch (spec(b).kind) {
+      case ExploreBranch::Kind::Engine: r.pending = {StepKind::Acquire}; break;
+      case ExploreBranch::Kind::Hw: r.pending = hw_footprint(b, StepKind::HwWalk); break;
+      case ExploreBranch::Kind::Reader: replay_reader(b); break;
+    }
+  }
+
+  Footprint hw_footprint(unsigned b, StepKind k) {
+    const ExploreBranch& s = spec(b);
+    Footprint f{k};
+    auto slot = setup.pt->pte_slot(s.va, false);
+    f.slot = slot ? slot->ptr() : nullptr;
+    std::tie(f.va_lo, f.va_hi) = block_of(s.va.val);
+    return f;
+  }
+
+  bool enabled(unsigned b) const {
+    const BranchRun& r = runs[b];
+    if (r.done) return false;
+    switch (r.pending.kind) {
+      case StepKind::Acquire:
+      case StepKind::FaultRetry: return lock_holder < 0;
+      case StepKind::ReaderRetry: return block_written_since(b, r.attempt_start);
+      default: return true;
+    }
+  }
+
+  // A reader that starts again while none of the words it read in this
+  // attempt has changed since would read the same values and fail the same
+  // way: it waits until one of them is written (this is what makes spinning
+  // readers finite to explore, and loses no behaviour).
+  bool block_written_since(unsigned b, std::size_t from) const {
+    std::vector<const Pte*> read;
+    for (std::size_t i = from; i < steps.size(); ++i) {
+      if (steps[i].branch == b && fps[i].kind == StepKind::Load) read.push_back(fps[i].slot);
+      else if (steps[i].branch != b && steps[i].wrote &&
+               std::find(read.begin(), read.end(), fps[i].slot) != read.end())
+        return true;
+    }
+    return false;
+  }
+
+  // The scheduling point: which branch takes the next step.
+  int pick() {
+    if (depth < stack.size()) {  // replaying the prefix of an earlier execution
+      Node& n = stack[depth];
+      n.done |= bit(n.chosen);
+      ++depth;
+      return static_cast<int>(n.chosen);
+    }
+    Node n;
+    n.pending.resize(nbranches());
+    for (unsigned b = 0; b < nbranches(); ++b) {
+      n.pending[b] = runs[b].pending;
+      if (enabled(b)) n.enabled |= bit(b);
+    }
+    if (depth > 0 && setup.reduce) {
+      const Node& p = stack[depth - 1];
+      const Mask cand = (p.sleep | p.done) & ~bit(p.chosen);
+      for (unsigned q = 0; q < nbranches(); ++q)
+        if ((cand & bit(q)) && !runs[q].done && !dependent(p.pending[q], p.pending[p.chosen]))
+          n.sleep |= bit(q);
+    }
+    if (mode == Mode::Explore) add_backtrack_points();
+    if (n.enabled == 0) return -1;
+    if (!setup.reduce) n.backtrack = n.enabled;
+    const Mask awake = n.enabled & ~n.sleep;
+    if (awake == 0) {
+      ++result.sleep_blocked;
+      throw AbortExecution{};
+    }
+    unsigned c = static_cast<unsigned>(__builtin_ctz(awake));
+    if (mode == Mode::Seeded) {
+      std::vector<unsigned> choices;
+      for (unsigned b = 0; b < nbranches(); ++b)
+        if (awake & bit(b)) choices.push_back(b);
+      c = choices[std::uniform_int_distribution<std::size_t>(0, choices.size() - 1)(rng)];
+    }
+    n.chosen = c;
+    n.backtrack |= bit(c);
+    n.done |= bit(c);
+    stack.push_back(std::move(n));
+    ++depth;
+    return static_cast<int>(c);
+  }
+
+  // Flanagan & Godefroid's DPOR: for each branch's next step, the last
+  // earlier step of another branch that it does not commute with and that
+  // does not happen before that branch is a race; the state before that
+  // step must also try the branch (or, if it could not run there, all).
+  void add_backtrack_points() {
+    for (unsigned p = 0; p < nbranches(); ++p) {
+      if (runs[p].done) continue;
+      const Footprint& next = runs[p].pending;
+      for (std::size_t i = steps.size(); i-- > 0;) {
+        const unsigned q = steps[i].branch;
+        if (q == p || !dependent(fps[i], next)) continue;
+        if (runs[p].clock[q] >= clocks[i][q]) continue;  // i happens before p
+        Node& ni = stack[i];
+        ni.backtrack |= (ni.enabled & bit(p)) ? bit(p) : ni.enabled;
+        break;
+      }
+    }
+  }
+
+  // Appends a step: its vector clock joins those of the earlier steps it
+  // does not commute with.
+  StepRecord& record(unsigned b, const Footprint& f, StepRecord rec) {
+    Clock c = runs[b].clock;
+    for (std::size_t j = 0; j < steps.size(); ++j)
+      if (steps[j].branch != b && dependent(fps[j], f))
+        for (unsigned k = 0; k < kMaxBranches; ++k) c[k] = std::max(c[k], clocks[j][k]);
+    c[b] = ++runs[b].nsteps;
+    runs[b].clock = c;
+    rec.branch = b;
+    rec.kind = f.kind;
+    steps.push_back(std::move(rec));
+    fps.push_back(f);
+    clocks.push_back(c);
+    ++result.steps;
+    return steps.back();
+  }
+
+  void write_word(Pte* p, Pte v) {
+    const Pte old = *p;
+    if (old == v) return;
+    undo.emplace_back(p, old);
+    *p = v;
+    if (!chk) return;
+    const auto va = setup.pt->va_of(PteSlot(p));
+    if (!va) return;
+    chk->on_pte_write(setup.asid, va->val, old, v);
+    check_block_of(p, va->val);
+  }
+
+  // Rule 1 in every state, not only when this model's walks happen: a CPU
+  // may walk (speculatively, too) at any moment, so a block is never to be
+  // left with a valid CONT entry that disagrees on CONT or output address
+  // with another valid entry — nor on attributes, once no statement is in
+  // progress. Only a write can break it, so the written block is checked.
+  void check_block_of(const Pte* p, std::uint64_t va) {
+    const auto [lo, hi] = block_words(p);
+    if (std::none_of(lo, hi, [](Pte w) { return pte_valid_cont(w); })) return;
+    chk->check_block(lo, geo.cont_ptes, block_of(va).first, geo.page_shift, lock_holder >= 0);
+  }
+
+  // After each step: a new checker finding fails the execution.
+  void after_step() {
+    if (!chk) return;
+    for (; violations_seen < chk->violations().size(); ++violations_seen) {
+      const Violation& v = chk->violations()[violations_seen];
+      fail(v.rule, fmt::format("{} at {:#x}: {}", v.rule, v.va, v.detail), v.va);
+    }
+  }
+
+  // Records the first failure of `rule` in this execution, with the steps
+  // so far; the execution goes on.
+  void fail(std::string rule, std::string verdict, std::uint64_t va) {
+    if (mode != Mode::Explore) return;  // a kept run reports through the live checker
+    for (const ExploreFailure& f : exec_failures)
+      if (f.rule == rule) return;
+    ExploreFailure f;
+    f.rule = std::move(rule);
+    f.verdict = std::move(verdict);
+    f.va = va;
+    f.steps = steps;
+    mark_culprit(f);
+    exec_failures.push_back(std::move(f));
+  }
+
+  // Keeps the shortest counterexample per rule, losses of information first.
+  void merge_failures() {
+    if (exec_failures.empty()) return;
+    ++result.failing;
+    for (ExploreFailure& f : exec_failures) {
+      auto it = std::find_if(result.failures.begin(), result.failures.end(),
+                             [&](const ExploreFailure& g) { return g.rule == f.rule; });
+      if (it == result.failures.end()) result.failures.push_back(std::move(f));
+      else if (f.steps.size() < it->steps.size()) *it = std::move(f);
+    }
+    static constexpr std::string_view kOrder[] = {"lost_dirty", "lost_young", "stale_translation",
+                                                  "tlb_conflict", "misprogrammed", "reader", "deadlock",
+                                                  "expect"};
+    auto rank = [](const ExploreFailure& f) {
+      return std::find(std::begin(kOrder), std::end(kOrder), f.rule) - std::begin(kOrder);
+    };
+    std::stable_sort(result.failures.begin(), result.failures.end(),
+                     [&](const ExploreFailure& a, const ExploreFailure& b) { return rank(a) < rank(b); });
+    exec_failures.clear();
+  }
+
+  // The step that lost the information: for a lost dirty or young bit, the
+  // last write that turned that page's PTE from dirty (young) to clean (old).
+  void mark_culprit(ExploreFailure& f) const {
+    const bool dirty = f.rule == "lost_dirty", young = f.rule == "lost_young";
+    if (!dirty && !young) {
+      if (!f.steps.empty()) f.marked = static_cast<int>(f.steps.size() - 1);
+      f.mark_note = "found here";
+      return;
+    }
+    for (std::size_t i = f.steps.size(); i-- > 0;) {
+      const StepRecord& s = f.steps[i];
+      if (!s.wrote || s.va != f.va) continue;
+      const bool lost = dirty ? pte_dirty(s.before) && !pte_dirty(s.after) && pte_present(s.after)
+                              : pte_young(s.before) && !pte_young(s.after) && pte_present(s.after);
+      if (lost) {
+        f.marked = static_cast<int>(i);
+        f.mark_note = dirty ? "the dirty bit is lost here" : "the access flag is lost here";
+        return;
+      }
+    }
+  }
+
+  // ---- engine branches -----------------------------------------------------
+
+  struct MemOp {
+    StepKind kind;
+    Pte* slot;
+    Pte value;
+    Pte expected;
+  };
+
+  Pte env_op(unsigned b, const MemOp& op) {
+    BranchRun& r = runs[b];
+    if (spec(b).kind == ExploreBranch::Kind::Reader) {
+      if (op.kind != StepKind::Load)
+        throw std::logic_error("explorer: a lockless reader wrote a PTE");
+      if (r.replay_idx < r.log.size()) return r.log[r.replay_idx++];
+      r.pending = Footprint{StepKind::Load, op.slot};
+      throw ReaderStopped{};
+    }
+    r.pending = Footprint{op.kind, op.slot};
+    wait_turn(b);
+    StepRecord rec;
+    rec.va = va_of(op.slot);
+    rec.before = *op.slot;
+    Pte ret = rec.before;
+    switch (op.kind) {
+      case StepKind::Load: break;
+      case StepKind::Store:
+      case StepKind::Xchg: write_word(op.slot, op.value); break;
+      case StepKind::Cmpxchg:
+        if (rec.before == op.expected) write_word(op.slot, op.value);
+        else rec.note = "compare-exchange failed";
+        break;
+      default: throw std::logic_error("explorer: bad memory step");
+    }
+    rec.after = *op.slot;
+    rec.wrote = rec.after != rec.before;
+    record(b, r.pending, std::move(rec));
+    after_step();
+    return ret;
+  }
+
+  // Runs other branches' steps until the schedule gives `b` the next one.
+  void wait_turn(unsigned b) {
+    for (;;) {
+      const int c = pick();
+      if (c < 0) throw std::logic_error("explorer: engine branch not schedulable");
+      if (static_cast<unsigned>(c) == b) return;
+      step(static_cast<unsigned>(c));
+    }
+  }
+
+  void tlbi(unsigned b, TlbiRequest req) {
+    BranchRun& r = runs[b];
+    Footprint f{StepKind::Tlbi};
+    if (req.kind == TlbiKind::Mm) {
+      f.va_hi = ~std::uint64_t{0};
+    } else {
+      f.va_lo = req.start.val;
+      f.va_hi = req.start.val + (req.nr_pages << geo.page_shift);
+    }
+    r.pending = f;
+    wait_turn(b);
+    for (BranchRun& o : runs)
+      if (o.tlb && o.tlb->va < f.va_hi && f.va_lo < o.tlb->va + o.tlb->size()) o.tlb.reset();
+    if (kept) kept->tlbis.push_back(req);
+    StepRecord rec;
+    rec.va = f.va_lo;
+    rec.nr = req.kind == TlbiKind::Mm ? 0 : req.nr_pages;
+    rec.note = req.kind == TlbiKind::Mm ? "flush_tlb_mm" : req.kind == TlbiKind::Page ? "by VA" : "range";
+    record(b, f, std::move(rec));
+    after_step();
+  }
+
+  void lockless_retry(unsigned b) {
+    BranchRun& r = runs[b];
+    if (spec(b).kind != ExploreBranch::Kind::Reader) return;
+    if (r.replay_idx < r.log.size()) {
+      ++r.replay_idx;
+      return;
+    }
+    r.pending = Footprint{StepKind::ReaderRetry};
+    std::tie(r.pending.read_lo, r.pending.read_hi) = block_words(spec(b).slot.ptr());
+    throw ReaderStopped{};
+  }
+
+  void run_engine(unsigned b) {
+    BranchRun& r = runs[b];
+    lock_holder = static_cast<int>(b);
+    r.phase = Phase::Running;
+    StepRecord rec;
+    rec.note = "takes the page-table lock";
+    record(b, r.pending, std::move(rec));
+    spec(b).body(r.env);
+    r.phase = Phase::Finished;
+    r.pending = Footprint{StepKind::Release};
+  }
+
+  void release_engine(unsigned b) {
+    BranchRun& r = runs[b];
+    settle_and_check_tlbs();
+    lock_holder = -1;
+    r.phase = Phase::Done;
+    r.done = true;
+    StepRecord rec;
+    rec.note = "statement done, drops the page-table lock";
+    record(b, r.pending, std::move(rec));
+    after_step();
+  }
+
+  // The end of an operation: the A/D information it removed must show in
+  // ptep_get (lost_dirty / lost_young), and no other CPU may still hold a
+  // translation the operation changed (stale_translation).
+  void settle_and_check_tlbs() {
+    if (!chk) return;
+    chk->settle([&](std::uint16_t, std::uint64_t va) {
+                  auto s = setup.pt->pte_slot(VirtAddr{va}, false);
+                  return s ? ptep_get(view_env, *s) : Pte{};
+                },
+                [&](std::uint16_t, std::uint64_t va) {
+                  auto s = setup.pt->pte_slot(VirtAddr{va}, false);
+                  return s ? *s->ptr() : Pte{};
+                });
+    for (unsigned b = 0; b < nbranches(); ++b)
+      if (runs[b].tlb)
+        chk->check_hit(*runs[b].tlb, spec(b).va.val, spec(b).access,
+                       walker.walk(setup.pt->root(), setup.asid, spec(b).va, nullptr));
+  }
+
+  // ---- hardware branches ---------------------------------------------------
+
+  void hw_step(unsigned b) {
+    BranchRun& r = runs[b];
+    const ExploreBranch& s = spec(b);
+    StepRecord rec;
+    rec.va = s.va.val;
+    const Footprint f = r.pending;
+    switch (r.hw) {
+      case HwPhase::Walk: hw_walk(b, rec); break;
+      case HwPhase::Update: hw_update(b, rec); break;
+      case HwPhase::FaultWait:
+        rec.note = "fault handler took the page-table lock; the access retries";
+        r.retried = true;
+        r.hw = HwPhase::Walk;
+        break;
+      case HwPhase::Done: throw std::logic_error("explorer: finished hw branch stepped");
+    }
+    switch (r.hw) {
+      case HwPhase::Walk: r.pending = hw_footprint(b, StepKind::HwWalk); break;
+      case HwPhase::Update: r.pending = hw_footprint(b, StepKind::HwUpdate); break;
+      case HwPhase::FaultWait: r.pending = Footprint{StepKind::FaultRetry}; break;
+      case HwPhase::Done: r.done = true; break;
+    }
+    record(b, f, std::move(rec));
+    after_step();
+  }
+
+  void hw_walk(unsigned b, StepRecord& rec) {
+    BranchRun& r = runs[b];
+    const ExploreBranch& s = spec(b);
+    // The block a CONT leaf belongs to is checked in every state it changes
+    // (check_block_of), so the walk itself depends on its own word only.
+    const WalkResult w = walker.walk(setup.pt->root(), setup.asid, s.va, nullptr);
+    rec.before = rec.after = w.desc;
+    const Pte d = w.desc;
+    const bool hafdbs = setup.features.hafdbs;
+    const bool needs_dirty = s.access == MemAccess::Write && pte_rdonly(d);
+    std::string fault;
+    if (!w.valid) fault = "translation fault";
+    else if (!(s.access == MemAccess::Exec ? pte_user_exec(d) : (d.val & bits::kUser) != 0))
+      fault = "permission fault";
+    else if (needs_dirty && !(pte_write(d) && hafdbs)) fault = "permission fault (read-only)";
+    else if (!pte_young(d) && !hafdbs) fault = "access flag fault";
+    if (!fault.empty()) {
+      if (!r.retried) {
+        r.hw = HwPhase::FaultWait;
+        rec.note = fault + ": the handler waits for the page-table lock";
+      } else {
+        r.hw = HwPhase::Done;
+        r.outcome = "faulted: " + fault;
+        rec.note = fault + " again: the access does not complete";
+      }
+      return;
+    }
+    if (!pte_young(d) || needs_dirty) {
+      r.hw = HwPhase::Update;
+      r.expected = d;
+      r.update_slot = w.slot;
+      r.needs_dirty = needs_dirty;
+      rec.note = needs_dirty ? "needs the dirty update" : "needs the access flag";
+      return;
+    }
+    fill_tlb(b, w, d);
+    r.hw = HwPhase::Done;
+    r.outcome = "done";
+    rec.note = "TLB fill; the access completes";
+  }
+
+  // FEAT_HAFDBS: AF and (for a store through a DBM entry) !RDONLY, by a
+  // compare-exchange on the word the walk read; if software changed it in
+  // between, the walk starts again.
+  void hw_update(unsigned b, StepRecord& rec) {
+    BranchRun& r = runs[b];
+    Pte v = pte_mkyoung(r.expected);
+    if (r.needs_dirty && pte_write(r.expected)) v = clear_pte_bit(v, bits::kRdonly);
+    rec.before = *r.update_slot;
+    if (rec.before != r.expected) {
+      rec.after = rec.before;
+      rec.note = "compare-exchange failed: the PTE changed; walks again";
+      r.hw = HwPhase::Walk;
+      return;
+    }
+    write_word(r.update_slot, v);
+    rec.after = v;
+    rec.wrote = rec.after != rec.before;
+    rec.note = r.needs_dirty ? "sets dirty (and AF); TLB fill; the write completes"
+                             : "sets AF; TLB fill; the access completes";
+    const WalkResult w = walker.walk(setup.pt->root(), setup.asid, spec(b).va, nullptr);
+    fill_tlb(b, w, v);
+    r.hw = HwPhase::Done;
+    r.outcome = "done";
+  }
+
+  void fill_tlb(unsigned b, const WalkResult& w, Pte cached) {
+    TlbEntry e;
+    e.asid = setup.asid;
+    e.va = w.va_base;
+    e.size_shift = w.size_shift;
+    e.level = static_cast<std::uint8_t>(w.level);
+    e.cont = pte_cont(w.desc);
+    e.pa = w.pa_base;
+    e.desc = cached;
+    e.page_shift = static_cast<std::uint8_t>(geo.page_shift);
+    runs[b].tlb = e;
+  }
+
+  // ---- lockless readers ----------------------------------------------------
+
+  // Re-executes the reader from its start with the values it has loaded so
+  // far, until it reaches a step it has not taken (its pending step) or
+  // returns.
+  void replay_reader(unsigned b) {
+    BranchRun& r = runs[b];
+    r.replay_idx = 0;
+    r.env = StepEnv(x, b);
+    try {
+      r.result = ptep_get_lockless(r.env, spec(b).slot);
+      r.done = true;
+    } catch (const ReaderStopped&) {
+    }
+  }
+
+  void reader_step(unsigned b) {
+    BranchRun& r = runs[b];
+    const Footprint f = r.pending;
+    StepRecord rec;
+    rec.va = va_of(spec(b).slot.ptr());
+    if (f.kind == StepKind::Load) {
+      rec.va = va_of(f.slot);
+      rec.before = rec.after = *f.slot;
+      r.log.push_back(*f.slot);
+    } else {
+      rec.note = "saw a torn block; starts again";
+      r.log.push_back(Pte{});
+    }
+    record(b, f, std::move(rec));
+    if (f.kind == StepKind::ReaderRetry) r.attempt_start = steps.size();
+    replay_reader(b);
+    if (r.done) steps.back().note = fmt::format("returns {:#018x}", r.result->val);
+    after_step();
+  }
+
+  // ---- driving -------------------------------------------------------------
+
+  void step(unsigned b) {
+    switch (spec(b).kind) {
+      case ExploreBranch::Kind::Engine:
+        if (runs[b].phase == Phase::Idle) run_engine(b);
+        else release_engine(b);
+        break;
+      case ExploreBranch::Kind::Hw: hw_step(b); break;
+      case ExploreBranch::Kind::Reader: reader_step(b); break;
+    }
+  }
+
+  // One execution from the state before the block. Returns false when it
+  // was cut (sleep-blocked or failed).
+  bool execute() {
+    start_execution();
+    try {
+      for (;;) {
+        const int c = pick();
+        if (c < 0) break;
+        step(static_cast<unsigned>(c));
+      }
+      final_checks();
+    } catch (const AbortExecution&) {
+      return false;
+    }
+    return true;
+  }
+
+  void final_checks() {
+    for (unsigned b = 0; b < nbranches(); ++b) {
+      if (runs[b].done) continue;
+      fail("deadlock",
+           fmt::format("{} never finished{}", spec(b).label,
+                       spec(b).kind == ExploreBranch::Kind::Reader ? ": the block stays torn" : ""),
+           spec(b).va.val);
+      if (kept) kept->problems.push_back(fmt::format("{} never finished", spec(b).label));
+    }
+    check_readers();
+    settle_and_check_tlbs();
+    after_step();
+    if (mode == Mode::Explore && setup.check_final) {
+      EngineCounters sum;
+      for (const BranchRun& r : runs) add(sum, r.env.counters());
+      auto failures = setup.check_final(sum);
+      if (!failures.empty()) fail("expect", failures.front(), 0);
+    }
+  }
+
+  // A lockless reader returns a value the PTE held (its AF/dirty possibly
+  // gathered from the block) — never a mix of two states.
+  void check_readers() {
+    for (unsigned b = 0; b < nbranches(); ++b) {
+      if (spec(b).kind != ExploreBranch::Kind::Reader || !runs[b].result) continue;
+      const Pte* slot = spec(b).slot.ptr();
+      const Pte got = *runs[b].result;
+      Pte initial = *slot;
+      for (auto it = undo.rbegin(); it != undo.rend(); ++it)  // the word before this execution
+        if (it->first == slot) initial = it->second;
+      bool existed = strip_ad(got) == strip_ad(initial);
+      for (std::size_t i = 0; i < steps.size() && !existed; ++i)
+        if (fps[i].slot == slot && writes(fps[i].kind) && steps[i].wrote)
+          existed = strip_ad(steps[i].after) == strip_ad(got);
+      if (existed) continue;
+      const std::string what =
+          fmt::format("{} returned {:#018x}, a value the PTE never held", spec(b).label, got.val);
+      if (kept) kept->problems.push_back(what);
+      fail("reader", what, spec(b).va.val);
+    }
+  }
+
+  static void add(EngineCounters& a, const EngineCounters& b) {
+    a.folds += b.folds;
+    a.unfolds += b.unfolds;
+    a.pte_stores += b.pte_stores;
+    a.tlbi += b.tlbi;
+    a.tlbi_pages += b.tlbi_pages;
+  }
+
+  // The deepest state with a branch still to try; false when none is left.
+  bool next_schedule() {
+    while (!stack.empty()) {
+      Node& n = stack.back();
+      const Mask todo = n.backtrack & n.enabled & ~n.done & ~n.sleep;
+      if (todo) {
+        n.chosen = static_cast<unsigned>(__builtin_ctz(todo));
+        n.backtrack |= bit(n.chosen);
+        return true;
+      }
+      stack.pop_back();
+    }
+    return false;
+  }
+
+  ExploreResult explore(std::uint64_t max) {
+    mode = Mode::Explore;
+    result = {};
+    stack.clear();
+    kept = nullptr;
+    const auto t0 = std::chrono::steady_clock::now();
+    for (;;) {
+      const bool complete = execute();
+      if (complete) ++result.executions;
+      merge_failures();
+      reset_world();
+      if (!next_schedule()) {
+        result.exhausted = true;
+        break;
+      }
+      if (result.executions >= max) break;
+      // Replay up to the chosen state: the choice there is new.
+      depth = 0;
+    }
+    result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    return std::move(result);
+  }
+
+  KeptRun run_seeded(std::uint64_t seed, Checker* live) {
+    mode = Mode::Seeded;
+    rng.seed(seed);
+    stack.clear();
+    KeptRun k;
+    kept = &k;
+    chk = live;
+    execute();
+    undo.clear();  // kept
+    for (const BranchRun& r : runs) {
+      add(k.counters, r.env.counters());
+      k.caller_tlbi += r.env.caller_tlbi();
+    }
+    k.steps = steps;
+    kept = nullptr;
+    return k;
+  }
+};
+
+// ---- StepEnv -----------------------------------------------------------------
+
+Pte StepEnv::read(PteSlot s) { return x_->impl_->env_op(branch_, {StepKind::Load, s.ptr(), {}, {}}); }
+void StepEnv::write(PteSlot s, Pte v) { x_->impl_->env_op(branch_, {StepKind::Store, s.ptr(), v, {}}); }
+Pte StepEnv::xchg(PteSlot s, Pte v) { return x_->impl_->env_op(branch_, {StepKind::Xchg, s.ptr(), v, {}}); }
+Pte StepEnv::cmpxchg(PteSlot s, Pte expected, Pte v) {
+  return x_->impl_->env_op(branch_, {StepKind::Cmpxchg, s.ptr(), v, expected});
+}
+void StepEnv::flush_tlb_range(TlbFlush f) {
+  x_->impl_->tlbi(branch_, {TlbiKind::Range, asid(), f.start, f.nr_pages, f.sync});
+}
+void StepEnv::flush_tlb_page(VirtAddr a, bool sync) {
+  x_->impl_->tlbi(branch_, {TlbiKind::Page, asid(), a, 1, sync});
+}
+void StepEnv::flush_tlb_mm() { x_->impl_->tlbi(branch_, {TlbiKind::Mm, asid(), VirtAddr{}, 0, true}); }
+FolioInfo StepEnv::folio_of(Pfn pfn) const { return x_->impl_->setup.mem->folio_of(pfn); }
+const Features& StepEnv::features() const { return x_->impl_->setup.features; }
+const Geometry& StepEnv::geometry() const { return x_->impl_->geo; }
+void StepEnv::lockless_retry() { x_->impl_->lockless_retry(branch_); }
+void StepEnv::caller_flush(VirtAddr va, std::uint64_t nr) {
+  ++caller_tlbi_;
+  x_->impl_->tlbi(branch_, {nr == 1 ? TlbiKind::Page : TlbiKind::Range, asid(), va, nr, true});
+}
+Checker* StepEnv::checker() const { return x_->impl_->chk; }
+std::uint16_t StepEnv::asid() const { return x_->impl_->setup.asid; }
+
+// ---- Explorer ----------------------------------------------------------------
+
+Explorer::Explorer(ExploreSetup setup) : impl_(std::make_unique<Impl>(*this, std::move(setup))) {}
+Explorer::~Explorer() = default;
+ExploreResult Explorer::explore(std::uint64_t max) { return impl_->explore(max); }
+KeptRun Explorer::run_seeded(std::uint64_t seed, Checker* live) { return impl_->run_seeded(seed, live); }
+
+}  // namespace contpte

@@ -1,0 +1,384 @@
+// The interleaving explorer: the shipped races (naive loses a dirty bit and
+// the counterexample is pinned word for word; upstream and bbml2 pass with a
+// pinned number of interleavings), the reduction is sound (the same final
+// states as exploring every interleaving, on random blocks and operations),
+// spinning readers, faults that wait for the page-table lock, bounds.
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <regex>
+#include <set>
+#include <sstream>
+
+#include "engine/pgtable.h"
+#include "explore/explorer.h"
+#include "hw/page_table.h"
+#include "hw/phys_mem.h"
+#include "hw/sim_env.h"
+#include "mm/buddy.h"
+#include "report/explore_report.h"
+#include "workload/pte_statements.h"
+#include "workload/runner.h"
+#include "workload/scenario.h"
+
+namespace fs = std::filesystem;
+using namespace contpte;
+
+namespace {
+
+fs::path source_dir() { return fs::path(CONTPTE_SOURCE_DIR); }
+
+RunResult explore_file(const fs::path& p, std::uint64_t max = 1'000'000) {
+  RunOptions opts;
+  opts.explore_max = max;
+  return run_scenario(load_scenario(p), opts);
+}
+
+RunResult explore_text(std::string_view text, std::uint64_t max = 1'000'000) {
+  RunOptions opts;
+  opts.explore_max = max;
+  return run_scenario(parse_scenario(text, "t.cpt"), opts);
+}
+
+// The printed report without the timing (seconds and rate vary by machine).
+std::string printed(const RunResult& r) {
+  std::ostringstream out;
+  print_explorations(out, r);
+  return std::regex_replace(out.str(), std::regex(R"(, [0-9.]+ s, [0-9]+/s)"), "");
+}
+
+std::vector<std::string> rules(const ExploreResult& x) {
+  std::vector<std::string> out;
+  for (const auto& f : x.failures) out.push_back(f.rule);
+  return out;
+}
+
+// ---- the shipped races -----------------------------------------------------
+
+struct CorrectRace {
+  const char* file;
+  std::uint64_t interleavings;  // pinned: a change in the reduction shows here
+};
+
+class CorrectRaces : public ::testing::TestWithParam<CorrectRace> {};
+
+TEST_P(CorrectRaces, EveryInterleavingPassesAndTheCountIsPinned) {
+  const RunResult r = explore_file(source_dir() / "examples/races" / GetParam().file);
+  ASSERT_EQ(r.explorations.size(), 1u);
+  const ExploreResult& x = r.explorations[0].result;
+  EXPECT_FALSE(x.failed()) << printed(r);
+  EXPECT_TRUE(x.exhausted);
+  EXPECT_EQ(x.executions, GetParam().interleavings) << printed(r);
+  EXPECT_EQ(r.exit_status(), 0) << printed(r);
+  EXPECT_EQ(r.expects_failed, 0u);
+}
+
+INSTANTIATE_TEST_SUITE_P(Examples, CorrectRaces,
+                         ::testing::Values(CorrectRace{"upstream-unfold-vs-hw-write.cpt", 34},
+                                           CorrectRace{"bbml2-unfold-vs-hw-write.cpt", 25},
+                                           CorrectRace{"upstream-fold-vs-hw-write.cpt", 20},
+                                           CorrectRace{"bbml2-fold-vs-hw-write.cpt", 14},
+                                           CorrectRace{"lockless-reader-vs-unfold.cpt", 2872},
+                                           CorrectRace{"upstream-three-cpus-16-ptes.cpt", 1155}),
+                         [](const auto& info) {
+                           std::string n = fs::path(info.param.file).stem().string();
+                           for (char& c : n)
+                             if (!std::isalnum(static_cast<unsigned char>(c))) c = '_';
+                           return n;
+                         });
+
+class WrongRaces : public ::testing::TestWithParam<const char*> {};
+
+// The naive convert loses the dirty bit another CPU sets between its read
+// and its write; the whole printed counterexample is pinned (golden file;
+// CONTPTE_UPDATE_GOLDEN=1 rewrites it after a deliberate change).
+TEST_P(WrongRaces, NaiveLosesTheDirtyBitAndTheCounterexampleIsPinned) {
+  const fs::path file = fs::path("examples/races") / GetParam();
+  const fs::path cwd = fs::current_path();
+  fs::current_path(source_dir());  // file names in the text are relative
+  const RunResult r = explore_file(file);
+  fs::current_path(cwd);
+  ASSERT_EQ(r.explorations.size(), 1u);
+  const ExploreResult& x = r.explorations[0].result;
+  ASSERT_TRUE(x.failed());
+  EXPECT_EQ(r.exit_status(), 1);
+  ASSERT_EQ(rules(x).front(), "lost_dirty");
+  const ExploreFailure& f = x.failures.front();
+  ASSERT_GE(f.marked, 0);
+  const StepRecord& lost = f.steps[static_cast<std::size_t>(f.marked)];
+  EXPECT_EQ(lost.branch, 0u) << "the engine branch's write loses it";
+  EXPECT_TRUE(pte_dirty(lost.before));
+  EXPECT_FALSE(pte_dirty(lost.after));
+  // Hardware set the dirty state earlier in the same interleaving.
+  bool hw_dirtied = false;
+  for (int i = 0; i < f.marked; ++i)
+    hw_dirtied |= f.steps[i].kind == StepKind::HwUpdate && f.steps[i].va == lost.va && pte_dirty(f.steps[i].after);
+  EXPECT_TRUE(hw_dirtied);
+
+  const fs::path golden = source_dir() / "tests/data/explore" / (fs::path(GetParam()).stem().string() + ".txt");
+  const std::string text = printed(r);
+  if (std::getenv("CONTPTE_UPDATE_GOLDEN")) {
+    fs::create_directories(golden.parent_path());
+    std::ofstream(golden) << text;
+  }
+  std::ifstream in(golden);
+  ASSERT_TRUE(in) << "missing " << golden << "; run with CONTPTE_UPDATE_GOLDEN=1";
+  std::stringstream want;
+  want << in.rdbuf();
+  EXPECT_EQ(text, want.str());
+}
+
+INSTANTIATE_TEST_SUITE_P(Examples, WrongRaces,
+                         ::testing::Values("naive-unfold-vs-hw-write.cpt", "naive-fold-vs-hw-write.cpt"),
+                         [](const auto& info) {
+                           std::string n = fs::path(info.param).stem().string();
+                           for (char& c : n)
+                             if (!std::isalnum(static_cast<unsigned char>(c))) c = '_';
+                           return n;
+                         });
+
+// ---- scenario-level rules --------------------------------------------------
+
+constexpr std::string_view kFolded = R"(granule 4K
+contpte upstream
+alloc F order=4
+alloc G order=0
+set_ptes 0x40000000 F nr=16 prot=rw young
+)";
+
+TEST(Explore, BoundedRunSaysSo) {
+  const RunResult r = explore_file(source_dir() / "examples/races/upstream-three-cpus-16-ptes.cpt", 7);
+  const ExploreResult& x = r.explorations.at(0).result;
+  EXPECT_EQ(x.executions, 7u);
+  EXPECT_FALSE(x.exhausted);
+  EXPECT_NE(printed(r).find("BOUNDED"), std::string::npos);
+}
+
+// A buggy raw write leaves the block torn for good: a lockless reader can
+// never gather it and never returns.
+TEST(Explore, ReaderOnAPermanentlyTornBlockNeverReturns) {
+  const RunResult r = explore_text(std::string(kFolded) + R"(parallel
+  engine raw_set 0x40003000 pfn=G prot=rw
+  reader ptep_get_lockless 0x40000000
+end
+)");
+  const ExploreResult& x = r.explorations.at(0).result;
+  const auto rs = rules(x);
+  EXPECT_NE(std::find(rs.begin(), rs.end(), "deadlock"), rs.end()) << printed(r);
+  EXPECT_NE(std::find(rs.begin(), rs.end(), "misprogrammed"), rs.end()) << printed(r);
+  EXPECT_NE(printed(r).find("the block stays torn"), std::string::npos);
+}
+
+// A write that finds a PTE cleared by break-before-make faults, waits for
+// the page-table lock and retries: with hardware dirty management it then
+// completes; without (hafdbs off) it faults again and nothing is owed.
+TEST(Explore, FaultWaitsForTheLockAndRetries) {
+  const RunResult on = explore_text(std::string(kFolded) + R"(parallel
+  engine ptep_set_wrprotect 0x40000000
+  hw write 0x40005000
+end
+expect pte 0x40005000 dirty=1
+)");
+  const ExploreResult& x = on.explorations.at(0).result;
+  EXPECT_FALSE(x.failed()) << printed(on);
+  EXPECT_TRUE(x.exhausted);
+
+  std::string off(kFolded);
+  off.replace(off.find("contpte upstream"), 16, "contpte upstream\nhafdbs off");
+  const RunResult r = explore_text(off + R"(parallel
+  engine ptep_set_wrprotect 0x40000000
+  hw write 0x40005000
+end
+expect pte 0x40005000 dirty=0
+)");
+  EXPECT_FALSE(r.explorations.at(0).result.failed()) << printed(r);
+}
+
+// An expect after the block that holds in some interleavings only fails.
+TEST(Explore, ExpectAfterTheBlockIsCheckedInEveryFinalState) {
+  const RunResult r = explore_text(std::string(kFolded) + R"(parallel
+  engine ptep_test_and_clear_young 0x40000000
+  hw read 0x40005000
+end
+expect pte 0x40005000 young=1
+)");
+  const ExploreResult& x = r.explorations.at(0).result;
+  ASSERT_TRUE(x.failed());
+  EXPECT_EQ(rules(x), std::vector<std::string>{"expect"});
+  EXPECT_NE(x.failures[0].verdict.find("t.cpt:10: expect pte 0x40005000"), std::string::npos)
+      << x.failures[0].verdict;
+}
+
+// `contpte run` executes one seeded interleaving and keeps it.
+TEST(Explore, RunKeepsOneSeededInterleaving) {
+  const auto text = std::string(kFolded) + R"(parallel
+  engine ptep_set_wrprotect 0x40000000
+  hw write 0x40005000
+end
+expect nocont 0x40000000 64K
+expect pte 0x40005000 dirty=1
+expect stat unfolds == 1
+)";
+  const RunResult a = run_scenario(parse_scenario(text, "t.cpt"));
+  EXPECT_EQ(a.exit_status(), 0);
+  EXPECT_EQ(a.expects_passed, 3u);
+  EXPECT_TRUE(a.explorations.empty());
+}
+
+TEST(Explore, MmStatementsInBranchesAreRejectedBeforeRunning) {
+  const Scenario sc = parse_scenario(R"(mmap A 64K prot=rw
+parallel
+  engine munmap A 64K
+  hw read 0x40000000
+end
+)",
+                                     "t.cpt");
+  EXPECT_THROW(validate_for_run(sc), ScenarioError);
+}
+
+// ---- soundness of the reduction on random blocks ---------------------------
+
+// A block of 16 PTEs (folded or not, random A/D), one random engine
+// operation on it and one or two hardware accesses. The reduced exploration
+// must reach exactly the final states (every PTE word) and the failure
+// rules that exploring every interleaving reaches.
+struct Outcome {
+  std::set<std::vector<std::uint64_t>> finals;
+  std::set<std::string> rules;
+  std::uint64_t executions = 0;
+  bool exhausted = false;
+};
+
+Outcome explore_random(std::uint64_t seed, bool reduce, Variant variant) {
+  std::mt19937_64 rng(seed);
+  PhysMem mem(Granule::k4K, std::uint64_t{64} << 20);
+  BuddyAllocator buddy(mem);
+  PageTable pt(mem);
+  Features feat;
+  feat.variant = variant;
+  feat.bbml2_noabort = variant == Variant::Bbml2;
+  SimEnv env(mem, pt, feat);
+  const VirtAddr base{0x40000000};
+  const Pfn pfn = *buddy.alloc_folio(4);
+  const PteSlot first = *pt.pte_slot(base, true);
+  const bool fold = rng() % 2;
+  Pte pte = pte_mkold(pfn_pte(pfn, prot::kPageShared, 12));  // rw, writable-clean (DBM, RDONLY)
+  if (rng() % 2) pte = pte_mkyoung(pte);
+  set_ptes(env, base, first, pte, fold ? 16 : 15);
+  const unsigned page = static_cast<unsigned>(rng() % 16);
+  const unsigned op = static_cast<unsigned>(rng() % 6);
+  Checker chk(mem.geometry(), feat.bbml2_noabort);
+
+  ExploreSetup s;
+  s.mem = &mem;
+  s.pt = &pt;
+  s.features = feat;
+  s.checker = &chk;
+  s.reduce = reduce;
+  ExploreBranch e;
+  e.label = "engine op " + std::to_string(op);
+  // The statement as the runner executes it (workload/pte_statements.h):
+  // the arch call, the caller's flush and what the checker is told.
+  e.body = [=, &pt](StepEnv& se) {
+    const VirtAddr va = base + std::uint64_t{page} * 4096;
+    PteCaller<StepEnv> c{se,
+                         se.geometry(),
+                         se.checker(),
+                         se.asid(),
+                         [&pt](VirtAddr a) { return *pt.pte_slot(a, false); },
+                         [&pt](VirtAddr a) { return *pt.pte_slot(a, false)->ptr(); },
+                         [&se](VirtAddr a, std::uint64_t nr) { se.caller_flush(a, nr); }};
+    switch (op) {
+      case 0: c.op(PteOp{PteOpKind::PtepSetWrprotect, va}); break;
+      case 1: c.op(PteOp{PteOpKind::PtepGetAndClear, va}); break;
+      case 2: c.op(PteOp{PteOpKind::PtepClearFlushYoung, va}); break;
+      case 3: c.batch(PteBatch{PteBatchKind::ClearYoungDirtyPtes, base, 16, false, true, false}); break;
+      case 4: c.batch(PteBatch{PteBatchKind::WrprotectPtes, base, 16}); break;
+      case 5: {  // completes (or rewrites) the last PTE: a fold when the block was not full
+        SetPtes sp;
+        sp.addr = base + 15 * 4096;
+        sp.nr = 1;
+        c.set(sp, pfn_pte(Pfn{pfn.val + 15}, prot::kPageShared, 12));
+        break;
+      }
+    }
+  };
+  s.branches.push_back(e);
+  // One other CPU: exploring every interleaving of more is too slow here.
+  const unsigned nhw = 1;
+  for (unsigned i = 0; i < nhw; ++i) {
+    ExploreBranch h;
+    h.kind = ExploreBranch::Kind::Hw;
+    h.access = rng() % 2 ? MemAccess::Write : MemAccess::Read;
+    h.va = base + (rng() % 16) * 4096;
+    h.label = "hw";
+    s.branches.push_back(h);
+  }
+  Outcome out;
+  const Pte* words = first.ptr();
+  s.check_final = [&](const EngineCounters&) {
+    out.finals.insert(std::vector<std::uint64_t>(reinterpret_cast<const std::uint64_t*>(words),
+                                                 reinterpret_cast<const std::uint64_t*>(words) + 16));
+    return std::vector<std::string>{};
+  };
+  Explorer x(std::move(s));
+  const ExploreResult r = x.explore(reduce ? 1'000'000 : 20'000);
+  out.exhausted = r.exhausted;
+  for (const auto& f : r.failures) out.rules.insert(f.rule);
+  out.executions = r.executions;
+  return out;
+}
+
+TEST(ExploreProperty, ReductionReachesEveryFinalStateAndEveryFailure) {
+  unsigned compared = 0;
+  for (std::uint64_t seed = 1; seed <= 24; ++seed) {
+    for (Variant v : {Variant::Upstream, Variant::Naive}) {
+      SCOPED_TRACE(::testing::Message() << "seed " << seed << " variant " << variant_name(v));
+      const Outcome reduced = explore_random(seed, true, v);
+      ASSERT_TRUE(reduced.exhausted);
+      const Outcome full = explore_random(seed, false, v);
+      if (!full.exhausted) continue;  // too many to enumerate here
+      ++compared;
+      EXPECT_EQ(reduced.finals, full.finals);
+      EXPECT_EQ(reduced.rules, full.rules);
+      EXPECT_LE(reduced.executions, full.executions);
+      if (v == Variant::Upstream) {
+        EXPECT_TRUE(reduced.rules.empty()) << *reduced.rules.begin();
+      }
+    }
+  }
+  EXPECT_GE(compared, 24u) << "too few cases small enough to enumerate";
+}
+
+// Exploration leaves memory as it found it.
+TEST(ExploreProperty, ExploringRestoresMemory) {
+  PhysMem mem(Granule::k4K, std::uint64_t{64} << 20);
+  BuddyAllocator buddy(mem);
+  PageTable pt(mem);
+  Features feat;
+  SimEnv env(mem, pt, feat);
+  const VirtAddr base{0x40000000};
+  const PteSlot first = *pt.pte_slot(base, true);
+  set_ptes(env, base, first, pte_mkyoung(pfn_pte(*buddy.alloc_folio(4), prot::kPageShared, 12)), 16);
+  std::vector<Pte> before(first.ptr(), first.ptr() + 16);
+  ExploreSetup s;
+  s.mem = &mem;
+  s.pt = &pt;
+  s.features = feat;
+  ExploreBranch e;
+  e.body = [&](StepEnv& se) { ptep_set_wrprotect(se, base, first); };
+  s.branches.push_back(e);
+  ExploreBranch h;
+  h.kind = ExploreBranch::Kind::Hw;
+  h.access = MemAccess::Write;
+  h.va = base + 0x3000;
+  s.branches.push_back(h);
+  Explorer x(std::move(s));
+  EXPECT_GT(x.explore(1000).executions, 1u);
+  EXPECT_EQ(std::vector<Pte>(first.ptr(), first.ptr() + 16), before);
+}
+
+}  // namespace
