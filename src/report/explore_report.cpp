@@ -17,22 +17,6 @@ unsigned page_shift_of(const RunResult& r) {
 // Branches are named A, B, C... in the order the block lists them.
 char branch_name(unsigned b) { return static_cast<char>('A' + b); }
 
-bool is_memory_step(StepKind k) {
-  return k == StepKind::Load || k == StepKind::Store || k == StepKind::Xchg || k == StepKind::Cmpxchg ||
-         k == StepKind::HwWalk || k == StepKind::HwUpdate;
-}
-
-std::string step_text(const StepRecord& s, unsigned shift) {
-  if (s.kind == StepKind::Tlbi)
-    return fmt::format("{:<10} {:#x}{}", step_kind_name(s.kind), s.va,
-                       s.nr ? fmt::format(" +{} pages", s.nr) : std::string{});
-  if (!is_memory_step(s.kind)) return fmt::format("{:<10}", step_kind_name(s.kind));
-  if (s.wrote)
-    return fmt::format("{:<10} {:#x}  {} -> {}", step_kind_name(s.kind), s.va, format_pte(s.before, shift),
-                       format_pte(s.after, shift));
-  return fmt::format("{:<10} {:#x}  {}", step_kind_name(s.kind), s.va, format_pte(s.before, shift));
-}
-
 double rate(const ExploreResult& x) { return x.seconds > 0 ? double(x.executions) / x.seconds : 0.0; }
 
 }  // namespace
@@ -56,7 +40,7 @@ void print_explorations(std::ostream& out, const RunResult& r) {
         const StepRecord& s = f.steps[i];
         const bool marked = static_cast<int>(i) == f.marked;
         out << fmt::format("  {}{:>4}  {}  line {:<4} {}{}{}\n", marked ? ">>" : "  ", i + 1,
-                           branch_name(s.branch), b.lines[s.branch], step_text(s, shift),
+                           branch_name(s.branch), b.lines[s.branch], format_step(s, shift),
                            s.note.empty() ? "" : "  ; " + s.note, marked ? "   <== " + f.mark_note : "");
       }
     }

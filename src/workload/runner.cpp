@@ -662,9 +662,8 @@ class Runner {
     caller_tlbi_ += k.caller_tlbi;
     if (opts_.trace)
       for (const StepRecord& r : k.steps)
-        *opts_.trace << fmt::format("  [{}] {} {:#x} {} -> {}  {}\n", p.branches[r.branch].text,
-                                    step_kind_name(r.kind), r.va, format_pte(r.before, geo_.page_shift),
-                                    format_pte(r.after, geo_.page_shift), r.note);
+        *opts_.trace << fmt::format("  {}:{}: {}{}\n", st.loc.file, p.branches[r.branch].loc.line,
+                                    format_step(r, geo_.page_shift), r.note.empty() ? "" : "  ; " + r.note);
     if (!k.problems.empty())
       res_.error = fmt::format("{}:{}: {}", st.loc.file, st.loc.line, k.problems.front());
   }
