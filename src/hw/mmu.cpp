@@ -149,15 +149,19 @@ AccessResult Mmu::walk_and_fill(const PageTable& pt, std::uint16_t asid, VirtAdd
 // A structure that ignores the contiguous hint holds just the page (or
 // block descriptor) of the access.
 void Mmu::fill(Tlb& t, const TlbEntry& e, std::uint64_t va) {
-  TlbEntry stored = e;
+  // Test `cont` first: config() is a call, and most entries are not blocks.
   if (e.cont && t.config().cont == ContHolding::SplitPages) {
+    TlbEntry stored = e;
     const unsigned shift = mem_.geometry().level_shift(e.level);
     stored.size_shift = static_cast<std::uint8_t>(shift);
     stored.va = va & ~((std::uint64_t{1} << shift) - 1);
     stored.pa = e.pa + (stored.va - e.va);
+    t.fill(stored, va);
+    if (checker_) stats_.tlb_overlaps += checker_->check_fill(t, stored);
+    return;
   }
-  t.fill(stored, va);
-  if (checker_) stats_.tlb_overlaps += checker_->check_fill(t, stored);
+  t.fill(e, va);
+  if (checker_) stats_.tlb_overlaps += checker_->check_fill(t, e);
 }
 
 void Mmu::flush_range(std::uint16_t asid, std::uint64_t start, std::uint64_t nr_pages) {

@@ -39,7 +39,16 @@ struct WalkResult {
 class WalkCache {
  public:
   explicit WalkCache(unsigned entries);
-  std::optional<std::uint64_t> lookup(std::uint16_t asid, std::uint64_t pmd_index) const;
+  // Inline: every TLB miss asks. Sets are a power of two in every preset
+  // (a mask, not a division), else the index is taken modulo the count.
+  std::optional<std::uint64_t> lookup(std::uint16_t asid, std::uint64_t pmd_index) const {
+    if (!sets_) return std::nullopt;
+    const std::uint64_t k = key(asid, pmd_index);
+    const Slot* set = &slots_[set_of(pmd_index) * kWays];
+    for (unsigned w = 0; w < kWays; ++w)
+      if (set[w].key == k) return set[w].table_pa;
+    return std::nullopt;
+  }
   void insert(std::uint16_t asid, std::uint64_t pmd_index, std::uint64_t table_pa);
   void clear();
   unsigned capacity() const { return static_cast<unsigned>(slots_.size()); }
@@ -53,20 +62,34 @@ class WalkCache {
     std::uint64_t key = 0;
     std::uint64_t table_pa = 0;
   };
+  std::uint64_t set_of(std::uint64_t idx) const {
+    return set_mask_ ? idx & set_mask_ : idx % sets_;
+  }
   std::vector<Slot> slots_;          // sets * kWays
   std::vector<std::uint8_t> next_;   // per set: FIFO victim
   std::uint64_t sets_ = 0;
+  std::uint64_t set_mask_ = 0;       // sets_ - 1 when a power of two above 1
 };
 
 class Walker {
  public:
-  explicit Walker(PhysMem& mem) : mem_(mem) {}
+  explicit Walker(PhysMem& mem);
   // Walks `va` from the table at `root`. With a walk cache, a hit skips the
   // reads of the levels above the last one.
   WalkResult walk(PhysAddr root, std::uint16_t asid, VirtAddr va, WalkCache* wc) const;
 
  private:
   PhysMem& mem_;
+  // The geometry's numbers a walk uses, worked out once (a walk runs on
+  // every TLB miss).
+  std::uint64_t idx_mask_ = 0;     // one table's index bits
+  std::uint64_t oa_mask_ = 0;      // output address bits of a descriptor
+  unsigned start_level_ = 0;
+  unsigned pmd_shift_ = 0;
+  unsigned level_shift_[4] = {};
+  unsigned cont_pte_bits_ = 0;     // log2 CONT_PTES
+  unsigned cont_pmd_bits_ = 0;     // log2 CONT_PMDS
+  bool level1_blocks_ = false;     // level-1 block descriptors (4K granule only)
 };
 
 }  // namespace contpte
