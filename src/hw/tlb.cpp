@@ -518,7 +518,121 @@ struct Tlb::Impl {
   // Inserts `in` (see Tlb::insert); returns the slot written. The entry it
   // evicted goes to *evicted when that is not null.
   std::uint32_t insert(const TlbEntry& in, std::uint64_t va, std::optional<TlbEntry>* evicted);
+
+  // The fill after a walk: the key is known absent (the lookup that just
+  // missed covered it) and nobody wants the evicted entry. The same
+  // placement and bookkeeping as insert()'s general path (place, detach,
+  // attach), written once for the two organisations that matter, with the
+  // set's block addressed once and the counts of a victim of the same
+  // size left alone (they would drop and come back).
+  // Precondition: !fully || small.
+  std::uint32_t fill_absent(const TlbEntry& in, std::uint64_t first, std::uint64_t pa,
+                            unsigned shift, std::uint32_t set);
+  template <class T>
+  std::uint32_t fill_absent_set(const TlbEntry& in, std::uint64_t first, std::uint64_t pa,
+                                unsigned shift, std::uint32_t set);
+  std::uint32_t fill_absent_small(const TlbEntry& in, std::uint64_t first, std::uint64_t pa,
+                                  unsigned shift);
+  // The entry fields of a fill, written in one go (see insert()).
+  void write_entry(std::uint32_t s, const TlbEntry& from, std::uint64_t first, std::uint64_t pa,
+                   unsigned shift) {
+    TlbEntry& d = entries[s].e;
+    d.asid = from.asid;
+    d.level = from.level;
+    d.cont = from.cont;
+    d.desc = from.desc;
+    d.page_shift = from.page_shift;
+    d.va = first;
+    d.pa = pa;
+    d.size_shift = static_cast<std::uint8_t>(shift);
+  }
+  // The live-entry counts when an entry of size `shift` replaces a live one
+  // of size `old_shift` (nothing to do when they are equal).
+  void replace_counts(unsigned old_shift, unsigned shift) {
+    if (old_shift == shift) [[likely]]
+      return;
+    if (--shift_count[old_shift] == 0) shift_mask &= ~(std::uint64_t{1} << old_shift);
+    ++shift_count[shift];
+    shift_mask |= std::uint64_t{1} << shift;
+  }
+  void add_counts(unsigned shift) {
+    ++shift_count[shift];
+    shift_mask |= std::uint64_t{1} << shift;
+    ++live;
+  }
 };
+
+template <class T>
+std::uint32_t Tlb::Impl::fill_absent_set(const TlbEntry& in, std::uint64_t first,
+                                         std::uint64_t pa, unsigned shift, std::uint32_t set) {
+  unsigned char* blk = reinterpret_cast<unsigned char*>(setmem.data()) + std::size_t{set} * stride;
+  std::uint64_t* k = reinterpret_cast<std::uint64_t*>(blk);
+  T* st = reinterpret_cast<T*>(blk + 8 * std::size_t{ways});
+  std::uint16_t* as = reinterpret_cast<std::uint16_t*>(blk + 8 * std::size_t{ways} +
+                                                       sizeof(T) * std::size_t{ways + 1});
+  // place(): the oldest stamp (a free way if any), or a random way when
+  // the set is full and the policy is random.
+  std::uint32_t w = oldest_as<T>(set);
+  const std::uint64_t old_key = k[w];
+  if (old_key != 0) {
+    if (cfg.replacement == Replacement::Random) {
+      w = static_cast<std::uint32_t>(next_random() % ways);
+      replace_counts(static_cast<unsigned>(k[w] & 63), shift);
+    } else {
+      replace_counts(static_cast<unsigned>(old_key & 63), shift);
+    }
+    st[w] = 0;  // as detach() leaves it, for the renumbering in stamp_as()
+  } else {
+    add_counts(shift);
+  }
+  const std::uint32_t slot = set * ways + w;
+  write_entry(slot, in, first, pa, shift);
+  k[w] = key_of(first, shift);
+  as[w] = in.asid;
+  stamp_as<T>(set, w);
+  miss_valid = false;
+  return slot;
+}
+
+std::uint32_t Tlb::Impl::fill_absent_small(const TlbEntry& in, std::uint64_t first,
+                                           std::uint64_t pa, unsigned shift) {
+  std::uint64_t* k = keys(0);
+  std::uint32_t s;
+  if (!free_slots.empty()) {
+    s = free_slots.back();
+    free_slots.pop_back();
+    add_counts(shift);
+    live_bits |= std::uint64_t{1} << s;
+  } else {
+    s = cfg.replacement == Replacement::Random ? static_cast<std::uint32_t>(next_random() % ways)
+                                               : prev[sentinel];
+    // detach(): the victim leaves its bucket and the recency list.
+    --buckets[tags[s] & 0xff].count;
+    unlink(s);
+    replace_counts(static_cast<unsigned>(k[s] & 63), shift);
+  }
+  write_entry(s, in, first, pa, shift);
+  const std::uint64_t key = key_of(first, shift);
+  k[s] = key;
+  asids(0)[s] = in.asid;
+  link_front(s);
+  const std::uint16_t t = tag_of(key, in.asid);
+  tags[s] = t;
+  Bucket& b = buckets[t & 0xff];
+  b.slot = static_cast<std::uint8_t>(s);
+  ++b.count;
+  miss_valid = false;
+  return s;
+}
+
+std::uint32_t Tlb::Impl::fill_absent(const TlbEntry& in, std::uint64_t first, std::uint64_t pa,
+                                     unsigned shift, std::uint32_t set) {
+  if (!fully) {
+    return wide ? fill_absent_set<std::uint32_t>(in, first, pa, shift, set)
+                : fill_absent_set<std::uint16_t>(in, first, pa, shift, set);
+  }
+  return fill_absent_small(in, first, pa, shift);
+}
 
 Tlb::Tlb(const TlbStructureConfig& cfg, std::uint64_t seed)
     : impl_(std::make_unique<Impl>(cfg, seed)) {}
@@ -622,7 +736,7 @@ std::uint32_t Tlb::Impl::insert(const TlbEntry& in, std::uint64_t va,
   bool displaces = false;
   const std::uint32_t w = place(set, &displaces);
   const std::uint32_t slot = set * ways + w;
-  TlbEntry saved;
+  std::optional<TlbEntry> saved;  // engaged only when `in` is the victim
   if (displaces) {
     const TlbEntry& victim = entries[slot].e;
     // `in` may be the entry being evicted (a caller re-inserting what it
@@ -631,8 +745,8 @@ std::uint32_t Tlb::Impl::insert(const TlbEntry& in, std::uint64_t va,
       evicted->emplace(victim);
       if (src == &victim) src = &**evicted;
     } else if (src == &victim) {
-      saved = victim;
-      src = &saved;
+      saved.emplace(victim);
+      src = &*saved;
     }
     detach(set, w, slot);
   }
@@ -648,7 +762,23 @@ std::optional<TlbEntry> Tlb::insert(const TlbEntry& in, std::uint64_t va) {
 }
 
 void Tlb::fill(const TlbEntry& in, std::uint64_t va) {
-  mru_ = &impl_->entries[impl_->insert(in, va, nullptr)].e;
+  // The fill after a walk, decided before entering insert(): an entry kept
+  // as given (not split into pages) whose key the last lookup, which
+  // missed, showed absent.
+  Impl& im = *impl_;
+  const unsigned shift = in.size_shift;
+  if (im.miss_valid && im.miss_asid == in.asid && shift >= 6 && shift < 64 &&
+      !(in.cont && im.cfg.cont == ContHolding::SplitPages)) [[likely]] {
+    const std::uint64_t first = in.va & ~((std::uint64_t{1} << shift) - 1);
+    if (im.miss_va - first < (std::uint64_t{1} << shift) && (!im.fully || im.small)) [[likely]] {
+      const std::uint64_t pa = in.pa - (in.va - first);
+      mru_ = &im.entries[im.fill_absent(in, first, pa, shift,
+                                        im.fully ? 0 : im.set_of_vpn(first >> shift))]
+                  .e;
+      return;
+    }
+  }
+  mru_ = &im.entries[im.insert(in, va, nullptr)].e;
 }
 
 // The slots of every live entry of `asid` overlapping [start, start+len),
