@@ -156,6 +156,11 @@ AccessResult Mmu::walk_and_fill(const PageTable& pt, std::uint16_t asid, VirtAdd
   e.cont = pte_cont(d);
   e.pa = w.pa_base;
   e.desc = cached;
+  if (!e.cont && !checker_) [[likely]] {  // what fill() comes to: no split, nothing to check
+    l2_.fill(e, va.val);
+    l1.fill(e, va.val);
+    return {};
+  }
   fill(l2_, e, va.val);
   fill(l1, e, va.val);
   return {};

@@ -292,10 +292,28 @@ struct Tlb::Impl {
     return static_cast<std::uint32_t>(sets_pow2 ? vpn & (nsets - 1) : vpn % nsets);
   }
 
-  // The way of `set` holding exactly (key, asid), or kNone.
+  // The way of `set` holding exactly (key, asid), or kNone. The usual
+  // associativities get a loop of constant length, which the compiler
+  // unrolls: this runs twice on every TLB miss (a probe of the L2 per live
+  // entry size, and a fill's look for its key).
+  template <unsigned N>
+  static std::uint32_t find_way_n(const std::uint64_t* k, const std::uint16_t* a,
+                                  std::uint64_t key, std::uint16_t asid) {
+    for (std::uint32_t w = 0; w < N; ++w)
+      if (k[w] == key && a[w] == asid) return w;
+    return kNone;
+  }
   std::uint32_t find_way(std::uint32_t set, std::uint64_t key, std::uint16_t asid) const {
     const std::uint64_t* k = keys(set);
     const std::uint16_t* a = asids(set);
+    switch (ways) {
+      case 2: return find_way_n<2>(k, a, key, asid);
+      case 4: return find_way_n<4>(k, a, key, asid);
+      case 5: return find_way_n<5>(k, a, key, asid);
+      case 6: return find_way_n<6>(k, a, key, asid);
+      case 8: return find_way_n<8>(k, a, key, asid);
+      default: break;
+    }
     for (std::uint32_t w = 0; w < ways; ++w)
       if (k[w] == key && a[w] == asid) return w;
     return kNone;
@@ -420,8 +438,21 @@ struct Tlb::Impl {
     constexpr unsigned kWayBits = sizeof(T) == 2 ? 12 : 32;  // ways <= 4096 when T is u16
     const T* st = stamps<T>(set);
     Wide best = std::numeric_limits<Wide>::max();
-    for (std::uint32_t w = 0; w < ways; ++w)
-      best = std::min(best, (Wide{st[w]} << kWayBits) | w);
+    // Constant trip counts for the usual associativities (unrolled: this
+    // runs on every fill of a set-associative structure).
+    auto scan = [&]<unsigned N>() {
+      for (std::uint32_t w = 0; w < N; ++w) best = std::min(best, (Wide{st[w]} << kWayBits) | w);
+    };
+    switch (ways) {
+      case 2: scan.template operator()<2>(); break;
+      case 4: scan.template operator()<4>(); break;
+      case 5: scan.template operator()<5>(); break;
+      case 6: scan.template operator()<6>(); break;
+      case 8: scan.template operator()<8>(); break;
+      default:
+        for (std::uint32_t w = 0; w < ways; ++w)
+          best = std::min(best, (Wide{st[w]} << kWayBits) | w);
+    }
     return static_cast<std::uint32_t>(best & ((Wide{1} << kWayBits) - 1));
   }
 
@@ -650,7 +681,21 @@ std::size_t Tlb::size() const { return impl_->live; }
 const TlbEntry* Tlb::lookup_slow(std::uint16_t asid, std::uint64_t va) {
   Impl& im = *impl_;
   std::uint32_t set = 0;
-  const std::uint32_t s = im.probe(asid, va, &set);
+  std::uint32_t s = kNone;
+  // (m & (m - 1)) == 0 rather than std::has_single_bit: without POPCNT in
+  // the baseline ISA that is a library call.
+  const std::uint64_t m = im.shift_mask;
+  if (!im.fully && m != 0 && (m & (m - 1)) == 0) [[likely]] {
+    // One entry size live (most workloads: pages only, or one block size):
+    // one set to look in, found without the loop of probe().
+    const unsigned shift = static_cast<unsigned>(std::countr_zero(m));
+    const std::uint64_t aligned = va & ~((std::uint64_t{1} << shift) - 1);
+    set = im.set_of_vpn(aligned >> shift);
+    if (const std::uint32_t w = im.find_way(set, Impl::key_of(aligned, shift), asid); w != kNone)
+      s = set * im.ways + w;
+  } else {
+    s = im.probe(asid, va, &set);
+  }
   if (s == kNone) {
     im.miss_valid = true;
     im.miss_asid = asid;
