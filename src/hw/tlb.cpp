@@ -418,8 +418,10 @@ struct Tlb::Impl {
     else
       stamp_as<std::uint16_t>(set, w);
   }
+  // Cold and out of line: once per 2^16 uses of a set at most, and keeping
+  // it out of the fill path keeps that path's register use small.
   template <class T>
-  void renumber_stamps(std::uint32_t set) {
+  [[gnu::cold, gnu::noinline]] void renumber_stamps(std::uint32_t set) {
     T* st = stamps<T>(set);
     std::vector<std::uint32_t> order(ways);
     for (std::uint32_t w = 0; w < ways; ++w) order[w] = w;
@@ -551,14 +553,12 @@ struct Tlb::Impl {
   std::uint32_t insert(const TlbEntry& in, std::uint64_t va, std::optional<TlbEntry>* evicted);
 
   // The fill after a walk: the key is known absent (the lookup that just
-  // missed covered it) and nobody wants the evicted entry. The same
+  // missed covered it) and nobody wants the evicted entry (Tlb::fill
+  // decides; fill_absent_small needs a small fully associative one). The same
   // placement and bookkeeping as insert()'s general path (place, detach,
   // attach), written once for the two organisations that matter, with the
   // set's block addressed once and the counts of a victim of the same
   // size left alone (they would drop and come back).
-  // Precondition: !fully || small.
-  std::uint32_t fill_absent(const TlbEntry& in, std::uint64_t first, std::uint64_t pa,
-                            unsigned shift, std::uint32_t set);
   template <class T>
   std::uint32_t fill_absent_set(const TlbEntry& in, std::uint64_t first, std::uint64_t pa,
                                 unsigned shift, std::uint32_t set);
@@ -656,14 +656,6 @@ std::uint32_t Tlb::Impl::fill_absent_small(const TlbEntry& in, std::uint64_t fir
   return s;
 }
 
-std::uint32_t Tlb::Impl::fill_absent(const TlbEntry& in, std::uint64_t first, std::uint64_t pa,
-                                     unsigned shift, std::uint32_t set) {
-  if (!fully) {
-    return wide ? fill_absent_set<std::uint32_t>(in, first, pa, shift, set)
-                : fill_absent_set<std::uint16_t>(in, first, pa, shift, set);
-  }
-  return fill_absent_small(in, first, pa, shift);
-}
 
 Tlb::Tlb(const TlbStructureConfig& cfg, std::uint64_t seed)
     : impl_(std::make_unique<Impl>(cfg, seed)) {}
@@ -693,6 +685,11 @@ const TlbEntry* Tlb::lookup_slow(std::uint16_t asid, std::uint64_t va) {
     set = im.set_of_vpn(aligned >> shift);
     if (const std::uint32_t w = im.find_way(set, Impl::key_of(aligned, shift), asid); w != kNone)
       s = set * im.ways + w;
+  } else if (im.small && m != 0 && (m & (m - 1)) == 0) {
+    // Most misses end at the tag's bucket, empty: find() only when not.
+    const unsigned shift = static_cast<unsigned>(std::countr_zero(m));
+    const std::uint64_t key = Impl::key_of(va & ~((std::uint64_t{1} << shift) - 1), shift);
+    if (im.buckets[Impl::tag_of(key, asid) & 0xff].count != 0) s = im.find(asid, shift, va);
   } else {
     s = im.probe(asid, va, &set);
   }
@@ -817,13 +814,22 @@ void Tlb::fill(const TlbEntry& in, std::uint64_t va) {
     const std::uint64_t first = in.va & ~((std::uint64_t{1} << shift) - 1);
     if (im.miss_va - first < (std::uint64_t{1} << shift) && (!im.fully || im.small)) [[likely]] {
       const std::uint64_t pa = in.pa - (in.va - first);
-      mru_ = &im.entries[im.fill_absent(in, first, pa, shift,
-                                        im.fully ? 0 : im.set_of_vpn(first >> shift))]
-                  .e;
+      std::uint32_t s;
+      if (im.fully)
+        s = im.fill_absent_small(in, first, pa, shift);
+      else if (!im.wide)
+        s = im.fill_absent_set<std::uint16_t>(in, first, pa, shift, im.set_of_vpn(first >> shift));
+      else
+        s = im.fill_absent_set<std::uint32_t>(in, first, pa, shift, im.set_of_vpn(first >> shift));
+      mru_ = &im.entries[s].e;
       return;
     }
   }
-  mru_ = &im.entries[im.insert(in, va, nullptr)].e;
+  fill_general(in, va);
+}
+
+void Tlb::fill_general(const TlbEntry& in, std::uint64_t va) {
+  mru_ = &impl_->entries[impl_->insert(in, va, nullptr)].e;
 }
 
 // The slots of every live entry of `asid` overlapping [start, start+len),

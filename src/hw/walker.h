@@ -79,6 +79,7 @@ class Walker {
   WalkResult walk(PhysAddr root, std::uint16_t asid, VirtAddr va, WalkCache* wc) const;
 
  private:
+  void finish_leaf(WalkResult& r, unsigned level, Pte desc, VirtAddr va) const;
   PhysMem& mem_;
   // The geometry's numbers a walk uses, worked out once (a walk runs on
   // every TLB miss).
