@@ -86,6 +86,34 @@ void Mmu::prefetch_walk(std::uint16_t asid, VirtAddr va) const {
       __builtin_prefetch(words + ((va.val >> g.page_shift) & (g.ptrs_per_table() - 1)));
 }
 
+// The FEAT_HAFDBS update of the descriptor at `target` for an access whose
+// walk read `d` (old AF clear, or a store needing the dirty state); returns
+// the descriptor the TLB caches. Out of line: the common miss (a young
+// entry, a load) needs none, and keeping it apart keeps that path lean.
+Pte Mmu::hw_update(const PageTable& pt, std::uint16_t asid, Pte* target, Pte d,
+                   bool needs_dirty) {
+  Pte old = *target;
+  for (;;) {
+    if (!pte_valid(old)) break;  // software cleared it meanwhile: the access retries
+    Pte v = pte_mkyoung(old);
+    if (needs_dirty && pte_write(old)) v = clear_pte_bit(v, bits::kRdonly);
+    if (v == old) break;
+    Pte seen = *target;
+    if (seen == old) {
+      *target = v;
+      stats_.hw_af_updates += !pte_young(old);
+      stats_.hw_dirty_updates += pte_rdonly(old) && !pte_rdonly(v);
+      if (checker_)
+        if (auto tva = pt.va_of(PteSlot(target))) checker_->on_pte_write(asid, tva->val, old, v);
+      break;
+    }
+    old = seen;
+  }
+  Pte cached = pte_mkyoung(d);
+  if (needs_dirty) cached = clear_pte_bit(cached, bits::kRdonly);
+  return cached;
+}
+
 AccessResult Mmu::walk_and_fill(const PageTable& pt, std::uint16_t asid, VirtAddr va,
                                 MemAccess kind, Tlb& l1) {
   const PhysAddr root = pt.root();
@@ -125,28 +153,7 @@ AccessResult Mmu::walk_and_fill(const PageTable& pt, std::uint16_t asid, VirtAdd
     const std::size_t idx = PteSlot(w.slot).index_in(g.cont_ptes);
     target = w.slot - idx + std::uniform_int_distribution<unsigned>(0, g.cont_ptes - 1)(rng_);
   }
-  Pte cached = d;
-  if (!pte_young(d) || needs_dirty) {
-    Pte old = *target;
-    for (;;) {
-      if (!pte_valid(old)) break;  // software cleared it meanwhile: the access retries
-      Pte v = pte_mkyoung(old);
-      if (needs_dirty && pte_write(old)) v = clear_pte_bit(v, bits::kRdonly);
-      if (v == old) break;
-      Pte seen = *target;
-      if (seen == old) {
-        *target = v;
-        stats_.hw_af_updates += !pte_young(old);
-        stats_.hw_dirty_updates += pte_rdonly(old) && !pte_rdonly(v);
-        if (checker_)
-          if (auto tva = pt.va_of(PteSlot(target))) checker_->on_pte_write(asid, tva->val, old, v);
-        break;
-      }
-      old = seen;
-    }
-    cached = pte_mkyoung(d);
-    if (needs_dirty) cached = clear_pte_bit(cached, bits::kRdonly);
-  }
+  const Pte cached = !pte_young(d) || needs_dirty ? hw_update(pt, asid, target, d, needs_dirty) : d;
 
   TlbEntry e;
   e.asid = asid;

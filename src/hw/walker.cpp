@@ -41,29 +41,14 @@ Walker::Walker(PhysMem& mem) : mem_(mem) {
   level1_blocks_ = g.granule == Granule::k4K;
 }
 
-WalkResult Walker::walk(PhysAddr root, std::uint16_t asid, VirtAddr va, WalkCache* wc) const {
+WalkResult Walker::walk_tables(PhysAddr root, std::uint16_t asid, VirtAddr va,
+                               WalkCache* wc) const {
   WalkResult r;
   std::uint64_t table = root.val;
   unsigned level = start_level_;
   const std::uint64_t pmd_index = va.val >> pmd_shift_;
   if (wc) {
     if (auto t = wc->lookup(asid, pmd_index)) {
-      // The common walk: the walk cache gives the level-3 table, whose
-      // entry is a valid page descriptor. One read, no loop.
-      Pte* words = mem_.table(PhysAddr{*t});
-      if (words) [[likely]] {
-        Pte* slot = words + ((va.val >> level_shift_[3]) & idx_mask_);
-        const Pte desc = *slot;
-        if ((desc.val & (bits::kValid | bits::kTable)) == (bits::kValid | bits::kTable)) [[likely]] {
-          r.mem_accesses = 1;
-          r.level = 3;
-          r.slot = slot;
-          r.desc = desc;
-          finish_leaf(r, 3, desc, va);
-          return r;
-        }
-      }
-      // Anything else: the general loop below reads it again and decides.
       table = *t;
       level = 3;
     }
@@ -92,28 +77,6 @@ WalkResult Walker::walk(PhysAddr root, std::uint16_t asid, VirtAddr va, WalkCach
     finish_leaf(r, level, desc, va);
     return r;
   }
-}
-
-// A valid leaf descriptor `desc` at `level`: the range one TLB entry built
-// from it covers, and that range's output address.
-void Walker::finish_leaf(WalkResult& r, unsigned level, Pte desc, VirtAddr va) const {
-  const unsigned shift = level_shift_[level];
-  unsigned size_shift = shift;
-  // The contiguous hint: CONT_PTES level-3 entries, or CONT_PMDS level-2
-  // entries, form one aligned range that a TLB may cache as one entry.
-  if (pte_cont(desc)) {
-    if (level == 3) size_shift = shift + cont_pte_bits_;
-    if (level == 2) size_shift = shift + cont_pmd_bits_;
-  }
-  const std::uint64_t size = std::uint64_t{1} << size_shift;
-  const std::uint64_t block_mask = (std::uint64_t{1} << shift) - 1;
-  r.valid = true;
-  r.size_shift = static_cast<std::uint8_t>(size_shift);
-  r.va_base = va.val & ~(size - 1);
-  // The output of va_base: this descriptor's output minus va's offset from
-  // va_base in whole descriptor units (the hint says the run is contiguous).
-  const std::uint64_t oa = desc.val & oa_mask_ & ~block_mask;
-  r.pa_base = oa - ((va.val & ~block_mask) - r.va_base);
 }
 
 }  // namespace contpte
