@@ -121,6 +121,12 @@ struct Tlb::Impl {
   // associative structure is one set (its stamps unused).
   std::vector<Line> setmem;
   std::size_t stride = 0;
+  // Byte offsets in a set's block of its stamps and ASIDs, and the mask of
+  // a set index when the set count is a power of two (worked out once: the
+  // probe of every TLB miss needs them).
+  std::size_t stamp_off = 0;
+  std::size_t asid_off = 0;
+  std::uint32_t set_mask = 0;
   // Fully associative: a circular recency list through a sentinel at index
   // `entries` (next[sentinel] = most recent, prev[sentinel] = the victim),
   // branch-free to update; and a stack of free slots.
@@ -175,6 +181,9 @@ struct Tlb::Impl {
     std::size_t bytes = 8 * std::size_t{ways} + stamp_bytes * (ways + 1) + 2 * std::size_t{ways};
     bytes = (bytes + 7) & ~std::size_t{7};
     stride = bytes <= 64 ? std::bit_ceil(bytes) : (bytes + 63) & ~std::size_t{63};
+    stamp_off = 8 * std::size_t{ways};
+    asid_off = stamp_off + stamp_bytes * (std::size_t{ways} + 1);
+    set_mask = sets_pow2 ? nsets - 1 : 0;
     setmem.resize((stride * nsets + 63) / 64);
     if (fully) {
       prev.resize(cfg.entries + 1);
@@ -224,19 +233,19 @@ struct Tlb::Impl {
   }
   template <class T>
   T* stamps(std::uint32_t set) {
-    return reinterpret_cast<T*>(keys(set) + ways);
+    return reinterpret_cast<T*>(reinterpret_cast<unsigned char*>(keys(set)) + stamp_off);
   }
   template <class T>
   const T* stamps(std::uint32_t set) const {
-    return reinterpret_cast<const T*>(keys(set) + ways);
+    return reinterpret_cast<const T*>(reinterpret_cast<const unsigned char*>(keys(set)) +
+                                      stamp_off);
   }
   std::uint16_t* asids(std::uint32_t set) {
-    unsigned char* p = reinterpret_cast<unsigned char*>(keys(set) + ways);
-    return reinterpret_cast<std::uint16_t*>(p + (wide ? 4 : 2) * std::size_t{ways + 1});
+    return reinterpret_cast<std::uint16_t*>(reinterpret_cast<unsigned char*>(keys(set)) + asid_off);
   }
   const std::uint16_t* asids(std::uint32_t set) const {
-    const unsigned char* p = reinterpret_cast<const unsigned char*>(keys(set) + ways);
-    return reinterpret_cast<const std::uint16_t*>(p + (wide ? 4 : 2) * std::size_t{ways + 1});
+    return reinterpret_cast<const std::uint16_t*>(reinterpret_cast<const unsigned char*>(keys(set)) +
+                                                  asid_off);
   }
   std::uint32_t set_of(std::uint32_t s) const { return fully ? 0 : s / ways; }
   std::uint64_t key_at(std::uint32_t s) const {
@@ -289,7 +298,7 @@ struct Tlb::Impl {
     return m;
   }
   std::uint32_t set_of_vpn(std::uint64_t vpn) const {
-    return static_cast<std::uint32_t>(sets_pow2 ? vpn & (nsets - 1) : vpn % nsets);
+    return static_cast<std::uint32_t>(sets_pow2 ? vpn & set_mask : vpn % nsets);
   }
 
   // The way of `set` holding exactly (key, asid), or kNone. The usual
@@ -559,9 +568,12 @@ struct Tlb::Impl {
   // attach), written once for the two organisations that matter, with the
   // set's block addressed once and the counts of a victim of the same
   // size left alone (they would drop and come back).
-  template <class T>
+  template <class T, unsigned N>
   std::uint32_t fill_absent_set(const TlbEntry& in, std::uint64_t first, std::uint64_t pa,
                                 unsigned shift, std::uint32_t set);
+  template <class T>
+  std::uint32_t fill_absent_ways(const TlbEntry& in, std::uint64_t first, std::uint64_t pa,
+                                 unsigned shift);
   std::uint32_t fill_absent_small(const TlbEntry& in, std::uint64_t first, std::uint64_t pa,
                                   unsigned shift);
   // The entry fields of a fill, written in one go (see insert()).
@@ -593,21 +605,33 @@ struct Tlb::Impl {
   }
 };
 
-template <class T>
+template <class T, unsigned N>
 std::uint32_t Tlb::Impl::fill_absent_set(const TlbEntry& in, std::uint64_t first,
                                          std::uint64_t pa, unsigned shift, std::uint32_t set) {
+  // With N (the way count, when it is one of the usual ones) known here, the
+  // block's layout is constant and the scan below unrolled.
+  const std::uint32_t nw = N ? N : ways;
   unsigned char* blk = reinterpret_cast<unsigned char*>(setmem.data()) + std::size_t{set} * stride;
   std::uint64_t* k = reinterpret_cast<std::uint64_t*>(blk);
-  T* st = reinterpret_cast<T*>(blk + 8 * std::size_t{ways});
-  std::uint16_t* as = reinterpret_cast<std::uint16_t*>(blk + 8 * std::size_t{ways} +
-                                                       sizeof(T) * std::size_t{ways + 1});
+  T* st = reinterpret_cast<T*>(blk + 8 * std::size_t{nw});
+  std::uint16_t* as = reinterpret_cast<std::uint16_t*>(blk + 8 * std::size_t{nw} +
+                                                       sizeof(T) * (std::size_t{nw} + 1));
   // place(): the oldest stamp (a free way if any), or a random way when
   // the set is full and the policy is random.
-  std::uint32_t w = oldest_as<T>(set);
+  std::uint32_t w;
+  if constexpr (N != 0) {
+    using Wide = std::conditional_t<sizeof(T) == 2, std::uint32_t, std::uint64_t>;
+    constexpr unsigned kWayBits = sizeof(T) == 2 ? 12 : 32;  // as in oldest_as()
+    Wide best = std::numeric_limits<Wide>::max();
+    for (std::uint32_t i = 0; i < N; ++i) best = std::min(best, (Wide{st[i]} << kWayBits) | i);
+    w = static_cast<std::uint32_t>(best & ((Wide{1} << kWayBits) - 1));
+  } else {
+    w = oldest_as<T>(set);
+  }
   const std::uint64_t old_key = k[w];
   if (old_key != 0) {
     if (cfg.replacement == Replacement::Random) {
-      w = static_cast<std::uint32_t>(next_random() % ways);
+      w = static_cast<std::uint32_t>(next_random() % nw);
       replace_counts(static_cast<unsigned>(k[w] & 63), shift);
     } else {
       replace_counts(static_cast<unsigned>(old_key & 63), shift);
@@ -616,13 +640,30 @@ std::uint32_t Tlb::Impl::fill_absent_set(const TlbEntry& in, std::uint64_t first
   } else {
     add_counts(shift);
   }
-  const std::uint32_t slot = set * ways + w;
+  const std::uint32_t slot = set * nw + w;
   write_entry(slot, in, first, pa, shift);
   k[w] = key_of(first, shift);
   as[w] = in.asid;
-  stamp_as<T>(set, w);
+  // stamp_as(), on the block already at hand.
+  if (st[nw] == std::numeric_limits<T>::max()) [[unlikely]]
+    renumber_stamps<T>(set);
+  st[w] = ++st[nw];
   miss_valid = false;
   return slot;
+}
+
+// Tlb::fill's set-associative case: the way count made a constant for the
+// usual associativities.
+template <class T>
+std::uint32_t Tlb::Impl::fill_absent_ways(const TlbEntry& in, std::uint64_t first,
+                                          std::uint64_t pa, unsigned shift) {
+  const std::uint32_t set = set_of_vpn(first >> shift);
+  switch (ways) {
+    case 4: return fill_absent_set<T, 4>(in, first, pa, shift, set);
+    case 5: return fill_absent_set<T, 5>(in, first, pa, shift, set);
+    case 8: return fill_absent_set<T, 8>(in, first, pa, shift, set);
+    default: return fill_absent_set<T, 0>(in, first, pa, shift, set);
+  }
 }
 
 std::uint32_t Tlb::Impl::fill_absent_small(const TlbEntry& in, std::uint64_t first,
@@ -818,9 +859,9 @@ void Tlb::fill(const TlbEntry& in, std::uint64_t va) {
       if (im.fully)
         s = im.fill_absent_small(in, first, pa, shift);
       else if (!im.wide)
-        s = im.fill_absent_set<std::uint16_t>(in, first, pa, shift, im.set_of_vpn(first >> shift));
+        s = im.fill_absent_ways<std::uint16_t>(in, first, pa, shift);
       else
-        s = im.fill_absent_set<std::uint32_t>(in, first, pa, shift, im.set_of_vpn(first >> shift));
+        s = im.fill_absent_ways<std::uint32_t>(in, first, pa, shift);
       mru_ = &im.entries[s].e;
       return;
     }
