@@ -2,6 +2,8 @@
 
 #include "hw/page_table.h"
 
+#include <utility>
+
 namespace contpte {
 
 namespace {
@@ -58,6 +60,7 @@ AccessResult Mmu::access(const PageTable& pt, std::uint16_t asid, VirtAddr va, M
     if (checker_) checker_->check_hit(*e, va.val, kind, walker_.walk(root, asid, va, nullptr));
     return {};
   }
+  prefetch_walk(asid, va);
   if (const TlbEntry* e = l2_.lookup(asid, va.val); e && permits(e->desc, kind)) {
     ++stats_.l2_hits;
     stats_.cycles += l2_.config().hit_cycles;
@@ -69,6 +72,46 @@ AccessResult Mmu::access(const PageTable& pt, std::uint16_t asid, VirtAddr va, M
   // A miss, or a hit that does not permit the access (a store to a clean
   // entry): hardware walks, and updates the descriptor if it may.
   return walk_and_fill(pt, asid, va, kind, l1);
+}
+
+// An L1 miss is most often an L2 miss too (the L2 reaches a few MiB): start
+// loading the descriptor the walk will read, when the walk cache knows its
+// table, so that the host's cache miss on it overlaps the L2 probe's
+// instead of following it. A hint only: nothing is read or changed.
+void Mmu::prefetch_walk(std::uint16_t asid, VirtAddr va) const {
+  if (!cfg_.walk_cache_entries) return;
+  const Geometry& g = mem_.geometry();
+  if (const auto table = walk_cache_.lookup(asid, va.val >> g.pmd_shift()))
+    if (const Pte* words = std::as_const(mem_).table(PhysAddr{*table}))
+      __builtin_prefetch(words + ((va.val >> g.page_shift) & (g.ptrs_per_table() - 1)));
+}
+
+// The FEAT_HAFDBS update of the descriptor at `target` for an access whose
+// walk read `d` (old AF clear, or a store needing the dirty state); returns
+// the descriptor the TLB caches. Out of line: the common miss (a young
+// entry, a load) needs none, and keeping it apart keeps that path lean.
+Pte Mmu::hw_update(const PageTable& pt, std::uint16_t asid, Pte* target, Pte d,
+                   bool needs_dirty) {
+  Pte old = *target;
+  for (;;) {
+    if (!pte_valid(old)) break;  // software cleared it meanwhile: the access retries
+    Pte v = pte_mkyoung(old);
+    if (needs_dirty && pte_write(old)) v = clear_pte_bit(v, bits::kRdonly);
+    if (v == old) break;
+    Pte seen = *target;
+    if (seen == old) {
+      *target = v;
+      stats_.hw_af_updates += !pte_young(old);
+      stats_.hw_dirty_updates += pte_rdonly(old) && !pte_rdonly(v);
+      if (checker_)
+        if (auto tva = pt.va_of(PteSlot(target))) checker_->on_pte_write(asid, tva->val, old, v);
+      break;
+    }
+    old = seen;
+  }
+  Pte cached = pte_mkyoung(d);
+  if (needs_dirty) cached = clear_pte_bit(cached, bits::kRdonly);
+  return cached;
 }
 
 AccessResult Mmu::walk_and_fill(const PageTable& pt, std::uint16_t asid, VirtAddr va,
@@ -110,28 +153,7 @@ AccessResult Mmu::walk_and_fill(const PageTable& pt, std::uint16_t asid, VirtAdd
     const std::size_t idx = PteSlot(w.slot).index_in(g.cont_ptes);
     target = w.slot - idx + std::uniform_int_distribution<unsigned>(0, g.cont_ptes - 1)(rng_);
   }
-  Pte cached = d;
-  if (!pte_young(d) || needs_dirty) {
-    Pte old = *target;
-    for (;;) {
-      if (!pte_valid(old)) break;  // software cleared it meanwhile: the access retries
-      Pte v = pte_mkyoung(old);
-      if (needs_dirty && pte_write(old)) v = clear_pte_bit(v, bits::kRdonly);
-      if (v == old) break;
-      Pte seen = *target;
-      if (seen == old) {
-        *target = v;
-        stats_.hw_af_updates += !pte_young(old);
-        stats_.hw_dirty_updates += pte_rdonly(old) && !pte_rdonly(v);
-        if (checker_)
-          if (auto tva = pt.va_of(PteSlot(target))) checker_->on_pte_write(asid, tva->val, old, v);
-        break;
-      }
-      old = seen;
-    }
-    cached = pte_mkyoung(d);
-    if (needs_dirty) cached = clear_pte_bit(cached, bits::kRdonly);
-  }
+  const Pte cached = !pte_young(d) || needs_dirty ? hw_update(pt, asid, target, d, needs_dirty) : d;
 
   TlbEntry e;
   e.asid = asid;
@@ -141,6 +163,11 @@ AccessResult Mmu::walk_and_fill(const PageTable& pt, std::uint16_t asid, VirtAdd
   e.cont = pte_cont(d);
   e.pa = w.pa_base;
   e.desc = cached;
+  if (!e.cont && !checker_) [[likely]] {  // what fill() comes to: no split, nothing to check
+    l2_.fill(e, va.val);
+    l1.fill(e, va.val);
+    return {};
+  }
   fill(l2_, e, va.val);
   fill(l1, e, va.val);
   return {};
@@ -149,15 +176,19 @@ AccessResult Mmu::walk_and_fill(const PageTable& pt, std::uint16_t asid, VirtAdd
 // A structure that ignores the contiguous hint holds just the page (or
 // block descriptor) of the access.
 void Mmu::fill(Tlb& t, const TlbEntry& e, std::uint64_t va) {
-  TlbEntry stored = e;
+  // Test `cont` first: config() is a call, and most entries are not blocks.
   if (e.cont && t.config().cont == ContHolding::SplitPages) {
+    TlbEntry stored = e;
     const unsigned shift = mem_.geometry().level_shift(e.level);
     stored.size_shift = static_cast<std::uint8_t>(shift);
     stored.va = va & ~((std::uint64_t{1} << shift) - 1);
     stored.pa = e.pa + (stored.va - e.va);
+    t.fill(stored, va);
+    if (checker_) stats_.tlb_overlaps += checker_->check_fill(t, stored);
+    return;
   }
-  t.fill(stored, va);
-  if (checker_) stats_.tlb_overlaps += checker_->check_fill(t, stored);
+  t.fill(e, va);
+  if (checker_) stats_.tlb_overlaps += checker_->check_fill(t, e);
 }
 
 void Mmu::flush_range(std::uint16_t asid, std::uint64_t start, std::uint64_t nr_pages) {

@@ -68,6 +68,9 @@ class Mmu final : public SimObserver {
 
  private:
   bool permits(const Pte& desc, MemAccess kind) const;
+  void prefetch_walk(std::uint16_t asid, VirtAddr va) const;
+  [[gnu::noinline]] Pte hw_update(const PageTable& pt, std::uint16_t asid, Pte* target, Pte d,
+                                  bool needs_dirty);
   AccessResult walk_and_fill(const PageTable& pt, std::uint16_t asid, VirtAddr va, MemAccess kind,
                              Tlb& l1);
   void fill(Tlb& t, const TlbEntry& e, std::uint64_t va);

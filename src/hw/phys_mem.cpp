@@ -24,17 +24,6 @@ PhysAddr PhysMem::alloc_table() {
   return PhysAddr{pa};
 }
 
-Pte* PhysMem::table(PhysAddr pa) {
-  return const_cast<Pte*>(std::as_const(*this).table(pa));
-}
-
-const Pte* PhysMem::table(PhysAddr pa) const {
-  const std::uint64_t page = geo_.page_size();
-  if (pa.val < ram_bytes_ || (pa.val & (page - 1))) return nullptr;
-  const std::uint64_t idx = (pa.val - ram_bytes_) / page;
-  return idx < tables_.size() ? tables_[idx].get() : nullptr;
-}
-
 void PhysMem::add_folio(Pfn head, unsigned order) {
   folios_[head.val] = std::uint64_t{1} << order;
 }

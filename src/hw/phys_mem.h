@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <utility>
 #include <vector>
 
 #include "arch/granule.h"
@@ -36,9 +37,15 @@ class PhysMem {
   // A zeroed page-table page, aligned to its size (so a PteSlot can be
   // aligned down to its block). Returns its physical address.
   PhysAddr alloc_table();
-  // The words of a table page; nullptr if `pa` is not one.
-  Pte* table(PhysAddr pa);
-  const Pte* table(PhysAddr pa) const;
+  // The words of a table page; nullptr if `pa` is not one. Inline, and a
+  // shift rather than a division by the page size: the walker calls it for
+  // every level of every walk.
+  Pte* table(PhysAddr pa) { return const_cast<Pte*>(std::as_const(*this).table(pa)); }
+  const Pte* table(PhysAddr pa) const {
+    if (pa.val < ram_bytes_ || (pa.val & (geo_.page_size() - 1))) return nullptr;
+    const std::uint64_t idx = (pa.val - ram_bytes_) >> geo_.page_shift;
+    return idx < tables_.size() ? tables_[idx].get() : nullptr;
+  }
   std::size_t nr_tables() const { return tables_.size(); }
 
   // Folio registry: which frames form one folio (page_folio()).

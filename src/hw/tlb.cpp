@@ -21,6 +21,11 @@
 // Keys, ASIDs and stamps are packed 16 bytes a way apart from the entries,
 // so a probe or a fill touches few cache lines. Nothing allocates after
 // construction (but for renumbering the stamps once every 2^32 uses).
+// The fill after a walk (Tlb::fill following a lookup that missed the same
+// VA) skips insert()'s search for an entry with its key, which the miss
+// showed absent, and for the usual way counts (4, 5, 8) runs with the set's
+// layout a compile-time constant: a miss costs a few hundred instructions
+// end to end, and every one of them showed in the issue-10 profile.
 #include "hw/tlb.h"
 
 #include <algorithm>
@@ -121,6 +126,12 @@ struct Tlb::Impl {
   // associative structure is one set (its stamps unused).
   std::vector<Line> setmem;
   std::size_t stride = 0;
+  // Byte offsets in a set's block of its stamps and ASIDs, and the mask of
+  // a set index when the set count is a power of two (worked out once: the
+  // probe of every TLB miss needs them).
+  std::size_t stamp_off = 0;
+  std::size_t asid_off = 0;
+  std::uint32_t set_mask = 0;
   // Fully associative: a circular recency list through a sentinel at index
   // `entries` (next[sentinel] = most recent, prev[sentinel] = the victim),
   // branch-free to update; and a stack of free slots.
@@ -175,6 +186,9 @@ struct Tlb::Impl {
     std::size_t bytes = 8 * std::size_t{ways} + stamp_bytes * (ways + 1) + 2 * std::size_t{ways};
     bytes = (bytes + 7) & ~std::size_t{7};
     stride = bytes <= 64 ? std::bit_ceil(bytes) : (bytes + 63) & ~std::size_t{63};
+    stamp_off = 8 * std::size_t{ways};
+    asid_off = stamp_off + stamp_bytes * (std::size_t{ways} + 1);
+    set_mask = sets_pow2 ? nsets - 1 : 0;
     setmem.resize((stride * nsets + 63) / 64);
     if (fully) {
       prev.resize(cfg.entries + 1);
@@ -224,19 +238,19 @@ struct Tlb::Impl {
   }
   template <class T>
   T* stamps(std::uint32_t set) {
-    return reinterpret_cast<T*>(keys(set) + ways);
+    return reinterpret_cast<T*>(reinterpret_cast<unsigned char*>(keys(set)) + stamp_off);
   }
   template <class T>
   const T* stamps(std::uint32_t set) const {
-    return reinterpret_cast<const T*>(keys(set) + ways);
+    return reinterpret_cast<const T*>(reinterpret_cast<const unsigned char*>(keys(set)) +
+                                      stamp_off);
   }
   std::uint16_t* asids(std::uint32_t set) {
-    unsigned char* p = reinterpret_cast<unsigned char*>(keys(set) + ways);
-    return reinterpret_cast<std::uint16_t*>(p + (wide ? 4 : 2) * std::size_t{ways + 1});
+    return reinterpret_cast<std::uint16_t*>(reinterpret_cast<unsigned char*>(keys(set)) + asid_off);
   }
   const std::uint16_t* asids(std::uint32_t set) const {
-    const unsigned char* p = reinterpret_cast<const unsigned char*>(keys(set) + ways);
-    return reinterpret_cast<const std::uint16_t*>(p + (wide ? 4 : 2) * std::size_t{ways + 1});
+    return reinterpret_cast<const std::uint16_t*>(reinterpret_cast<const unsigned char*>(keys(set)) +
+                                                  asid_off);
   }
   std::uint32_t set_of(std::uint32_t s) const { return fully ? 0 : s / ways; }
   std::uint64_t key_at(std::uint32_t s) const {
@@ -289,13 +303,31 @@ struct Tlb::Impl {
     return m;
   }
   std::uint32_t set_of_vpn(std::uint64_t vpn) const {
-    return static_cast<std::uint32_t>(sets_pow2 ? vpn & (nsets - 1) : vpn % nsets);
+    return static_cast<std::uint32_t>(sets_pow2 ? vpn & set_mask : vpn % nsets);
   }
 
-  // The way of `set` holding exactly (key, asid), or kNone.
+  // The way of `set` holding exactly (key, asid), or kNone. The usual
+  // associativities get a loop of constant length, which the compiler
+  // unrolls: this runs twice on every TLB miss (a probe of the L2 per live
+  // entry size, and a fill's look for its key).
+  template <unsigned N>
+  static std::uint32_t find_way_n(const std::uint64_t* k, const std::uint16_t* a,
+                                  std::uint64_t key, std::uint16_t asid) {
+    for (std::uint32_t w = 0; w < N; ++w)
+      if (k[w] == key && a[w] == asid) return w;
+    return kNone;
+  }
   std::uint32_t find_way(std::uint32_t set, std::uint64_t key, std::uint16_t asid) const {
     const std::uint64_t* k = keys(set);
     const std::uint16_t* a = asids(set);
+    switch (ways) {
+      case 2: return find_way_n<2>(k, a, key, asid);
+      case 4: return find_way_n<4>(k, a, key, asid);
+      case 5: return find_way_n<5>(k, a, key, asid);
+      case 6: return find_way_n<6>(k, a, key, asid);
+      case 8: return find_way_n<8>(k, a, key, asid);
+      default: break;
+    }
     for (std::uint32_t w = 0; w < ways; ++w)
       if (k[w] == key && a[w] == asid) return w;
     return kNone;
@@ -400,8 +432,10 @@ struct Tlb::Impl {
     else
       stamp_as<std::uint16_t>(set, w);
   }
+  // Cold and out of line: once per 2^16 uses of a set at most, and keeping
+  // it out of the fill path keeps that path's register use small.
   template <class T>
-  void renumber_stamps(std::uint32_t set) {
+  [[gnu::cold, gnu::noinline]] void renumber_stamps(std::uint32_t set) {
     T* st = stamps<T>(set);
     std::vector<std::uint32_t> order(ways);
     for (std::uint32_t w = 0; w < ways; ++w) order[w] = w;
@@ -420,8 +454,21 @@ struct Tlb::Impl {
     constexpr unsigned kWayBits = sizeof(T) == 2 ? 12 : 32;  // ways <= 4096 when T is u16
     const T* st = stamps<T>(set);
     Wide best = std::numeric_limits<Wide>::max();
-    for (std::uint32_t w = 0; w < ways; ++w)
-      best = std::min(best, (Wide{st[w]} << kWayBits) | w);
+    // Constant trip counts for the usual associativities (unrolled: this
+    // runs on every fill of a set-associative structure).
+    auto scan = [&]<unsigned N>() {
+      for (std::uint32_t w = 0; w < N; ++w) best = std::min(best, (Wide{st[w]} << kWayBits) | w);
+    };
+    switch (ways) {
+      case 2: scan.template operator()<2>(); break;
+      case 4: scan.template operator()<4>(); break;
+      case 5: scan.template operator()<5>(); break;
+      case 6: scan.template operator()<6>(); break;
+      case 8: scan.template operator()<8>(); break;
+      default:
+        for (std::uint32_t w = 0; w < ways; ++w)
+          best = std::min(best, (Wide{st[w]} << kWayBits) | w);
+    }
     return static_cast<std::uint32_t>(best & ((Wide{1} << kWayBits) - 1));
   }
 
@@ -518,7 +565,143 @@ struct Tlb::Impl {
   // Inserts `in` (see Tlb::insert); returns the slot written. The entry it
   // evicted goes to *evicted when that is not null.
   std::uint32_t insert(const TlbEntry& in, std::uint64_t va, std::optional<TlbEntry>* evicted);
+
+  // The fill after a walk: the key is known absent (the lookup that just
+  // missed covered it) and nobody wants the evicted entry (Tlb::fill
+  // decides; fill_absent_small needs a small fully associative one). The same
+  // placement and bookkeeping as insert()'s general path (place, detach,
+  // attach), written once for the two organisations that matter, with the
+  // set's block addressed once and the counts of a victim of the same
+  // size left alone (they would drop and come back).
+  template <class T, unsigned N>
+  std::uint32_t fill_absent_set(const TlbEntry& in, std::uint64_t first, std::uint64_t pa,
+                                unsigned shift, std::uint32_t set);
+  template <class T>
+  std::uint32_t fill_absent_ways(const TlbEntry& in, std::uint64_t first, std::uint64_t pa,
+                                 unsigned shift);
+  std::uint32_t fill_absent_small(const TlbEntry& in, std::uint64_t first, std::uint64_t pa,
+                                  unsigned shift);
+  // The entry fields of a fill, written in one go (see insert()).
+  void write_entry(std::uint32_t s, const TlbEntry& from, std::uint64_t first, std::uint64_t pa,
+                   unsigned shift) {
+    TlbEntry& d = entries[s].e;
+    d.asid = from.asid;
+    d.level = from.level;
+    d.cont = from.cont;
+    d.desc = from.desc;
+    d.page_shift = from.page_shift;
+    d.va = first;
+    d.pa = pa;
+    d.size_shift = static_cast<std::uint8_t>(shift);
+  }
+  // The live-entry counts when an entry of size `shift` replaces a live one
+  // of size `old_shift` (nothing to do when they are equal).
+  void replace_counts(unsigned old_shift, unsigned shift) {
+    if (old_shift == shift) [[likely]]
+      return;
+    if (--shift_count[old_shift] == 0) shift_mask &= ~(std::uint64_t{1} << old_shift);
+    ++shift_count[shift];
+    shift_mask |= std::uint64_t{1} << shift;
+  }
+  void add_counts(unsigned shift) {
+    ++shift_count[shift];
+    shift_mask |= std::uint64_t{1} << shift;
+    ++live;
+  }
 };
+
+template <class T, unsigned N>
+std::uint32_t Tlb::Impl::fill_absent_set(const TlbEntry& in, std::uint64_t first,
+                                         std::uint64_t pa, unsigned shift, std::uint32_t set) {
+  // With N (the way count, when it is one of the usual ones) known here, the
+  // block's layout is constant and the scan below unrolled.
+  const std::uint32_t nw = N ? N : ways;
+  unsigned char* blk = reinterpret_cast<unsigned char*>(setmem.data()) + std::size_t{set} * stride;
+  std::uint64_t* k = reinterpret_cast<std::uint64_t*>(blk);
+  T* st = reinterpret_cast<T*>(blk + 8 * std::size_t{nw});
+  std::uint16_t* as = reinterpret_cast<std::uint16_t*>(blk + 8 * std::size_t{nw} +
+                                                       sizeof(T) * (std::size_t{nw} + 1));
+  // place(): the oldest stamp (a free way if any), or a random way when
+  // the set is full and the policy is random.
+  std::uint32_t w;
+  if constexpr (N != 0) {
+    using Wide = std::conditional_t<sizeof(T) == 2, std::uint32_t, std::uint64_t>;
+    constexpr unsigned kWayBits = sizeof(T) == 2 ? 12 : 32;  // as in oldest_as()
+    Wide best = std::numeric_limits<Wide>::max();
+    for (std::uint32_t i = 0; i < N; ++i) best = std::min(best, (Wide{st[i]} << kWayBits) | i);
+    w = static_cast<std::uint32_t>(best & ((Wide{1} << kWayBits) - 1));
+  } else {
+    w = oldest_as<T>(set);
+  }
+  const std::uint64_t old_key = k[w];
+  if (old_key != 0) {
+    if (cfg.replacement == Replacement::Random) {
+      w = static_cast<std::uint32_t>(next_random() % nw);
+      replace_counts(static_cast<unsigned>(k[w] & 63), shift);
+    } else {
+      replace_counts(static_cast<unsigned>(old_key & 63), shift);
+    }
+    st[w] = 0;  // as detach() leaves it, for the renumbering in stamp_as()
+  } else {
+    add_counts(shift);
+  }
+  const std::uint32_t slot = set * nw + w;
+  write_entry(slot, in, first, pa, shift);
+  k[w] = key_of(first, shift);
+  as[w] = in.asid;
+  // stamp_as(), on the block already at hand.
+  if (st[nw] == std::numeric_limits<T>::max()) [[unlikely]]
+    renumber_stamps<T>(set);
+  st[w] = ++st[nw];
+  miss_valid = false;
+  return slot;
+}
+
+// Tlb::fill's set-associative case: the way count made a constant for the
+// usual associativities.
+template <class T>
+std::uint32_t Tlb::Impl::fill_absent_ways(const TlbEntry& in, std::uint64_t first,
+                                          std::uint64_t pa, unsigned shift) {
+  const std::uint32_t set = set_of_vpn(first >> shift);
+  switch (ways) {
+    case 4: return fill_absent_set<T, 4>(in, first, pa, shift, set);
+    case 5: return fill_absent_set<T, 5>(in, first, pa, shift, set);
+    case 8: return fill_absent_set<T, 8>(in, first, pa, shift, set);
+    default: return fill_absent_set<T, 0>(in, first, pa, shift, set);
+  }
+}
+
+std::uint32_t Tlb::Impl::fill_absent_small(const TlbEntry& in, std::uint64_t first,
+                                           std::uint64_t pa, unsigned shift) {
+  std::uint64_t* k = keys(0);
+  std::uint32_t s;
+  if (!free_slots.empty()) {
+    s = free_slots.back();
+    free_slots.pop_back();
+    add_counts(shift);
+    live_bits |= std::uint64_t{1} << s;
+  } else {
+    s = cfg.replacement == Replacement::Random ? static_cast<std::uint32_t>(next_random() % ways)
+                                               : prev[sentinel];
+    // detach(): the victim leaves its bucket and the recency list.
+    --buckets[tags[s] & 0xff].count;
+    unlink(s);
+    replace_counts(static_cast<unsigned>(k[s] & 63), shift);
+  }
+  write_entry(s, in, first, pa, shift);
+  const std::uint64_t key = key_of(first, shift);
+  k[s] = key;
+  asids(0)[s] = in.asid;
+  link_front(s);
+  const std::uint16_t t = tag_of(key, in.asid);
+  tags[s] = t;
+  Bucket& b = buckets[t & 0xff];
+  b.slot = static_cast<std::uint8_t>(s);
+  ++b.count;
+  miss_valid = false;
+  return s;
+}
+
 
 Tlb::Tlb(const TlbStructureConfig& cfg, std::uint64_t seed)
     : impl_(std::make_unique<Impl>(cfg, seed)) {}
@@ -536,7 +719,26 @@ std::size_t Tlb::size() const { return impl_->live; }
 const TlbEntry* Tlb::lookup_slow(std::uint16_t asid, std::uint64_t va) {
   Impl& im = *impl_;
   std::uint32_t set = 0;
-  const std::uint32_t s = im.probe(asid, va, &set);
+  std::uint32_t s = kNone;
+  // (m & (m - 1)) == 0 rather than std::has_single_bit: without POPCNT in
+  // the baseline ISA that is a library call.
+  const std::uint64_t m = im.shift_mask;
+  if (!im.fully && m != 0 && (m & (m - 1)) == 0) [[likely]] {
+    // One entry size live (most workloads: pages only, or one block size):
+    // one set to look in, found without the loop of probe().
+    const unsigned shift = static_cast<unsigned>(std::countr_zero(m));
+    const std::uint64_t aligned = va & ~((std::uint64_t{1} << shift) - 1);
+    set = im.set_of_vpn(aligned >> shift);
+    if (const std::uint32_t w = im.find_way(set, Impl::key_of(aligned, shift), asid); w != kNone)
+      s = set * im.ways + w;
+  } else if (im.small && m != 0 && (m & (m - 1)) == 0) {
+    // Most misses end at the tag's bucket, empty: find() only when not.
+    const unsigned shift = static_cast<unsigned>(std::countr_zero(m));
+    const std::uint64_t key = Impl::key_of(va & ~((std::uint64_t{1} << shift) - 1), shift);
+    if (im.buckets[Impl::tag_of(key, asid) & 0xff].count != 0) s = im.find(asid, shift, va);
+  } else {
+    s = im.probe(asid, va, &set);
+  }
   if (s == kNone) {
     im.miss_valid = true;
     im.miss_asid = asid;
@@ -622,7 +824,7 @@ std::uint32_t Tlb::Impl::insert(const TlbEntry& in, std::uint64_t va,
   bool displaces = false;
   const std::uint32_t w = place(set, &displaces);
   const std::uint32_t slot = set * ways + w;
-  TlbEntry saved;
+  std::optional<TlbEntry> saved;  // engaged only when `in` is the victim
   if (displaces) {
     const TlbEntry& victim = entries[slot].e;
     // `in` may be the entry being evicted (a caller re-inserting what it
@@ -631,8 +833,8 @@ std::uint32_t Tlb::Impl::insert(const TlbEntry& in, std::uint64_t va,
       evicted->emplace(victim);
       if (src == &victim) src = &**evicted;
     } else if (src == &victim) {
-      saved = victim;
-      src = &saved;
+      saved.emplace(victim);
+      src = &*saved;
     }
     detach(set, w, slot);
   }
@@ -648,6 +850,31 @@ std::optional<TlbEntry> Tlb::insert(const TlbEntry& in, std::uint64_t va) {
 }
 
 void Tlb::fill(const TlbEntry& in, std::uint64_t va) {
+  // The fill after a walk, decided before entering insert(): an entry kept
+  // as given (not split into pages) whose key the last lookup, which
+  // missed, showed absent.
+  Impl& im = *impl_;
+  const unsigned shift = in.size_shift;
+  if (im.miss_valid && im.miss_asid == in.asid && shift >= 6 && shift < 64 &&
+      !(in.cont && im.cfg.cont == ContHolding::SplitPages)) [[likely]] {
+    const std::uint64_t first = in.va & ~((std::uint64_t{1} << shift) - 1);
+    if (im.miss_va - first < (std::uint64_t{1} << shift) && (!im.fully || im.small)) [[likely]] {
+      const std::uint64_t pa = in.pa - (in.va - first);
+      std::uint32_t s;
+      if (im.fully)
+        s = im.fill_absent_small(in, first, pa, shift);
+      else if (!im.wide)
+        s = im.fill_absent_ways<std::uint16_t>(in, first, pa, shift);
+      else
+        s = im.fill_absent_ways<std::uint32_t>(in, first, pa, shift);
+      mru_ = &im.entries[s].e;
+      return;
+    }
+  }
+  fill_general(in, va);
+}
+
+void Tlb::fill_general(const TlbEntry& in, std::uint64_t va) {
   mru_ = &impl_->entries[impl_->insert(in, va, nullptr)].e;
 }
 

@@ -150,6 +150,7 @@ class Tlb {
   void for_each_overlapping_impl(std::uint16_t asid, std::uint64_t start, std::uint64_t len,
                                  const std::function<void(const TlbEntry&)>& fn) const;
   const TlbEntry* lookup_slow(std::uint16_t asid, std::uint64_t va);
+  [[gnu::noinline]] void fill_general(const TlbEntry& e, std::uint64_t va);
   void for_each_impl(const std::function<void(const TlbEntry&)>& fn) const;
   std::unique_ptr<Impl> impl_;
   const TlbEntry* mru_ = nullptr;  // in impl_'s storage; null after any invalidation

@@ -1,12 +1,14 @@
 #include "hw/walker.h"
 
 #include <algorithm>
+#include <bit>
 
 namespace contpte {
 
 WalkCache::WalkCache(unsigned entries) {
   sets_ = entries / kWays;
   if (entries && !sets_) sets_ = 1;
+  if (sets_ > 1 && std::has_single_bit(sets_)) set_mask_ = sets_ - 1;
   slots_.resize(sets_ * kWays);
   next_.resize(sets_);
 }
@@ -16,19 +18,10 @@ void WalkCache::clear() {
   std::fill(next_.begin(), next_.end(), 0);
 }
 
-std::optional<std::uint64_t> WalkCache::lookup(std::uint16_t asid, std::uint64_t idx) const {
-  if (!sets_) return std::nullopt;
-  const std::uint64_t k = key(asid, idx);
-  const Slot* set = &slots_[(idx % sets_) * kWays];
-  for (unsigned w = 0; w < kWays; ++w)
-    if (set[w].key == k) return set[w].table_pa;
-  return std::nullopt;
-}
-
 void WalkCache::insert(std::uint16_t asid, std::uint64_t idx, std::uint64_t table_pa) {
   if (!sets_) return;
   const std::uint64_t k = key(asid, idx);
-  const std::uint64_t s = idx % sets_;
+  const std::uint64_t s = set_of(idx);
   Slot* set = &slots_[s * kWays];
   for (unsigned w = 0; w < kWays; ++w)
     if (set[w].key == k) return;
@@ -36,14 +29,24 @@ void WalkCache::insert(std::uint16_t asid, std::uint64_t idx, std::uint64_t tabl
   next_[s] = static_cast<std::uint8_t>((next_[s] + 1) % kWays);
 }
 
-WalkResult Walker::walk(PhysAddr root, std::uint16_t asid, VirtAddr va, WalkCache* wc) const {
-  const Geometry& g = mem_.geometry();
-  const std::uint64_t idx_mask = g.ptrs_per_table() - 1;
-  const std::uint64_t oa_mask = pte_addr_mask(g.page_shift);
+Walker::Walker(PhysMem& mem) : mem_(mem) {
+  const Geometry& g = mem.geometry();
+  idx_mask_ = g.ptrs_per_table() - 1;
+  oa_mask_ = pte_addr_mask(g.page_shift);
+  start_level_ = g.start_level;
+  pmd_shift_ = g.pmd_shift();
+  for (unsigned l = 0; l < 4; ++l) level_shift_[l] = g.level_shift(l);
+  cont_pte_bits_ = static_cast<unsigned>(std::countr_zero(g.cont_ptes));
+  cont_pmd_bits_ = static_cast<unsigned>(std::countr_zero(g.cont_pmds));
+  level1_blocks_ = g.granule == Granule::k4K;
+}
+
+WalkResult Walker::walk_tables(PhysAddr root, std::uint16_t asid, VirtAddr va,
+                               WalkCache* wc) const {
   WalkResult r;
   std::uint64_t table = root.val;
-  unsigned level = g.start_level;
-  const std::uint64_t pmd_index = va.val >> g.pmd_shift();
+  unsigned level = start_level_;
+  const std::uint64_t pmd_index = va.val >> pmd_shift_;
   if (wc) {
     if (auto t = wc->lookup(asid, pmd_index)) {
       table = *t;
@@ -53,7 +56,7 @@ WalkResult Walker::walk(PhysAddr root, std::uint16_t asid, VirtAddr va, WalkCach
   for (;; ++level) {
     Pte* words = mem_.table(PhysAddr{table});
     if (!words) return r;  // not a table page: treat as invalid (cannot happen for our tables)
-    Pte* slot = words + ((va.val >> g.level_shift(level)) & idx_mask);
+    Pte* slot = words + ((va.val >> level_shift_[level]) & idx_mask_);
     const Pte desc = *slot;
     ++r.mem_accesses;
     r.level = level;
@@ -62,7 +65,7 @@ WalkResult Walker::walk(PhysAddr root, std::uint16_t asid, VirtAddr va, WalkCach
     if (!(desc.val & bits::kValid)) return r;  // translation fault
     const bool is_table = desc.val & bits::kTable;
     if (level < 3 && is_table) {
-      table = desc.val & oa_mask;
+      table = desc.val & oa_mask_;
       if (level == 2 && wc) wc->insert(asid, pmd_index, table);
       continue;
     }
@@ -70,24 +73,8 @@ WalkResult Walker::walk(PhysAddr root, std::uint16_t asid, VirtAddr va, WalkCach
     // clear; level-1 blocks exist only with the 4K granule). Bit 1 clear at
     // level 3 is reserved: a translation fault.
     if (level == 3 && !is_table) return r;
-    if (level < 3 && !(level == 2 || (level == 1 && g.granule == Granule::k4K))) return r;
-    const unsigned shift = g.level_shift(level);
-    unsigned size_shift = shift;
-    // The contiguous hint: CONT_PTES level-3 entries, or CONT_PMDS level-2
-    // entries, form one aligned range that a TLB may cache as one entry.
-    if (pte_cont(desc)) {
-      if (level == 3) size_shift = shift + __builtin_ctz(g.cont_ptes);
-      if (level == 2) size_shift = shift + __builtin_ctz(g.cont_pmds);
-    }
-    const std::uint64_t size = std::uint64_t{1} << size_shift;
-    const std::uint64_t block_mask = (std::uint64_t{1} << shift) - 1;
-    r.valid = true;
-    r.size_shift = static_cast<std::uint8_t>(size_shift);
-    r.va_base = va.val & ~(size - 1);
-    // The output of va_base: this descriptor's output minus va's offset from
-    // va_base in whole descriptor units (the hint says the run is contiguous).
-    const std::uint64_t oa = desc.val & oa_mask & ~block_mask;
-    r.pa_base = oa - ((va.val & ~block_mask) - r.va_base);
+    if (level < 3 && !(level == 2 || (level == 1 && level1_blocks_))) return r;
+    finish_leaf(r, level, desc, va);
     return r;
   }
 }

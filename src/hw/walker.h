@@ -39,7 +39,16 @@ struct WalkResult {
 class WalkCache {
  public:
   explicit WalkCache(unsigned entries);
-  std::optional<std::uint64_t> lookup(std::uint16_t asid, std::uint64_t pmd_index) const;
+  // Inline: every TLB miss asks. Sets are a power of two in every preset
+  // (a mask, not a division), else the index is taken modulo the count.
+  std::optional<std::uint64_t> lookup(std::uint16_t asid, std::uint64_t pmd_index) const {
+    if (!sets_) return std::nullopt;
+    const std::uint64_t k = key(asid, pmd_index);
+    const Slot* set = &slots_[set_of(pmd_index) * kWays];
+    for (unsigned w = 0; w < kWays; ++w)
+      if (set[w].key == k) return set[w].table_pa;
+    return std::nullopt;
+  }
   void insert(std::uint16_t asid, std::uint64_t pmd_index, std::uint64_t table_pa);
   void clear();
   unsigned capacity() const { return static_cast<unsigned>(slots_.size()); }
@@ -53,20 +62,81 @@ class WalkCache {
     std::uint64_t key = 0;
     std::uint64_t table_pa = 0;
   };
+  std::uint64_t set_of(std::uint64_t idx) const {
+    return set_mask_ ? idx & set_mask_ : idx % sets_;
+  }
   std::vector<Slot> slots_;          // sets * kWays
   std::vector<std::uint8_t> next_;   // per set: FIFO victim
   std::uint64_t sets_ = 0;
+  std::uint64_t set_mask_ = 0;       // sets_ - 1 when a power of two above 1
 };
 
 class Walker {
  public:
-  explicit Walker(PhysMem& mem) : mem_(mem) {}
+  explicit Walker(PhysMem& mem);
   // Walks `va` from the table at `root`. With a walk cache, a hit skips the
   // reads of the levels above the last one.
-  WalkResult walk(PhysAddr root, std::uint16_t asid, VirtAddr va, WalkCache* wc) const;
+  // Inline: the common walk (the walk cache gives the level-3 table, whose
+  // entry is a valid page descriptor: one read) is part of every TLB miss.
+  WalkResult walk(PhysAddr root, std::uint16_t asid, VirtAddr va, WalkCache* wc) const {
+    if (wc) {
+      if (const auto t = wc->lookup(asid, va.val >> pmd_shift_)) {
+        if (Pte* words = mem_.table(PhysAddr{*t})) [[likely]] {
+          Pte* slot = words + ((va.val >> level_shift_[3]) & idx_mask_);
+          const Pte desc = *slot;
+          constexpr std::uint64_t kPage = bits::kValid | bits::kTable;
+          if ((desc.val & kPage) == kPage) [[likely]] {
+            WalkResult r;
+            r.mem_accesses = 1;
+            r.level = 3;
+            r.slot = slot;
+            r.desc = desc;
+            finish_leaf(r, 3, desc, va);
+            return r;
+          }
+        }
+      }
+    }
+    return walk_tables(root, asid, va, wc);
+  }
 
  private:
+  // The walk from the root (or from the walk cache's table, for anything
+  // but a valid page descriptor there).
+  WalkResult walk_tables(PhysAddr root, std::uint16_t asid, VirtAddr va, WalkCache* wc) const;
+  // A valid leaf descriptor `desc` at `level`: the range one TLB entry
+  // built from it covers, and that range's output address.
+  void finish_leaf(WalkResult& r, unsigned level, Pte desc, VirtAddr va) const {
+    const unsigned shift = level_shift_[level];
+    unsigned size_shift = shift;
+    // The contiguous hint: CONT_PTES level-3 entries, or CONT_PMDS level-2
+    // entries, form one aligned range that a TLB may cache as one entry.
+    if (pte_cont(desc)) {
+      if (level == 3) size_shift = shift + cont_pte_bits_;
+      if (level == 2) size_shift = shift + cont_pmd_bits_;
+    }
+    const std::uint64_t size = std::uint64_t{1} << size_shift;
+    const std::uint64_t block_mask = (std::uint64_t{1} << shift) - 1;
+    r.valid = true;
+    r.size_shift = static_cast<std::uint8_t>(size_shift);
+    r.va_base = va.val & ~(size - 1);
+    // The output of va_base: this descriptor's output minus va's offset
+    // from va_base in whole descriptor units (the hint says the run is
+    // contiguous).
+    const std::uint64_t oa = desc.val & oa_mask_ & ~block_mask;
+    r.pa_base = oa - ((va.val & ~block_mask) - r.va_base);
+  }
   PhysMem& mem_;
+  // The geometry's numbers a walk uses, worked out once (a walk runs on
+  // every TLB miss).
+  std::uint64_t idx_mask_ = 0;     // one table's index bits
+  std::uint64_t oa_mask_ = 0;      // output address bits of a descriptor
+  unsigned start_level_ = 0;
+  unsigned pmd_shift_ = 0;
+  unsigned level_shift_[4] = {};
+  unsigned cont_pte_bits_ = 0;     // log2 CONT_PTES
+  unsigned cont_pmd_bits_ = 0;     // log2 CONT_PMDS
+  bool level1_blocks_ = false;     // level-1 block descriptors (4K granule only)
 };
 
 }  // namespace contpte
