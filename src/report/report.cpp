@@ -148,10 +148,13 @@ void print_comparison(std::ostream& out, const std::vector<RunResult>& runs, std
                        "tlbi", "cont%", "RSS", "speedup", "");
     for (const RunResult* r : rs) {
       const double cycles = r->stat("translation_cycles");
-      const double speedup = base && cycles > 0 ? base->stat("translation_cycles") / cycles : 0;
+      // Without the baseline in this run (--config) there is no speedup to show.
+      const std::string speedup = base && cycles > 0
+                                      ? fmt::format("{:.2f}x", base->stat("translation_cycles") / cycles)
+                                      : std::string("n/a");
       std::string note;
       if (r->exit_status() != 0) note = r->error ? "ERROR: " + *r->error : "FAILED (see summary)";
-      out << fmt::format("  {:<12} {:>8.2f} {:>12} {:>8} {:>8} {:>8} {:>7} {:>7} {:>7} {:>5.1f}% {:>8} {:>7.2f}x  {}\n",
+      out << fmt::format("  {:<12} {:>8.2f} {:>12} {:>8} {:>8} {:>8} {:>7} {:>7} {:>7} {:>5.1f}% {:>8} {:>8}  {}\n",
                          r->config.name, r->stat("tlb_mpki"), static_cast<std::uint64_t>(r->stat("walk_cycles")),
                          static_cast<std::uint64_t>(r->stat("faults")), human_bytes(r->stat("bytes_zeroed")),
                          human_bytes(r->stat("bytes_copied")), static_cast<std::uint64_t>(r->stat("folds")),
