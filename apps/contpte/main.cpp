@@ -19,6 +19,7 @@
 #include "hw/tlb.h"
 #include "report/report.h"
 #include "workload/configs.h"
+#include "workload/replay.h"
 #include "workload/runner.h"
 #include "workload/scenario.h"
 
@@ -52,6 +53,7 @@ struct RunArgs {
   std::string json;
   std::string svg;
   std::string config;
+  std::string replay;
   unsigned threads = 0;
   bool trace = false;
   bool quiet = false;
@@ -117,6 +119,46 @@ int cmd_suite(const RunArgs& args, const char* argv0, const RunOptions& opts) {
   return write_reports(args, results) ? status : kExitUsage;
 }
 
+// A byte-based bar for replays (the trace's compressed bytes read).
+void show_replay_progress(std::uint64_t done, std::uint64_t total) {
+  static const bool tty = isatty(STDERR_FILENO);
+  if (!tty) return;
+  const int width = 30;
+  const int filled = static_cast<int>(double(width) * double(done) / double(std::max<std::uint64_t>(1, total)));
+  std::cerr << fmt::format("\r[{}{}] replaying {:.0f}%", std::string(filled, '#'), std::string(width - filled, ' '),
+                           100.0 * double(done) / double(std::max<std::uint64_t>(1, total)))
+            << (done >= total ? "\r\033[K" : "") << std::flush;
+}
+
+// `run --replay FILE`: one configuration, or all of them compared.
+int cmd_replay(const RunArgs& args, const BuiltinConfig* config) {
+  ReplayOptions opts;
+  opts.run.check = !args.no_check;
+  opts.progress = show_replay_progress;
+  std::vector<RunResult> results;
+  try {
+    if (config)
+      results.push_back(replay_trace(args.replay, *config, opts));
+    else
+      results = replay_compare(args.replay, opts,
+                               args.threads ? args.threads : std::max(1u, std::thread::hardware_concurrency()));
+  } catch (const TraceError& e) {
+    if (isatty(STDERR_FILENO)) std::cerr << "\r\033[K";  // the progress bar
+    std::cerr << e.what() << '\n';
+    return kExitUsage;
+  }
+  int status = kExitOk;
+  for (const auto& r : results) {
+    status = std::max(status, r.exit_status());
+    if (config || r.exit_status() != 0) print_summary(std::cout, r);
+    if (const double n = r.stat("replay_unresolved_accesses"); n > 0)
+      std::cout << fmt::format("note: {}: {} accesses fell outside the replayed mappings and were skipped\n",
+                               r.config.name, n);
+  }
+  if (!config) print_comparison(std::cout, results);
+  return write_reports(args, results) ? status : kExitUsage;
+}
+
 int cmd_run(const RunArgs& args, const char* argv0) {
   std::vector<fs::path> paths(args.files.begin(), args.files.end());
   const BuiltinConfig* config = nullptr;
@@ -129,6 +171,13 @@ int cmd_run(const RunArgs& args, const char* argv0) {
                                args.config, names);
       return kExitUsage;
     }
+  }
+  if (!args.replay.empty()) {
+    if (!paths.empty()) {
+      std::cerr << "contpte run: error: --replay takes no scenario files\n";
+      return kExitUsage;
+    }
+    return cmd_replay(args, config);
   }
   if (paths.empty()) {
     RunOptions opts;
@@ -192,6 +241,9 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1u, 256u));
   run->add_flag("--trace", run_args.trace,
                 "print every PTE load, store, exchange and TLB invalidation the engine makes");
+  run->add_option("--replay", run_args.replay,
+                  "replay a trace recorded by `contpte record` (under --config, or every built-in "
+                  "configuration compared)");
   run->add_flag("-q,--quiet", run_args.quiet, "print only failing runs");
   run->add_flag("--no-check", run_args.no_check,
                 "do not run the conformance checker (faster; no violations are found)");

@@ -390,7 +390,7 @@ TraceRecord TraceReader::read_other(std::uint8_t tag, std::uint64_t at) {
       b.map = get_map("brk");
       b.len = get_varint();
       if (!(z_->flags[b.map] & trace_map::kHeap)) fail(at, fmt::format("brk of mapping {}, not the heap", b.map));
-      if (b.len == 0 || b.len > kMaxMapLen) fail(at, fmt::format("brk length {:#x} out of range", b.len));
+      if (b.len > kMaxMapLen) fail(at, fmt::format("brk length {:#x} out of range", b.len));
       map_len_[b.map] = b.len;
       return b;
     }
