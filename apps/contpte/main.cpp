@@ -19,6 +19,7 @@
 #include "hw/tlb.h"
 #include "report/report.h"
 #include "workload/configs.h"
+#include "workload/record.h"
 #include "workload/replay.h"
 #include "workload/runner.h"
 #include "workload/scenario.h"
@@ -159,6 +160,36 @@ int cmd_replay(const RunArgs& args, const BuiltinConfig* config) {
   return write_reports(args, results) ? status : kExitUsage;
 }
 
+// `record -o FILE -- CMD ARGS...`: 0 recorded; 1 recorded, but the command
+// failed (the trace holds what it did); 2 nothing could be recorded.
+int cmd_record(const std::string& out, const std::vector<std::string>& command) {
+  RecordOptions opts;
+  const bool tty = isatty(STDERR_FILENO);
+  if (tty)
+    opts.progress = [](const RecordProgress& p) {
+      std::cerr << fmt::format("\rrecording: {:.1f} M accesses, {} process(es), {:.0f} MB of valgrind log",
+                               double(p.accesses) / 1e6, p.streams, double(p.log_bytes) / 1e6)
+                << std::flush;
+    };
+  RecordResult r;
+  try {
+    r = record_command(command, out, opts);
+  } catch (const RecordError& e) {
+    if (tty) std::cerr << "\r\033[K";
+    std::cerr << fmt::format("contpte record: error: {}\n", e.what());
+    return kExitUsage;
+  }
+  if (tty) std::cerr << "\r\033[K";
+  std::cout << fmt::format("recorded {} accesses, {} records, {} process(es) into {} ({} bytes, {:.3f} bytes/access)\n",
+                           r.totals.accesses, r.totals.records, r.streams, out, r.compressed_bytes,
+                           r.totals.accesses ? double(r.compressed_bytes) / double(r.totals.accesses) : 0.0);
+  if (r.exit_status != 0) {
+    std::cerr << fmt::format("contpte record: note: the command exited with status {}\n", r.exit_status);
+    return 1;
+  }
+  return kExitOk;
+}
+
 int cmd_run(const RunArgs& args, const char* argv0) {
   std::vector<fs::path> paths(args.files.begin(), args.files.end());
   const BuiltinConfig* config = nullptr;
@@ -251,7 +282,14 @@ int main(int argc, char** argv) {
   CLI::App* presets = app.add_subcommand("presets", "list the TLB presets and their sources");
   CLI::App* configs = app.add_subcommand("configs", "list the built-in configurations and their header lines");
 
-  for (const char* later : {"explore", "snapshot", "record"}) {
+  std::string record_out;
+  std::vector<std::string> record_cmd;
+  CLI::App* record = app.add_subcommand(
+      "record", "record a program's memory accesses and mm syscalls under valgrind: record -o FILE -- CMD ARGS...");
+  record->add_option("-o,--output", record_out, "the trace file to write")->required();
+  record->add_option("command", record_cmd, "the command and its arguments (after --)")->required();
+
+  for (const char* later : {"explore", "snapshot"}) {
     CLI::App* sub = app.add_subcommand(later, "not supported yet");
     sub->allow_extras();
   }
@@ -268,6 +306,7 @@ int main(int argc, char** argv) {
   }
 
   if (run->parsed()) return cmd_run(run_args, argv[0]);
+  if (record->parsed()) return cmd_record(record_out, record_cmd);
   if (configs->parsed()) {
     for (const auto& c : kBuiltinConfigs) {
       std::cout << fmt::format("{} — {}\n", c.name, c.what);
