@@ -67,12 +67,12 @@ class Replayer {
   }
 
   void access(const TraceAccess& a) {
-    const Map& mp = maps_[a.map];
-    if (!mp.placed) {
+    const std::vector<Map>& maps = *cur_;
+    if (a.map >= maps.size() || !maps[a.map].placed) {
       ++unresolved_;
       return;
     }
-    const std::uint64_t va = mp.base + a.offset;
+    const std::uint64_t va = maps[a.map].base + a.offset;
     const MemAccess kind = access_kind(a.type);
     if (!m_.access(pid_, va, kind)) ++unresolved_;
     // An access that straddles a page boundary translates both pages.
@@ -119,13 +119,20 @@ class Replayer {
 
   void add_map(std::optional<std::uint64_t> base, std::uint64_t len, Prot prot) {
     if (!base) ++failed_mmaps_;
-    maps_.push_back(Map{base.value_or(0), len, prot, base.has_value()});
+    cur_->resize(++next_id_);
+    cur_->back() = Map{base.value_or(0), len, prot, base.has_value()};
+  }
+  // Mapping `id` as the current process sees it (unplaced when it was made
+  // by another process after their fork).
+  Map& map(std::uint32_t id) {
+    if (id >= cur_->size()) cur_->resize(id + 1);
+    return (*cur_)[id];
   }
 
   void apply(const TraceMmap& m) {
     const Prot prot = prot_of(m.prot);
-    if (m.within && maps_[*m.within].placed) {
-      const std::uint64_t want = maps_[*m.within].base + m.within_offset;
+    if (m.within && map(*m.within).placed) {
+      const std::uint64_t want = map(*m.within).base + m.within_offset;
       return add_map(map_fixed(want, m.len, prot) ? std::optional(want) : std::nullopt, m.len, prot);
     }
     std::optional<std::uint64_t> at;
@@ -138,21 +145,21 @@ class Replayer {
   }
 
   void apply(const TraceMunmap& m) {
-    const Map& mp = maps_[m.map];
+    const Map& mp = map(m.map);
     if (!mp.placed) return;
     const auto [s, e] = range_in(mp, m.offset, m.len);
     if (s < e) mm().munmap(s, e - s);
   }
 
   void apply(const TraceMprotect& m) {
-    const Map& mp = maps_[m.map];
+    const Map& mp = map(m.map);
     if (!mp.placed) return;
     const auto [s, e] = range_in(mp, m.offset, m.len);
     if (s < e) mm().mprotect(s, e - s, prot_of(m.prot));
   }
 
   void apply(const TraceMadvise& m) {
-    const Map& mp = maps_[m.map];
+    const Map& mp = map(m.map);
     if (!mp.placed) return;
     const auto [s, e] = range_in(mp, m.offset, m.len);
     if (s >= e) return;
@@ -176,14 +183,14 @@ class Replayer {
   }
 
   void apply(const TraceBrk& b) {
-    Map& mp = maps_[b.map];
+    Map& mp = map(b.map);
     if (mp.placed && !resize(mp, b.len)) ++failed_mmaps_;
   }
 
   // The kernel moves page tables on mremap (move_page_tables); replay maps
   // the new place afresh: its pages fault in again.
   void apply(const TraceMremap& m) {
-    Map& mp = maps_[m.map];
+    Map& mp = map(m.map);
     if (!m.moved && (!mp.placed || resize(mp, m.new_len))) return;
     if (mp.placed) mm().munmap(mp.base, up(mp.base + mp.len) - mp.base);
     const auto at = mm().mmap(m.new_len, mp.prot, false, std::nullopt, 0);
@@ -197,15 +204,28 @@ class Replayer {
     mp = Map{at.value_or(0), m.new_len, mp.prot, at.has_value()};
   }
 
-  void apply(const TraceFork&) { pid_of_stream_.push_back(m_.fork(pid_)); }
+  // The child's view of the mappings is the parent's at the fork; each
+  // changes its own afterwards.
+  void apply(const TraceFork&) {
+    const std::size_t child = m_.fork(pid_);
+    pid_of_stream_.push_back(child);
+    if (maps_.size() <= child) maps_.resize(child + 1);
+    maps_[child] = maps_[pid_];
+    cur_ = &maps_[pid_];
+  }
   void apply(const TraceExit&) { m_.exit(pid_); }
-  void apply(const TraceStream& s) { pid_ = pid_of_stream_[s.stream]; }
+  void apply(const TraceStream& s) {
+    pid_ = pid_of_stream_[s.stream];
+    cur_ = &maps_[pid_];
+  }
   void apply(const TraceAccess& a) { access(a); }
 
   RunMachine& m_;
   std::uint64_t page_;
   unsigned shift_;
-  std::vector<Map> maps_;
+  std::vector<std::vector<Map>> maps_{1};  // by pid
+  std::vector<Map>* cur_ = &maps_[0];       // the current process's
+  std::uint32_t next_id_ = 0;
   std::vector<std::size_t> pid_of_stream_{0};
   std::size_t pid_ = 0;
   std::uint64_t unresolved_ = 0, failed_mmaps_ = 0;

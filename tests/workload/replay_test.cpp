@@ -115,6 +115,15 @@ TEST(Replay, ForkGivesTheChildStreamACopyOnWriteAddressSpace) {
   EXPECT_EQ(r.stat("rss_bytes"), 0);  // both exited
 }
 
+TEST(Replay, EachProcessKeepsItsOwnViewOfTheMappings) {
+  // After the fork the parent moves mapping 0 and makes mapping 2; the
+  // child still has mapping 0 where it was and never had mapping 2.
+  const RunResult r = replay({anon(0x10000), TraceAccess{A::Store, 0, 0x0, 8}, TraceFork{1},
+                              TraceMremap{0, 0x20000, true}, TraceAccess{A::Store, 1, 0x1f000, 8}, anon(0x1000),
+                              TraceStream{1}, TraceAccess{A::Load, 0, 0x0, 8}, TraceAccess{A::Load, 2, 0x0, 8}});
+  EXPECT_EQ(r.stat("replay_unresolved_accesses"), 1);  // only the child's access to mapping 2
+}
+
 // Property: random munmap / mprotect / access sequences over a few
 // mappings against a reference set of mapped, writable pages: every access
 // the reference permits resolves, every other is counted unresolved. (All
