@@ -182,9 +182,9 @@ class TraceWriter {
   std::unique_ptr<Zstd> z_;
   std::string buf_;
   std::string zout_;
-  // Delta-encoding cursors: instruction fetches and data accesses apart.
+  // The mapping of the previous fetch and of the previous data access (the
+  // per-mapping offset cursors are in Zstd).
   std::uint32_t cur_map_[2] = {~0u, ~0u};
-  std::uint64_t cur_off_[2] = {0, 0};
   std::uint32_t maps_ = 0;
   std::uint32_t streams_ = 1;
   TraceTotals totals_;
@@ -238,7 +238,6 @@ class TraceReader {
   bool frame_done_ = false;
   TraceHeader header_;
   std::uint32_t cur_map_[2] = {~0u, ~0u};
-  std::uint64_t cur_off_[2] = {0, 0};
   std::vector<std::uint64_t> map_len_;
   std::uint32_t streams_ = 1;
   TraceTotals totals_;
