@@ -183,6 +183,9 @@ int cmd_record(const std::string& out, const std::vector<std::string>& command) 
   std::cout << fmt::format("recorded {} accesses, {} records, {} process(es) into {} ({} bytes, {:.3f} bytes/access)\n",
                            r.totals.accesses, r.totals.records, r.streams, out, r.compressed_bytes,
                            r.totals.accesses ? double(r.compressed_bytes) / double(r.totals.accesses) : 0.0);
+  if (r.unparsed_lines)
+    std::cerr << fmt::format("contpte record: note: {} valgrind log lines were not understood and skipped\n",
+                             r.unparsed_lines);
   if (r.exit_status != 0) {
     std::cerr << fmt::format("contpte record: note: the command exited with status {}\n", r.exit_status);
     return 1;

@@ -111,6 +111,7 @@ struct Syscall {
   std::vector<std::string> args;
   bool done = false;
   bool success = false;
+  bool forked = false;  // valgrind says `clone(fork)` (it runs vfork as a fork)
   std::uint64_t result = 0;
 };
 
@@ -231,8 +232,9 @@ class StreamParser {
       if (it == async_.end()) return;
       Syscall sc = std::move(it->second);
       async_.erase(it);
-      parse_result(sc, rest);
-      return apply(sc);
+      const auto after = parse_result(sc, rest);
+      apply(sc);
+      return trailing(after);
     }
     if (pending_) finish_syscall();
     Syscall sc;
@@ -252,22 +254,41 @@ class StreamParser {
     }
     // `--> [async] ...`: a blocking call, completed by a later line of the
     // same thread (other threads may run in between).
-    if (rest.find("[async] ...") != std::string_view::npos) {
+    if (const auto async = rest.find("[async] ..."); async != std::string_view::npos) {
       async_[tid] = std::move(sc);
-      return;
+      return trailing(rest.substr(async + 11));
     }
     const auto arrow = rest.find("-->");
     if (arrow != std::string_view::npos) {
-      parse_result(sc, rest.substr(arrow));
-      return apply(sc);
+      const auto after = parse_result(sc, rest.substr(arrow));
+      apply(sc);
+      return trailing(after);
     }
+    sc.forked = rest.find("clone(fork)") != std::string_view::npos;
     pending_ = std::move(sc);  // the result comes on the next ` --> ` line
   }
 
   void result_line(std::string_view l) {
-    if (!pending_) return;
-    parse_result(*pending_, l);
+    if (!pending_) return trailing(after_result(l));
+    const auto after = parse_result(*pending_, l);
     finish_syscall();
+    trailing(after);
+  }
+
+  // Valgrind switches threads between a syscall's text and its newline, so
+  // another thread's output may follow on the same line ("... Success(0x0)
+  // I  04b89b42,3"): the rest after the syscall's trailing space.
+  void trailing(std::string_view rest) {
+    if (!rest.empty() && rest[0] == ' ') rest.remove_prefix(1);
+    if (rest.find_first_not_of(' ') != std::string_view::npos) line(rest);
+  }
+
+  // What follows `Success(...)` / `Failure(...)`.
+  static std::string_view after_result(std::string_view r) {
+    const auto at = r.find_first_of("SF", r.find("-->"));
+    if (at == std::string_view::npos) return {};
+    const auto close = r.find(')', at);
+    return close == std::string_view::npos ? std::string_view{} : r.substr(close + 1);
   }
 
   void finish_syscall() {
@@ -276,11 +297,13 @@ class StreamParser {
     if (sc.done) apply(sc);
   }
 
-  static void parse_result(Syscall& sc, std::string_view r) {
+  // Returns the text after the result.
+  static std::string_view parse_result(Syscall& sc, std::string_view r) {
     sc.done = true;
     const auto ok = r.find("Success(");
     sc.success = ok != std::string_view::npos;
     if (sc.success) sc.result = parse_num(r.substr(ok + 8));
+    return after_result(r);
   }
 
   std::uint64_t arg(const Syscall& sc, std::size_t i, int base = 0) const {
@@ -308,7 +331,7 @@ class StreamParser {
     if (n == "sys_clone" || n == "sys_fork" || n == "sys_vfork") {
       // A clone sharing the address space is a thread: same stream.
       const std::uint64_t flags = n == "sys_clone" ? arg(sc, 0, 16) : 0;
-      if (flags & kCloneVm || sc.result == 0) return;
+      if ((flags & kCloneVm && !sc.forked) || sc.result == 0) return;
       const std::uint32_t stream = w_.next_stream();
       w_.write(TraceFork{stream});
       forks_.push_back(PendingFork{static_cast<long>(sc.result), stream, as_});

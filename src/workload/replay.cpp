@@ -151,11 +151,25 @@ class Replayer {
     if (s < e) mm().munmap(s, e - s);
   }
 
+  // Whole pages inside the range get the new protection; a page only
+  // partly inside gets the union of what it had and the new one (glibc
+  // grows an arena by mprotect-ing 4K steps of a PROT_NONE reservation: a
+  // larger page must open as soon as part of it is opened).
   void apply(const TraceMprotect& m) {
     const Map& mp = map(m.map);
-    if (!mp.placed) return;
+    if (!mp.placed || m.len == 0) return;
     const auto [s, e] = range_in(mp, m.offset, m.len);
     if (s < e) mm().mprotect(s, e - s, prot_of(m.prot));
+    const std::uint64_t first = down(mp.base + m.offset), last = down(mp.base + m.offset + m.len - 1);
+    if (first < s || s >= e) grant_page(first, m.prot);
+    if (last != first && (last >= e || s >= e)) grant_page(last, m.prot);
+  }
+
+  void grant_page(std::uint64_t page, std::uint32_t prot) {
+    const Vma* v = mm().find_vma(page);
+    if (!v) return;
+    const Prot u = prot_of(bits_of(v->prot) | prot);
+    if (u != v->prot) mm().mprotect(page, page_, u);
   }
 
   void apply(const TraceMadvise& m) {

@@ -140,6 +140,26 @@ TEST(RecordParser, BrkMremapAndFork) {
   EXPECT_EQ(res.unparsed_lines, 0u);
 }
 
+TEST(RecordParser, AnotherThreadsOutputMayFollowASyscallOnItsLine) {
+  RecordResult res;
+  const auto c = convert(
+      "SYSCALL[1,1](9) sys_mmap ( 0x0, 8192, 3, 34, 4294967295, 0 ) --> [pre-success] Success(0x10000) \n"
+      "SYSCALL[1,1](28) sys_madvise ( 0x10000, 4096, 4 ) --> [async] ... \n"
+      "SYSCALL[1,1](56) sys_clone ( 3d0f00, 0x0, 0x0, 0x0, 0x0 ) --> [pre-success] Success(0xe9b) I  00010010,3\n"
+      "SYSCALL[1,1](56) sys_clone ( 3d0f00, 0x0 ) --> [pre-success] Success(0xea8)  S 00010020,8\n"
+      "SYSCALL[1,1](56) sys_clone ( 3d0f00 ) --> [pre-success] Success(0xeec) SYSCALL[1,2](28) ... [async] --> "
+      "Success(0x0) \n"
+      // vfork has CLONE_VM, but valgrind runs it as a fork.
+      "SYSCALL[1,1](56) sys_clone ( 4111, 0x4844ff0, 0x0, 0x0, 0x0 )   clone(fork): process 1 created child 7\n"
+      " --> [pre-success] Success(0x7) \n",
+      {}, &res);
+  EXPECT_EQ(all<TraceAccess>(c), (std::vector<TraceAccess>{{A::Instr, 0, 0x10, 3}, {A::Store, 0, 0x20, 8}}));
+  EXPECT_TRUE(all<TraceMadvise>(c).empty());  // thread 1's madvise is still pending; thread 2 had none
+  EXPECT_EQ(all<TraceFork>(c).size(), 1u);
+  EXPECT_EQ(res.streams, 2u);
+  EXPECT_EQ(res.unparsed_lines, 0u);
+}
+
 // The whole path: a real program under valgrind, recorded and replayed.
 TEST(Record, SmallProgramRecordsAndReplaysClean) {
   if (!program_in_path("valgrind")) GTEST_SKIP() << "valgrind is not installed (scripts/install-deps.sh)";

@@ -76,6 +76,18 @@ TEST(Replay, RangesRoundInsideLargerPages) {
   EXPECT_EQ(replay(recs, "base-4k").stat("replay_unresolved_accesses"), 1);
 }
 
+TEST(Replay, AGrantOnPartOfALargePageOpensThePage) {
+  // glibc grows a thread arena by mprotect-ing 4K steps of a PROT_NONE
+  // reservation: under 64K pages, the partly opened page must open.
+  const std::vector<TraceRecord> recs{anon(0x40000, 0), TraceMprotect{0, 0, 0x21000, kRW},
+                                      TraceAccess{A::Store, 0, 0x20ff8, 8},
+                                      TraceMprotect{0, 0x21000, 0x1000, kRW},  // inside one page
+                                      TraceAccess{A::Store, 0, 0x21ff8, 8},
+                                      TraceAccess{A::Store, 0, 0x30000, 8}};  // never opened
+  EXPECT_EQ(replay(recs, "gran-64k").stat("replay_unresolved_accesses"), 1);
+  EXPECT_EQ(replay(recs, "base-4k").stat("replay_unresolved_accesses"), 1);
+}
+
 TEST(Replay, BrkGrowsAndShrinksTheHeap) {
   const RunResult r = replay({TraceMmap{0x1000, kRW, trace_map::kHeap, std::nullopt, 0},
                               TraceAccess{A::Store, 0, 0x0, 8}, TraceBrk{0, 0x21000},
