@@ -145,8 +145,8 @@ class StreamParser {
 
   void feed(const char* data, std::size_t n) {
     std::size_t start = 0;
-    for (std::size_t i = 0; i < n; ++i) {
-      if (data[i] != '\n') continue;
+    for (const char* nl; (nl = static_cast<const char*>(std::memchr(data + start, '\n', n - start)));) {
+      const auto i = static_cast<std::size_t>(nl - data);
       if (carry_.empty()) {
         line(std::string_view(data + start, i - start));
       } else {
