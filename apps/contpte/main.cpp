@@ -180,7 +180,8 @@ int cmd_record(const std::string& out, const std::vector<std::string>& command) 
     return kExitUsage;
   }
   if (tty) std::cerr << "\r\033[K";
-  std::cout << fmt::format("recorded {} accesses, {} records, {} process(es) into {} ({} bytes, {:.3f} bytes/access)\n",
+  // On stderr: stdout is the recorded command's.
+  std::cerr << fmt::format("recorded {} accesses, {} records, {} process(es) into {} ({} bytes, {:.3f} bytes/access)\n",
                            r.totals.accesses, r.totals.records, r.streams, out, r.compressed_bytes,
                            r.totals.accesses ? double(r.compressed_bytes) / double(r.totals.accesses) : 0.0);
   if (r.unparsed_lines)
