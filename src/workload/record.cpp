@@ -548,6 +548,8 @@ pid_t start_valgrind(const std::vector<std::string>& command, const RecordOption
   const pid_t pid = ::fork();
   if (pid < 0) throw RecordError(fmt::format("fork: {}", strerror(errno)));
   if (pid == 0) {
+    // The parent ignores Ctrl-C while recording; the program must not.
+    signal(SIGINT, SIG_DFL);
     // Wait until the parent made the FIFO valgrind will open as its log.
     close(sync[1]);
     char c;
@@ -588,6 +590,18 @@ RecordResult record_command(const std::vector<std::string>& command, const std::
   if (!out) throw RecordError(fmt::format("cannot create '{}': {}", out_path, strerror(errno)));
 
   TempDir dir;
+  // Ctrl-C stops the recorded program (the whole foreground group gets
+  // it), not the recording: what the program did until then is written as
+  // a complete trace, and the temporary logs are removed.
+  struct IgnoreInterrupt {
+    struct sigaction old {};
+    IgnoreInterrupt() {
+      struct sigaction ign {};
+      ign.sa_handler = SIG_IGN;
+      sigaction(SIGINT, &ign, &old);
+    }
+    ~IgnoreInterrupt() { sigaction(SIGINT, &old, nullptr); }
+  } ignore_interrupt;
   // Forked children that outlive the recorded process are reparented here,
   // so the recording waits for every one (their logs end when they exit).
   prctl(PR_SET_CHILD_SUBREAPER, 1);
