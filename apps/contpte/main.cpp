@@ -20,6 +20,8 @@
 #include "report/explore_report.h"
 #include "report/report.h"
 #include "workload/configs.h"
+#include "workload/record.h"
+#include "workload/replay.h"
 #include "workload/runner.h"
 #include "workload/scenario.h"
 
@@ -53,6 +55,7 @@ struct RunArgs {
   std::string json;
   std::string svg;
   std::string config;
+  std::string replay;
   unsigned threads = 0;
   bool trace = false;
   bool quiet = false;
@@ -118,6 +121,80 @@ int cmd_suite(const RunArgs& args, const char* argv0, const RunOptions& opts) {
   return write_reports(args, results) ? status : kExitUsage;
 }
 
+// A byte-based bar for replays (the trace's compressed bytes read).
+void show_replay_progress(std::uint64_t done, std::uint64_t total) {
+  static const bool tty = isatty(STDERR_FILENO);
+  if (!tty) return;
+  const int width = 30;
+  const int filled = static_cast<int>(double(width) * double(done) / double(std::max<std::uint64_t>(1, total)));
+  std::cerr << fmt::format("\r[{}{}] replaying {:.0f}%", std::string(filled, '#'), std::string(width - filled, ' '),
+                           100.0 * double(done) / double(std::max<std::uint64_t>(1, total)))
+            << (done >= total ? "\r\033[K" : "") << std::flush;
+}
+
+// `run --replay FILE`: one configuration, or all of them compared.
+int cmd_replay(const RunArgs& args, const BuiltinConfig* config) {
+  ReplayOptions opts;
+  opts.run.check = !args.no_check;
+  opts.progress = show_replay_progress;
+  std::vector<RunResult> results;
+  try {
+    if (config)
+      results.push_back(replay_trace(args.replay, *config, opts));
+    else
+      results = replay_compare(args.replay, opts,
+                               args.threads ? args.threads : std::max(1u, std::thread::hardware_concurrency()));
+  } catch (const TraceError& e) {
+    if (isatty(STDERR_FILENO)) std::cerr << "\r\033[K";  // the progress bar
+    std::cerr << e.what() << '\n';
+    return kExitUsage;
+  }
+  int status = kExitOk;
+  for (const auto& r : results) {
+    status = std::max(status, r.exit_status());
+    if (config || r.exit_status() != 0) print_summary(std::cout, r);
+    if (const double n = r.stat("replay_unresolved_accesses"); n > 0)
+      std::cout << fmt::format("note: {}: {} accesses fell outside the replayed mappings and were skipped\n",
+                               r.config.name, n);
+  }
+  if (!config) print_comparison(std::cout, results);
+  return write_reports(args, results) ? status : kExitUsage;
+}
+
+// `record -o FILE -- CMD ARGS...`: 0 recorded; 1 recorded, but the command
+// failed (the trace holds what it did); 2 nothing could be recorded.
+int cmd_record(const std::string& out, const std::vector<std::string>& command) {
+  RecordOptions opts;
+  const bool tty = isatty(STDERR_FILENO);
+  if (tty)
+    opts.progress = [](const RecordProgress& p) {
+      std::cerr << fmt::format("\rrecording: {:.1f} M accesses, {} process(es), {:.0f} MB of valgrind log",
+                               double(p.accesses) / 1e6, p.streams, double(p.log_bytes) / 1e6)
+                << std::flush;
+    };
+  RecordResult r;
+  try {
+    r = record_command(command, out, opts);
+  } catch (const RecordError& e) {
+    if (tty) std::cerr << "\r\033[K";
+    std::cerr << fmt::format("contpte record: error: {}\n", e.what());
+    return kExitUsage;
+  }
+  if (tty) std::cerr << "\r\033[K";
+  // On stderr: stdout is the recorded command's.
+  std::cerr << fmt::format("recorded {} accesses, {} records, {} process(es) into {} ({} bytes, {:.3f} bytes/access)\n",
+                           r.totals.accesses, r.totals.records, r.streams, out, r.compressed_bytes,
+                           r.totals.accesses ? double(r.compressed_bytes) / double(r.totals.accesses) : 0.0);
+  if (r.unparsed_lines)
+    std::cerr << fmt::format("contpte record: note: {} valgrind log lines were not understood and skipped\n",
+                             r.unparsed_lines);
+  if (r.exit_status != 0) {
+    std::cerr << fmt::format("contpte record: note: the command exited with status {}\n", r.exit_status);
+    return 1;
+  }
+  return kExitOk;
+}
+
 int cmd_run(const RunArgs& args, const char* argv0) {
   std::vector<fs::path> paths(args.files.begin(), args.files.end());
   const BuiltinConfig* config = nullptr;
@@ -130,6 +207,13 @@ int cmd_run(const RunArgs& args, const char* argv0) {
                                args.config, names);
       return kExitUsage;
     }
+  }
+  if (!args.replay.empty()) {
+    if (!paths.empty()) {
+      std::cerr << "contpte run: error: --replay takes no scenario files\n";
+      return kExitUsage;
+    }
+    return cmd_replay(args, config);
   }
   if (paths.empty()) {
     RunOptions opts;
@@ -241,6 +325,9 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1u, 256u));
   run->add_flag("--trace", run_args.trace,
                 "print every PTE load, store, exchange and TLB invalidation the engine makes");
+  run->add_option("--replay", run_args.replay,
+                  "replay a trace recorded by `contpte record` (under --config, or every built-in "
+                  "configuration compared)");
   run->add_flag("-q,--quiet", run_args.quiet, "print only failing runs");
   run->add_flag("--no-check", run_args.no_check,
                 "do not run the conformance checker (faster; no violations are found)");
@@ -258,7 +345,14 @@ int main(int argc, char** argv) {
   explore->add_flag("--no-check", explore_args.no_check,
                     "do not run the conformance checker in each state (expects and built-in properties only)");
 
-  for (const char* later : {"snapshot", "record"}) {
+  std::string record_out;
+  std::vector<std::string> record_cmd;
+  CLI::App* record = app.add_subcommand(
+      "record", "record a program's memory accesses and mm syscalls under valgrind: record -o FILE -- CMD ARGS...");
+  record->add_option("-o,--output", record_out, "the trace file to write")->required();
+  record->add_option("command", record_cmd, "the command and its arguments (after --)")->required();
+
+  for (const char* later : {"snapshot"}) {
     CLI::App* sub = app.add_subcommand(later, "not supported yet");
     sub->allow_extras();
   }
@@ -276,6 +370,7 @@ int main(int argc, char** argv) {
 
   if (run->parsed()) return cmd_run(run_args, argv[0]);
   if (explore->parsed()) return cmd_explore(explore_args);
+  if (record->parsed()) return cmd_record(record_out, record_cmd);
   if (configs->parsed()) {
     for (const auto& c : kBuiltinConfigs) {
       std::cout << fmt::format("{} — {}\n", c.name, c.what);

@@ -12,6 +12,27 @@ const BuiltinConfig* find_config(std::string_view name) {
   return nullptr;
 }
 
+void parallel_for(std::size_t n, unsigned threads, const std::function<void(std::size_t)>& fn) {
+  std::vector<std::exception_ptr> errors(n);
+  std::atomic<std::size_t> next{0};
+  auto worker = [&] {
+    for (std::size_t i; (i = next++) < n;) {
+      try {
+        fn(i);
+      } catch (...) {
+        errors[i] = std::current_exception();
+      }
+    }
+  };
+  std::vector<std::thread> pool;
+  for (unsigned t = 1; t < std::min<std::size_t>(std::max(1u, threads), std::max<std::size_t>(n, 1)); ++t)
+    pool.emplace_back(worker);
+  worker();
+  for (auto& t : pool) t.join();
+  for (auto& e : errors)
+    if (e) std::rethrow_exception(e);
+}
+
 std::vector<RunResult> run_jobs(const std::vector<SuiteJob>& jobs, const RunOptions& opts, unsigned threads,
                                 const std::function<void(std::size_t, std::size_t)>& progress) {
   // All input errors before anything runs.
@@ -22,31 +43,17 @@ std::vector<RunResult> run_jobs(const std::vector<SuiteJob>& jobs, const RunOpti
     validate_for_run(scenarios.back());
   }
   std::vector<RunResult> results(jobs.size());
-  std::vector<std::exception_ptr> errors(jobs.size());
-  std::atomic<std::size_t> next{0};
   std::mutex m;
   std::size_t done = 0;
   // Runs share nothing (each has its own memory, page tables, TLBs), so
   // they run in parallel; results land in job order.
-  auto worker = [&] {
-    for (std::size_t i; (i = next++) < jobs.size();) {
-      try {
-        results[i] = run_scenario(scenarios[i], opts);
-        if (jobs[i].config) results[i].config.name = std::string(jobs[i].config->name);
-      } catch (...) {
-        errors[i] = std::current_exception();
-      }
-      std::lock_guard lock(m);
-      ++done;
-      if (progress) progress(done, jobs.size());
-    }
-  };
-  std::vector<std::thread> pool;
-  for (unsigned t = 1; t < std::max(1u, threads); ++t) pool.emplace_back(worker);
-  worker();
-  for (auto& t : pool) t.join();
-  for (auto& e : errors)
-    if (e) std::rethrow_exception(e);
+  parallel_for(jobs.size(), threads, [&](std::size_t i) {
+    results[i] = run_scenario(scenarios[i], opts);
+    if (jobs[i].config) results[i].config.name = std::string(jobs[i].config->name);
+    std::lock_guard lock(m);
+    ++done;
+    if (progress) progress(done, jobs.size());
+  });
   return results;
 }
 

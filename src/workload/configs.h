@@ -43,6 +43,10 @@ struct SuiteJob {
   const BuiltinConfig* config = nullptr;
 };
 
+// Calls fn(0) ... fn(n - 1) on up to `threads` threads (the caller's among
+// them); the first exception any call threw is rethrown after all finish.
+void parallel_for(std::size_t n, unsigned threads, const std::function<void(std::size_t)>& fn);
+
 // Loads every job's scenario first (throws ScenarioError on the first bad
 // one: nothing runs), then runs them on `threads` threads. Results come back
 // in job order. `progress(done, total)` is called after each run, from the

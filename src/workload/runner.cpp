@@ -259,7 +259,7 @@ ThpSettings thp_settings(const Header& h) {
   return t;
 }
 
-class Runner {
+class Runner final : public RunMachine {
  public:
   Runner(const Scenario& sc, const RunOptions& opts)
       : sc_(sc),
@@ -300,6 +300,31 @@ class Runner {
     res_.violations = checker_.violations();
     res_.stats = collect_stats();
     return std::move(res_);
+  }
+
+  RunResult run_driven(const std::function<void(RunMachine&)>& drive) {
+    drive(*this);
+    res_.violations = checker_.violations();
+    res_.stats = collect_stats();
+    return std::move(res_);
+  }
+
+  // ---- RunMachine ----
+  Mm& mm(std::size_t pid) override { return *procs_.at(pid).mm; }
+  std::size_t fork(std::size_t parent) override {
+    const std::size_t child = procs_.size();
+    add_process(procs_.at(parent).mm->fork(static_cast<unsigned>(child), asid_of(child)));
+    return child;
+  }
+  void exit(std::size_t pid) override {
+    procs_.at(pid).mm->exit_mmap();
+    procs_[pid].alive = false;
+  }
+  bool access(std::size_t pid, std::uint64_t va, MemAccess kind) override {
+    return !try_access(procs_[pid], VirtAddr{va}, kind);
+  }
+  void end_step() override {
+    if (opts_.check) settle();
   }
 
  private:
@@ -726,22 +751,29 @@ class Runner {
   // access is retried, as the CPU re-executes the faulting instruction. A
   // fault it cannot resolve is the process's SIGSEGV: a run error.
   bool access_one(const Statement& st, AccessKind ak, MemAccess kind, VirtAddr va) {
+    const auto why = try_access(cur(), va, kind);
+    if (!why) return true;
+    res_.error = fmt::format("{}:{}: {} {:#x} in process {}: {}", st.loc.file, st.loc.line, name(ak), va.val,
+                             cur_, *why);
+    return false;
+  }
+
+  // The path of every user access; nullopt when it completed, else why not
+  // ("Translation at level 3; SIGSEGV: no mapping").
+  std::optional<std::string> try_access(Proc& p, VirtAddr va, MemAccess kind) {
+    Mm& mm = *p.mm;
     for (int attempt = 0;; ++attempt) {
-      const AccessResult r = mmu_.access(pt(), asid(), va, kind, /*retry=*/attempt > 0);
-      if (r.fault == Fault::None) return true;
+      const AccessResult r = mmu_.access(mm.page_table(), mm.asid(), va, kind, /*retry=*/attempt > 0);
+      if (r.fault == Fault::None) return std::nullopt;
       std::string why;
       if (attempt >= 3) {
         why = "the fault handler did not resolve it";
       } else {
-        const FaultResult fr =
-            cur().mm->handle_fault(va.val, kind == MemAccess::Write, kind == MemAccess::Exec);
+        const FaultResult fr = mm.handle_fault(va.val, kind == MemAccess::Write, kind == MemAccess::Exec);
         if (fr == FaultResult::Handled) continue;
-        why = cur().mm->find_vma(va.val) ? "SIGSEGV: the mapping does not permit it"
-                                         : "SIGSEGV: no mapping";
+        why = mm.find_vma(va.val) ? "SIGSEGV: the mapping does not permit it" : "SIGSEGV: no mapping";
       }
-      res_.error = fmt::format("{}:{}: {} {:#x} in process {}: {} at level {}; {}", st.loc.file,
-                               st.loc.line, name(ak), va.val, cur_, fault_name(r.fault), r.level, why);
-      return false;
+      return fmt::format("{} at level {}; {}", fault_name(r.fault), r.level, why);
     }
   }
 
@@ -976,6 +1008,11 @@ void validate_for_run(const Scenario& sc) {
 RunResult run_scenario(const Scenario& sc, const RunOptions& opts) {
   validate_for_run(sc);
   return Runner(sc, opts).run();
+}
+
+RunResult run_driven(const Scenario& sc, const RunOptions& opts, const std::function<void(RunMachine&)>& drive) {
+  validate_for_run(sc);
+  return Runner(sc, opts).run_driven(drive);
 }
 
 }  // namespace contpte

@@ -12,6 +12,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <iosfwd>
 #include <map>
 #include <optional>
@@ -84,5 +85,27 @@ const std::vector<std::string>& stat_names();
 void validate_for_run(const Scenario& sc);
 
 RunResult run_scenario(const Scenario& sc, const RunOptions& opts = {});
+
+class Mm;
+
+// The machine a run builds from a scenario header, for runs driven by code
+// instead of statements (trace replay): its processes and the path every
+// user access takes (MMU, fault to the memory manager, retry).
+class RunMachine {
+ public:
+  virtual ~RunMachine() = default;
+  virtual Mm& mm(std::size_t pid) = 0;
+  // fork() of process `parent`; returns the child's pid.
+  virtual std::size_t fork(std::size_t parent) = 0;
+  virtual void exit(std::size_t pid) = 0;
+  // One user access; false when the fault cannot be resolved (SIGSEGV).
+  virtual bool access(std::size_t pid, std::uint64_t va, MemAccess kind) = 0;
+  // The end of a step for the conformance checker (a statement's end).
+  virtual void end_step() = 0;
+};
+
+// Builds the machine `sc.header` describes (sc's statements are not run),
+// lets `drive` run it, and collects the stats as run_scenario does.
+RunResult run_driven(const Scenario& sc, const RunOptions& opts, const std::function<void(RunMachine&)>& drive);
 
 }  // namespace contpte

@@ -56,4 +56,37 @@ grep -q "BOUNDED" "$tmp/out" || { echo "FAIL bounded run not said"; fail=1; }
 "$bin" explore "$tmp/bad.cpt" >/dev/null 2>&1; check "explore bad input" 2 $?
 "$bin" explore "$tmp/good.cpt" --max 0 >/dev/null 2>&1; check "explore --max 0" 2 $?
 "$bin" explore >/dev/null 2>&1; check "explore without file" 2 $?
+# Traces (issue 13): record, replay, and bad trace files => exit 2 with the offset.
+"$bin" record -o "$tmp/x.trace" >/dev/null 2>&1; check "record without a command" 2 $?
+if command -v valgrind >/dev/null 2>&1; then
+  "$bin" record -o "$tmp/true.trace" -- /bin/true >"$tmp/out" 2>&1; check "record /bin/true" 0 $?
+  grep -q "bytes/access" "$tmp/out" || { echo "FAIL record printed no summary"; cat "$tmp/out"; fail=1; }
+  "$bin" record -o "$tmp/false.trace" -- /bin/false >/dev/null 2>&1; check "record a failing command" 1 $?
+  "$bin" run --replay "$tmp/true.trace" --config contpte-64k --json "$tmp/r.json" >"$tmp/out" 2>&1
+  check "replay --config" 0 $?
+  grep -q "contpte-64k" "$tmp/out" || { echo "FAIL replay --config not shown"; cat "$tmp/out"; fail=1; }
+  grep -q '"version": 1' "$tmp/r.json" || { echo "FAIL replay json report"; fail=1; }
+  "$bin" run --replay "$tmp/true.trace" >"$tmp/out" 2>&1; check "replay comparison" 0 $?
+  grep -q "gran-64k" "$tmp/out" || { echo "FAIL replay comparison lacks gran-64k"; cat "$tmp/out"; fail=1; }
+  size=$(stat -c %s "$tmp/true.trace")
+  head -c $((size / 2)) "$tmp/true.trace" >"$tmp/trunc.trace"
+  "$bin" run --replay "$tmp/trunc.trace" --json "$tmp/trunc.json" >"$tmp/out" 2>&1; check "truncated trace" 2 $?
+  grep -q "trunc.trace: error: at compressed byte [0-9]*: truncated" "$tmp/out" || { echo "FAIL truncated message"; cat "$tmp/out"; fail=1; }
+  [[ ! -e $tmp/trunc.json ]] || { echo "FAIL a report was written for a truncated trace"; fail=1; }
+  cp "$tmp/true.trace" "$tmp/corrupt.trace"
+  printf '\xff\xff\xff\xff' | dd of="$tmp/corrupt.trace" bs=1 seek=$((size / 2)) conv=notrunc status=none
+  "$bin" run --replay "$tmp/corrupt.trace" >"$tmp/out" 2>&1; check "corrupt trace" 2 $?
+  grep -q "corrupt.trace: error: at .*byte [0-9]*:" "$tmp/out" || { echo "FAIL corrupt message"; cat "$tmp/out"; fail=1; }
+else
+  echo "skip record/replay checks: valgrind is not installed"
+fi
+"$bin" run --replay "$tmp/good.cpt" >"$tmp/out" 2>&1; check "not a trace" 2 $?
+grep -q "good.cpt: error: at compressed byte" "$tmp/out" || { echo "FAIL not-a-trace message"; cat "$tmp/out"; fail=1; }
+if command -v zstd >/dev/null 2>&1; then
+  # A well-formed header of a future version 2: refused at byte 8.
+  printf 'CPTTRACE\x02\x00\xff\x00\x00' | zstd -q >"$tmp/v2.trace"
+  "$bin" run --replay "$tmp/v2.trace" >"$tmp/out" 2>&1; check "wrong trace version" 2 $?
+  grep -q "v2.trace: error: at byte 8: trace format version 2 is not supported" "$tmp/out" || { echo "FAIL version message"; cat "$tmp/out"; fail=1; }
+fi
+"$bin" run --replay "$tmp/missing.trace" >/dev/null 2>&1; check "missing trace" 2 $?
 exit $fail
