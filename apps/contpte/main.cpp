@@ -226,7 +226,6 @@ int main(int argc, char** argv) {
         h = nl == std::string_view::npos ? std::string_view{} : h.substr(nl + 1);
       }
     }
-    std::cout << "(thp-4k, 4K + PMD THP, is not offered yet: PMD-sized folios are not modelled)\n";
     return kExitOk;
   }
   if (presets->parsed()) {

@@ -4,6 +4,7 @@
 #include <stdexcept>
 
 #include "engine/pgtable.h"
+#include "engine/raw.h"
 
 namespace contpte {
 
@@ -24,6 +25,15 @@ MmSystem::MmSystem(PhysMem& mem, BuddyAllocator& buddy, Features features, ThpSe
   auto z = buddy_.alloc_folio(0);
   if (!z) throw std::runtime_error("no memory for the zero page");
   zero_pfn_ = *z;
+}
+
+std::optional<Pfn> MmSystem::huge_zero_pfn() {
+  if (!huge_zero_pfn_) {
+    const Geometry& g = mem_.geometry();
+    huge_zero_pfn_ = buddy_.alloc_folio(g.pmd_shift() - g.page_shift);
+    if (huge_zero_pfn_) ++stats_.thp_zero_page_alloc;
+  }
+  return huge_zero_pfn_;
 }
 
 void MmSystem::map_pages(Pfn head, std::uint64_t n, unsigned pid) {
@@ -92,6 +102,12 @@ void Mm::split_vma_at(std::uint64_t addr) {
   --it;
   Vma& v = it->second;
   if (addr <= v.start || addr >= v.end) return;
+  // vma_adjust_trans_huge: a huge PMD cannot straddle two VMAs, so one
+  // across an unaligned boundary is split to PTEs first.
+  const std::uint64_t pmd = sys_.mem().geometry().pmd_size();
+  if (addr % pmd != 0)
+    if (auto pmdp = pt_.entry_slot(VirtAddr{addr}, 2, false); pmdp && pmd_trans_huge(*pmdp->ptr()))
+      split_huge_pmd(v, align_down(addr, pmd), *pmdp);
   Vma hi = v;
   hi.start = addr;
   v.end = addr;
@@ -211,8 +227,33 @@ void Mm::for_each_present_batch(std::uint64_t start, std::uint64_t end, Fn&& fn)
   }
 }
 
+// zap_pmd_range / change_pmd_range / copy_pmd_range: the PMD level first.
+template <class Fn>
+void Mm::for_each_huge_pmd(std::uint64_t start, std::uint64_t end, Fn&& whole) {
+  const std::uint64_t pmd = sys_.mem().geometry().pmd_size();
+  for (std::uint64_t haddr = align_down(start, pmd); haddr < end; haddr += pmd) {
+    auto pmdp = pt_.entry_slot(VirtAddr{haddr}, 2, false);
+    if (!pmdp || !pmd_trans_huge(*pmdp->ptr())) continue;
+    if (haddr >= start && haddr + pmd <= end) {
+      whole(haddr, *pmdp, *pmdp->ptr());
+    } else if (const Vma* v = find_vma(haddr)) {
+      split_huge_pmd(*v, haddr, *pmdp);
+    }
+  }
+}
+
 void Mm::zap_range(std::uint64_t start, std::uint64_t end, bool fullmm) {
   const unsigned shift = sys_.mem().geometry().page_shift;
+  // zap_huge_pmd: a huge PMD the range covers is cleared as one entry.
+  std::vector<std::uint64_t> pmds;
+  for_each_huge_pmd(start, end, [&](std::uint64_t haddr, PteSlot pmdp, Pte) {
+    const Pte old = raw::ptep_get_and_clear(env_, VirtAddr{haddr}, pmdp);
+    if (!is_huge_zero_pmd(old)) {
+      const FolioInfo f = sys_.mem().folio_of(pte_pfn(old, shift));
+      if (f.valid) sys_.unmap_pages(f.head, f.nr_pages, pid_);
+    }
+    pmds.push_back(haddr);
+  });
   bool any = false;
   for_each_present_batch(start, end, [&](std::uint64_t va, PteSlot slot, Pte pte, unsigned nr) {
     any = true;
@@ -226,7 +267,11 @@ void Mm::zap_range(std::uint64_t start, std::uint64_t end, bool fullmm) {
   // Tearing down the whole address space (exit) needs no range flush: the
   // ASID is not reused without a full invalidation, and arm64's tlb_flush
   // for a full mm issues one flush_tlb_mm for the freed tables (exit_mmap).
-  if (any && !fullmm) flush_range(start, end);
+  if (fullmm) return;
+  if (any)
+    flush_range(start, end);
+  else if (!pmds.empty())
+    flush_pmds(pmds);  // only PMDs cleared: mmu_gather flushes with a PMD stride
 }
 
 void Mm::munmap(std::uint64_t start, std::uint64_t len) {
@@ -269,6 +314,19 @@ void Mm::mprotect(std::uint64_t start, std::uint64_t len, Prot prot) {
     if (v.prot == prot) continue;  // nothing to change: skipped
     v.prot = prot;
     const PgProt newprot = vm_page_prot(v);
+    // change_huge_pmd: invalidate, modify, set — the whole block at once.
+    for_each_huge_pmd(v.start, v.end, [&](std::uint64_t haddr, PteSlot pmdp, Pte) {
+      const Pte oldpmd = pmdp_invalidate(haddr, pmdp);
+      Pte entry = pte_modify(oldpmd, newprot);
+      // can_change_pmd_writable: an exclusive anonymous THP (never the
+      // huge zero folio) in a private writable mapping.
+      if (v.writable() && !v.shared && pte_valid(entry) && !is_huge_zero_pmd(oldpmd)) {
+        const FolioInfo f = sys_.mem().folio_of(pte_pfn(oldpmd, shift));
+        if (f.valid && sys_.mapped_only_by(f.head, pid_)) entry = pte_mkwrite(entry);
+      }
+      raw::set_pte(env_, pmdp, entry);
+      flushed_any = true;
+    });
     for_each_present_batch(v.start, v.end, [&](std::uint64_t va, PteSlot slot, Pte, unsigned nr) {
       Pte oldpte = modify_prot_start_ptes(env_, VirtAddr{va}, slot, nr);
       if (sys_.checker) sys_.checker->returned(asid_, va, nr, oldpte);
@@ -362,6 +420,160 @@ FaultResult Mm::do_anonymous_page(const Vma& v, std::uint64_t va, PteSlot ptep, 
   return FaultResult::Segv;  // out of memory: the OOM killer's business
 }
 
+// ---- PMD-sized THP ---------------------------------------------------------------
+
+unsigned Mm::pmd_order() const {
+  const Geometry& g = sys_.mem().geometry();
+  return g.pmd_shift() - g.page_shift;
+}
+
+// thp_vma_allowable_order(PMD_ORDER) and thp_vma_suitable_order: the PMD
+// size's sysfs policy allows it for this VMA, and the VMA covers the whole
+// naturally aligned PMD range.
+bool Mm::thp_pmd_allowed(const Vma& v, std::uint64_t haddr) const {
+  if (v.nohugepage || v.shared) return false;
+  auto it = sys_.thp().per_order.find(pmd_order());
+  if (it == sys_.thp().per_order.end()) return false;
+  const ThpMode m = it->second == ThpMode::Inherit ? sys_.thp().top : it->second;
+  if (!(m == ThpMode::Always || (m == ThpMode::Madvise && v.hugepage))) return false;
+  return haddr >= v.start && haddr + sys_.mem().geometry().pmd_size() <= v.end;
+}
+
+bool Mm::is_huge_zero_pmd(Pte pmd) const {
+  return sys_.is_huge_zero(pte_pfn(pmd, sys_.mem().geometry().page_shift));
+}
+
+// vma_alloc_anon_folio_pmd: a failure is counted as thp_fault_fallback
+// and in the PMD size's anon_fault_fallback.
+std::optional<Pfn> Mm::alloc_pmd_folio() {
+  auto pfn = sys_.buddy().alloc_folio(pmd_order());
+  if (!pfn) {
+    ++sys_.stats().thp_fault_fallback;
+    ++sys_.stats().anon_fault_fallback[pmd_order()];
+  }
+  return pfn;
+}
+
+// map_anon_folio_pmd: one block descriptor, dirty, writable if the VMA is.
+void Mm::map_anon_folio_pmd(const Vma& v, Pfn pfn, std::uint64_t haddr, PteSlot pmdp) {
+  const Geometry& g = sys_.mem().geometry();
+  Pte entry = pte_mkdirty(pmd_mkhuge(pfn_pte(pfn, vm_page_prot(v), g.page_shift)));
+  if (v.writable()) entry = pte_mkwrite(entry);
+  raw::set_pte(env_, pmdp, entry);  // set_pmd_at
+  (void)haddr;
+  const std::uint64_t nr = std::uint64_t{1} << pmd_order();
+  sys_.map_pages(pfn, nr, pid_);
+  ++sys_.stats().anon_fault_alloc[pmd_order()];
+  ++sys_.stats().thp_fault_alloc;
+  ++sys_.stats().faults_anon;
+  sys_.stats().bytes_zeroed += g.pmd_size();
+}
+
+// do_huge_pmd_anonymous_page: a read maps the huge zero folio read-only; a
+// write maps a new PMD-sized folio. Either may fall back to the PTE path
+// (nullopt) when the allocation fails.
+std::optional<FaultResult> Mm::do_huge_pmd_anonymous_page(const Vma& v, std::uint64_t va, PteSlot pmdp,
+                                                          bool write) {
+  const Geometry& g = sys_.mem().geometry();
+  const std::uint64_t haddr = align_down(va, g.pmd_size());
+  if (!write) {
+    auto zero = sys_.huge_zero_pfn();
+    if (!zero) {
+      ++sys_.stats().thp_fault_fallback;
+      return std::nullopt;
+    }
+    raw::set_pte(env_, pmdp, pte_mkspecial(pmd_mkhuge(pfn_pte(*zero, vm_page_prot(v), g.page_shift))));
+    ++sys_.stats().faults_zero;
+    return FaultResult::Handled;
+  }
+  auto pfn = alloc_pmd_folio();
+  if (!pfn) return std::nullopt;
+  map_anon_folio_pmd(v, *pfn, haddr, pmdp);
+  return FaultResult::Handled;
+}
+
+// do_huge_pmd_wp_page (Linux 6.18): a write to the huge zero PMD replaces
+// it with a new THP (do_huge_zero_wp_pmd); a THP only this process maps is
+// reused whole; anything else — a THP still shared after fork, or no
+// memory for the zero-page copy — splits the PMD and falls back to the
+// PTE fault, which copies or reuses one page.
+std::optional<FaultResult> Mm::do_huge_pmd_wp_page(const Vma& v, std::uint64_t va, PteSlot pmdp, Pte orig) {
+  const Geometry& g = sys_.mem().geometry();
+  const std::uint64_t haddr = align_down(va, g.pmd_size());
+  if (is_huge_zero_pmd(orig)) {
+    if (auto pfn = alloc_pmd_folio()) {
+      raw::ptep_get_and_clear(env_, VirtAddr{haddr}, pmdp);  // pmdp_huge_clear_flush
+      flush_pmds({haddr});
+      map_anon_folio_pmd(v, *pfn, haddr, pmdp);
+      return FaultResult::Handled;
+    }
+  } else {
+    const FolioInfo f = sys_.mem().folio_of(pte_pfn(orig, g.page_shift));
+    if (f.valid && sys_.mapped_only_by(f.head, pid_)) {
+      const Pte entry = pte_mkwrite(pte_mkdirty(pte_mkyoung(orig)));
+      raw::ptep_set_access_flags(env_, VirtAddr{haddr}, pmdp, entry, true);
+      ++sys_.stats().faults_reuse;
+      return FaultResult::Handled;
+    }
+  }
+  split_huge_pmd(v, haddr, pmdp);
+  return std::nullopt;
+}
+
+// pmdp_invalidate: exchange in a not-valid copy (software still sees the
+// THP), then flush the block from the TLBs (flush_pmd_tlb_range).
+Pte Mm::pmdp_invalidate(std::uint64_t haddr, PteSlot pmdp) {
+  ++env_.counters().pte_stores;
+  const Pte old = env_.xchg(pmdp, pmd_mkinvalid(*pmdp.ptr()));
+  flush_pmds({haddr});
+  return old;
+}
+
+// __split_huge_pmd_locked: the PMD is invalidated, a PTE page is filled
+// with PTEs mapping the same folio — one set_ptes for all of them, which
+// contpte may write as contiguous blocks — carrying the PMD's write, young
+// and dirty state, then linked in (pmd_populate). The huge zero PMD
+// becomes PTEs of the ordinary zero page. The folio stays one large folio.
+// Linux deposits the PTE page at fault time; it is allocated here instead.
+void Mm::split_huge_pmd(const Vma& v, std::uint64_t haddr, PteSlot pmdp) {
+  const Geometry& g = sys_.mem().geometry();
+  ++sys_.stats().thp_split_pmd;
+  const bool zero = is_huge_zero_pmd(*pmdp.ptr());
+  Pte old;
+  if (zero) {
+    old = raw::ptep_get_and_clear(env_, VirtAddr{haddr}, pmdp);  // pmdp_huge_clear_flush
+    flush_pmds({haddr});
+  } else {
+    old = pmdp_invalidate(haddr, pmdp);
+  }
+  const PhysAddr table = pt_.alloc_pte_page(VirtAddr{haddr});
+  const PteSlot first = pt_.pte_page(table);
+  const unsigned nr = g.ptrs_per_table();
+  if (zero) {
+    const Pte z = pte_mkspecial(pfn_pte(sys_.zero_pfn(), vm_page_prot(v), g.page_shift));
+    for (unsigned i = 0; i < nr; ++i)
+      set_pte_at(env_, VirtAddr{haddr + (std::uint64_t{i} << g.page_shift)}, first + i, z);
+  } else {
+    Pte entry = pfn_pte(pte_pfn(old, g.page_shift), vm_page_prot(v), g.page_shift);
+    if (pte_write(old)) entry = pte_mkwrite(entry);
+    if (!pte_young(old)) entry = pte_mkold(entry);
+    if (pte_dirty(old)) entry = pte_mkdirty(entry);
+    set_ptes(env_, VirtAddr{haddr}, first, entry, nr);
+  }
+  raw::set_pte(env_, pmdp, PageTable::table_desc(table));  // pmd_populate
+}
+
+// A flush of whole PMD blocks: __flush_tlb_range with a PMD stride is one
+// TLBI per block, or the whole ASID past MAX_DVM_OPS of them.
+void Mm::flush_pmds(const std::vector<std::uint64_t>& haddrs) {
+  ++sys_.stats().caller_tlbi;
+  if (haddrs.size() >= sys_.mem().geometry().ptrs_per_table()) {
+    env_.flush_tlb_mm();
+    return;
+  }
+  for (std::uint64_t a : haddrs) env_.flush_tlb_page(VirtAddr{a}, true);
+}
+
 // wp_page_copy: a private copy of one page; the old PTE is cleared and
 // flushed (ptep_clear_flush) before the new one is set — on a folded block
 // that clear unfolds it.
@@ -419,6 +631,26 @@ FaultResult Mm::handle_fault(std::uint64_t va, bool write, bool exec) {
   const bool executable = v->prot == Prot::RX || v->prot == Prot::RWX || v->prot == Prot::X;
   if ((write && !v->writable()) || (exec && !executable) || (!write && !exec && !readable))
     return FaultResult::Segv;
+  // __handle_mm_fault: the PMD level first. An empty PMD may get a huge
+  // page; a huge PMD is handled whole unless a write has to split it.
+  const PteSlot pmdp = *pt_.entry_slot(VirtAddr{va}, 2, true);
+  const Pte pmd = *pmdp.ptr();
+  const std::uint64_t haddr = align_down(va, sys_.mem().geometry().pmd_size());
+  if (pmd_none(pmd) && thp_pmd_allowed(*v, haddr)) {
+    if (auto r = do_huge_pmd_anonymous_page(*v, va, pmdp, write)) return *r;
+  } else if (pmd_trans_huge(pmd)) {
+    if (write && !pte_write(pmd)) {
+      if (auto r = do_huge_pmd_wp_page(*v, va, pmdp, pmd)) return *r;
+      // Split: the PTE fault below handles the write.
+    } else {
+      // huge_pmd_set_accessed (touch_pmd): AF, and dirty for a write.
+      Pte entry = pte_mkyoung(pmd);
+      if (write) entry = pte_mkdirty(entry);
+      if (raw::ptep_set_access_flags(env_, VirtAddr{haddr}, pmdp, entry, write))
+        ++sys_.stats().faults_access;
+      return FaultResult::Handled;
+    }
+  }
   const PteSlot ptep = *pt_.pte_slot(VirtAddr{va}, true);
   const Pte pte = ptep_get(env_, ptep);
   if (pte_none(pte)) return do_anonymous_page(*v, va, ptep, write);
@@ -433,13 +665,44 @@ FaultResult Mm::handle_fault(std::uint64_t va, bool write, bool exec) {
 }
 
 FaultResult Mm::populate_write(std::uint64_t start, std::uint64_t len) {
-  for (std::uint64_t va = start; va < start + len; va += page_size()) {
-    auto slot = pt_.pte_slot(VirtAddr{va}, true);
-    const Pte pte = ptep_get(env_, *slot);
-    if (pte_present(pte) && pte_write(pte) && pte_dirty(pte)) continue;
+  const std::uint64_t pmd = sys_.mem().geometry().pmd_size();
+  // How far va is already mapped writable and dirty (0: it needs a fault).
+  // Looks without allocating a PTE page, which would rule out a huge PMD.
+  auto populated = [&](std::uint64_t va) -> std::uint64_t {
+    auto ready = [](Pte p) { return pte_present(p) && pte_write(p) && pte_dirty(p); };
+    if (auto pmdp = pt_.entry_slot(VirtAddr{va}, 2, false); pmdp && pmd_trans_huge(*pmdp->ptr()))
+      return ready(*pmdp->ptr()) ? align_down(va, pmd) + pmd - va : 0;
+    auto slot = pt_.pte_slot(VirtAddr{va}, false);
+    return slot && ready(ptep_get(env_, *slot)) ? page_size() : 0;
+  };
+  for (std::uint64_t va = start; va < start + len;) {
+    if (const std::uint64_t step = populated(va)) {
+      va += step;
+      continue;
+    }
     if (handle_fault(va, true, false) == FaultResult::Segv) return FaultResult::Segv;
+    // The fault may have mapped a whole folio or PMD: look again, but never
+    // twice at a page the fault left as it was.
+    if (!populated(va)) va += page_size();
   }
   return FaultResult::Handled;
+}
+
+Pte Mm::leaf_pte(std::uint64_t va, bool gathered) {
+  const Geometry& g = sys_.mem().geometry();
+  if (auto slot = pt_.pte_slot(VirtAddr{va}, false)) return gathered ? ptep_get(env_, *slot) : *slot->ptr();
+  if (auto pmdp = pt_.entry_slot(VirtAddr{va}, 2, false); pmdp && pmd_trans_huge(*pmdp->ptr()))
+    return pte_advance_pfn(*pmdp->ptr(), (va & (g.pmd_size() - 1)) >> g.page_shift, g.page_shift);
+  return Pte{};
+}
+
+std::uint64_t Mm::pmd_mapped_pages() const {
+  const Geometry& g = sys_.mem().geometry();
+  std::uint64_t n = 0;
+  pt_.for_each_pmd_page([&](VirtAddr, PteSlot s) {
+    for (unsigned i = 0; i < g.ptrs_per_table(); ++i) n += pmd_trans_huge(s.ptr()[i]);
+  });
+  return n << (g.pmd_shift() - g.page_shift);
 }
 
 // copy_page_range / copy_present_ptes: the child gets the parent's PTEs,
@@ -454,6 +717,17 @@ std::unique_ptr<Mm> Mm::fork(unsigned child_pid, std::uint16_t child_asid) {
   const unsigned shift = g.page_shift;
   for (const auto& entry : vmas_) {
     const Vma& v = entry.second;  // a named reference: lambdas may not capture bindings (C++20)
+    // copy_huge_pmd: the child maps the same THP (or huge zero folio);
+    // both PMDs are write-protected and the child's is old.
+    for_each_huge_pmd(v.start, v.end, [&](std::uint64_t haddr, PteSlot src, Pte pmd) {
+      if (!is_huge_zero_pmd(pmd)) {
+        const FolioInfo f = sys_.mem().folio_of(pte_pfn(pmd, shift));
+        if (f.valid) sys_.map_pages(f.head, f.nr_pages, child_pid);
+      }
+      raw::ptep_set_wrprotect(env_, VirtAddr{haddr}, src);
+      pmd = pte_mkold(pte_wrprotect(pmd));
+      raw::set_pte(child->env_, *child->pt_.entry_slot(VirtAddr{haddr}, 2, true), pmd);
+    });
     for_each_present_batch(v.start, v.end, [&](std::uint64_t va, PteSlot src, Pte pte, unsigned nr) {
       if (!pte_special(pte)) {
         const FolioInfo f = sys_.mem().folio_of(pte_pfn(pte, shift));
@@ -471,6 +745,44 @@ std::unique_ptr<Mm> Mm::fork(unsigned child_pid, std::uint16_t child_asid) {
   ++sys_.stats().caller_tlbi;
   env_.flush_tlb_mm();
   return child;
+}
+
+std::uint64_t Mm::age_young(std::uint64_t budget) {
+  const Geometry& g = sys_.mem().geometry();
+  const std::uint64_t pmd = g.pmd_size();
+  for (const auto& entry : vmas_) {
+    const Vma& v = entry.second;
+    for (std::uint64_t va = v.start; va < v.end && budget;) {
+      const std::uint64_t pmd_end = std::min(v.end, align_down(va, pmd) + pmd);
+      auto pmdp = pt_.entry_slot(VirtAddr{va}, 2, false);
+      const Pte pmdv = pmdp ? *pmdp->ptr() : Pte{};
+      if (pmd_trans_huge(pmdv) && !is_huge_zero_pmd(pmdv)) {
+        const std::uint64_t haddr = align_down(va, pmd);
+        if (raw::ptep_test_and_clear_young(env_, VirtAddr{haddr}, *pmdp)) flush_pmds({haddr});
+        budget -= std::min<std::uint64_t>(budget, std::uint64_t{1} << pmd_order());
+      }
+      if (!pmd_table(pmdv)) {
+        va = pmd_end;
+        continue;
+      }
+      PteSlot slot = *pt_.pte_slot(VirtAddr{va}, false);
+      for (; va < pmd_end && budget; va += g.page_size(), ++slot) {
+        const Pte pte = *slot.ptr();
+        if (!pte_present(pte) || pte_special(pte)) continue;
+        const bool block = pte_valid_cont(pte);
+        ptep_clear_flush_young(env_, VirtAddr{va}, slot);
+        // contpte ages the whole block: the checker is told so.
+        if (sys_.checker) {
+          if (block)
+            sys_.checker->clean(asid_, align_down(va, g.cont_pte_size()), g.cont_ptes, false, true);
+          else
+            sys_.checker->clean(asid_, va, 1, false, true);
+        }
+        --budget;
+      }
+    }
+  }
+  return budget;
 }
 
 void Mm::exit_mmap() {

@@ -58,6 +58,11 @@ struct MmStats {
   std::uint64_t caller_tlbi = 0;      // flushes the mm requested (mmu_gather, fork, COW)
   std::uint64_t bytes_zeroed = 0;     // new anonymous folios (and copies of the zero page)
   std::uint64_t bytes_copied = 0;     // copy-on-write copies of data pages
+  // PMD-sized THP (vmstat thp_*).
+  std::uint64_t thp_fault_alloc = 0;      // a PMD-mapped folio allocated by a fault
+  std::uint64_t thp_fault_fallback = 0;   // a PMD-sized allocation failed: PTE fault instead
+  std::uint64_t thp_split_pmd = 0;        // huge PMDs split to PTE mappings
+  std::uint64_t thp_zero_page_alloc = 0;  // the huge zero folio allocated
 };
 
 enum class FaultResult : std::uint8_t { Handled, Segv };
@@ -75,6 +80,11 @@ class MmSystem {
   const Features& features() const { return features_; }
   const ThpSettings& thp() const { return thp_; }
   Pfn zero_pfn() const { return zero_pfn_; }
+  // The huge zero folio (mm_get_huge_zero_folio): allocated on first use,
+  // then shared by every read fault that maps a zero PMD; nullopt when no
+  // PMD-sized block is free.
+  std::optional<Pfn> huge_zero_pfn();
+  bool is_huge_zero(Pfn pfn) const { return huge_zero_pfn_ && *huge_zero_pfn_ == pfn; }
   MmStats& stats() { return stats_; }
 
   // rmap: a page of a folio mapped (or unmapped) by process `pid`.
@@ -102,6 +112,7 @@ class MmSystem {
   Features features_;
   ThpSettings thp_;
   Pfn zero_pfn_;
+  std::optional<Pfn> huge_zero_pfn_;
   MmStats stats_;
   std::map<std::uint64_t, FolioMaps> folios_;  // head pfn
   friend class Mm;
@@ -132,12 +143,25 @@ class Mm {
   // MADV_POPULATE_WRITE: fault in for write every page of the range.
   FaultResult populate_write(std::uint64_t start, std::uint64_t len);
 
+  // The leaf translation of `va` as a PTE value: the PTE (read through
+  // ptep_get when `gathered`, else the stored word), or, under a huge PMD,
+  // the block descriptor advanced to va's page (table bit clear:
+  // pmd_trans_huge tells it apart). None if nothing maps va.
+  Pte leaf_pte(std::uint64_t va, bool gathered);
+  // Pages mapped by huge PMDs (rss) in this address space.
+  std::uint64_t pmd_mapped_pages() const;
+
   // handle_mm_fault for a user access that faulted at `va`.
   FaultResult handle_fault(std::uint64_t va, bool write, bool exec);
 
   // fork(): a new address space sharing every anonymous folio, with
   // private writable PTEs write-protected in both (copy_pte_range).
   std::unique_ptr<Mm> fork(unsigned child_pid, std::uint16_t child_asid);
+  // One LRU aging pass (folio_referenced): ptep_clear_flush_young on every
+  // present PTE (block-wide on a contiguous one) and pmdp_clear_flush_young
+  // on every huge PMD, lowest address first, until `budget` pages are aged.
+  // Returns what is left of the budget.
+  std::uint64_t age_young(std::uint64_t budget);
   // exit: unmaps everything.
   void exit_mmap();
 
@@ -151,6 +175,24 @@ class Mm {
   void for_each_present_batch(std::uint64_t start, std::uint64_t end, Fn&& fn);
   void zap_range(std::uint64_t start, std::uint64_t end, bool fullmm = false);
   FaultResult do_anonymous_page(const Vma& v, std::uint64_t va, PteSlot ptep, bool write);
+
+  // ---- PMD-sized THP (mm/huge_memory.c); nullopt = VM_FAULT_FALLBACK ----
+  unsigned pmd_order() const;
+  bool thp_pmd_allowed(const Vma& v, std::uint64_t haddr) const;
+  bool is_huge_zero_pmd(Pte pmd) const;
+  std::optional<FaultResult> do_huge_pmd_anonymous_page(const Vma& v, std::uint64_t va, PteSlot pmdp,
+                                                        bool write);
+  std::optional<FaultResult> do_huge_pmd_wp_page(const Vma& v, std::uint64_t va, PteSlot pmdp, Pte orig);
+  void map_anon_folio_pmd(const Vma& v, Pfn pfn, std::uint64_t haddr, PteSlot pmdp);
+  std::optional<Pfn> alloc_pmd_folio();
+  Pte pmdp_invalidate(std::uint64_t haddr, PteSlot pmdp);
+  void split_huge_pmd(const Vma& v, std::uint64_t haddr, PteSlot pmdp);
+  // Calls whole(haddr, pmdp, pmd) for each huge PMD that [start, end)
+  // covers entirely; one it covers in part is split to PTEs first, so the
+  // PTE pass that follows sees its pages (zap_pmd_range, change_pmd_range).
+  template <class Fn>
+  void for_each_huge_pmd(std::uint64_t start, std::uint64_t end, Fn&& whole);
+  void flush_pmds(const std::vector<std::uint64_t>& haddrs);
   FaultResult do_wp_page(const Vma& v, std::uint64_t va, PteSlot ptep, Pte orig);
   void wp_page_copy(const Vma& v, std::uint64_t va, PteSlot ptep, Pte orig);
   std::vector<unsigned> thp_orders(const Vma& v) const;

@@ -36,7 +36,9 @@ const std::vector<std::string>& stat_names() {
       "violations_lost_young", "mm_faults",        "faults_anon",
       "faults_zero",       "faults_cow",          "faults_reuse",
       "faults_access",     "reuse_unfolds",       "folios_freed",
-      "bytes_zeroed",      "bytes_copied",        "tlb_mpki"};
+      "bytes_zeroed",      "bytes_copied",        "tlb_mpki",
+      "thp_fault_alloc",   "thp_fault_fallback",  "thp_split_pmd",
+      "thp_zero_page_alloc"};
   return names;
 }
 
@@ -105,6 +107,8 @@ class TraceObserver final : public SimObserver {
     const unsigned shift = pt_.geometry().page_shift;
     const auto va = pt_.va_of(a.slot);
     std::string where = va ? fmt::format("{:#x}", va->val) : std::string("?");
+    if (!va)
+      if (const auto pmd = pt_.pmd_va_of(a.slot)) where = fmt::format("pmd {:#x}", pmd->val);
     std::string what = fmt::format("{:<7} {}", kOps[static_cast<int>(a.op)], where);
     if (a.op == PteAccessOp::Load)
       out_ << prefix() << what << "  " << format_pte(a.before, shift) << '\n';
@@ -321,10 +325,8 @@ class Runner {
   Pfn pfn_of(const FolioRef& f) const { return folios_.at(f.folio).head + f.index; }
   PteSlot slot(VirtAddr va) { return *pt().pte_slot(va, /*alloc=*/true); }
   Pte stored(VirtAddr va) { return stored_in(cur(), va); }
-  static Pte stored_in(Proc& p, VirtAddr va) {
-    auto s = p.mm->page_table().pte_slot(va, /*alloc=*/false);
-    return s ? *s->ptr() : Pte{};
-  }
+  // The stored leaf word: a PTE, or a huge PMD's block advanced to va's page.
+  static Pte stored_in(Proc& p, VirtAddr va) { return p.mm->leaf_pte(va.val, /*gathered=*/false); }
   VirtAddr resolve(const AddrExpr& a) {
     if (!a.mapping) return VirtAddr{a.offset};
     auto it = cur().names.find(*a.mapping);
@@ -612,27 +614,12 @@ class Runner {
     }
   }
 
-  // One LRU aging pass (folio_referenced): ptep_clear_flush_young on the
-  // present PTEs of every live process, lowest address first, up to `pages`.
+  // One LRU aging pass (folio_referenced) over every live process, up to
+  // `pages` PTEs (Mm::age_young).
   void exec_reclaim(const Reclaim& r) {
     std::uint64_t budget = r.pages.value_or(~std::uint64_t{0});
-    for (auto& p : procs_) {
-      if (!p.alive) continue;
-      for (const auto& [s, v] : p.mm->vmas()) {
-        for (std::uint64_t va = v.start; va < v.end && budget; va += geo_.page_size()) {
-          auto slot = p.mm->page_table().pte_slot(VirtAddr{va}, false);
-          if (!slot || !pte_present(*slot->ptr()) || pte_special(*slot->ptr())) continue;
-          const bool young_block = pte_valid_cont(*slot->ptr());
-          ptep_clear_flush_young(p.mm->env(), VirtAddr{va}, *slot);
-          const std::uint64_t block = geo_.cont_pte_size();
-          if (young_block)
-            checker_.clean(p.mm->asid(), va & ~(block - 1), geo_.cont_ptes, false, true);
-          else
-            checker_.clean(p.mm->asid(), va, 1, false, true);
-          --budget;
-        }
-      }
-    }
+    for (auto& p : procs_)
+      if (p.alive) budget = p.mm->age_young(budget);
   }
 
   // One access; a fault goes to the memory manager (handle_mm_fault) and the
@@ -710,10 +697,7 @@ class Runner {
   void exec_expect_pte(const Statement& st, const ExpectPte& e) {
     const unsigned shift = geo_.page_shift;
     const VirtAddr va = resolve(e.addr);
-    const Pte pte = e.raw ? stored(va) : quietly([&] {
-      auto s = pt().pte_slot(va, false);
-      return s ? ptep_get(env(), *s) : Pte{};
-    });
+    const Pte pte = e.raw ? stored(va) : quietly([&] { return cur().mm->leaf_pte(va.val, /*gathered=*/true); });
     std::string wrong;
     auto check = [&](std::string_view key, std::optional<bool> want, bool got) {
       if (want && *want != got) wrong += fmt::format(" {}={} (expected {})", key, int(got), int(*want));
@@ -731,6 +715,7 @@ class Runner {
     check("dirty", w.dirty, pte_dirty(pte));
     check("young", w.young, pte_young(pte));
     check("cont", w.cont, pte_cont(pte));
+    check("huge", w.huge, pmd_trans_huge(pte));
     expect_result(st, wrong.empty(),
                   fmt::format("expect {} {:#x}: found{}; PTE {}", e.raw ? "raw" : "pte", va.val, wrong,
                               format_pte(pte, shift)));
@@ -739,6 +724,7 @@ class Runner {
   // ---- stats ----
   struct Coverage {
     std::uint64_t present = 0, cont = 0;
+    std::uint64_t pmd_pages = 0;  // mapped by huge PMDs: in rss, not PTEs
   };
   // Over every live process's page table.
   Coverage coverage() {
@@ -746,6 +732,7 @@ class Runner {
     const unsigned n = geo_.ptrs_per_table();
     for (auto& p : procs_) {
       if (!p.alive) continue;
+      c.pmd_pages += p.mm->pmd_mapped_pages();
       p.mm->page_table().for_each_pte_page([&](VirtAddr, PteSlot s) {
         for (unsigned i = 0; i < n; ++i) {
           const Pte pte = s.ptr()[i];
@@ -778,6 +765,10 @@ class Runner {
     if (name == "folios_freed") return double(ms.folios_freed);
     if (name == "bytes_zeroed") return double(ms.bytes_zeroed);
     if (name == "bytes_copied") return double(ms.bytes_copied);
+    if (name == "thp_fault_alloc") return double(ms.thp_fault_alloc);
+    if (name == "thp_fault_fallback") return double(ms.thp_fault_fallback);
+    if (name == "thp_split_pmd") return double(ms.thp_split_pmd);
+    if (name == "thp_zero_page_alloc") return double(ms.thp_zero_page_alloc);
     if (name == "tlb_mpki") {
       const MmuStats& m = mmu_.stats();
       return m.accesses ? 1000.0 * double(m.tlb_misses) / double(m.accesses) : 0.0;
@@ -796,7 +787,10 @@ class Runner {
       const Coverage c = cov ? *cov : coverage();
       return c.present ? double(c.cont) / double(c.present) : 0.0;
     }
-    if (name == "rss_bytes") return double((cov ? *cov : coverage()).present * geo_.page_size());
+    if (name == "rss_bytes") {
+      const Coverage c = cov ? *cov : coverage();
+      return double((c.present + c.pmd_pages) * geo_.page_size());
+    }
     const MmuStats& m = mmu_.stats();
     if (name == "accesses") return double(m.accesses);
     if (name == "tlb_misses") return double(m.tlb_misses);
@@ -860,7 +854,7 @@ bool mthp_stat(const Header& h, std::string_view name) {
   const Geometry& g = h.geometry();
   for (std::string_view prefix : {"anon_fault_alloc_", "anon_fault_fallback_"}) {
     if (name.substr(0, prefix.size()) != prefix) continue;
-    for (unsigned order = 1; g.page_shift + order < g.pmd_shift(); ++order)
+    for (unsigned order = 1; g.page_shift + order <= g.pmd_shift(); ++order)
       if (name.substr(prefix.size()) == format_size(g.page_size() << order)) return true;
   }
   return false;
