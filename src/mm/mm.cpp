@@ -182,21 +182,27 @@ void Mm::flush_range(std::uint64_t start, std::uint64_t end) {
 
 // folio_pte_batch: how many PTEs from ptep map consecutive pages of the
 // folio `pte` maps, with the same attributes apart from access, dirty and
-// write state (core-mm merges those), up to max_nr.
-std::uint64_t Mm::folio_pte_batch(PteSlot ptep, Pte pte, std::uint64_t max_nr) {
+// write state (core-mm merges those), up to max_nr. With FPB_MERGE_WRITE
+// (6.18), `*pte` comes back writable if any PTE of the batch is: fork must
+// write-protect a batch whose first page was read-only but a later one
+// reused in place.
+std::uint64_t Mm::folio_pte_batch(PteSlot ptep, Pte* pte, std::uint64_t max_nr) {
   const unsigned shift = sys_.mem().geometry().page_shift;
-  const Pfn pfn = pte_pfn(pte, shift);
+  const Pfn pfn = pte_pfn(*pte, shift);
   const FolioInfo f = sys_.mem().folio_of(pfn);
-  if (!f.valid || f.nr_pages == 1 || pte_special(pte)) return 1;
+  if (!f.valid || f.nr_pages == 1 || pte_special(*pte)) return 1;
   max_nr = std::min(max_nr, f.head.val + f.nr_pages - pfn.val);
   auto canon = [&](Pte p) { return pte_mknoncont(pte_mkold(pte_mkclean(pte_wrprotect(p)))); };
-  Pte expected = canon(pte);
+  Pte expected = canon(*pte);
+  bool any_writable = pte_write(*pte);
   std::uint64_t n = 1;
   for (; n < max_nr; ++n) {
     expected = pte_advance_pfn(expected, 1, shift);
     const Pte next = ptep_get(env_, ptep + static_cast<std::ptrdiff_t>(n));
     if (!pte_present(next) || canon(next) != expected) break;
+    any_writable |= pte_write(next);
   }
+  if (any_writable) *pte = pte_mkwrite(*pte);
   return n;
 }
 
@@ -215,10 +221,10 @@ void Mm::for_each_present_batch(std::uint64_t start, std::uint64_t end, Fn&& fn)
       continue;
     }
     while (va < pmd_end) {
-      const Pte pte = ptep_get(env_, *slot);
+      Pte pte = ptep_get(env_, *slot);
       std::uint64_t nr = 1;
       if (pte_present(pte)) {
-        nr = folio_pte_batch(*slot, pte, (pmd_end - va) >> g.page_shift);
+        nr = folio_pte_batch(*slot, &pte, (pmd_end - va) >> g.page_shift);
         fn(va, *slot, pte, static_cast<unsigned>(nr));
       }
       va += nr << g.page_shift;

@@ -170,7 +170,8 @@ class Mm {
   void split_vma_at(std::uint64_t addr);
   void merge_around(std::uint64_t addr);
   // Calls fn(va, slot, first pte, nr) for each run of present PTEs of one
-  // folio (folio_pte_batch) in [start, end), never across a PTE page.
+  // folio (folio_pte_batch) in [start, end), never across a PTE page; the
+  // first pte is made writable if any of the run is.
   template <class Fn>
   void for_each_present_batch(std::uint64_t start, std::uint64_t end, Fn&& fn);
   void zap_range(std::uint64_t start, std::uint64_t end, bool fullmm = false);
@@ -197,7 +198,7 @@ class Mm {
   void wp_page_copy(const Vma& v, std::uint64_t va, PteSlot ptep, Pte orig);
   std::vector<unsigned> thp_orders(const Vma& v) const;
   bool pte_range_none(std::uint64_t start, unsigned nr);
-  std::uint64_t folio_pte_batch(PteSlot ptep, Pte pte, std::uint64_t max_nr);
+  std::uint64_t folio_pte_batch(PteSlot ptep, Pte* pte, std::uint64_t max_nr);
   void flush_range(std::uint64_t start, std::uint64_t end);
   std::uint64_t page_size() const { return sys_.mem().geometry().page_size(); }
 
