@@ -41,6 +41,13 @@ void PhysMem::add_folio(Pfn head, unsigned order) {
 
 void PhysMem::remove_folio(Pfn head) { folios_.erase(head.val); }
 
+void PhysMem::split_folio(Pfn head) {
+  auto it = folios_.find(head.val);
+  if (it == folios_.end()) return;
+  const std::uint64_t nr = it->second;
+  for (std::uint64_t i = 0; i < nr; ++i) folios_[head.val + i] = 1;
+}
+
 FolioInfo PhysMem::folio_of(Pfn pfn) const {
   auto it = folios_.upper_bound(pfn.val);
   if (it == folios_.begin()) return {};

@@ -44,6 +44,8 @@ class PhysMem {
   // Folio registry: which frames form one folio (page_folio()).
   void add_folio(Pfn head, unsigned order);
   void remove_folio(Pfn head);
+  // split_folio: every page of the folio at `head` becomes a folio of its own.
+  void split_folio(Pfn head);
   FolioInfo folio_of(Pfn pfn) const;
   bool is_ram(Pfn pfn) const { return pfn.val < nr_frames(); }
 

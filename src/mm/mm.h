@@ -63,6 +63,13 @@ struct MmStats {
   std::uint64_t thp_fault_fallback = 0;   // a PMD-sized allocation failed: PTE fault instead
   std::uint64_t thp_split_pmd = 0;        // huge PMDs split to PTE mappings
   std::uint64_t thp_zero_page_alloc = 0;  // the huge zero folio allocated
+  // Large folios split to order 0 (split_folio), in total and per order
+  // (hugepages-<size>/stats/split).
+  std::uint64_t folio_splits = 0;
+  std::map<unsigned, std::uint64_t> split;
+  std::uint64_t pglazyfree = 0;    // pages MADV_FREE marked lazily freeable
+  std::uint64_t pglazyfreed = 0;   // lazyfree pages MADV_PAGEOUT discarded
+  std::uint64_t pgdeactivate = 0;  // pages MADV_COLD / PAGEOUT took off the active list
 };
 
 enum class FaultResult : std::uint8_t { Handled, Segv };
@@ -94,6 +101,13 @@ class MmSystem {
   // (Linux 6.18 folio_maybe_mapped_shared / folio_mapcount checks).
   bool mapped_only_by(Pfn head, unsigned pid) const;
   std::uint64_t mapcount(Pfn head) const;
+  // MADV_FREE's mark (folio_mark_lazyfree): clean, the folio may be
+  // dropped instead of swapped; cleared when it is found dirty again.
+  void set_lazyfree(Pfn head, bool on);
+  bool lazyfree(Pfn head) const;
+  // split_folio's bookkeeping: each page `pid` maps (mapped[i]) becomes an
+  // order-0 folio mapped once; the others are freed.
+  void split_folio(Pfn head, const std::vector<bool>& mapped, unsigned pid);
 
   // Every observer each process's Env gets (the MMU's TLB maintenance).
   std::vector<SimObserver*> observers;
@@ -103,6 +117,7 @@ class MmSystem {
 
  private:
   struct FolioMaps {
+    bool lazyfree = false;
     unsigned order = 0;
     std::map<unsigned, std::uint64_t> by_pid;  // pid -> mapped pages
     std::uint64_t total = 0;
@@ -139,6 +154,15 @@ class Mm {
   void munmap(std::uint64_t start, std::uint64_t len);
   void mprotect(std::uint64_t start, std::uint64_t len, Prot prot);
   void madvise_dontneed(std::uint64_t start, std::uint64_t len);
+  // MADV_FREE: whole exclusive folios in the range are cleaned and made old
+  // (clear_young_dirty_ptes) and marked lazyfree; one the range covers only
+  // in part is split to order-0 pages first.
+  void madvise_free(std::uint64_t start, std::uint64_t len);
+  // MADV_COLD (pageout false): whole exclusive folios are made old and
+  // deactivated. MADV_PAGEOUT: they are reclaimed — with no swap device
+  // only a lazyfree folio still clean can go: it is unmapped and freed.
+  // Partly covered folios are split first, as for MADV_FREE.
+  void madvise_cold(std::uint64_t start, std::uint64_t len, bool pageout);
   void madvise_hugepage(std::uint64_t start, std::uint64_t len, bool on);
   // MADV_POPULATE_WRITE: fault in for write every page of the range.
   FaultResult populate_write(std::uint64_t start, std::uint64_t len);
@@ -194,6 +218,19 @@ class Mm {
   template <class Fn>
   void for_each_huge_pmd(std::uint64_t start, std::uint64_t end, Fn&& whole);
   void flush_pmds(const std::vector<std::uint64_t>& haddrs);
+
+  // ---- madvise FREE / COLD / PAGEOUT (mm/madvise.c) ----
+  // split_folio: unmaps the folio's pages mapped at base_va (a PMD is split
+  // first), splits it to order-0 folios and maps the pages back, one
+  // set_pte_at each — no block can fold again. Only for a folio this
+  // process maps alone.
+  void split_folio(Pfn head, std::uint64_t base_va);
+  // Calls fn(va, slot, gathered pte, nr, is_pmd) for each whole folio this
+  // process maps alone in [start, end) — a huge PMD or a batch of PTEs —
+  // after splitting the folios the range covers only in part.
+  template <class Fn>
+  void for_each_madvise_folio(std::uint64_t start, std::uint64_t end, Fn&& fn);
+  bool exclusive(const FolioInfo& f) const;
   FaultResult do_wp_page(const Vma& v, std::uint64_t va, PteSlot ptep, Pte orig);
   void wp_page_copy(const Vma& v, std::uint64_t va, PteSlot ptep, Pte orig);
   std::vector<unsigned> thp_orders(const Vma& v) const;

@@ -38,7 +38,8 @@ const std::vector<std::string>& stat_names() {
       "faults_access",     "reuse_unfolds",       "folios_freed",
       "bytes_zeroed",      "bytes_copied",        "tlb_mpki",
       "thp_fault_alloc",   "thp_fault_fallback",  "thp_split_pmd",
-      "thp_zero_page_alloc"};
+      "thp_zero_page_alloc", "folio_splits",      "pglazyfree",
+      "pglazyfreed",       "pgdeactivate"};
   return names;
 }
 
@@ -72,14 +73,6 @@ std::optional<std::string_view> unsupported(const Op& op) {
             if (m.file) return "file mappings";
             if (m.shared) return "shared anonymous mappings";
             return std::nullopt;
-          },
-          [](const Madvise& m) -> std::optional<std::string_view> {
-            switch (m.advice) {
-              case Advice::Free: return "madvise free";
-              case Advice::Cold: return "madvise cold";
-              case Advice::Pageout: return "madvise pageout";
-              default: return std::nullopt;
-            }
           },
           [](const Parallel&) -> std::optional<std::string_view> { return "'parallel' blocks"; },
           [](const auto&) -> std::optional<std::string_view> { return std::nullopt; },
@@ -602,6 +595,9 @@ class Runner {
     Mm& mm = *cur().mm;
     switch (m.advice) {
       case Advice::DontNeed: mm.madvise_dontneed(a.val, m.len); break;
+      case Advice::Free: mm.madvise_free(a.val, m.len); break;
+      case Advice::Cold: mm.madvise_cold(a.val, m.len, /*pageout=*/false); break;
+      case Advice::Pageout: mm.madvise_cold(a.val, m.len, /*pageout=*/true); break;
       case Advice::Hugepage: mm.madvise_hugepage(a.val, m.len, true); break;
       case Advice::NoHugepage: mm.madvise_hugepage(a.val, m.len, false); break;
       case Advice::PopulateWrite:
@@ -769,6 +765,12 @@ class Runner {
     if (name == "thp_fault_fallback") return double(ms.thp_fault_fallback);
     if (name == "thp_split_pmd") return double(ms.thp_split_pmd);
     if (name == "thp_zero_page_alloc") return double(ms.thp_zero_page_alloc);
+    if (name == "folio_splits") return double(ms.folio_splits);
+    if (name == "pglazyfree") return double(ms.pglazyfree);
+    if (name == "pglazyfreed") return double(ms.pglazyfreed);
+    if (name == "pgdeactivate") return double(ms.pgdeactivate);
+    for (const auto& [order, n] : ms.split)
+      if (name == fmt::format("split_{}", format_size(geo_.page_size() << order))) return double(n);
     if (name == "tlb_mpki") {
       const MmuStats& m = mmu_.stats();
       return m.accesses ? 1000.0 * double(m.tlb_misses) / double(m.accesses) : 0.0;
@@ -827,6 +829,8 @@ class Runner {
     for (const auto& [order, n] : sys_.stats().anon_fault_fallback)
       out.emplace_back(fmt::format("anon_fault_fallback_{}", format_size(geo_.page_size() << order)),
                        double(n));
+    for (const auto& [order, n] : sys_.stats().split)
+      out.emplace_back(fmt::format("split_{}", format_size(geo_.page_size() << order)), double(n));
     return out;
   }
 
@@ -852,7 +856,7 @@ class Runner {
 // of the granule: the per-size mTHP counters.
 bool mthp_stat(const Header& h, std::string_view name) {
   const Geometry& g = h.geometry();
-  for (std::string_view prefix : {"anon_fault_alloc_", "anon_fault_fallback_"}) {
+  for (std::string_view prefix : {"anon_fault_alloc_", "anon_fault_fallback_", "split_"}) {
     if (name.substr(0, prefix.size()) != prefix) continue;
     for (unsigned order = 1; g.page_shift + order <= g.pmd_shift(); ++order)
       if (name.substr(prefix.size()) == format_size(g.page_size() << order)) return true;

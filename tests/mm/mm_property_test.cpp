@@ -2,13 +2,15 @@
 // program believes it is, whatever folio sizes and splits it chose.
 //
 // Property: random sequences of mm operations (write, read, munmap, mmap,
-// mprotect, madvise, fork, exit, reclaim) in several processes, with PMD THP,
+// mprotect, madvise dontneed / populate_write / free / cold / pageout, fork,
+// exit, reclaim) in several processes, with PMD THP,
 // mTHP and contpte on, run through the simulated MMU. A reference model
 // gives each page of each process a content token: a write makes a new one,
 // fork copies them, a read of an empty page sees the zero token. After every
 // operation, for every page of every live process:
 //  * an access succeeds exactly when the reference VMA permits it;
-//  * a page with a token is mapped; the zero token maps a zero page; pages
+//  * a page with a token is mapped (MADV_PAGEOUT may drop only pages
+//    MADV_FREE'd and not written since); the zero token maps a zero page; pages
 //    with equal tokens map the same frame and different tokens never do
 //    (a page a fault populated without being written gets a fresh token);
 //  * a page mapped writable holds a token no other process holds (else a
@@ -47,6 +49,7 @@ struct RefPage {
   bool mapped = false;
   Prot prot = Prot::RW;
   std::optional<std::uint64_t> token;  // content; nullopt = never touched
+  bool lazy = false;  // MADV_FREE since the last write: may be discarded
 };
 
 class World {
@@ -121,7 +124,10 @@ class World {
       bool ok = true;
       for (std::uint64_t i = start; i < start + len && ok; ++i) {
         ok = refs_[p][i].mapped && refs_[p][i].prot == Prot::RW;
-        if (ok) populate_token(p, i);
+        if (ok) {
+          populate_token(p, i);
+          refs_[p][i].lazy = false;
+        }
       }
       EXPECT_EQ(done, ok) << where;
       return fmt::format("p{} populate_write {}{}", p, where, ok ? "" : " (EFAULT)");
@@ -141,7 +147,23 @@ class World {
       procs_[p]->age_young(std::uniform_int_distribution<std::uint64_t>(1, 5000)(rng_));
       return fmt::format("p{} reclaim", p);
     }
-    return access(p, true);
+    const std::uint64_t a = base_ + start * page_, n = len * page_;
+    if (o < 95) {
+      procs_[p]->madvise_free(a, n);
+      for (std::uint64_t i = start; i < start + len; ++i) refs_[p][i].lazy = true;
+      return fmt::format("p{} free {}", p, where);
+    }
+    if (o < 97) {
+      procs_[p]->madvise_cold(a, n, false);
+      return fmt::format("p{} cold {}", p, where);
+    }
+    procs_[p]->madvise_cold(a, n, true);
+    // Only lazyfree content may go; what went reads as zeros again.
+    for (std::uint64_t i = start; i < start + len; ++i) {
+      RefPage& r = refs_[p][i];
+      if (r.token && r.lazy && !pte_present(procs_[p]->leaf_pte(a + (i - start) * page_, false))) r.token.reset();
+    }
+    return fmt::format("p{} pageout {}", p, where);
   }
 
   // The checks of the file comment; returns a description of the first
@@ -238,7 +260,10 @@ class World {
       if (procs_[p]->handle_fault(va, write, false) == FaultResult::Segv) break;
     }
     EXPECT_EQ(ok, allowed) << "p" << p << (write ? " write " : " read ") << std::hex << va;
-    if (ok && write) r.token = ++next_token_;
+    if (ok && write) {
+      r.token = ++next_token_;
+      r.lazy = false;
+    }
     if (ok && !write && !r.token) r.token = kZeroToken;
     return fmt::format("p{} {} {}", p, write ? "write" : "read", i);
   }
