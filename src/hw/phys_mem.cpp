@@ -1,5 +1,6 @@
 #include "hw/phys_mem.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <new>
@@ -15,12 +16,17 @@ PhysMem::PhysMem(Granule granule, std::uint64_t ram_bytes)
 
 PhysAddr PhysMem::alloc_table() {
   const std::size_t bytes = geo_.page_size();
-  void* mem = std::aligned_alloc(bytes, bytes);
-  if (!mem) throw std::bad_alloc();
-  std::memset(mem, 0, bytes);
+  const std::size_t per_chunk = tables_per_chunk();
+  if (nr_tables_ == chunks_.size() * per_chunk) {
+    void* mem = std::aligned_alloc(bytes, per_chunk * bytes);
+    if (!mem) throw std::bad_alloc();
+    chunks_.emplace_back(static_cast<Pte*>(mem));
+  }
+  Pte* words = chunks_.back().get() + (nr_tables_ % per_chunk) * geo_.ptrs_per_table();
+  std::fill_n(words, geo_.ptrs_per_table(), Pte{});
   const std::uint64_t pa = next_table_pa_;
   next_table_pa_ += bytes;
-  tables_.emplace_back(static_cast<Pte*>(mem));
+  ++nr_tables_;
   return PhysAddr{pa};
 }
 
@@ -32,7 +38,9 @@ const Pte* PhysMem::table(PhysAddr pa) const {
   const std::uint64_t page = geo_.page_size();
   if (pa.val < ram_bytes_ || (pa.val & (page - 1))) return nullptr;
   const std::uint64_t idx = (pa.val - ram_bytes_) / page;
-  return idx < tables_.size() ? tables_[idx].get() : nullptr;
+  if (idx >= nr_tables_) return nullptr;
+  const std::size_t per_chunk = tables_per_chunk();
+  return chunks_[idx / per_chunk].get() + (idx % per_chunk) * geo_.ptrs_per_table();
 }
 
 void PhysMem::add_folio(Pfn head, unsigned order) {

@@ -39,7 +39,7 @@ class PhysMem {
   // The words of a table page; nullptr if `pa` is not one.
   Pte* table(PhysAddr pa);
   const Pte* table(PhysAddr pa) const;
-  std::size_t nr_tables() const { return tables_.size(); }
+  std::size_t nr_tables() const { return nr_tables_; }
 
   // Folio registry: which frames form one folio (page_folio()).
   void add_folio(Pfn head, unsigned order);
@@ -58,7 +58,13 @@ class PhysMem {
   std::uint64_t next_table_pa_;
   // Table pages in allocation order: table PA = ram_bytes + index * page,
   // so a lookup is an index, not a hash (the walker does one per level).
-  std::vector<std::unique_ptr<Pte[], AlignedFree>> tables_;
+  // They are carved from chunks of kChunkBytes: one aligned allocation per
+  // page would cost the host allocator's alignment padding on every PTE
+  // page, doubling the memory of a sparse address space.
+  static constexpr std::size_t kChunkBytes = 256 * 1024;
+  std::size_t tables_per_chunk() const { return kChunkBytes / geo_.page_size(); }
+  std::vector<std::unique_ptr<Pte[], AlignedFree>> chunks_;
+  std::size_t nr_tables_ = 0;
   std::map<std::uint64_t, std::uint64_t> folios_;  // head PFN -> nr pages
 };
 

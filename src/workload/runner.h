@@ -60,6 +60,10 @@ struct RunOptions {
   std::ostream* trace = nullptr;  // --trace: every PTE access and TLBI
   std::ostream* dump = nullptr;   // where `dump` prints (stdout by default)
   bool check = true;              // run the conformance checker (`--no-check`: off)
+  // `--scale N`: every access statement makes N times its accesses (N
+  // passes over LEN, or count x N draws); `expect stat accesses` values are
+  // scaled to match. Mappings and their layout stay as written.
+  std::uint64_t scale = 1;
 };
 
 // The names `expect stat` and the report know, in report order.
