@@ -52,7 +52,7 @@ void MmSystem::unmap_pages(Pfn head, std::uint64_t n, unsigned pid) {
     if (p->second == 0) f.by_pid.erase(p);
   }
   f.total -= std::min(f.total, n);
-  if (f.total == 0) {
+  if (f.total == 0 && !f.file) {
     // The last mapping is gone: the folio is freed (no page cache, no swap).
     const FolioInfo info = mem_.folio_of(head);
     buddy_.free_folio(head, static_cast<unsigned>(__builtin_ctzll(info.nr_pages)));
@@ -64,7 +64,32 @@ void MmSystem::unmap_pages(Pfn head, std::uint64_t n, unsigned pid) {
 bool MmSystem::mapped_only_by(Pfn head, unsigned pid) const {
   auto it = folios_.find(head.val);
   if (it == folios_.end()) return true;
+  if (it->second.file) return false;  // the page cache holds it too
   return it->second.by_pid.size() <= 1 && it->second.by_pid.count(pid);
+}
+
+int MmSystem::file_id(const std::string& name, std::uint64_t nr_pages) {
+  for (std::size_t i = 0; i < files_.size(); ++i)
+    if (files_[i].name == name) {
+      files_[i].nr_pages = std::max(files_[i].nr_pages, nr_pages);
+      return static_cast<int>(i);
+    }
+  files_.push_back(FileCache{name, nr_pages, {}, 0, 0, 0, 0, false});
+  return static_cast<int>(files_.size() - 1);
+}
+
+std::optional<std::pair<Pfn, std::uint64_t>> MmSystem::find_cached(int id, std::uint64_t index) const {
+  const auto& folios = files_[static_cast<std::size_t>(id)].folios;
+  auto it = folios.upper_bound(index);
+  if (it == folios.begin()) return std::nullopt;
+  --it;
+  if (index >= it->first + (std::uint64_t{1} << it->second.second)) return std::nullopt;
+  return std::pair{it->second.first, it->first};  // head pfn, first index
+}
+
+bool MmSystem::is_file_folio(Pfn head) const {
+  auto it = folios_.find(head.val);
+  return it != folios_.end() && it->second.file;
 }
 
 void MmSystem::set_lazyfree(Pfn head, bool on) {
@@ -142,6 +167,7 @@ void Mm::split_vma_at(std::uint64_t addr) {
       split_huge_pmd(v, align_down(addr, pmd), *pmdp);
   Vma hi = v;
   hi.start = addr;
+  if (v.file >= 0) hi.pgoff = v.pgoff + ((addr - v.start) >> sys_.mem().geometry().page_shift);
   v.end = addr;
   vmas_.emplace(addr, hi);
 }
@@ -149,9 +175,13 @@ void Mm::split_vma_at(std::uint64_t addr) {
 // vma_merge: adjacent anonymous VMAs with equal flags become one, so a
 // fault in the merged VMA may get a folio spanning both.
 void Mm::merge_around(std::uint64_t addr) {
-  auto compatible = [](const Vma& a, const Vma& b) {
+  const unsigned shift = sys_.mem().geometry().page_shift;
+  auto compatible = [shift](const Vma& a, const Vma& b) {
+    // A file mapping merges only with the same file at the next file page.
+    const bool same_backing =
+        a.file == b.file && (a.file < 0 || b.pgoff == a.pgoff + ((a.end - a.start) >> shift));
     return a.end == b.start && a.prot == b.prot && a.shared == b.shared &&
-           a.hugepage == b.hugepage && a.nohugepage == b.nohugepage;
+           a.hugepage == b.hugepage && a.nohugepage == b.nohugepage && same_backing;
   };
   auto it = vmas_.upper_bound(addr);
   if (it != vmas_.begin()) --it;
@@ -170,7 +200,8 @@ void Mm::merge_around(std::uint64_t addr) {
 }
 
 std::optional<std::uint64_t> Mm::mmap(std::uint64_t len, Prot prot, bool shared,
-                                      std::optional<std::uint64_t> addr, std::uint64_t align) {
+                                      std::optional<std::uint64_t> addr, std::uint64_t align,
+                                      const std::string* file) {
   const std::uint64_t page = page_size();
   len = align_up(len, page);
   std::uint64_t start = 0;
@@ -183,7 +214,7 @@ std::optional<std::uint64_t> Mm::mmap(std::uint64_t len, Prot prot, bool shared,
     // PMD aligned so they can get PMD-sized folios.
     const std::uint64_t pmd = sys_.mem().geometry().pmd_size();
     std::uint64_t a = std::max(align, page);
-    if (len % pmd == 0) a = std::max(a, pmd);
+    if (len % pmd == 0 && !file) a = std::max(a, pmd);
     // Top-down: the highest gap below the mmap base that fits.
     std::uint64_t hi = kMmapBase;
     bool found = false;
@@ -202,7 +233,9 @@ std::optional<std::uint64_t> Mm::mmap(std::uint64_t len, Prot prot, bool shared,
     }
     if (!found) return std::nullopt;
   }
-  vmas_.emplace(start, Vma{start, start + len, prot, shared, false, false});
+  Vma v{start, start + len, prot, shared, false, false};
+  if (file) v.file = sys_.file_id(*file, len / page);
+  vmas_.emplace(start, v);
   merge_around(start);
   return start;
 }
@@ -585,7 +618,7 @@ void Mm::mprotect(std::uint64_t start, std::uint64_t len, Prot prot) {
 // folios are do_huge_pmd_anonymous_page's, not modelled here.
 std::vector<unsigned> Mm::thp_orders(const Vma& v) const {
   std::vector<unsigned> out;
-  if (v.nohugepage || v.shared) return out;
+  if (v.nohugepage || v.shared || v.file >= 0) return out;
   const Geometry& g = sys_.mem().geometry();
   const unsigned pmd_order = g.pmd_shift() - g.page_shift;
   for (auto it = sys_.thp().per_order.rbegin(); it != sys_.thp().per_order.rend(); ++it) {
@@ -652,6 +685,177 @@ FaultResult Mm::do_anonymous_page(const Vma& v, std::uint64_t va, PteSlot ptep, 
   return FaultResult::Segv;  // out of memory: the OOM killer's business
 }
 
+// ---- file mappings: page cache, readahead, fault-around ----------------------------
+
+namespace {
+// read_ahead_kb and fault_around_bytes defaults.
+constexpr std::uint64_t kReadAheadBytes = 128 * 1024;
+constexpr std::uint64_t kFaultAroundBytes = 64 * 1024;
+}  // namespace
+
+// page_cache_ra_order: folios of `order` (at most the window's size) for
+// the window's pages not cached yet, each naturally aligned in the file,
+// lower orders where alignment, cached neighbours or the allocator refuse.
+void Mm::page_cache_ra(FileCache& f, std::uint64_t start, std::uint64_t size, unsigned order) {
+  const std::uint64_t end = std::min(start + size, f.nr_pages);
+  if (start >= end) return;
+  order = std::min<unsigned>(order, 63 - static_cast<unsigned>(__builtin_clzll(end - start)));
+  order = std::min(order, pmd_order());
+  const int id = static_cast<int>(&f - &sys_.files_[0]);
+  for (std::uint64_t idx = start; idx < end;) {
+    if (sys_.find_cached(id, idx)) {
+      ++idx;
+      continue;
+    }
+    unsigned o = order;
+    auto fits = [&](unsigned k) {
+      const std::uint64_t n = std::uint64_t{1} << k;
+      if ((idx & (n - 1)) || idx + n > end) return false;
+      for (std::uint64_t i = 1; i < n; ++i)
+        if (sys_.find_cached(id, idx + i)) return false;
+      return true;
+    };
+    while (o > 0 && !fits(o)) --o;
+    std::optional<Pfn> pfn;
+    for (;; --o) {
+      pfn = sys_.buddy().alloc_folio(o);
+      if (pfn || o == 0) break;
+    }
+    if (!pfn) break;  // out of memory: the window is cut short
+    f.folios[idx] = {*pfn, o};
+    auto& maps = sys_.folios_[pfn->val];
+    maps.file = true;
+    maps.order = o;
+    const std::uint64_t n = std::uint64_t{1} << o;
+    ++sys_.stats().pagecache_folios;
+    ++sys_.stats().pagecache_alloc[o];
+    sys_.stats().pagecache_bytes += n * page_size();
+    idx += n;
+  }
+  f.ra_start = start;
+  f.ra_size = end - start;
+  f.ra_order = order;
+  f.ra_valid = true;
+}
+
+// filemap_fault: a hit on the page marked PG_readahead starts the next
+// window (do_async_mmap_readahead: twice the size up to read_ahead_kb,
+// folio order + 2), so a sequential reader finds its pages cached in ever
+// larger folios; a miss reads around the fault with order-0 folios
+// (do_sync_mmap_readahead). Past the end of the file: SIGBUS.
+std::optional<Pfn> Mm::filemap_fault(const Vma& v, std::uint64_t index) {
+  FileCache& f = sys_.file(v.file);
+  if (index >= f.nr_pages) return std::nullopt;
+  const std::uint64_t ra_pages = std::max<std::uint64_t>(1, kReadAheadBytes / page_size());
+  if (auto hit = sys_.find_cached(v.file, index)) {
+    if (f.ra_valid && index == f.ra_start + f.ra_size - f.ra_async) {
+      const std::uint64_t next = f.ra_start + f.ra_size;
+      const std::uint64_t size = std::min(ra_pages, f.ra_size * 2);
+      page_cache_ra(f, next, size, f.ra_order + 2);
+      f.ra_async = f.ra_size;  // the new window's first page is the next mark
+    }
+    return hit->first + (index - hit->second);
+  }
+  const std::uint64_t start = index > ra_pages / 2 ? index - ra_pages / 2 : 0;
+  page_cache_ra(f, start, ra_pages, 0);
+  f.ra_async = f.ra_size / 4;
+  auto got = sys_.find_cached(v.file, index);
+  if (!got) return std::nullopt;
+  return got->first + (index - got->second);
+}
+
+void Mm::do_fault_around(const Vma& v, std::uint64_t va) {
+  const Geometry& g = sys_.mem().geometry();
+  if (kFaultAroundBytes <= g.page_size()) return;  // should_fault_around
+  const std::uint64_t pmd_base = align_down(va, g.pmd_size());
+  const std::uint64_t from = std::max({align_down(va, kFaultAroundBytes), v.start, pmd_base});
+  const std::uint64_t to = std::min({align_down(va, kFaultAroundBytes) + kFaultAroundBytes, v.end,
+                                     pmd_base + g.pmd_size()});
+  FileCache& f = sys_.file(v.file);
+  const std::uint64_t mark = f.ra_valid ? f.ra_start + f.ra_size - f.ra_async : ~std::uint64_t{0};
+  const PteSlot base = *pt_.pte_slot(VirtAddr{from}, true);
+  // arch_wants_old_prefaulted_pte: with hardware AF, pages mapped ahead of
+  // use are old, so reclaim can tell whether they are ever used.
+  const bool old_prefault = sys_.features().hafdbs;
+  for (std::uint64_t a = from; a < to;) {
+    const std::uint64_t index = file_index(v, a);
+    auto hit = sys_.find_cached(v.file, index);
+    if (!hit) {
+      a += g.page_size();
+      continue;
+    }
+    const Pfn head = hit->first;
+    const std::uint64_t folio_end_index = hit->second + (std::uint64_t{1} << sys_.folios_[head.val].order);
+    const std::uint64_t run_limit = std::min(to, a + ((folio_end_index - index) << g.page_shift));
+    // next_uptodate_folio skips a folio marked for async readahead: the
+    // fault on it must start the next window.
+    if (mark >= hit->second && mark < folio_end_index) {
+      a = run_limit;
+      continue;
+    }
+    while (a < run_limit) {
+      // A run of empty PTEs over this folio: one set_ptes.
+      PteSlot slot = base + static_cast<std::ptrdiff_t>((a - from) >> g.page_shift);
+      if (!pte_none(ptep_get(env_, slot))) {
+        a += g.page_size();
+        continue;
+      }
+      std::uint64_t n = 0;
+      while (a + (n << g.page_shift) < run_limit &&
+             pte_none(ptep_get(env_, slot + static_cast<std::ptrdiff_t>(n))))
+        ++n;
+      const Pfn pfn = head + (file_index(v, a) - hit->second);
+      Pte entry = pfn_pte(pfn, vm_page_prot(v), g.page_shift);
+      if (v.shared) entry = pte_wrprotect(entry);  // write-notify: page_mkwrite on the first write
+      const bool faulting = va >= a && va < a + (n << g.page_shift);
+      if (old_prefault && !faulting) entry = pte_mkold(entry);
+      set_ptes(env_, VirtAddr{a}, slot, entry, static_cast<unsigned>(n));
+      sys_.map_pages(head, n, pid_);
+      sys_.stats().faultaround_pages += faulting ? n - 1 : n;
+      a += n << g.page_shift;
+    }
+  }
+}
+
+// do_fault: a read maps from the page cache (fault-around first, then
+// filemap_fault for the page itself — finish_fault maps just that page for
+// a regular file); a write to a private mapping copies the page into a new
+// anonymous one (do_cow_fault); a write to a shared one maps the
+// page-cache page writable and dirty (do_shared_fault).
+FaultResult Mm::do_fault(const Vma& v, std::uint64_t va, PteSlot ptep, bool write) {
+  const Geometry& g = sys_.mem().geometry();
+  const VirtAddr a{align_down(va, g.page_size())};
+  if (!write) {
+    do_fault_around(v, va);
+    if (!pte_none(ptep_get(env_, ptep))) {
+      ++sys_.stats().faults_file;
+      return FaultResult::Handled;
+    }
+  }
+  auto pfn = filemap_fault(v, file_index(v, va));
+  if (!pfn) return FaultResult::Segv;  // SIGBUS: beyond the file, or no memory
+  const FolioInfo folio = sys_.mem().folio_of(*pfn);
+  if (write && !v.shared) {
+    auto copy = sys_.buddy().alloc_folio(0);
+    if (!copy) return FaultResult::Segv;
+    Pte entry = pte_mkwrite(pte_mkdirty(pfn_pte(*copy, vm_page_prot(v), g.page_shift)));
+    set_pte_at(env_, a, ptep, entry);
+    sys_.map_pages(*copy, 1, pid_);
+    sys_.stats().bytes_copied += g.page_size();
+    ++sys_.stats().faults_cow;
+    return FaultResult::Handled;
+  }
+  Pte entry = pfn_pte(*pfn, vm_page_prot(v), g.page_shift);
+  if (write)
+    entry = pte_mkwrite(pte_mkdirty(entry));
+  else if (v.shared)
+    entry = pte_wrprotect(entry);
+  set_pte_at(env_, a, ptep, entry);
+  sys_.map_pages(folio.head, 1, pid_);
+  ++sys_.stats().faults_file;
+  return FaultResult::Handled;
+}
+
 // ---- PMD-sized THP ---------------------------------------------------------------
 
 unsigned Mm::pmd_order() const {
@@ -663,7 +867,7 @@ unsigned Mm::pmd_order() const {
 // size's sysfs policy allows it for this VMA, and the VMA covers the whole
 // naturally aligned PMD range.
 bool Mm::thp_pmd_allowed(const Vma& v, std::uint64_t haddr) const {
-  if (v.nohugepage || v.shared) return false;
+  if (v.nohugepage || v.shared || v.file >= 0) return false;
   auto it = sys_.thp().per_order.find(pmd_order());
   if (it == sys_.thp().per_order.end()) return false;
   const ThpMode m = it->second == ThpMode::Inherit ? sys_.thp().top : it->second;
@@ -841,7 +1045,9 @@ FaultResult Mm::do_wp_page(const Vma& v, std::uint64_t va, PteSlot ptep, Pte ori
   const unsigned shift = sys_.mem().geometry().page_shift;
   if (!pte_special(orig)) {
     const FolioInfo f = sys_.mem().folio_of(pte_pfn(orig, shift));
-    if (f.valid && sys_.mapped_only_by(f.head, pid_)) {
+    // wp_page_shared: a shared file mapping writes the page-cache page
+    // itself; a private one copies it (mapped_only_by is false for it).
+    if (f.valid && (v.shared || sys_.mapped_only_by(f.head, pid_))) {
       const bool was_cont = pte_cont(orig);
       Pte entry = pte_mkwrite(pte_mkdirty(pte_mkyoung(orig)));
       ptep_set_access_flags(env_, VirtAddr{align_down(va, page_size())}, ptep, entry, true);
@@ -885,7 +1091,7 @@ FaultResult Mm::handle_fault(std::uint64_t va, bool write, bool exec) {
   }
   const PteSlot ptep = *pt_.pte_slot(VirtAddr{va}, true);
   const Pte pte = ptep_get(env_, ptep);
-  if (pte_none(pte)) return do_anonymous_page(*v, va, ptep, write);
+  if (pte_none(pte)) return v->file >= 0 ? do_fault(*v, va, ptep, write) : do_anonymous_page(*v, va, ptep, write);
   if (!pte_present(pte)) return FaultResult::Segv;  // no swap in this model
   if (write && !pte_write(pte)) return do_wp_page(*v, va, ptep, pte);
   // An access-flag or dirty-state fault (no FEAT_HAFDBS): set them.

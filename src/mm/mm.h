@@ -40,6 +40,8 @@ struct Vma {
   bool shared = false;
   bool hugepage = false;    // VM_HUGEPAGE (MADV_HUGEPAGE)
   bool nohugepage = false;  // VM_NOHUGEPAGE
+  int file = -1;            // file-backed: MmSystem's file id; -1 anonymous
+  std::uint64_t pgoff = 0;  // file page at `start`
   bool writable() const { return prot == Prot::RW || prot == Prot::RWX; }
 };
 
@@ -70,6 +72,26 @@ struct MmStats {
   std::uint64_t pglazyfree = 0;    // pages MADV_FREE marked lazily freeable
   std::uint64_t pglazyfreed = 0;   // lazyfree pages MADV_PAGEOUT discarded
   std::uint64_t pgdeactivate = 0;  // pages MADV_COLD / PAGEOUT took off the active list
+  // File mappings and the page cache.
+  std::uint64_t faults_file = 0;        // read faults served from the page cache
+  std::uint64_t faultaround_pages = 0;  // PTEs filemap_map_pages set around a fault
+  std::uint64_t pagecache_folios = 0;   // folios readahead added to the page cache
+  std::uint64_t pagecache_bytes = 0;    // bytes read into the page cache
+  std::map<unsigned, std::uint64_t> pagecache_alloc;  // readahead folios per order
+};
+
+// A file's page cache and readahead state (struct address_space and
+// struct file_ra_state in miniature). Files hold no data: a folio stands
+// for the pages read.
+struct FileCache {
+  std::string name;
+  std::uint64_t nr_pages = 0;                       // file size (largest mapping of it)
+  std::map<std::uint64_t, std::pair<Pfn, unsigned>> folios;  // first index -> (head, order)
+  // file_ra_state: the last window, its async part's first page
+  // (PG_readahead) and the folio order it used.
+  std::uint64_t ra_start = 0, ra_size = 0, ra_async = 0;
+  unsigned ra_order = 0;
+  bool ra_valid = false;
 };
 
 enum class FaultResult : std::uint8_t { Handled, Segv };
@@ -105,6 +127,14 @@ class MmSystem {
   // dropped instead of swapped; cleared when it is found dirty again.
   void set_lazyfree(Pfn head, bool on);
   bool lazyfree(Pfn head) const;
+  // The page cache: the file called `name` (created on first use, growing
+  // to `nr_pages`), its folio holding page `index`, if cached.
+  int file_id(const std::string& name, std::uint64_t nr_pages);
+  FileCache& file(int id) { return files_[static_cast<std::size_t>(id)]; }
+  std::optional<std::pair<Pfn, std::uint64_t>> find_cached(int id, std::uint64_t index) const;
+  // A page-cache folio: never freed by unmapping, never reused by a write
+  // fault (it is not anonymous), never exclusive.
+  bool is_file_folio(Pfn head) const;
   // split_folio's bookkeeping: each page `pid` maps (mapped[i]) becomes an
   // order-0 folio mapped once; the others are freed.
   void split_folio(Pfn head, const std::vector<bool>& mapped, unsigned pid);
@@ -118,6 +148,7 @@ class MmSystem {
  private:
   struct FolioMaps {
     bool lazyfree = false;
+    bool file = false;  // page cache: the cache holds it
     unsigned order = 0;
     std::map<unsigned, std::uint64_t> by_pid;  // pid -> mapped pages
     std::uint64_t total = 0;
@@ -130,6 +161,7 @@ class MmSystem {
   std::optional<Pfn> huge_zero_pfn_;
   MmStats stats_;
   std::map<std::uint64_t, FolioMaps> folios_;  // head pfn
+  std::vector<FileCache> files_;
   friend class Mm;
 };
 
@@ -150,7 +182,8 @@ class Mm {
   // aligned for anonymous lengths that are PMD multiples (thp_get_unmapped_area).
   // Returns the start, or nullopt when no room.
   std::optional<std::uint64_t> mmap(std::uint64_t len, Prot prot, bool shared,
-                                    std::optional<std::uint64_t> addr, std::uint64_t align);
+                                    std::optional<std::uint64_t> addr, std::uint64_t align,
+                                    const std::string* file = nullptr);
   void munmap(std::uint64_t start, std::uint64_t len);
   void mprotect(std::uint64_t start, std::uint64_t len, Prot prot);
   void madvise_dontneed(std::uint64_t start, std::uint64_t len);
@@ -200,6 +233,20 @@ class Mm {
   void for_each_present_batch(std::uint64_t start, std::uint64_t end, Fn&& fn);
   void zap_range(std::uint64_t start, std::uint64_t end, bool fullmm = false);
   FaultResult do_anonymous_page(const Vma& v, std::uint64_t va, PteSlot ptep, bool write);
+
+  // ---- file mappings (mm/filemap.c, mm/readahead.c, do_fault) ----
+  FaultResult do_fault(const Vma& v, std::uint64_t va, PteSlot ptep, bool write);
+  // filemap_fault: the page-cache page of file page `index`, reading it
+  // (and a readahead window around it) on a miss.
+  std::optional<Pfn> filemap_fault(const Vma& v, std::uint64_t index);
+  void page_cache_ra(FileCache& f, std::uint64_t start, std::uint64_t size, unsigned order);
+  // do_fault_around / filemap_map_pages: maps the cached pages of the
+  // fault-around window whose PTEs are empty, one set_ptes per run of one
+  // folio.
+  void do_fault_around(const Vma& v, std::uint64_t va);
+  std::uint64_t file_index(const Vma& v, std::uint64_t va) const {
+    return v.pgoff + ((va - v.start) >> sys_.mem().geometry().page_shift);
+  }
 
   // ---- PMD-sized THP (mm/huge_memory.c); nullopt = VM_FAULT_FALLBACK ----
   unsigned pmd_order() const;

@@ -39,7 +39,8 @@ const std::vector<std::string>& stat_names() {
       "bytes_zeroed",      "bytes_copied",        "tlb_mpki",
       "thp_fault_alloc",   "thp_fault_fallback",  "thp_split_pmd",
       "thp_zero_page_alloc", "folio_splits",      "pglazyfree",
-      "pglazyfreed",       "pgdeactivate"};
+      "pglazyfreed",       "pgdeactivate",        "faults_file",
+      "faultaround_pages", "pagecache_folios",    "pagecache_bytes"};
   return names;
 }
 
@@ -70,8 +71,7 @@ std::optional<std::string_view> unsupported(const Op& op) {
   return std::visit(
       Overloaded{
           [](const Mmap& m) -> std::optional<std::string_view> {
-            if (m.file) return "file mappings";
-            if (m.shared) return "shared anonymous mappings";
+            if (m.shared && !m.file) return "shared anonymous mappings";
             return std::nullopt;
           },
           [](const Parallel&) -> std::optional<std::string_view> { return "'parallel' blocks"; },
@@ -82,7 +82,7 @@ std::optional<std::string_view> unsupported(const Op& op) {
 
 std::string_view planned_in(const Op& op) {
   if (std::holds_alternative<Parallel>(op)) return "needs the interleaving explorer";
-  return "the memory manager models anonymous private memory so far";
+  return "the memory manager models private anonymous memory and file mappings";
 }
 
 
@@ -583,7 +583,7 @@ class Runner {
       throw ScenarioError(m.name_loc, fmt::format("mapping '{}' already exists in process {}", m.name, cur_));
     auto start = cur().mm->mmap(m.size, m.prot, m.shared,
                                 m.addr ? std::optional<std::uint64_t>(m.addr->val) : std::nullopt,
-                                m.align.value_or(0));
+                                m.align.value_or(0), m.file ? &*m.file : nullptr);
     if (!start) {
       res_.error = fmt::format("{}:{}: mmap {}: {}", st.loc.file, st.loc.line, m.name,
                                m.addr ? "the range is already mapped" : "no free range of that size");
@@ -772,6 +772,12 @@ class Runner {
     if (name == "pglazyfree") return double(ms.pglazyfree);
     if (name == "pglazyfreed") return double(ms.pglazyfreed);
     if (name == "pgdeactivate") return double(ms.pgdeactivate);
+    if (name == "faults_file") return double(ms.faults_file);
+    if (name == "faultaround_pages") return double(ms.faultaround_pages);
+    if (name == "pagecache_folios") return double(ms.pagecache_folios);
+    if (name == "pagecache_bytes") return double(ms.pagecache_bytes);
+    for (const auto& [order, n] : ms.pagecache_alloc)
+      if (name == fmt::format("pagecache_alloc_{}", format_size(geo_.page_size() << order))) return double(n);
     for (const auto& [order, n] : ms.split)
       if (name == fmt::format("split_{}", format_size(geo_.page_size() << order))) return double(n);
     if (name == "tlb_mpki") {
@@ -834,6 +840,8 @@ class Runner {
                        double(n));
     for (const auto& [order, n] : sys_.stats().split)
       out.emplace_back(fmt::format("split_{}", format_size(geo_.page_size() << order)), double(n));
+    for (const auto& [order, n] : sys_.stats().pagecache_alloc)
+      out.emplace_back(fmt::format("pagecache_alloc_{}", format_size(geo_.page_size() << order)), double(n));
     return out;
   }
 
@@ -859,9 +867,9 @@ class Runner {
 // of the granule: the per-size mTHP counters.
 bool mthp_stat(const Header& h, std::string_view name) {
   const Geometry& g = h.geometry();
-  for (std::string_view prefix : {"anon_fault_alloc_", "anon_fault_fallback_", "split_"}) {
+  for (std::string_view prefix : {"anon_fault_alloc_", "anon_fault_fallback_", "split_", "pagecache_alloc_"}) {
     if (name.substr(0, prefix.size()) != prefix) continue;
-    for (unsigned order = 1; g.page_shift + order <= g.pmd_shift(); ++order)
+    for (unsigned order = prefix == "pagecache_alloc_" ? 0 : 1; g.page_shift + order <= g.pmd_shift(); ++order)
       if (name.substr(prefix.size()) == format_size(g.page_size() << order)) return true;
   }
   return false;

@@ -177,12 +177,12 @@ TEST(Runner, DumpPrintsStoredWordsAndChangesNothing) {
 
 TEST(Runner, StatementsOfLaterLayersAreRejectedBeforeRunning) {
   try {
-    run_text("alloc F order=0\nmmap A 64K file=data\n");
+    run_text("alloc F order=0\nmmap A 64K shared\n");
     FAIL() << "expected ScenarioError";
   } catch (const ScenarioError& e) {
     EXPECT_STREQ(e.what(),
-                 "t.cpt:2:1: error: file mappings not supported yet (the memory manager models "
-                 "anonymous private memory so far)");
+                 "t.cpt:2:1: error: shared anonymous mappings not supported yet (the memory manager models "
+                 "private anonymous memory and file mappings)");
   }
 }
 
