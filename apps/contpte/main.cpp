@@ -60,6 +60,7 @@ struct RunArgs {
   bool trace = false;
   bool quiet = false;
   bool no_check = false;
+  unsigned scale = 1;
 };
 
 // A progress bar on stderr when it is a terminal.
@@ -218,6 +219,7 @@ int cmd_run(const RunArgs& args, const char* argv0) {
   if (paths.empty()) {
     RunOptions opts;
     opts.check = !args.no_check;
+    opts.scale = args.scale;
     return cmd_suite(args, argv0, opts);
   }
 
@@ -239,6 +241,7 @@ int cmd_run(const RunArgs& args, const char* argv0) {
   RunOptions opts;
   if (args.trace) opts.trace = &std::cout;
   opts.check = !args.no_check;
+  opts.scale = args.scale;
   std::vector<RunResult> results;
   int status = kExitOk;
   for (const auto& sc : scenarios) {
@@ -329,6 +332,10 @@ int main(int argc, char** argv) {
                   "replay a trace recorded by `contpte record` (under --config, or every built-in "
                   "configuration compared)");
   run->add_flag("-q,--quiet", run_args.quiet, "print only failing runs");
+  run->add_option("--scale", run_args.scale,
+                  "make every access statement N times longer (N passes, or N times its count); "
+                  "`expect stat accesses` is scaled to match")
+      ->check(CLI::Range(1u, 1000u));
   run->add_flag("--no-check", run_args.no_check,
                 "do not run the conformance checker (faster; no violations are found)");
 
@@ -381,7 +388,6 @@ int main(int argc, char** argv) {
         h = nl == std::string_view::npos ? std::string_view{} : h.substr(nl + 1);
       }
     }
-    std::cout << "(thp-4k, 4K + PMD THP, is not offered yet: PMD-sized folios are not modelled)\n";
     return kExitOk;
   }
   if (presets->parsed()) {

@@ -225,7 +225,27 @@ constexpr std::optional<Prot> pte_prot(Pte p, unsigned page_shift) {
   return std::nullopt;
 }
 
+// ---- level-2 (PMD) block descriptors: transparent huge pages -------------
+// arm64 keeps a PMD in the same format as a PTE, with the table bit clear
+// for a block (PMD_TYPE_SECT); the pmd_* helpers are the pte_* ones on the
+// same word, so only the descriptor type needs its own functions.
+constexpr bool pmd_none(Pte p) { return p.val == 0; }
+// pmd_mkhuge: a block, not a table.
+constexpr Pte pmd_mkhuge(Pte p) { return clear_pte_bit(p, bits::kTable); }
+// A present block (valid, or PROT_NONE's present-invalid) — not a table.
+constexpr bool pmd_trans_huge(Pte p) { return !pmd_none(p) && pte_present(p) && !(p.val & bits::kTable); }
+constexpr bool pmd_table(Pte p) { return pte_valid(p) && (p.val & bits::kTable); }
+// pmd_mkinvalid: what pmdp_invalidate leaves while a huge PMD is split or
+// changed: not valid for the walker, still present for software.
+constexpr Pte pmd_mkinvalid(Pte p) {
+  return set_pte_bit(clear_pte_bit(p, bits::kValid), bits::kPresentInvalid);
+}
+
 // ---- helper algebra pinned at compile time (cf. mm/debug_vm_pgtable.c) ---
+static_assert(pmd_trans_huge(pmd_mkhuge(Pte{prot::kPageReadonly.val})));
+static_assert(pmd_trans_huge(pmd_mkinvalid(pmd_mkhuge(Pte{prot::kPageShared.val}))));
+static_assert(pmd_trans_huge(pmd_mkhuge(Pte{prot::kPageNone.val})));
+static_assert(!pmd_trans_huge(Pte{prot::kPageShared.val}) && !pmd_trans_huge(Pte{}));
 static_assert(pte_dirty(pte_wrprotect(pte_mkdirty(Pte{prot::kPageShared.val}))),
               "still dirty after wrprotect of mkdirty");
 static_assert(pte_dirty(pte_wrprotect(Pte{prot::kPageShared.val & ~bits::kRdonly})),

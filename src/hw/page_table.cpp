@@ -24,7 +24,7 @@ std::optional<PteSlot> PageTable::entry_slot(VirtAddr va, unsigned target, bool 
   for (unsigned level = g.start_level; level < target; ++level) {
     Pte* words = mem_.table(table);
     Pte& desc = words[(va.val >> g.level_shift(level)) & idx_mask];
-    if (!(desc.val & bits::kValid)) {
+    if (desc.val == 0) {
       if (!alloc) return std::nullopt;
       PhysAddr next = mem_.alloc_table();
       desc = Pte{next.val | kTableDesc};
@@ -32,13 +32,34 @@ std::optional<PteSlot> PageTable::entry_slot(VirtAddr va, unsigned target, bool 
         const std::uint64_t base = va.val & ~((std::uint64_t{1} << g.pmd_shift()) - 1);
         pte_page_va_.emplace(mem_.table(next), base);
       }
+      if (level == 1) {
+        const std::uint64_t base = va.val & ~((std::uint64_t{1} << g.level_shift(1)) - 1);
+        pmd_page_va_.emplace(mem_.table(next), base);
+      }
     }
-    // A block descriptor here: there is no table below it to hand out.
-    if (!(desc.val & bits::kTable)) return std::nullopt;
+    // A block descriptor here (valid, or a PROT_NONE / invalidated huge PMD
+    // that software still owns): there is no table below it to hand out.
+    if ((desc.val & (bits::kValid | bits::kTable)) != (bits::kValid | bits::kTable)) return std::nullopt;
     table = PhysAddr{desc.val & pte_addr_mask(g.page_shift)};
   }
   Pte* words = mem_.table(table);
   return PteSlot{words + ((va.val >> g.level_shift(target)) & idx_mask)};
+}
+
+PhysAddr PageTable::alloc_pte_page(VirtAddr pmd_base) {
+  const PhysAddr pa = mem_.alloc_table();
+  pte_page_va_.emplace(mem_.table(pa), pmd_base.val & ~(geometry().pmd_size() - 1));
+  return pa;
+}
+
+Pte PageTable::table_desc(PhysAddr pa) { return Pte{pa.val | kTableDesc}; }
+
+std::optional<VirtAddr> PageTable::pmd_va_of(PteSlot slot) const {
+  const Geometry& g = mem_.geometry();
+  const std::size_t idx = slot.index_in(g.ptrs_per_table());
+  auto it = pmd_page_va_.find(slot.ptr() - idx);
+  if (it == pmd_page_va_.end()) return std::nullopt;
+  return VirtAddr{it->second + (std::uint64_t{idx} << g.pmd_shift())};
 }
 
 std::optional<VirtAddr> PageTable::va_of(PteSlot slot) const {

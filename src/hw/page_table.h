@@ -29,17 +29,33 @@ class PageTable {
   std::optional<PteSlot> entry_slot(VirtAddr va, unsigned level, bool alloc);
   // The VA a slot maps, if the slot belongs to one of this table's PTE pages.
   std::optional<VirtAddr> va_of(PteSlot slot) const;
+  // The first VA a level-2 (PMD) slot maps, if it is one of this table's.
+  std::optional<VirtAddr> pmd_va_of(PteSlot slot) const;
+
+  // A new, empty PTE page for the PMD range at `pmd_base`, not yet linked:
+  // splitting a huge PMD fills it before pmd_populate makes it visible.
+  // Returns its physical address; pte_page() gives its first slot.
+  PhysAddr alloc_pte_page(VirtAddr pmd_base);
+  PteSlot pte_page(PhysAddr pa) { return PteSlot{mem_.table(pa)}; }
+  // The table descriptor that links a lower table (pmd_populate).
+  static Pte table_desc(PhysAddr pa);
 
   // Calls fn(first VA, first slot) for every allocated PTE page.
   template <class Fn>
   void for_each_pte_page(Fn&& fn) const {
     for (const auto& [ptr, base] : pte_page_va_) fn(VirtAddr{base}, PteSlot{const_cast<Pte*>(ptr)});
   }
+  // Calls fn(first VA, first slot) for every allocated level-2 (PMD) table.
+  template <class Fn>
+  void for_each_pmd_page(Fn&& fn) const {
+    for (const auto& [ptr, base] : pmd_page_va_) fn(VirtAddr{base}, PteSlot{const_cast<Pte*>(ptr)});
+  }
 
  private:
   PhysMem& mem_;
   PhysAddr root_;
   std::unordered_map<const Pte*, std::uint64_t> pte_page_va_;  // PTE page -> first VA
+  std::unordered_map<const Pte*, std::uint64_t> pmd_page_va_;  // level-2 table -> first VA
 };
 
 }  // namespace contpte

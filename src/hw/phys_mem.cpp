@@ -1,5 +1,6 @@
 #include "hw/phys_mem.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <new>
@@ -15,12 +16,17 @@ PhysMem::PhysMem(Granule granule, std::uint64_t ram_bytes)
 
 PhysAddr PhysMem::alloc_table() {
   const std::size_t bytes = geo_.page_size();
-  void* mem = std::aligned_alloc(bytes, bytes);
-  if (!mem) throw std::bad_alloc();
-  std::memset(mem, 0, bytes);
+  const std::size_t per_chunk = tables_per_chunk();
+  if (nr_tables_ == chunks_.size() * per_chunk) {
+    void* mem = std::aligned_alloc(bytes, per_chunk * bytes);
+    if (!mem) throw std::bad_alloc();
+    chunks_.emplace_back(static_cast<Pte*>(mem));
+  }
+  Pte* words = chunks_.back().get() + (nr_tables_ % per_chunk) * geo_.ptrs_per_table();
+  std::fill_n(words, geo_.ptrs_per_table(), Pte{});
   const std::uint64_t pa = next_table_pa_;
   next_table_pa_ += bytes;
-  tables_.emplace_back(static_cast<Pte*>(mem));
+  ++nr_tables_;
   return PhysAddr{pa};
 }
 
@@ -29,6 +35,13 @@ void PhysMem::add_folio(Pfn head, unsigned order) {
 }
 
 void PhysMem::remove_folio(Pfn head) { folios_.erase(head.val); }
+
+void PhysMem::split_folio(Pfn head) {
+  auto it = folios_.find(head.val);
+  if (it == folios_.end()) return;
+  const std::uint64_t nr = it->second;
+  for (std::uint64_t i = 0; i < nr; ++i) folios_[head.val + i] = 1;
+}
 
 FolioInfo PhysMem::folio_of(Pfn pfn) const {
   auto it = folios_.upper_bound(pfn.val);

@@ -37,20 +37,25 @@ class PhysMem {
   // A zeroed page-table page, aligned to its size (so a PteSlot can be
   // aligned down to its block). Returns its physical address.
   PhysAddr alloc_table();
-  // The words of a table page; nullptr if `pa` is not one. Inline, and a
-  // shift rather than a division by the page size: the walker calls it for
-  // every level of every walk.
+  // The words of a table page; nullptr if `pa` is not one. Inline, and
+  // shifts rather than divisions (tables and chunks are powers of two): the
+  // walker calls it for every level of every walk.
   Pte* table(PhysAddr pa) { return const_cast<Pte*>(std::as_const(*this).table(pa)); }
   const Pte* table(PhysAddr pa) const {
     if (pa.val < ram_bytes_ || (pa.val & (geo_.page_size() - 1))) return nullptr;
     const std::uint64_t idx = (pa.val - ram_bytes_) >> geo_.page_shift;
-    return idx < tables_.size() ? tables_[idx].get() : nullptr;
+    if (idx >= nr_tables_) return nullptr;
+    const unsigned per_chunk_shift = kChunkShift - geo_.page_shift;
+    return chunks_[idx >> per_chunk_shift].get() +
+           ((idx & ((std::uint64_t{1} << per_chunk_shift) - 1)) << (geo_.page_shift - 3));
   }
-  std::size_t nr_tables() const { return tables_.size(); }
+  std::size_t nr_tables() const { return nr_tables_; }
 
   // Folio registry: which frames form one folio (page_folio()).
   void add_folio(Pfn head, unsigned order);
   void remove_folio(Pfn head);
+  // split_folio: every page of the folio at `head` becomes a folio of its own.
+  void split_folio(Pfn head);
   FolioInfo folio_of(Pfn pfn) const;
   bool is_ram(Pfn pfn) const { return pfn.val < nr_frames(); }
 
@@ -63,7 +68,14 @@ class PhysMem {
   std::uint64_t next_table_pa_;
   // Table pages in allocation order: table PA = ram_bytes + index * page,
   // so a lookup is an index, not a hash (the walker does one per level).
-  std::vector<std::unique_ptr<Pte[], AlignedFree>> tables_;
+  // They are carved from chunks of kChunkBytes: one aligned allocation per
+  // page would cost the host allocator's alignment padding on every PTE
+  // page, doubling the memory of a sparse address space.
+  static constexpr unsigned kChunkShift = 18;
+  static constexpr std::size_t kChunkBytes = std::size_t{1} << kChunkShift;  // 256K
+  std::size_t tables_per_chunk() const { return kChunkBytes / geo_.page_size(); }
+  std::vector<std::unique_ptr<Pte[], AlignedFree>> chunks_;
+  std::size_t nr_tables_ = 0;
   std::map<std::uint64_t, std::uint64_t> folios_;  // head PFN -> nr pages
 };
 

@@ -40,6 +40,8 @@ struct Vma {
   bool shared = false;
   bool hugepage = false;    // VM_HUGEPAGE (MADV_HUGEPAGE)
   bool nohugepage = false;  // VM_NOHUGEPAGE
+  int file = -1;            // file-backed: MmSystem's file id; -1 anonymous
+  std::uint64_t pgoff = 0;  // file page at `start`
   bool writable() const { return prot == Prot::RW || prot == Prot::RWX; }
 };
 
@@ -58,6 +60,38 @@ struct MmStats {
   std::uint64_t caller_tlbi = 0;      // flushes the mm requested (mmu_gather, fork, COW)
   std::uint64_t bytes_zeroed = 0;     // new anonymous folios (and copies of the zero page)
   std::uint64_t bytes_copied = 0;     // copy-on-write copies of data pages
+  // PMD-sized THP (vmstat thp_*).
+  std::uint64_t thp_fault_alloc = 0;      // a PMD-mapped folio allocated by a fault
+  std::uint64_t thp_fault_fallback = 0;   // a PMD-sized allocation failed: PTE fault instead
+  std::uint64_t thp_split_pmd = 0;        // huge PMDs split to PTE mappings
+  std::uint64_t thp_zero_page_alloc = 0;  // the huge zero folio allocated
+  // Large folios split to order 0 (split_folio), in total and per order
+  // (hugepages-<size>/stats/split).
+  std::uint64_t folio_splits = 0;
+  std::map<unsigned, std::uint64_t> split;
+  std::uint64_t pglazyfree = 0;    // pages MADV_FREE marked lazily freeable
+  std::uint64_t pglazyfreed = 0;   // lazyfree pages MADV_PAGEOUT discarded
+  std::uint64_t pgdeactivate = 0;  // pages MADV_COLD / PAGEOUT took off the active list
+  // File mappings and the page cache.
+  std::uint64_t faults_file = 0;        // read faults served from the page cache
+  std::uint64_t faultaround_pages = 0;  // PTEs filemap_map_pages set around a fault
+  std::uint64_t pagecache_folios = 0;   // folios readahead added to the page cache
+  std::uint64_t pagecache_bytes = 0;    // bytes read into the page cache
+  std::map<unsigned, std::uint64_t> pagecache_alloc;  // readahead folios per order
+};
+
+// A file's page cache and readahead state (struct address_space and
+// struct file_ra_state in miniature). Files hold no data: a folio stands
+// for the pages read.
+struct FileCache {
+  std::string name;
+  std::uint64_t nr_pages = 0;                       // file size (largest mapping of it)
+  std::map<std::uint64_t, std::pair<Pfn, unsigned>> folios;  // first index -> (head, order)
+  // file_ra_state: the last window, its async part's first page
+  // (PG_readahead) and the folio order it used.
+  std::uint64_t ra_start = 0, ra_size = 0, ra_async = 0;
+  unsigned ra_order = 0;
+  bool ra_valid = false;
 };
 
 enum class FaultResult : std::uint8_t { Handled, Segv };
@@ -75,6 +109,11 @@ class MmSystem {
   const Features& features() const { return features_; }
   const ThpSettings& thp() const { return thp_; }
   Pfn zero_pfn() const { return zero_pfn_; }
+  // The huge zero folio (mm_get_huge_zero_folio): allocated on first use,
+  // then shared by every read fault that maps a zero PMD; nullopt when no
+  // PMD-sized block is free.
+  std::optional<Pfn> huge_zero_pfn();
+  bool is_huge_zero(Pfn pfn) const { return huge_zero_pfn_ && *huge_zero_pfn_ == pfn; }
   MmStats& stats() { return stats_; }
 
   // rmap: a page of a folio mapped (or unmapped) by process `pid`.
@@ -84,6 +123,21 @@ class MmSystem {
   // (Linux 6.18 folio_maybe_mapped_shared / folio_mapcount checks).
   bool mapped_only_by(Pfn head, unsigned pid) const;
   std::uint64_t mapcount(Pfn head) const;
+  // MADV_FREE's mark (folio_mark_lazyfree): clean, the folio may be
+  // dropped instead of swapped; cleared when it is found dirty again.
+  void set_lazyfree(Pfn head, bool on);
+  bool lazyfree(Pfn head) const;
+  // The page cache: the file called `name` (created on first use, growing
+  // to `nr_pages`), its folio holding page `index`, if cached.
+  int file_id(const std::string& name, std::uint64_t nr_pages);
+  FileCache& file(int id) { return files_[static_cast<std::size_t>(id)]; }
+  std::optional<std::pair<Pfn, std::uint64_t>> find_cached(int id, std::uint64_t index) const;
+  // A page-cache folio: never freed by unmapping, never reused by a write
+  // fault (it is not anonymous), never exclusive.
+  bool is_file_folio(Pfn head) const;
+  // split_folio's bookkeeping: each page `pid` maps (mapped[i]) becomes an
+  // order-0 folio mapped once; the others are freed.
+  void split_folio(Pfn head, const std::vector<bool>& mapped, unsigned pid);
 
   // Every observer each process's Env gets (the MMU's TLB maintenance).
   std::vector<SimObserver*> observers;
@@ -93,6 +147,8 @@ class MmSystem {
 
  private:
   struct FolioMaps {
+    bool lazyfree = false;
+    bool file = false;  // page cache: the cache holds it
     unsigned order = 0;
     std::map<unsigned, std::uint64_t> by_pid;  // pid -> mapped pages
     std::uint64_t total = 0;
@@ -102,8 +158,10 @@ class MmSystem {
   Features features_;
   ThpSettings thp_;
   Pfn zero_pfn_;
+  std::optional<Pfn> huge_zero_pfn_;
   MmStats stats_;
   std::map<std::uint64_t, FolioMaps> folios_;  // head pfn
+  std::vector<FileCache> files_;
   friend class Mm;
 };
 
@@ -124,13 +182,31 @@ class Mm {
   // aligned for anonymous lengths that are PMD multiples (thp_get_unmapped_area).
   // Returns the start, or nullopt when no room.
   std::optional<std::uint64_t> mmap(std::uint64_t len, Prot prot, bool shared,
-                                    std::optional<std::uint64_t> addr, std::uint64_t align);
+                                    std::optional<std::uint64_t> addr, std::uint64_t align,
+                                    const std::string* file = nullptr);
   void munmap(std::uint64_t start, std::uint64_t len);
   void mprotect(std::uint64_t start, std::uint64_t len, Prot prot);
   void madvise_dontneed(std::uint64_t start, std::uint64_t len);
+  // MADV_FREE: whole exclusive folios in the range are cleaned and made old
+  // (clear_young_dirty_ptes) and marked lazyfree; one the range covers only
+  // in part is split to order-0 pages first.
+  void madvise_free(std::uint64_t start, std::uint64_t len);
+  // MADV_COLD (pageout false): whole exclusive folios are made old and
+  // deactivated. MADV_PAGEOUT: they are reclaimed — with no swap device
+  // only a lazyfree folio still clean can go: it is unmapped and freed.
+  // Partly covered folios are split first, as for MADV_FREE.
+  void madvise_cold(std::uint64_t start, std::uint64_t len, bool pageout);
   void madvise_hugepage(std::uint64_t start, std::uint64_t len, bool on);
   // MADV_POPULATE_WRITE: fault in for write every page of the range.
   FaultResult populate_write(std::uint64_t start, std::uint64_t len);
+
+  // The leaf translation of `va` as a PTE value: the PTE (read through
+  // ptep_get when `gathered`, else the stored word), or, under a huge PMD,
+  // the block descriptor advanced to va's page (table bit clear:
+  // pmd_trans_huge tells it apart). None if nothing maps va.
+  Pte leaf_pte(std::uint64_t va, bool gathered);
+  // Pages mapped by huge PMDs (rss) in this address space.
+  std::uint64_t pmd_mapped_pages() const;
 
   // handle_mm_fault for a user access that faulted at `va`.
   FaultResult handle_fault(std::uint64_t va, bool write, bool exec);
@@ -138,6 +214,11 @@ class Mm {
   // fork(): a new address space sharing every anonymous folio, with
   // private writable PTEs write-protected in both (copy_pte_range).
   std::unique_ptr<Mm> fork(unsigned child_pid, std::uint16_t child_asid);
+  // One LRU aging pass (folio_referenced): ptep_clear_flush_young on every
+  // present PTE (block-wide on a contiguous one) and pmdp_clear_flush_young
+  // on every huge PMD, lowest address first, until `budget` pages are aged.
+  // Returns what is left of the budget.
+  std::uint64_t age_young(std::uint64_t budget);
   // exit: unmaps everything.
   void exit_mmap();
 
@@ -146,16 +227,62 @@ class Mm {
   void split_vma_at(std::uint64_t addr);
   void merge_around(std::uint64_t addr);
   // Calls fn(va, slot, first pte, nr) for each run of present PTEs of one
-  // folio (folio_pte_batch) in [start, end), never across a PTE page.
+  // folio (folio_pte_batch) in [start, end), never across a PTE page; the
+  // first pte is made writable if any of the run is.
   template <class Fn>
   void for_each_present_batch(std::uint64_t start, std::uint64_t end, Fn&& fn);
   void zap_range(std::uint64_t start, std::uint64_t end, bool fullmm = false);
   FaultResult do_anonymous_page(const Vma& v, std::uint64_t va, PteSlot ptep, bool write);
+
+  // ---- file mappings (mm/filemap.c, mm/readahead.c, do_fault) ----
+  FaultResult do_fault(const Vma& v, std::uint64_t va, PteSlot ptep, bool write);
+  // filemap_fault: the page-cache page of file page `index`, reading it
+  // (and a readahead window around it) on a miss.
+  std::optional<Pfn> filemap_fault(const Vma& v, std::uint64_t index);
+  void page_cache_ra(FileCache& f, std::uint64_t start, std::uint64_t size, unsigned order);
+  // do_fault_around / filemap_map_pages: maps the cached pages of the
+  // fault-around window whose PTEs are empty, one set_ptes per run of one
+  // folio.
+  void do_fault_around(const Vma& v, std::uint64_t va);
+  std::uint64_t file_index(const Vma& v, std::uint64_t va) const {
+    return v.pgoff + ((va - v.start) >> sys_.mem().geometry().page_shift);
+  }
+
+  // ---- PMD-sized THP (mm/huge_memory.c); nullopt = VM_FAULT_FALLBACK ----
+  unsigned pmd_order() const;
+  bool thp_pmd_allowed(const Vma& v, std::uint64_t haddr) const;
+  bool is_huge_zero_pmd(Pte pmd) const;
+  std::optional<FaultResult> do_huge_pmd_anonymous_page(const Vma& v, std::uint64_t va, PteSlot pmdp,
+                                                        bool write);
+  std::optional<FaultResult> do_huge_pmd_wp_page(const Vma& v, std::uint64_t va, PteSlot pmdp, Pte orig);
+  void map_anon_folio_pmd(const Vma& v, Pfn pfn, std::uint64_t haddr, PteSlot pmdp);
+  std::optional<Pfn> alloc_pmd_folio();
+  Pte pmdp_invalidate(std::uint64_t haddr, PteSlot pmdp);
+  void split_huge_pmd(const Vma& v, std::uint64_t haddr, PteSlot pmdp);
+  // Calls whole(haddr, pmdp, pmd) for each huge PMD that [start, end)
+  // covers entirely; one it covers in part is split to PTEs first, so the
+  // PTE pass that follows sees its pages (zap_pmd_range, change_pmd_range).
+  template <class Fn>
+  void for_each_huge_pmd(std::uint64_t start, std::uint64_t end, Fn&& whole);
+  void flush_pmds(const std::vector<std::uint64_t>& haddrs);
+
+  // ---- madvise FREE / COLD / PAGEOUT (mm/madvise.c) ----
+  // split_folio: unmaps the folio's pages mapped at base_va (a PMD is split
+  // first), splits it to order-0 folios and maps the pages back, one
+  // set_pte_at each — no block can fold again. Only for a folio this
+  // process maps alone.
+  void split_folio(Pfn head, std::uint64_t base_va);
+  // Calls fn(va, slot, gathered pte, nr, is_pmd) for each whole folio this
+  // process maps alone in [start, end) — a huge PMD or a batch of PTEs —
+  // after splitting the folios the range covers only in part.
+  template <class Fn>
+  void for_each_madvise_folio(std::uint64_t start, std::uint64_t end, Fn&& fn);
+  bool exclusive(const FolioInfo& f) const;
   FaultResult do_wp_page(const Vma& v, std::uint64_t va, PteSlot ptep, Pte orig);
   void wp_page_copy(const Vma& v, std::uint64_t va, PteSlot ptep, Pte orig);
   std::vector<unsigned> thp_orders(const Vma& v) const;
   bool pte_range_none(std::uint64_t start, unsigned nr);
-  std::uint64_t folio_pte_batch(PteSlot ptep, Pte pte, std::uint64_t max_nr);
+  std::uint64_t folio_pte_batch(PteSlot ptep, Pte* pte, std::uint64_t max_nr);
   void flush_range(std::uint64_t start, std::uint64_t end);
   std::uint64_t page_size() const { return sys_.mem().geometry().page_size(); }
 

@@ -24,11 +24,9 @@ struct BuiltinConfig {
   std::string_view what;
 };
 
-// PMD-sized THP (`thp-4k`, 4K + PMD THP always) is not in the list yet:
-// the memory manager does not map PMD-sized folios with block descriptors
-// (see docs/STATUS.md), so it would run exactly like base-4k.
-inline constexpr std::array<BuiltinConfig, 5> kBuiltinConfigs{{
+inline constexpr std::array<BuiltinConfig, 6> kBuiltinConfigs{{
     {"base-4k", "granule 4K\ncontpte off\nmthp none", "4K pages, no THP of any size, contpte off"},
+    {"thp-4k", "granule 4K\ncontpte off\nthp 2M=always", "4K pages + PMD-sized (2M) THP always, contpte off: the classic setting"},
     {"mthp-64k", "granule 4K\ncontpte off\nmthp 64K", "4K pages + 64K mTHP, contpte off"},
     {"contpte-64k", "granule 4K\ncontpte upstream\nmthp 64K", "4K pages + 64K mTHP + contpte (upstream)"},
     {"gran-16k", "granule 16K\ncontpte upstream\nmthp 2M", "16K pages + 2M mTHP + contpte"},

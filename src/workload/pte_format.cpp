@@ -9,7 +9,10 @@ std::string format_pte(Pte pte, unsigned page_shift) {
   if (pte_none(pte)) return s + " none";
   if (!pte_present(pte)) return s + " not-present";
   s += fmt::format(" pfn={:#x}", pte_pfn(pte, page_shift).val);
-  if (auto p = pte_prot(pte, page_shift))
+  // A huge PMD has the same attribute bits as a page descriptor, with the
+  // table bit clear: name its protection as the page's would be named.
+  const bool block = pmd_trans_huge(pte);
+  if (auto p = pte_prot(block ? set_pte_bit(pte, bits::kTable) : pte, page_shift))
     s += fmt::format(" {}", prot_name(*p));
   else
     s += " prot=?";
@@ -25,6 +28,7 @@ std::string format_pte(Pte pte, unsigned page_shift) {
     s += " clean";
   if (pte_cont(pte)) s += " cont";
   if (pte_special(pte)) s += " special";
+  if (block) s += " block";
   return s;
 }
 

@@ -37,7 +37,11 @@ const std::vector<std::string>& stat_names() {
       "violations_lost_young", "mm_faults",        "faults_anon",
       "faults_zero",       "faults_cow",          "faults_reuse",
       "faults_access",     "reuse_unfolds",       "folios_freed",
-      "bytes_zeroed",      "bytes_copied",        "tlb_mpki"};
+      "bytes_zeroed",      "bytes_copied",        "tlb_mpki",
+      "thp_fault_alloc",   "thp_fault_fallback",  "thp_split_pmd",
+      "thp_zero_page_alloc", "folio_splits",      "pglazyfree",
+      "pglazyfreed",       "pgdeactivate",        "faults_file",
+      "faultaround_pages", "pagecache_folios",    "pagecache_bytes"};
   return names;
 }
 
@@ -77,17 +81,8 @@ std::optional<std::string_view> unsupported(const Op& op) {
   return std::visit(
       Overloaded{
           [](const Mmap& m) -> std::optional<std::string_view> {
-            if (m.file) return "file mappings";
-            if (m.shared) return "shared anonymous mappings";
+            if (m.shared && !m.file) return "shared anonymous mappings";
             return std::nullopt;
-          },
-          [](const Madvise& m) -> std::optional<std::string_view> {
-            switch (m.advice) {
-              case Advice::Free: return "madvise free";
-              case Advice::Cold: return "madvise cold";
-              case Advice::Pageout: return "madvise pageout";
-              default: return std::nullopt;
-            }
           },
           [](const Parallel& p) -> std::optional<std::string_view> {
             for (const Branch& b : p.branches)
@@ -103,7 +98,7 @@ std::optional<std::string_view> unsupported(const Op& op) {
 std::string_view planned_in(const Op& op) {
   if (std::holds_alternative<Parallel>(op))
     return "branches may be PTE-level statements, hw accesses and lockless readers";
-  return "the memory manager models anonymous private memory so far";
+  return "the memory manager models private anonymous memory and file mappings";
 }
 
 
@@ -121,6 +116,8 @@ class TraceObserver final : public SimObserver {
     const unsigned shift = pt_.geometry().page_shift;
     const auto va = pt_.va_of(a.slot);
     std::string where = va ? fmt::format("{:#x}", va->val) : std::string("?");
+    if (!va)
+      if (const auto pmd = pt_.pmd_va_of(a.slot)) where = fmt::format("pmd {:#x}", pmd->val);
     std::string what = fmt::format("{:<7} {}", kOps[static_cast<int>(a.op)], where);
     if (a.op == PteAccessOp::Load)
       out_ << prefix() << what << "  " << format_pte(a.before, shift) << '\n';
@@ -364,10 +361,8 @@ class Runner final : public RunMachine {
   Pfn pfn_of(const FolioRef& f) const { return folios_.at(f.folio).head + f.index; }
   PteSlot slot(VirtAddr va) { return *pt().pte_slot(va, /*alloc=*/true); }
   Pte stored(VirtAddr va) { return stored_in(cur(), va); }
-  static Pte stored_in(Proc& p, VirtAddr va) {
-    auto s = p.mm->page_table().pte_slot(va, /*alloc=*/false);
-    return s ? *s->ptr() : Pte{};
-  }
+  // The stored leaf word: a PTE, or a huge PMD's block advanced to va's page.
+  static Pte stored_in(Proc& p, VirtAddr va) { return p.mm->leaf_pte(va.val, /*gathered=*/false); }
   VirtAddr resolve(const AddrExpr& a) {
     if (!a.mapping) return VirtAddr{a.offset};
     auto it = cur().names.find(*a.mapping);
@@ -480,9 +475,11 @@ class Runner final : public RunMachine {
             [&](const ExpectPte& e) { exec_expect_pte(st, e); },
             [&](const ExpectStat& e) {
               const double v = stat_value(e.name);
-              expect_result(st, compare(v, e.op, e.value),
+              // --scale multiplies every access statement's accesses.
+              const double want = e.name == "accesses" ? e.value * double(opts_.scale) : e.value;
+              expect_result(st, compare(v, e.op, want),
                             fmt::format("expect stat {} {} {}: found {}", e.name, name(e.op),
-                                        format_stat(e.value), format_stat(v)));
+                                        format_stat(want), format_stat(v)));
             },
             [&](const ExpectViolations& e) {
               std::uint64_t unclaimed = 0;
@@ -698,7 +695,7 @@ class Runner final : public RunMachine {
       throw ScenarioError(m.name_loc, fmt::format("mapping '{}' already exists in process {}", m.name, cur_));
     auto start = cur().mm->mmap(m.size, m.prot, m.shared,
                                 m.addr ? std::optional<std::uint64_t>(m.addr->val) : std::nullopt,
-                                m.align.value_or(0));
+                                m.align.value_or(0), m.file ? &*m.file : nullptr);
     if (!start) {
       res_.error = fmt::format("{}:{}: mmap {}: {}", st.loc.file, st.loc.line, m.name,
                                m.addr ? "the range is already mapped" : "no free range of that size");
@@ -712,6 +709,9 @@ class Runner final : public RunMachine {
     Mm& mm = *cur().mm;
     switch (m.advice) {
       case Advice::DontNeed: mm.madvise_dontneed(a.val, m.len); break;
+      case Advice::Free: mm.madvise_free(a.val, m.len); break;
+      case Advice::Cold: mm.madvise_cold(a.val, m.len, /*pageout=*/false); break;
+      case Advice::Pageout: mm.madvise_cold(a.val, m.len, /*pageout=*/true); break;
       case Advice::Hugepage: mm.madvise_hugepage(a.val, m.len, true); break;
       case Advice::NoHugepage: mm.madvise_hugepage(a.val, m.len, false); break;
       case Advice::PopulateWrite:
@@ -724,27 +724,12 @@ class Runner final : public RunMachine {
     }
   }
 
-  // One LRU aging pass (folio_referenced): ptep_clear_flush_young on the
-  // present PTEs of every live process, lowest address first, up to `pages`.
+  // One LRU aging pass (folio_referenced) over every live process, up to
+  // `pages` PTEs (Mm::age_young).
   void exec_reclaim(const Reclaim& r) {
     std::uint64_t budget = r.pages.value_or(~std::uint64_t{0});
-    for (auto& p : procs_) {
-      if (!p.alive) continue;
-      for (const auto& [s, v] : p.mm->vmas()) {
-        for (std::uint64_t va = v.start; va < v.end && budget; va += geo_.page_size()) {
-          auto slot = p.mm->page_table().pte_slot(VirtAddr{va}, false);
-          if (!slot || !pte_present(*slot->ptr()) || pte_special(*slot->ptr())) continue;
-          const bool young_block = pte_valid_cont(*slot->ptr());
-          ptep_clear_flush_young(p.mm->env(), VirtAddr{va}, *slot);
-          const std::uint64_t block = geo_.cont_pte_size();
-          if (young_block)
-            checker_.clean(p.mm->asid(), va & ~(block - 1), geo_.cont_ptes, false, true);
-          else
-            checker_.clean(p.mm->asid(), va, 1, false, true);
-          --budget;
-        }
-      }
-    }
+    for (auto& p : procs_)
+      if (p.alive) budget = p.mm->age_young(budget);
   }
 
   // One access; a fault goes to the memory manager (handle_mm_fault) and the
@@ -787,7 +772,8 @@ class Runner final : public RunMachine {
     std::optional<ZipfGenerator> zipf;
     if (a.pattern == Pattern::Zipf) zipf.emplace(slots);
     std::uniform_int_distribution<std::uint64_t> uniform(0, slots - 1);
-    for (std::uint64_t i = 0; i < a.count; ++i) {
+    const std::uint64_t count = a.count * std::max<std::uint64_t>(1, opts_.scale);
+    for (std::uint64_t i = 0; i < count; ++i) {
       std::uint64_t slot_idx = i % slots;
       if (a.pattern == Pattern::Random) slot_idx = uniform(rng_);
       if (a.pattern == Pattern::Zipf) slot_idx = zipf->next(rng_);
@@ -829,10 +815,7 @@ class Runner final : public RunMachine {
   void exec_expect_pte(const Statement& st, const ExpectPte& e) {
     const unsigned shift = geo_.page_shift;
     const VirtAddr va = resolve(e.addr);
-    const Pte pte = e.raw ? stored(va) : quietly([&] {
-      auto s = pt().pte_slot(va, false);
-      return s ? ptep_get(env(), *s) : Pte{};
-    });
+    const Pte pte = e.raw ? stored(va) : quietly([&] { return cur().mm->leaf_pte(va.val, /*gathered=*/true); });
     std::string wrong;
     auto check = [&](std::string_view key, std::optional<bool> want, bool got) {
       if (want && *want != got) wrong += fmt::format(" {}={} (expected {})", key, int(got), int(*want));
@@ -850,6 +833,7 @@ class Runner final : public RunMachine {
     check("dirty", w.dirty, pte_dirty(pte));
     check("young", w.young, pte_young(pte));
     check("cont", w.cont, pte_cont(pte));
+    check("huge", w.huge, pmd_trans_huge(pte));
     expect_result(st, wrong.empty(),
                   fmt::format("expect {} {:#x}: found{}; PTE {}", e.raw ? "raw" : "pte", va.val, wrong,
                               format_pte(pte, shift)));
@@ -858,6 +842,7 @@ class Runner final : public RunMachine {
   // ---- stats ----
   struct Coverage {
     std::uint64_t present = 0, cont = 0;
+    std::uint64_t pmd_pages = 0;  // mapped by huge PMDs: in rss, not PTEs
   };
   // Over every live process's page table.
   Coverage coverage() {
@@ -865,6 +850,7 @@ class Runner final : public RunMachine {
     const unsigned n = geo_.ptrs_per_table();
     for (auto& p : procs_) {
       if (!p.alive) continue;
+      c.pmd_pages += p.mm->pmd_mapped_pages();
       p.mm->page_table().for_each_pte_page([&](VirtAddr, PteSlot s) {
         for (unsigned i = 0; i < n; ++i) {
           const Pte pte = s.ptr()[i];
@@ -897,6 +883,22 @@ class Runner final : public RunMachine {
     if (name == "folios_freed") return double(ms.folios_freed);
     if (name == "bytes_zeroed") return double(ms.bytes_zeroed);
     if (name == "bytes_copied") return double(ms.bytes_copied);
+    if (name == "thp_fault_alloc") return double(ms.thp_fault_alloc);
+    if (name == "thp_fault_fallback") return double(ms.thp_fault_fallback);
+    if (name == "thp_split_pmd") return double(ms.thp_split_pmd);
+    if (name == "thp_zero_page_alloc") return double(ms.thp_zero_page_alloc);
+    if (name == "folio_splits") return double(ms.folio_splits);
+    if (name == "pglazyfree") return double(ms.pglazyfree);
+    if (name == "pglazyfreed") return double(ms.pglazyfreed);
+    if (name == "pgdeactivate") return double(ms.pgdeactivate);
+    if (name == "faults_file") return double(ms.faults_file);
+    if (name == "faultaround_pages") return double(ms.faultaround_pages);
+    if (name == "pagecache_folios") return double(ms.pagecache_folios);
+    if (name == "pagecache_bytes") return double(ms.pagecache_bytes);
+    for (const auto& [order, n] : ms.pagecache_alloc)
+      if (name == fmt::format("pagecache_alloc_{}", format_size(geo_.page_size() << order))) return double(n);
+    for (const auto& [order, n] : ms.split)
+      if (name == fmt::format("split_{}", format_size(geo_.page_size() << order))) return double(n);
     if (name == "tlb_mpki") {
       const MmuStats& m = mmu_.stats();
       return m.accesses ? 1000.0 * double(m.tlb_misses) / double(m.accesses) : 0.0;
@@ -915,7 +917,10 @@ class Runner final : public RunMachine {
       const Coverage c = cov ? *cov : coverage();
       return c.present ? double(c.cont) / double(c.present) : 0.0;
     }
-    if (name == "rss_bytes") return double((cov ? *cov : coverage()).present * geo_.page_size());
+    if (name == "rss_bytes") {
+      const Coverage c = cov ? *cov : coverage();
+      return double((c.present + c.pmd_pages) * geo_.page_size());
+    }
     const MmuStats& m = mmu_.stats();
     if (name == "accesses") return double(m.accesses);
     if (name == "tlb_misses") return double(m.tlb_misses);
@@ -952,6 +957,10 @@ class Runner final : public RunMachine {
     for (const auto& [order, n] : sys_.stats().anon_fault_fallback)
       out.emplace_back(fmt::format("anon_fault_fallback_{}", format_size(geo_.page_size() << order)),
                        double(n));
+    for (const auto& [order, n] : sys_.stats().split)
+      out.emplace_back(fmt::format("split_{}", format_size(geo_.page_size() << order)), double(n));
+    for (const auto& [order, n] : sys_.stats().pagecache_alloc)
+      out.emplace_back(fmt::format("pagecache_alloc_{}", format_size(geo_.page_size() << order)), double(n));
     return out;
   }
 
@@ -978,9 +987,9 @@ class Runner final : public RunMachine {
 // of the granule: the per-size mTHP counters.
 bool mthp_stat(const Header& h, std::string_view name) {
   const Geometry& g = h.geometry();
-  for (std::string_view prefix : {"anon_fault_alloc_", "anon_fault_fallback_"}) {
+  for (std::string_view prefix : {"anon_fault_alloc_", "anon_fault_fallback_", "split_", "pagecache_alloc_"}) {
     if (name.substr(0, prefix.size()) != prefix) continue;
-    for (unsigned order = 1; g.page_shift + order < g.pmd_shift(); ++order)
+    for (unsigned order = prefix == "pagecache_alloc_" ? 0 : 1; g.page_shift + order <= g.pmd_shift(); ++order)
       if (name.substr(prefix.size()) == format_size(g.page_size() << order)) return true;
   }
   return false;

@@ -75,6 +75,10 @@ struct RunOptions {
   // most this many), then go on from the seeded one. Unset: run the seeded
   // interleaving only.
   std::optional<std::uint64_t> explore_max;
+  // `--scale N`: every access statement makes N times its accesses (N
+  // passes over LEN, or count x N draws); `expect stat accesses` values are
+  // scaled to match. Mappings and their layout stay as written.
+  std::uint64_t scale = 1;
 };
 
 // The names `expect stat` and the report know, in report order.

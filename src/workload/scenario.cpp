@@ -1218,13 +1218,14 @@ class Parser {
     e.addr = addr_expr(c);
     check_range(e.addr, page_size(), e.addr.loc);
     const std::string_view stmt = raw ? "expect raw" : "expect pte";
-    Options o(c, stmt, {"present", "pfn", "write", "dirty", "young", "cont"}, {});
+    Options o(c, stmt, {"present", "pfn", "write", "dirty", "young", "cont", "huge"}, {});
     if (o.empty())
-      c.fail_at_end(fmt::format("{} needs at least one of: present=, pfn=, write=, dirty=, young=, cont=", stmt));
+      c.fail_at_end(
+          fmt::format("{} needs at least one of: present=, pfn=, write=, dirty=, young=, cont=, huge=", stmt));
     PteExpectation& w = e.want;
     for (auto [key, field] : {std::pair{"present", &PteExpectation::present}, std::pair{"write", &PteExpectation::write},
                               std::pair{"dirty", &PteExpectation::dirty}, std::pair{"young", &PteExpectation::young},
-                              std::pair{"cont", &PteExpectation::cont}})
+                              std::pair{"cont", &PteExpectation::cont}, std::pair{"huge", &PteExpectation::huge}})
       if (auto v = o.value(key)) w.*field = bit_value(c, *v, key);
     if (auto v = o.value("pfn")) {
       if (is_digit(v->text[0])) {

@@ -320,6 +320,7 @@ struct ExpectCont {  // `expect cont` (cont = true) / `expect nocont`
 // The keys of `expect pte|raw`; unset = not checked (at least one is set).
 struct PteExpectation {
   std::optional<bool> present, write, dirty, young, cont;
+  std::optional<bool> huge;  // mapped by a level-2 block (pmd_trans_huge)
   std::optional<std::variant<FolioRef, Pfn>> pfn;  // `F+I` or a raw number
 };
 struct ExpectPte {  // `expect pte` (through ptep_get) / `expect raw` (stored word)

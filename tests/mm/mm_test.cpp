@@ -114,6 +114,29 @@ TEST(MmCow, ExclusiveLargeFolioIsReusedAndItsBlockStaysUnfolded) {
   EXPECT_RUN_OK(r);
 }
 
+TEST(MmCow, ForkWriteProtectsABatchWhoseLaterPagesWereReused) {
+  // After reuse page by page, one folio's PTEs differ in write permission;
+  // fork batches them (folio_pte_batch merges the write bit) and must
+  // write-protect them all, or the parent's writes would reach the child.
+  RunResult r = run(
+      "mthp 64K\n"
+      "mmap A 64K addr=0x4000000000\n"
+      "write A 64K\n"
+      "fork\n"
+      "exit 1\n"
+      "write A+0x4000 4K\n"               // reused: only this PTE writable
+      "expect pte A write=0\n"
+      "expect pte A+0x4000 write=1\n"
+      "fork\n"
+      "expect pte A+0x4000 write=0\n"
+      "process 2\n"
+      "expect pte A+0x4000 write=0\n"
+      "process 0\n"
+      "write A+0x4000 4K\n"
+      "expect stat faults_cow == 1\n");
+  EXPECT_RUN_OK(r);
+}
+
 TEST(MmMunmap, PartialUnmapKeepsTheFolioAndFullUnmapFreesIt) {
   RunResult r = run(
       "mthp 64K\n"

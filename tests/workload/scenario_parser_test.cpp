@@ -538,7 +538,7 @@ TEST(ScenarioErrors, UnknownAndDuplicateOptions) {
   EXPECT_EQ(error_of("reclaim all\n"), "t.cpt:1:9: error: unknown option 'all' for reclaim; expected one of: pages=");
   EXPECT_EQ(error_of("expect raw 0x1000 dirty=1 rdonly=1\n"),
             "t.cpt:1:27: error: unknown option 'rdonly' for expect raw; expected one of: present=, pfn=, write=, "
-            "dirty=, young=, cont=");
+            "dirty=, young=, cont=, huge=");
   EXPECT_EQ(error_of("mmap A 4K private shared\n"), "t.cpt:1:19: error: 'shared' conflicts with 'private'");
   EXPECT_EQ(error_of("mmap A 4K file=x anon\n"), "t.cpt:1:18: error: 'anon' conflicts with 'file=x'");
 }
@@ -553,7 +553,8 @@ TEST(ScenarioErrors, MissingOperands) {
   EXPECT_EQ(error_of("munmap A  # no length\n"),
             "t.cpt:1:9: error: expected a length after 'A', found end of line");
   EXPECT_EQ(error_of("expect pte 0x1000\n"),
-            "t.cpt:1:18: error: expect pte needs at least one of: present=, pfn=, write=, dirty=, young=, cont=");
+            "t.cpt:1:18: error: expect pte needs at least one of: present=, pfn=, write=, dirty=, young=, cont=, "
+            "huge=");
   EXPECT_EQ(error_of("expect\n"),
             "t.cpt:1:7: error: expected cont, nocont, pte, raw, stat, violations or violation after 'expect', "
             "found end of line");
