@@ -231,16 +231,21 @@ int cmd_snapshot(const SnapshotArgs& args) {
       std::cerr << "contpte snapshot: error: " << e.what() << '\n';
       return kExitUsage;
     }
+    if (set.processes.empty()) {
+      for (const auto& note : set.notes) std::cerr << "note: " << note << '\n';
+      if (n == 0) {
+        std::cerr << "contpte snapshot: error: none of the processes could be read (all exited)\n";
+        return kExitUsage;
+      }
+      std::cout << "note: every process has exited; sampling stops\n";
+      break;
+    }
     if (args.periodic_ms) {
       print_sample_line(std::cout, set, t_ms);
       series.push_back(snapshot_sample_json(set, t_ms, args.rollup));
     } else {
       print_snapshot(std::cout, set, args.rollup);
       single = snapshot_json(set, args.rollup);
-    }
-    if (set.processes.empty()) {
-      std::cerr << "contpte snapshot: error: none of the processes could be read (all exited)\n";
-      return kExitUsage;
     }
   }
   if (!args.json.empty()) {

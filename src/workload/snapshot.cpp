@@ -115,6 +115,11 @@ class LiveProcSource final : public ProcSource {
     return text;
   }
 
+  void begin(int) override {
+    pagemap_ = Fd();
+    pagemap_pid_ = -1;
+  }
+
   std::size_t read_pagemap(int pid, std::uint64_t first_vpn, std::span<std::uint64_t> out) override {
     if (pid != pagemap_pid_) {
       const std::string path = fmt::format("/proc/{}/pagemap", pid);
@@ -807,6 +812,7 @@ SnapshotStats& SnapshotStats::operator+=(const SnapshotStats& o) {
 ProcessSnapshot snapshot_process(ProcSource& src, int pid, const SnapshotOptions& opts) {
   if (!opts.no_pfn && !src.pfns_readable())
     pfns_hidden("/proc/kpageflags cannot be opened");
+  src.begin(pid);
   ProcessSnapshot p;
   p.pid = pid;
   p.pfns = !opts.no_pfn;

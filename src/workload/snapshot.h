@@ -47,6 +47,9 @@ class ProcessGone : public std::runtime_error {
 class ProcSource {
  public:
   virtual ~ProcSource() = default;
+  // A new snapshot of `pid` starts: drop handles kept for an earlier one (a
+  // pagemap stays bound to the mm it was opened on, and PIDs are reused).
+  virtual void begin(int /*pid*/) {}
   // The whole text of /proc/PID/NAME (NAME = maps, smaps, comm).
   // Throws ProcessGone when the process does not exist (any more).
   virtual std::string read_text(int pid, std::string_view name) = 0;

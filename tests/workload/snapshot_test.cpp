@@ -18,6 +18,7 @@
 #include <sstream>
 
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -352,7 +353,7 @@ TEST(SnapshotFuzz, CorruptedProcInputGivesLocatedErrors) {
   const char* files[] = {"maps", "smaps", "pagemap", "kpageflags", "kpagecount"};
   const std::string junk = "0123456789abcdefxz-: \n\t#kBRss";
   int errors = 0, ok = 0;
-  for (int iter = 0; iter < 150; ++iter) {
+  for (int iter = 0; iter < 120; ++iter) {
     ScratchDir d("basic");
     const char* name = files[rng() % std::size(files)];
     std::string text = slurp(d.path / name);
@@ -488,6 +489,7 @@ Reference naive_reference(int pid, std::uint64_t start, std::uint64_t end) {
   const int kpf = ::open("/proc/kpageflags", O_RDONLY);
   Reference r;
   std::vector<std::uint64_t> pfn, folio_head, folio_pages;
+  std::map<std::uint64_t, std::uint64_t> seen;  // head -> pages
   for (std::uint64_t va = start; va < end; va += 4096) {
     std::uint64_t e = 0;
     if (::pread(pm, &e, 8, static_cast<off_t>(va / 4096 * 8)) != 8) e = 0;
@@ -498,7 +500,15 @@ Reference naive_reference(int pid, std::uint64_t start, std::uint64_t end) {
       folio_pages.push_back(0);
       continue;
     }
-    const NaiveFolio f = naive_folio(kpf, pfn.back());
+    // Walking frame by frame is slow for 2M folios: remember each folio found.
+    auto known = seen.upper_bound(pfn.back());
+    NaiveFolio f{};
+    if (known != seen.begin() && std::prev(known)->first + std::prev(known)->second > pfn.back()) {
+      f = {std::prev(known)->first, std::prev(known)->second};
+    } else {
+      f = naive_folio(kpf, pfn.back());
+      seen[f.head] = f.pages;
+    }
     folio_head.push_back(f.head);
     folio_pages.push_back(f.pages);
     r.folio_bytes[f.pages * 4096] += 4096;
@@ -641,4 +651,180 @@ TEST(SnapshotLive, SelfSnapshotTotalsMatchSmaps) {
       EXPECT_EQ(v.stats.resident_bytes, v.stats.smaps_rss_bytes) << fmt::format("{:#x} {}", v.vma.start, v.vma.name);
     }
   }
+}
+
+// ---- property: random folio layouts against a reference built from the layout --------------
+
+namespace {
+
+// A process held in memory: one anon VMA, folios placed at naturally aligned
+// PFNs, their pages mapped (whole or in part, in order or not) at random.
+class ModelSource : public ProcSource {
+ public:
+  std::string maps, smaps;
+  std::map<std::uint64_t, std::uint64_t> pagemap, kpageflags;
+
+  std::string read_text(int, std::string_view name) override {
+    return name == "maps" ? maps : name == "smaps" ? smaps : std::string("model\n");
+  }
+  std::size_t read_pagemap(int, std::uint64_t first, std::span<std::uint64_t> out) override { return fill(pagemap, first, out); }
+  std::size_t read_kpageflags(std::uint64_t first, std::span<std::uint64_t> out) override {
+    return fill(kpageflags, first, out);
+  }
+  std::size_t read_kpagecount(std::uint64_t, std::span<std::uint64_t> out) override {
+    std::fill(out.begin(), out.end(), 1);
+    return out.size();
+  }
+  bool pfns_readable() override { return true; }
+  bool alive(int) override { return true; }
+  std::uint64_t page_size() const override { return 4096; }
+
+ private:
+  static std::size_t fill(const std::map<std::uint64_t, std::uint64_t>& m, std::uint64_t first,
+                          std::span<std::uint64_t> out) {
+    std::fill(out.begin(), out.end(), 0);
+    for (auto it = m.lower_bound(first); it != m.end() && it->first - first < out.size(); ++it)
+      out[it->first - first] = it->second;
+    return out.size();
+  }
+};
+
+}  // namespace
+
+TEST(SnapshotProperty, RandomFolioLayoutsMatchTheLayout) {
+  constexpr std::uint64_t kVmaStart = 0x10000000, kPages = 4096;  // a 16M VMA
+  std::mt19937 rng(2026);
+  for (int round = 0; round < 40; ++round) {
+    ModelSource src;
+    src.maps = fmt::format("{:x}-{:x} rw-p 00000000 00:00 0\n", kVmaStart, kVmaStart + kPages * 4096);
+    struct Folio {
+      std::uint64_t head, pages;
+      std::vector<std::pair<std::uint64_t, std::uint64_t>> mapped;  // (vpn, index)
+    };
+    std::vector<Folio> folios;
+    std::vector<int> owner(kPages, -1);  // VA page -> folio
+    std::vector<std::uint64_t> index_at(kPages, 0);
+    std::uint64_t next_pfn = 0x100000;
+    const unsigned orders[] = {0, 1, 2, 4, 4, 4, 9};
+    for (int n = 0; n < 60; ++n) {
+      const unsigned order = orders[rng() % std::size(orders)];
+      const std::uint64_t pages = 1ull << order;
+      next_pfn = (next_pfn + pages - 1) / pages * pages;  // naturally aligned, as the buddy allocator gives
+      Folio f{next_pfn, pages, {}};
+      next_pfn += pages + (rng() % 3) * pages;
+      // Map [a, b) of it from a random VA page, aligned half of the time; pages may be reversed.
+      const std::uint64_t a = rng() % 4 == 0 ? rng() % pages : 0;
+      const std::uint64_t b = rng() % 4 == 0 ? a + 1 + rng() % (pages - a) : pages;
+      std::uint64_t vpn = rng() % kPages;
+      if (rng() % 2) vpn = vpn / pages * pages + a;
+      const bool reversed = pages > 1 && rng() % 8 == 0;
+      if (vpn + (b - a) > kPages) continue;
+      bool free = true;
+      for (std::uint64_t i = 0; i < b - a; ++i) free = free && owner[vpn + i] < 0;
+      if (!free) continue;
+      for (std::uint64_t i = 0; i < b - a; ++i) {
+        const std::uint64_t index = reversed ? b - 1 - i : a + i;
+        owner[vpn + i] = static_cast<int>(folios.size());
+        index_at[vpn + i] = index;
+        f.mapped.push_back({vpn + i, index});
+        src.pagemap[kVmaStart / 4096 + vpn + i] = (1ull << 63) | (f.head + index);
+      }
+      const std::uint64_t head_flags = pages == 1 ? 0x1020 : 0x409020, tail_flags = 0x410000;
+      src.kpageflags[f.head] = head_flags;
+      for (std::uint64_t i = 1; i < pages; ++i) src.kpageflags[f.head + i] = tail_flags;
+      folios.push_back(std::move(f));
+    }
+    std::uint64_t rss = 0;
+    for (int o : owner) rss += o >= 0 ? 4096 : 0;
+    src.smaps = src.maps + fmt::format("Rss: {} kB\n", rss / 1024);
+
+    // The reference, from the layout itself.
+    std::map<std::uint64_t, FolioSplit> want;
+    for (const Folio& f : folios) {
+      const std::uint64_t bytes = f.mapped.size() * 4096;
+      bool in_order = true;
+      std::optional<std::uint64_t> head_vpn;
+      for (const auto& [vpn, index] : f.mapped) {
+        in_order = in_order && vpn - f.mapped[0].first == index - f.mapped[0].second;
+        if (index == 0) head_vpn = vpn;
+      }
+      FolioSplit& s = want[f.pages * 4096];
+      if (f.mapped.size() < f.pages) s.partial += bytes;
+      else if (f.pages == 1 || (in_order && head_vpn && *head_vpn % f.pages == 0)) s.aligned += bytes;
+      else s.unaligned += bytes;
+    }
+    std::map<std::uint64_t, std::uint64_t> want_cont;
+    for (const std::uint64_t block : {64 * K, 2 * M}) {
+      const std::uint64_t b = block / 4096;
+      want_cont[block] = 0;
+      for (std::uint64_t v = 0; v + b <= kPages; v += b) {
+        const int o = owner[v];
+        bool ok = o >= 0 && folios[o].pages >= b && (folios[o].head + index_at[v]) % b == 0;
+        for (std::uint64_t j = 1; ok && j < b; ++j) ok = owner[v + j] == o && index_at[v + j] == index_at[v] + j;
+        if (ok) want_cont[block] += block;
+      }
+    }
+
+    SnapshotOptions opts;
+    opts.pagemap_chunk = 512u << (rng() % 4);
+    const ProcessSnapshot p = snapshot_process(src, 1, opts);
+    ASSERT_EQ(p.vmas.size(), 1u);
+    const SnapshotStats& s = p.vmas[0].stats;
+    EXPECT_EQ(s.resident_bytes, rss) << "round " << round;
+    EXPECT_EQ(s.inconsistent_pages, 0u);
+    EXPECT_EQ(s.cont_bytes, want_cont) << "round " << round;
+    for (const auto& [size, w] : want) {
+      const FolioSplit got = s.anon_folios.contains(size) ? s.anon_folios.at(size) : FolioSplit{};
+      EXPECT_EQ(got.aligned, w.aligned) << "round " << round << " size " << size_name(size);
+      EXPECT_EQ(got.unaligned, w.unaligned) << "round " << round << " size " << size_name(size);
+      EXPECT_EQ(got.partial, w.partial) << "round " << round << " size " << size_name(size);
+    }
+  }
+}
+
+TEST(SnapshotParse, CgroupProcs) {
+  const fs::path d = fs::temp_directory_path() / fmt::format("contpte-cg-{}", ::getpid());
+  fs::create_directories(d);
+  std::ofstream(d / "cgroup.procs") << "12\n345\n";
+  EXPECT_EQ(cgroup_pids(d.string()), (std::vector<int>{12, 345}));
+  std::ofstream(d / "cgroup.procs") << "12\nabc\n";
+  try {
+    cgroup_pids(d.string());
+    ADD_FAILURE() << "no error";
+  } catch (const SnapshotError& e) {
+    EXPECT_EQ(std::string(e.what()), (d / "cgroup.procs").string() + ":2:1: error: expected a PID (decimal), found 'abc'");
+  }
+  fs::remove_all(d);
+  EXPECT_THROW(cgroup_pids(d.string()), SnapshotError);
+}
+
+// A child that keeps mapping, touching and unmapping THP-eligible memory
+// while we read it: every snapshot must complete (notes allowed), none may
+// throw — its /proc content is well-formed, only changing.
+TEST(SnapshotLive, ChangingProcessNeverThrows) {
+  if (const auto why = live_skip_reason(); !why.empty()) GTEST_SKIP() << why;
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    for (int i = 0; i < 4000; ++i) {
+      void* p = ::mmap(nullptr, 4 * M, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+      if (p == MAP_FAILED) ::_exit(1);
+      ::madvise(p, 4 * M, MADV_HUGEPAGE);
+      for (std::uint64_t o = 0; o < 4 * M; o += 64 * K) static_cast<volatile char*>(p)[o] = 1;
+      ::munmap(static_cast<char*>(p) + 1 * M, 1 * M);
+      ::munmap(p, 4 * M);
+    }
+    ::_exit(0);
+  }
+  auto src = make_live_proc_source();
+  int reads = 0;
+  for (int i = 0; i < 30; ++i) {
+    EXPECT_NO_THROW({
+      const SnapshotSet s = snapshot_processes(*src, {pid}, {});
+      reads += static_cast<int>(s.processes.size());
+    });
+  }
+  ::kill(pid, SIGKILL);
+  int st;
+  ::waitpid(pid, &st, 0);
+  EXPECT_GT(reads, 0);
 }
