@@ -17,6 +17,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <array>
 #include <bit>
 #include <cerrno>
 #include <charconv>
@@ -27,6 +28,7 @@
 #include <utility>
 
 #include <fcntl.h>
+#include <sys/ioctl.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -97,6 +99,19 @@ long long pread_full(int fd, void* buf, std::size_t bytes, std::uint64_t offset)
   return static_cast<long long>(done);
 }
 
+// PAGEMAP_SCAN (Linux 6.7, include/uapi/linux/fs.h), declared here because
+// the build host's headers may predate it. The kernel walks the page tables
+// and skips empty ones, returning runs of pages by category.
+struct PmScanArg {
+  std::uint64_t size, flags, start, end, walk_end, vec, vec_len, max_pages, category_inverted, category_mask,
+      category_anyof_mask, return_mask;
+};
+struct PageRegion {
+  std::uint64_t start, end, categories;
+};
+constexpr std::uint64_t kPageIsPresent = 1u << 3, kPageIsSwapped = 1u << 4;
+constexpr unsigned long kPagemapScan = _IOWR('f', 16, PmScanArg);
+
 class LiveProcSource final : public ProcSource {
  public:
   std::string read_text(int pid, std::string_view name) override {
@@ -121,18 +136,47 @@ class LiveProcSource final : public ProcSource {
   }
 
   std::size_t read_pagemap(int pid, std::uint64_t first_vpn, std::span<std::uint64_t> out) override {
-    if (pid != pagemap_pid_) {
-      const std::string path = fmt::format("/proc/{}/pagemap", pid);
-      pagemap_ = Fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-      if (pagemap_.get() < 0) fail(pid, path, errno);
-      pagemap_pid_ = pid;
-    }
+    open_pagemap(pid);
     const long long r = pread_full(pagemap_.get(), out.data(), out.size_bytes(), first_vpn * 8);
     if (r < 0) {
       pagemap_pid_ = -1;
       fail(pid, fmt::format("/proc/{}/pagemap", pid), static_cast<int>(-r));
     }
     return static_cast<std::size_t>(r) / 8;
+  }
+
+  std::optional<std::vector<std::pair<std::uint64_t, std::uint64_t>>> populated_ranges(
+      int pid, std::uint64_t start, std::uint64_t end) override {
+    if (!scan_supported_) return std::nullopt;
+    open_pagemap(pid);
+    std::vector<std::pair<std::uint64_t, std::uint64_t>> out;
+    std::array<PageRegion, 512> vec{};
+    for (std::uint64_t at = start; at < end;) {
+      PmScanArg arg{};
+      arg.size = sizeof arg;
+      arg.start = at;
+      arg.end = end;
+      arg.vec = reinterpret_cast<std::uint64_t>(vec.data());
+      arg.vec_len = vec.size();
+      arg.category_anyof_mask = kPageIsPresent | kPageIsSwapped;
+      arg.return_mask = kPageIsPresent | kPageIsSwapped;
+      const int n = ::ioctl(pagemap_.get(), kPagemapScan, &arg);
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        if (errno == ENOTTY || errno == EINVAL || errno == EOPNOTSUPP) {
+          scan_supported_ = false;  // an older kernel: read all of pagemap
+          return std::nullopt;
+        }
+        fail(pid, fmt::format("/proc/{}/pagemap", pid), errno);
+      }
+      for (int i = 0; i < n; ++i) {
+        if (!out.empty() && out.back().second == vec[i].start) out.back().second = vec[i].end;
+        else out.emplace_back(vec[i].start, vec[i].end);
+      }
+      if (arg.walk_end <= at) break;  // no progress: the VMA went away under us
+      at = arg.walk_end;
+    }
+    return out;
   }
 
   std::size_t read_kpageflags(std::uint64_t first_pfn, std::span<std::uint64_t> out) override {
@@ -159,6 +203,14 @@ class LiveProcSource final : public ProcSource {
   std::uint64_t page_size() const override { return static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE)); }
 
  private:
+  void open_pagemap(int pid) {
+    if (pid == pagemap_pid_) return;
+    const std::string path = fmt::format("/proc/{}/pagemap", pid);
+    pagemap_ = Fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    if (pagemap_.get() < 0) fail(pid, path, errno);
+    pagemap_pid_ = pid;
+  }
+
   [[noreturn]] static void fail(int pid, const std::string& path, int err) {
     if (gone_errno(err) || (pid > 0 && ::kill(pid, 0) != 0 && errno == ESRCH))
       throw ProcessGone(fmt::format("{}: the process is gone", path));
@@ -179,6 +231,7 @@ class LiveProcSource final : public ProcSource {
   Fd pagemap_;
   int pagemap_pid_ = -1;
   Fd kpageflags_, kpagecount_;
+  bool scan_supported_ = true;
 };
 
 // ---- small text parsing ---------------------------------------------------------
@@ -494,10 +547,18 @@ class VmaScanner {
       stats_.resident_block_bytes[b] = 0;
     }
     const std::uint64_t first = vma.start / page_, last = vma.end / page_;
-    for (std::uint64_t cs = first; cs < last;) {
-      const std::uint64_t ce = std::min(last, (cs / chunk_ + 1) * chunk_);
-      scan_chunk(first, last, cs, ce);
-      cs = ce;
+    // Only the populated parts, when the source can tell: a page outside
+    // them is neither present nor swapped, so a block crossing their edge
+    // is not fully resident either way.
+    auto ranges = src_.populated_ranges(pid_, vma.start, vma.end);
+    if (!ranges) ranges = std::vector<std::pair<std::uint64_t, std::uint64_t>>{{vma.start, vma.end}};
+    for (const auto& [rs, re] : *ranges) {
+      const std::uint64_t rlast = std::min(last, re / page_);
+      for (std::uint64_t cs = std::max(first, rs / page_); cs < rlast;) {
+        const std::uint64_t ce = std::min(rlast, (cs / chunk_ + 1) * chunk_);
+        scan_chunk(first, last, cs, ce);
+        cs = ce;
+      }
     }
     settle_partial();
     return stats_;

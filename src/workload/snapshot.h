@@ -54,6 +54,14 @@ class ProcSource {
   // Throws ProcessGone when the process does not exist (any more).
   virtual std::string read_text(int pid, std::string_view name) = 0;
   virtual std::size_t read_pagemap(int pid, std::uint64_t first_vpn, std::span<std::uint64_t> out) = 0;
+  // The parts of [start, end) (byte addresses, page aligned) that hold
+  // present or swapped pages, in order; nullopt when the source cannot tell
+  // (then every page of a VMA is read). Lets a sparse VMA of terabytes
+  // (sanitizer shadow, runtime reservations) cost what its pages cost.
+  virtual std::optional<std::vector<std::pair<std::uint64_t, std::uint64_t>>> populated_ranges(
+      int /*pid*/, std::uint64_t /*start*/, std::uint64_t /*end*/) {
+    return std::nullopt;
+  }
   virtual std::size_t read_kpageflags(std::uint64_t first_pfn, std::span<std::uint64_t> out) = 0;
   virtual std::size_t read_kpagecount(std::uint64_t first_pfn, std::span<std::uint64_t> out) = 0;
   // Whether the kernel lets us see page frame numbers at all (kpageflags

@@ -678,6 +678,19 @@ class ModelSource : public ProcSource {
   bool pfns_readable() override { return true; }
   bool alive(int) override { return true; }
   std::uint64_t page_size() const override { return 4096; }
+  // Half the rounds say where the pages are (as PAGEMAP_SCAN does), half not.
+  bool tell_ranges = false;
+  std::optional<std::vector<std::pair<std::uint64_t, std::uint64_t>>> populated_ranges(int, std::uint64_t start,
+                                                                                       std::uint64_t end) override {
+    if (!tell_ranges) return std::nullopt;
+    std::vector<std::pair<std::uint64_t, std::uint64_t>> out;
+    for (auto it = pagemap.lower_bound(start / 4096); it != pagemap.end() && it->first < end / 4096; ++it) {
+      const std::uint64_t va = it->first * 4096;
+      if (!out.empty() && out.back().second == va) out.back().second += 4096;
+      else out.emplace_back(va, va + 4096);
+    }
+    return out;
+  }
 
  private:
   static std::size_t fill(const std::map<std::uint64_t, std::uint64_t>& m, std::uint64_t first,
@@ -765,6 +778,7 @@ TEST(SnapshotProperty, RandomFolioLayoutsMatchTheLayout) {
       }
     }
 
+    src.tell_ranges = round % 2;
     SnapshotOptions opts;
     opts.pagemap_chunk = 512u << (rng() % 4);
     const ProcessSnapshot p = snapshot_process(src, 1, opts);
