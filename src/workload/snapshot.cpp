@@ -190,7 +190,10 @@ class LiveProcSource final : public ProcSource {
     open_frames(kpageflags_, "/proc/kpageflags");
     return kpageflags_.get() >= 0;
   }
-  // A zombie has no mm any more: its pagemap reads empty, so it counts as gone.
+  // Asked after a short pagemap read. An exiting process drops its mm
+  // (its pagemap then reads empty) before it turns zombie, so a process
+  // whose maps are empty counts as gone too; a live user process always
+  // has a VMA (its stack, the vDSO).
   bool alive(int pid) override {
     std::ifstream in(fmt::format("/proc/{}/stat", pid));
     std::string stat;
@@ -198,7 +201,12 @@ class LiveProcSource final : public ProcSource {
     const auto close = stat.rfind(')');
     if (close == std::string::npos || close + 2 >= stat.size()) return false;
     const char state = stat[close + 2];
-    return state != 'Z' && state != 'X';
+    if (state == 'Z' || state == 'X') return false;
+    try {
+      return !read_text(pid, "maps").empty();
+    } catch (const std::exception&) {
+      return false;
+    }
   }
   std::uint64_t page_size() const override { return static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE)); }
 

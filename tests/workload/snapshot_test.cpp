@@ -20,6 +20,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -429,9 +430,11 @@ class Child {
         if (ok)
           for (std::uint64_t o = 0; o < r.bytes; o += 4096) static_cast<volatile char*>(p)[o] = 1;
       }
-      if (::write(ready[1], &ok, 1) != 1) ::_exit(1);
+      // Raw system calls: a sanitizer's read/write interceptors touch its
+      // own data lazily, which would change the child while we read it.
+      if (::syscall(SYS_write, ready[1], &ok, 1) != 1) ::_exit(1);
       char c;
-      while (::read(go[0], &c, 1) < 0) {
+      while (::syscall(SYS_read, go[0], &c, 1) < 0) {
       }
       ::_exit(0);
     }
@@ -582,9 +585,9 @@ TEST(SnapshotLive, PartlyUnmappedThpIsPartial) {
       for (std::uint64_t o = 0; o < 4 * M; o += 4096) static_cast<volatile char*>(p)[o] = 1;
       ok = ::munmap(p, 1 * M) == 0;
     }
-    if (::write(ready[1], &ok, 1) != 1) ::_exit(1);
+    if (::syscall(SYS_write, ready[1], &ok, 1) != 1) ::_exit(1);
     char c;
-    while (::read(go[0], &c, 1) < 0) {
+    while (::syscall(SYS_read, go[0], &c, 1) < 0) {
     }
     ::_exit(0);
   }
