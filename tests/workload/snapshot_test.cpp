@@ -626,6 +626,8 @@ TEST(SnapshotLive, Mthp64KFoldsInto64KBlocks) {
   const Reference ref = naive_reference(child.pid(), v.vma.start, v.vma.end);
   EXPECT_EQ(v.stats.folio_bytes(), ref.folio_bytes);
   EXPECT_EQ(v.stats.cont_bytes.at(64 * K), at_or_0(ref.cont_bytes, 64 * K));
+  // The region is 1M-aligned: with 64K mTHP on, its faults allocate 64K folios.
+  EXPECT_GT(at_or_0(v.stats.folio_bytes(), 64 * K), 0u) << "no 64K folio although 64K mTHP is enabled";
 }
 
 TEST(SnapshotLive, ExitedProcessIsANoteNotACrash) {
