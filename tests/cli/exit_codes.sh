@@ -89,4 +89,24 @@ if command -v zstd >/dev/null 2>&1; then
   grep -q "v2.trace: error: at byte 8: trace format version 2 is not supported" "$tmp/out" || { echo "FAIL version message"; cat "$tmp/out"; fail=1; }
 fi
 "$bin" run --replay "$tmp/missing.trace" >/dev/null 2>&1; check "missing trace" 2 $?
+# contpte snapshot (docs/snapshot.md): bad flags and missing PIDs are exit 2.
+"$bin" snapshot >"$tmp/out" 2>&1; check "snapshot without PID" 2 $?
+grep -q "give at least one PID or --cgroup PATH" "$tmp/out" || { echo "FAIL snapshot without PID message"; cat "$tmp/out"; fail=1; }
+"$bin" snapshot 2147483646 >"$tmp/out" 2>&1; check "snapshot missing PID" 2 $?
+grep -q "pid 2147483646: no such process" "$tmp/out" || { echo "FAIL snapshot missing PID message"; cat "$tmp/out"; fail=1; }
+"$bin" snapshot $$ --no-such-flag >/dev/null 2>&1; check "snapshot unknown flag" 2 $?
+"$bin" snapshot $$ --cont 3K >"$tmp/out" 2>&1; check "snapshot bad --cont" 2 $?
+grep -q "'3K' is not a power of two" "$tmp/out" || { echo "FAIL snapshot --cont message"; cat "$tmp/out"; fail=1; }
+"$bin" snapshot $$ --cgroup /nonexistent-cgroup >"$tmp/out" 2>&1; check "snapshot bad --cgroup" 2 $?
+"$bin" snapshot $$ --no-pfn --json "$tmp/snap.json" >/dev/null 2>&1; check "snapshot --no-pfn" 0 $?
+grep -q '"version": 1' "$tmp/snap.json" || { echo "FAIL snapshot json lacks version"; fail=1; }
+"$bin" snapshot $$ --no-pfn --periodic 10 --samples 2 >"$tmp/out" 2>&1; check "snapshot --periodic" 0 $?
+[[ $(grep -c "ms " "$tmp/out") == 2 ]] || { echo "FAIL snapshot --periodic: not one line per sample"; cat "$tmp/out"; fail=1; }
+if [[ $(id -u) == 0 && -r /proc/kpageflags ]]; then
+  "$bin" snapshot $$ >"$tmp/out" 2>&1; check "snapshot as root" 0 $?
+  grep -q "cont_bytes:" "$tmp/out" || { echo "FAIL snapshot shows no cont_bytes"; cat "$tmp/out"; fail=1; }
+else
+  "$bin" snapshot $$ >"$tmp/out" 2>&1; check "snapshot without PFNs" 2 $?
+  grep -q "PFNs are hidden" "$tmp/out" || { echo "FAIL snapshot without PFNs message"; cat "$tmp/out"; fail=1; }
+fi
 exit $fail

@@ -1,0 +1,38 @@
+// report/snapshot_report.h — what `contpte snapshot` prints and writes.
+//
+// Owns: the table of a snapshot (per process, per VMA, folio sizes and
+// cont_bytes), the one-line-per-sample form of --periodic, and the JSON
+// report with the keys of DESIGN.md ("version", "processes", "pid", "comm",
+// "vmas", "start", "end", "perms", "name", "resident_bytes", "folio_bytes",
+// "cont_bytes", "total") plus the rest (docs/snapshot.md).
+// Must not know: how /proc is read.
+#pragma once
+
+#include <iosfwd>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "workload/snapshot.h"
+
+namespace contpte {
+
+// {"version": 1, "processes": [...], "total": {...}, "notes": [...]}.
+// With `rollup` the processes carry no "vmas".
+nlohmann::json snapshot_json(const SnapshotSet& set, bool rollup);
+
+// One sample of --periodic: the snapshot_json object plus "t_ms".
+nlohmann::json snapshot_sample_json(const SnapshotSet& set, double t_ms, bool rollup);
+
+// The stats alone (one VMA, a process total or the grand total).
+nlohmann::json snapshot_stats_json(const SnapshotStats& s, bool pfns);
+
+// Per process: totals, cont_bytes per block size in bytes and % of RSS, the
+// folio sizes split aligned / unaligned / partial; then (unless `rollup`)
+// one row per VMA with resident pages. Then the notes.
+void print_snapshot(std::ostream& out, const SnapshotSet& set, bool rollup);
+
+// --periodic: one line per process (and one for all, if several).
+void print_sample_line(std::ostream& out, const SnapshotSet& set, double t_ms);
+
+}  // namespace contpte
