@@ -68,13 +68,13 @@ bool MmSystem::mapped_only_by(Pfn head, unsigned pid) const {
   return it->second.by_pid.size() <= 1 && it->second.by_pid.count(pid);
 }
 
-int MmSystem::file_id(const std::string& name, std::uint64_t nr_pages) {
+int MmSystem::file_id(const std::string& name, std::uint64_t nr_pages, bool shmem) {
   for (std::size_t i = 0; i < files_.size(); ++i)
     if (files_[i].name == name) {
       files_[i].nr_pages = std::max(files_[i].nr_pages, nr_pages);
       return static_cast<int>(i);
     }
-  files_.push_back(FileCache{name, nr_pages, {}, 0, 0, 0, 0, false});
+  files_.push_back(FileCache{name, nr_pages, {}, 0, 0, 0, 0, false, shmem});
   return static_cast<int>(files_.size() - 1);
 }
 
@@ -201,7 +201,7 @@ void Mm::merge_around(std::uint64_t addr) {
 
 std::optional<std::uint64_t> Mm::mmap(std::uint64_t len, Prot prot, bool shared,
                                       std::optional<std::uint64_t> addr, std::uint64_t align,
-                                      const std::string* file) {
+                                      const std::string* file, bool shmem) {
   const std::uint64_t page = page_size();
   len = align_up(len, page);
   std::uint64_t start = 0;
@@ -234,7 +234,7 @@ std::optional<std::uint64_t> Mm::mmap(std::uint64_t len, Prot prot, bool shared,
     if (!found) return std::nullopt;
   }
   Vma v{start, start + len, prot, shared, false, false};
-  if (file) v.file = sys_.file_id(*file, len / page);
+  if (file) v.file = sys_.file_id(*file, len / page, shmem);
   vmas_.emplace(start, v);
   merge_around(start);
   return start;
@@ -756,12 +756,26 @@ std::optional<Pfn> Mm::filemap_fault(const Vma& v, std::uint64_t index) {
     }
     return hit->first + (index - hit->second);
   }
+  if (f.shmem) return shmem_alloc(f, index);
   const std::uint64_t start = index > ra_pages / 2 ? index - ra_pages / 2 : 0;
   page_cache_ra(f, start, ra_pages, 0);
   f.ra_async = f.ra_size / 4;
   auto got = sys_.find_cached(v.file, index);
   if (!got) return std::nullopt;
   return got->first + (index - got->second);
+}
+
+// shmem_get_folio for a hole: a zeroed order-0 folio into the object.
+std::optional<Pfn> Mm::shmem_alloc(FileCache& f, std::uint64_t index) {
+  auto pfn = sys_.buddy().alloc_folio(0);
+  if (!pfn) return std::nullopt;
+  f.folios[index] = {*pfn, 0};
+  auto& maps = sys_.folios_[pfn->val];
+  maps.file = true;
+  maps.order = 0;
+  ++sys_.stats().shmem_folios;
+  sys_.stats().bytes_zeroed += page_size();
+  return pfn;
 }
 
 void Mm::do_fault_around(const Vma& v, std::uint64_t va) {

@@ -76,6 +76,7 @@ struct MmStats {
   std::uint64_t faults_file = 0;        // read faults served from the page cache
   std::uint64_t faultaround_pages = 0;  // PTEs filemap_map_pages set around a fault
   std::uint64_t pagecache_folios = 0;   // folios readahead added to the page cache
+  std::uint64_t shmem_folios = 0;       // zeroed folios shared anonymous memory allocated
   std::uint64_t pagecache_bytes = 0;    // bytes read into the page cache
   std::map<unsigned, std::uint64_t> pagecache_alloc;  // readahead folios per order
 };
@@ -92,6 +93,11 @@ struct FileCache {
   std::uint64_t ra_start = 0, ra_size = 0, ra_async = 0;
   unsigned ra_order = 0;
   bool ra_valid = false;
+  // shmem: the object behind a shared anonymous mapping. No readahead and
+  // no backing store: a missing page is allocated zeroed (shmem_fault), one
+  // 4K folio at a time (shmem_enabled and hugepages-*/shmem_enabled default
+  // to never).
+  bool shmem = false;
 };
 
 enum class FaultResult : std::uint8_t { Handled, Segv };
@@ -129,7 +135,7 @@ class MmSystem {
   bool lazyfree(Pfn head) const;
   // The page cache: the file called `name` (created on first use, growing
   // to `nr_pages`), its folio holding page `index`, if cached.
-  int file_id(const std::string& name, std::uint64_t nr_pages);
+  int file_id(const std::string& name, std::uint64_t nr_pages, bool shmem = false);
   FileCache& file(int id) { return files_[static_cast<std::size_t>(id)]; }
   std::optional<std::pair<Pfn, std::uint64_t>> find_cached(int id, std::uint64_t index) const;
   // A page-cache folio: never freed by unmapping, never reused by a write
@@ -183,7 +189,7 @@ class Mm {
   // Returns the start, or nullopt when no room.
   std::optional<std::uint64_t> mmap(std::uint64_t len, Prot prot, bool shared,
                                     std::optional<std::uint64_t> addr, std::uint64_t align,
-                                    const std::string* file = nullptr);
+                                    const std::string* file = nullptr, bool shmem = false);
   void munmap(std::uint64_t start, std::uint64_t len);
   void mprotect(std::uint64_t start, std::uint64_t len, Prot prot);
   void madvise_dontneed(std::uint64_t start, std::uint64_t len);
@@ -239,6 +245,7 @@ class Mm {
   // filemap_fault: the page-cache page of file page `index`, reading it
   // (and a readahead window around it) on a miss.
   std::optional<Pfn> filemap_fault(const Vma& v, std::uint64_t index);
+  std::optional<Pfn> shmem_alloc(FileCache& f, std::uint64_t index);
   void page_cache_ra(FileCache& f, std::uint64_t start, std::uint64_t size, unsigned order);
   // do_fault_around / filemap_map_pages: maps the cached pages of the
   // fault-around window whose PTEs are empty, one set_ptes per run of one

@@ -41,7 +41,7 @@ const std::vector<std::string>& stat_names() {
       "thp_fault_alloc",   "thp_fault_fallback",  "thp_split_pmd",
       "thp_zero_page_alloc", "folio_splits",      "pglazyfree",
       "pglazyfreed",       "pgdeactivate",        "faults_file",
-      "faultaround_pages", "pagecache_folios",    "pagecache_bytes"};
+      "faultaround_pages", "pagecache_folios",    "pagecache_bytes", "shmem_folios"};
   return names;
 }
 
@@ -80,10 +80,6 @@ bool is_pte_level(const EngineOp& op) {
 std::optional<std::string_view> unsupported(const Op& op) {
   return std::visit(
       Overloaded{
-          [](const Mmap& m) -> std::optional<std::string_view> {
-            if (m.shared && !m.file) return "shared anonymous mappings";
-            return std::nullopt;
-          },
           [](const Parallel& p) -> std::optional<std::string_view> {
             for (const Branch& b : p.branches)
               if (const auto* e = std::get_if<EngineOp>(&b.op); e && !is_pte_level(*e))
@@ -98,7 +94,7 @@ std::optional<std::string_view> unsupported(const Op& op) {
 std::string_view planned_in(const Op& op) {
   if (std::holds_alternative<Parallel>(op))
     return "branches may be PTE-level statements, hw accesses and lockless readers";
-  return "the memory manager models private anonymous memory and file mappings";
+  return "not modelled";
 }
 
 
@@ -693,9 +689,14 @@ class Runner final : public RunMachine {
   void exec_mmap(const Statement& st, const Mmap& m) {
     if (cur().names.count(m.name))
       throw ScenarioError(m.name_loc, fmt::format("mapping '{}' already exists in process {}", m.name, cur_));
+    // A shared anonymous mapping is backed by a shmem object of its own
+    // (shmem_zero_setup), which fork's child shares.
+    const bool shmem = m.shared && !m.file;
+    const std::string shmem_name = fmt::format("shmem:{}:{}", cur_, m.name);
+    const std::string* file = m.file ? &*m.file : shmem ? &shmem_name : nullptr;
     auto start = cur().mm->mmap(m.size, m.prot, m.shared,
                                 m.addr ? std::optional<std::uint64_t>(m.addr->val) : std::nullopt,
-                                m.align.value_or(0), m.file ? &*m.file : nullptr);
+                                m.align.value_or(0), file, shmem);
     if (!start) {
       res_.error = fmt::format("{}:{}: mmap {}: {}", st.loc.file, st.loc.line, m.name,
                                m.addr ? "the range is already mapped" : "no free range of that size");
@@ -894,6 +895,7 @@ class Runner final : public RunMachine {
     if (name == "faults_file") return double(ms.faults_file);
     if (name == "faultaround_pages") return double(ms.faultaround_pages);
     if (name == "pagecache_folios") return double(ms.pagecache_folios);
+    if (name == "shmem_folios") return double(ms.shmem_folios);
     if (name == "pagecache_bytes") return double(ms.pagecache_bytes);
     for (const auto& [order, n] : ms.pagecache_alloc)
       if (name == fmt::format("pagecache_alloc_{}", format_size(geo_.page_size() << order))) return double(n);

@@ -114,3 +114,42 @@ TEST(Filemap, ReadPastTheFileIsAnError) {
 }
 
 }  // namespace
+
+namespace {
+
+// Shared anonymous memory is a shmem object (shmem_zero_setup): every
+// fault, read or write, allocates a zeroed 4K folio into it (no zero page,
+// no readahead, shmem mTHP off by default), and a forked child maps the
+// same pages: its writes copy nothing.
+TEST(Shmem, SharedAnonymousFaultsAllocateZeroedPagesAndForkShares) {
+  RunResult r = run(
+      "mmap S 64K prot=rw shared\n"
+      "read S 4K\n"
+      "expect stat shmem_folios == 1\n"
+      "expect stat bytes_zeroed == 4K\n"
+      "expect stat faults_zero == 0\n"
+      "write S 64K\n"
+      "expect stat shmem_folios == 16\n"
+      "expect pte S+0x1000 write=1 dirty=1\n"
+      "fork\n"
+      "process 1\n"
+      "write S 64K\n"  // shared: no copy-on-write
+      "expect stat bytes_copied == 0\n"
+      "expect stat faults_cow == 0\n"
+      "expect stat shmem_folios == 16\n"
+      "expect pte S+0x1000 write=1 dirty=1\n");
+  EXPECT_RUN_OK(r);
+}
+
+// Two shared anonymous mappings are two objects: the second's pages are its own.
+TEST(Shmem, EachSharedAnonymousMappingIsItsOwnObject) {
+  RunResult r = run(
+      "mmap A 16K prot=rw shared\n"
+      "mmap B 16K prot=rw shared\n"
+      "write A 16K\n"
+      "write B 16K\n"
+      "expect stat shmem_folios == 8\n");
+  EXPECT_RUN_OK(r);
+}
+
+}  // namespace
