@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -94,6 +95,26 @@ bool write_reports(const RunArgs& args, const std::vector<RunResult>& results) {
     }
   }
   return true;
+}
+
+// Loads and validates every file first, so that every input error is
+// reported before anything runs; nullopt (after printing them) if any.
+std::optional<std::vector<Scenario>> load_all(const std::vector<std::string>& files,
+                                              std::string_view forced_header) {
+  std::vector<Scenario> scenarios;
+  bool bad = false;
+  for (const auto& p : files) {
+    try {
+      Scenario sc = load_scenario(p, forced_header);
+      validate_for_run(sc);
+      scenarios.push_back(std::move(sc));
+    } catch (const ScenarioError& e) {
+      std::cerr << e.what() << '\n';
+      bad = true;
+    }
+  }
+  if (bad) return std::nullopt;
+  return scenarios;
 }
 
 // The main job: every built-in workload under every built-in configuration.
@@ -200,7 +221,6 @@ int cmd_record(const std::string& out, const std::vector<std::string>& command) 
 }
 
 int cmd_run(const RunArgs& args, const char* argv0) {
-  std::vector<fs::path> paths(args.files.begin(), args.files.end());
   const BuiltinConfig* config = nullptr;
   if (!args.config.empty()) {
     config = find_config(args.config);
@@ -213,33 +233,21 @@ int cmd_run(const RunArgs& args, const char* argv0) {
     }
   }
   if (!args.replay.empty()) {
-    if (!paths.empty()) {
+    if (!args.files.empty()) {
       std::cerr << "contpte run: error: --replay takes no scenario files\n";
       return kExitUsage;
     }
     return cmd_replay(args, config);
   }
-  if (paths.empty()) {
+  if (args.files.empty()) {
     RunOptions opts;
     opts.check = !args.no_check;
     opts.scale = args.scale;
     return cmd_suite(args, argv0, opts);
   }
 
-  // Every input error is found before anything runs.
-  std::vector<Scenario> scenarios;
-  bool bad = false;
-  for (const auto& p : paths) {
-    try {
-      Scenario sc = load_scenario(p, config ? config->header : std::string_view{});
-      validate_for_run(sc);
-      scenarios.push_back(std::move(sc));
-    } catch (const ScenarioError& e) {
-      std::cerr << e.what() << '\n';
-      bad = true;
-    }
-  }
-  if (bad) return kExitUsage;
+  const auto scenarios = load_all(args.files, config ? config->header : std::string_view{});
+  if (!scenarios) return kExitUsage;
 
   RunOptions opts;
   if (args.trace) opts.trace = &std::cout;
@@ -247,7 +255,7 @@ int cmd_run(const RunArgs& args, const char* argv0) {
   opts.scale = args.scale;
   std::vector<RunResult> results;
   int status = kExitOk;
-  for (const auto& sc : scenarios) {
+  for (const auto& sc : *scenarios) {
     try {
       results.push_back(run_scenario(sc, opts));
       if (config) results.back().config.name = std::string(config->name);
@@ -274,25 +282,14 @@ struct ExploreArgs {
 // `contpte explore`: each parallel block exhaustively (or up to --max), then
 // the rest of the scenario from the block's seeded interleaving.
 int cmd_explore(const ExploreArgs& args) {
-  std::vector<Scenario> scenarios;
-  bool bad = false;
-  for (const auto& p : args.files) {
-    try {
-      Scenario sc = load_scenario(p);
-      validate_for_run(sc);
-      scenarios.push_back(std::move(sc));
-    } catch (const ScenarioError& e) {
-      std::cerr << e.what() << '\n';
-      bad = true;
-    }
-  }
-  if (bad) return kExitUsage;
+  const auto scenarios = load_all(args.files, {});
+  if (!scenarios) return kExitUsage;
   RunOptions opts;
   opts.check = !args.no_check;
   opts.explore_max = args.max;
   std::vector<RunResult> results;
   int status = kExitOk;
-  for (const auto& sc : scenarios) {
+  for (const auto& sc : *scenarios) {
     try {
       results.push_back(run_scenario(sc, opts));
     } catch (const ScenarioError& e) {

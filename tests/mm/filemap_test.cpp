@@ -5,6 +5,7 @@
 // blocks contiguous), private writes copy, shared writes dirty the cache.
 #include <gtest/gtest.h>
 
+#include "support/scenario_run.h"
 #include "workload/runner.h"
 #include "workload/scenario.h"
 
@@ -12,17 +13,9 @@ using namespace contpte;
 
 namespace {
 
-RunResult run(std::string_view text) { return run_scenario(parse_scenario(text, "t.cpt")); }
-
-std::string describe(const RunResult& r) {
-  std::string s;
-  for (const auto& f : r.failures) s += std::to_string(f.loc.line) + ": " + f.message + "\n";
-  for (const auto& v : r.violations) s += "violation " + v.rule + " line " + std::to_string(v.line) + "\n";
-  if (r.error) s += *r.error + "\n";
-  return s;
-}
-
-#define EXPECT_RUN_OK(r) EXPECT_EQ((r).exit_status(), 0) << describe(r)
+using contpte::testing::describe;
+using contpte::testing::ran_ok;
+using contpte::testing::run;
 
 TEST(Filemap, FirstFaultReadsAroundAndMapsOnlyThePage) {
   // read_ahead_kb 128: 32 pages around the fault, order 0; fault-around has
@@ -43,7 +36,7 @@ TEST(Filemap, FirstFaultReadsAroundAndMapsOnlyThePage) {
       "expect pte F+0x48000 present=0\n"
       "expect stat faultaround_pages == 13\n"
       "expect stat mm_faults == 2\n");
-  EXPECT_RUN_OK(r);
+  EXPECT_TRUE(ran_ok(r));
 }
 
 TEST(Filemap, SequentialReadsGrowTheFolioOrderAndFaultAroundMapsWholeBlocks) {
@@ -63,13 +56,13 @@ TEST(Filemap, SequentialReadsGrowTheFolioOrderAndFaultAroundMapsWholeBlocks) {
       "expect stat cont_coverage > 0.4\n"
       "expect stat rss_bytes == 4M\n"
       "expect violations 0\n");
-  EXPECT_RUN_OK(r);
+  EXPECT_TRUE(ran_ok(r));
   RunResult off = run(
       "contpte off\n"
       "mmap F 4M prot=r file=data addr=0x4000000000\n"
       "read F 4M stride=4K\n"
       "expect nocont F 4M\n");
-  EXPECT_RUN_OK(off);
+  EXPECT_TRUE(ran_ok(off));
 }
 
 TEST(Filemap, RandomReadsKeepOrderZero) {
@@ -78,7 +71,7 @@ TEST(Filemap, RandomReadsKeepOrderZero) {
       "read F 64M stride=4K count=200 pattern=random\n"
       "expect stat pagecache_alloc_16K == 0\n"
       "expect stat pagecache_alloc_64K == 0\n");
-  EXPECT_RUN_OK(r);
+  EXPECT_TRUE(ran_ok(r));
 }
 
 TEST(Filemap, PrivateWriteCopiesTheCachedPageAndSharedWriteDirtiesIt) {
@@ -101,7 +94,7 @@ TEST(Filemap, PrivateWriteCopiesTheCachedPageAndSharedWriteDirtiesIt) {
       "munmap S 64K\n"
       "expect stat folios_freed == 2\n"   // the two copies; the cache keeps its folios
       "expect violations 0\n");
-  EXPECT_RUN_OK(r);
+  EXPECT_TRUE(ran_ok(r));
 }
 
 TEST(Filemap, ReadPastTheFileIsAnError) {
@@ -110,7 +103,7 @@ TEST(Filemap, ReadPastTheFileIsAnError) {
       "mmap F 64K prot=r file=data addr=0x4000000000\n"
       "read F 64K stride=4K\n"
       "expect stat pagecache_bytes == 64K\n");
-  EXPECT_RUN_OK(r);
+  EXPECT_TRUE(ran_ok(r));
 }
 
 }  // namespace
@@ -138,7 +131,7 @@ TEST(Shmem, SharedAnonymousFaultsAllocateZeroedPagesAndForkShares) {
       "expect stat faults_cow == 0\n"
       "expect stat shmem_folios == 16\n"
       "expect pte S+0x1000 write=1 dirty=1\n");
-  EXPECT_RUN_OK(r);
+  EXPECT_TRUE(ran_ok(r));
 }
 
 // Two shared anonymous mappings are two objects: the second's pages are its own.
@@ -149,7 +142,7 @@ TEST(Shmem, EachSharedAnonymousMappingIsItsOwnObject) {
       "write A 16K\n"
       "write B 16K\n"
       "expect stat shmem_folios == 8\n");
-  EXPECT_RUN_OK(r);
+  EXPECT_TRUE(ran_ok(r));
 }
 
 }  // namespace

@@ -6,6 +6,7 @@
 
 #include <gtest/gtest.h>
 
+#include "support/scenario_run.h"
 #include "workload/runner.h"
 #include "workload/scenario.h"
 
@@ -13,17 +14,9 @@ using namespace contpte;
 
 namespace {
 
-RunResult run(std::string_view text) { return run_scenario(parse_scenario(text, "t.cpt")); }
-
-std::string describe(const RunResult& r) {
-  std::string s;
-  for (const auto& f : r.failures) s += std::to_string(f.loc.line) + ": " + f.message + "\n";
-  for (const auto& v : r.violations) s += "violation " + v.rule + " line " + std::to_string(v.line) + "\n";
-  if (r.error) s += *r.error + "\n";
-  return s;
-}
-
-#define EXPECT_RUN_OK(r) EXPECT_EQ((r).exit_status(), 0) << describe(r)
+using contpte::testing::describe;
+using contpte::testing::ran_ok;
+using contpte::testing::run;
 
 TEST(MmFault, WriteFaultMapsTheLargestAllowedFolioAsOneContBlock) {
   RunResult r = run(
@@ -35,7 +28,7 @@ TEST(MmFault, WriteFaultMapsTheLargestAllowedFolioAsOneContBlock) {
       "expect stat anon_fault_alloc_64K == 1\n"
       "expect stat folds == 0\n"
       "expect pte A+0x5000 dirty=1 write=1 young=1\n");
-  EXPECT_RUN_OK(r);
+  EXPECT_TRUE(ran_ok(r));
 }
 
 TEST(MmFault, WithoutMthpEveryFaultIsOnePage) {
@@ -44,7 +37,7 @@ TEST(MmFault, WithoutMthpEveryFaultIsOnePage) {
       "write A 64K\n"
       "expect nocont A 64K\n"
       "expect stat faults_anon == 16\n");
-  EXPECT_RUN_OK(r);
+  EXPECT_TRUE(ran_ok(r));
 }
 
 TEST(MmFault, OrderMustFitTheVmaAndEmptyPtes) {
@@ -58,7 +51,7 @@ TEST(MmFault, OrderMustFitTheVmaAndEmptyPtes) {
       "write A+0x8000 4K\n"               // block not empty: order 0
       "expect nocont A 64K\n"
       "expect stat faults_zero == 1\n");
-  EXPECT_RUN_OK(r);
+  EXPECT_TRUE(ran_ok(r));
 }
 
 TEST(MmFault, AllocationFailureFallsBackAndIsCounted) {
@@ -72,7 +65,7 @@ TEST(MmFault, AllocationFailureFallsBackAndIsCounted) {
       "expect stat anon_fault_alloc_64K == 31\n"
       "expect stat anon_fault_fallback_64K == 1\n"
       "expect nocont A+0x1f0000 64K\n");
-  EXPECT_RUN_OK(r);
+  EXPECT_TRUE(ran_ok(r));
 }
 
 TEST(MmCow, ForkWriteProtectsBothAndTheChildWriteCopiesOnePage) {
@@ -93,7 +86,7 @@ TEST(MmCow, ForkWriteProtectsBothAndTheChildWriteCopiesOnePage) {
       "process 0\n"
       "expect cont A 64K\n"
       "expect violations 0\n");
-  EXPECT_RUN_OK(r);
+  EXPECT_TRUE(ran_ok(r));
 }
 
 TEST(MmCow, ExclusiveLargeFolioIsReusedAndItsBlockStaysUnfolded) {
@@ -111,7 +104,7 @@ TEST(MmCow, ExclusiveLargeFolioIsReusedAndItsBlockStaysUnfolded) {
       "expect stat faults_reuse == 2\n"
       "expect nocont A 64K\n"
       "expect stat folds == 0\n");
-  EXPECT_RUN_OK(r);
+  EXPECT_TRUE(ran_ok(r));
 }
 
 TEST(MmCow, ForkWriteProtectsABatchWhoseLaterPagesWereReused) {
@@ -134,7 +127,7 @@ TEST(MmCow, ForkWriteProtectsABatchWhoseLaterPagesWereReused) {
       "process 0\n"
       "write A+0x4000 4K\n"
       "expect stat faults_cow == 1\n");
-  EXPECT_RUN_OK(r);
+  EXPECT_TRUE(ran_ok(r));
 }
 
 TEST(MmMunmap, PartialUnmapKeepsTheFolioAndFullUnmapFreesIt) {
@@ -149,7 +142,7 @@ TEST(MmMunmap, PartialUnmapKeepsTheFolioAndFullUnmapFreesIt) {
       "expect stat folios_freed == 1\n"
       "expect stat rss_bytes == 0\n"
       "expect violations 0\n");
-  EXPECT_RUN_OK(r);
+  EXPECT_TRUE(ran_ok(r));
 }
 
 TEST(MmMprotect, BatchedRewriteKeepsWholeBlocksContiguous) {
@@ -167,7 +160,7 @@ TEST(MmMprotect, BatchedRewriteKeepsWholeBlocksContiguous) {
       "expect cont A+0x10000 64K\n"
       "expect pte A write=1\n"     // exclusive anon: writable right away
       "expect violations 0\n");
-  EXPECT_RUN_OK(r);
+  EXPECT_TRUE(ran_ok(r));
 }
 
 TEST(MmVma, AdjacentAnonymousMappingsMergeAndAFaultMaySpanBoth) {
@@ -178,7 +171,7 @@ TEST(MmVma, AdjacentAnonymousMappingsMergeAndAFaultMaySpanBoth) {
       "write A 4K\n"
       "expect cont A 64K\n"
       "expect pte B write=1 present=1\n");
-  EXPECT_RUN_OK(r);
+  EXPECT_TRUE(ran_ok(r));
 }
 
 TEST(MmVma, TopDownPlacementAlignsPmdMultiplesToThePmd) {
@@ -188,7 +181,7 @@ TEST(MmVma, TopDownPlacementAlignsPmdMultiplesToThePmd) {
       "mmap B 2M\n"
       "write B 4K\n"
       "expect cont B 64K\n");
-  EXPECT_RUN_OK(r);
+  EXPECT_TRUE(ran_ok(r));
 }
 
 TEST(MmErrors, AccessOutsideAnyMappingIsSigsegv) {
@@ -280,7 +273,7 @@ TEST(MmExit, ExitIssuesOneAsidFlushNotARangePerMapping) {
       "expect stat tlbi_instructions_asid == 2\n"
       "expect stat folios_freed == 1536\n"
       "expect violations 0\n");
-  EXPECT_RUN_OK(r);
+  EXPECT_TRUE(ran_ok(r));
 }
 
 // A faulting access is re-executed after the fault handler; the program
@@ -288,7 +281,7 @@ TEST(MmExit, ExitIssuesOneAsidFlushNotARangePerMapping) {
 TEST(MmFault, RetriedAccessesAreCountedOnce) {
   RunResult r = run("mmap A 64K addr=0x4000000000\nwrite A 64K\nexpect stat accesses == 16\n"
                     "expect stat faults == 16\n");
-  EXPECT_RUN_OK(r);
+  EXPECT_TRUE(ran_ok(r));
 }
 
 }  // namespace

@@ -6,6 +6,7 @@
 
 #include <gtest/gtest.h>
 
+#include "support/scenario_run.h"
 #include "workload/runner.h"
 #include "workload/scenario.h"
 
@@ -13,17 +14,9 @@ using namespace contpte;
 
 namespace {
 
-RunResult run(std::string_view text) { return run_scenario(parse_scenario(text, "t.cpt")); }
-
-std::string describe(const RunResult& r) {
-  std::string s;
-  for (const auto& f : r.failures) s += std::to_string(f.loc.line) + ": " + f.message + "\n";
-  for (const auto& v : r.violations) s += "violation " + v.rule + " line " + std::to_string(v.line) + "\n";
-  if (r.error) s += *r.error + "\n";
-  return s;
-}
-
-#define EXPECT_RUN_OK(r) EXPECT_EQ((r).exit_status(), 0) << describe(r)
+using contpte::testing::describe;
+using contpte::testing::ran_ok;
+using contpte::testing::run;
 
 TEST(ThpFault, WriteFaultMapsALevel2BlockAndTheTlbCoversItWithOneEntry) {
   RunResult r = run(
@@ -42,7 +35,7 @@ TEST(ThpFault, WriteFaultMapsALevel2BlockAndTheTlbCoversItWithOneEntry) {
       "expect stat walks == 2\n"
       "expect stat cont_coverage == 0\n"
       "expect violations 0\n");
-  EXPECT_RUN_OK(r);
+  EXPECT_TRUE(ran_ok(r));
 }
 
 TEST(ThpFault, BlockPfnsAreThoseOfOneNaturallyAlignedFolio) {
@@ -53,7 +46,7 @@ TEST(ThpFault, BlockPfnsAreThoseOfOneNaturallyAlignedFolio) {
       "write A 4K\n"
       "expect pte A pfn=512\n"       // 2M-aligned: frames 512..1023
       "expect pte A+0x3000 pfn=515\n");
-  EXPECT_RUN_OK(r);
+  EXPECT_TRUE(ran_ok(r));
 }
 
 TEST(ThpFault, OnlyWhenTheVmaCoversTheAlignedPmdRange) {
@@ -66,7 +59,7 @@ TEST(ThpFault, OnlyWhenTheVmaCoversTheAlignedPmdRange) {
       "expect pte A+0x100000 huge=1\n"
       "expect stat thp_fault_alloc == 1\n"
       "expect stat faults_anon == 2\n");
-  EXPECT_RUN_OK(r);
+  EXPECT_TRUE(ran_ok(r));
 }
 
 TEST(ThpFault, PolicyAlwaysMadviseInheritAndNever) {
@@ -80,7 +73,7 @@ TEST(ThpFault, PolicyAlwaysMadviseInheritAndNever) {
       "write B 4K\n"
       "expect pte A huge=0\n"
       "expect pte B huge=1\n");
-  EXPECT_RUN_OK(r);
+  EXPECT_TRUE(ran_ok(r));
   RunResult inherit = run(
       "thp 2M=inherit top=always\n"
       "mmap A 2M addr=0x4000000000\n"
@@ -90,14 +83,14 @@ TEST(ThpFault, PolicyAlwaysMadviseInheritAndNever) {
       "write B 4K\n"
       "expect pte A huge=1\n"
       "expect pte B huge=0\n");
-  EXPECT_RUN_OK(inherit);
+  EXPECT_TRUE(ran_ok(inherit));
   RunResult mthp_only = run(
       "mthp 64K\n"
       "mmap A 2M addr=0x4000000000\n"
       "write A 4K\n"
       "expect pte A huge=0 cont=1\n"
       "expect stat thp_fault_alloc == 0\n");
-  EXPECT_RUN_OK(mthp_only);
+  EXPECT_TRUE(ran_ok(mthp_only));
 }
 
 TEST(ThpFault, AllocationFailureFallsBackToTheLargestMthpOrder) {
@@ -112,7 +105,7 @@ TEST(ThpFault, AllocationFailureFallsBackToTheLargestMthpOrder) {
       "expect stat thp_fault_fallback == 1\n"
       "expect stat anon_fault_fallback_2M == 1\n"
       "expect stat anon_fault_alloc_64K == 1\n");
-  EXPECT_RUN_OK(r);
+  EXPECT_TRUE(ran_ok(r));
 }
 
 TEST(ThpZeroPage, ReadMapsTheHugeZeroPmdAndAWriteReplacesItWithAThp) {
@@ -131,7 +124,7 @@ TEST(ThpZeroPage, ReadMapsTheHugeZeroPmdAndAWriteReplacesItWithAThp) {
       "expect stat thp_fault_alloc == 1\n"
       "expect stat thp_split_pmd == 0\n"
       "expect violations 0\n");
-  EXPECT_RUN_OK(r);
+  EXPECT_TRUE(ran_ok(r));
 }
 
 TEST(ThpZeroPage, SplittingTheHugeZeroPmdMapsTheSmallZeroPage) {
@@ -147,7 +140,7 @@ TEST(ThpZeroPage, SplittingTheHugeZeroPmdMapsTheSmallZeroPage) {
       "expect stat faults_cow == 1\n"
       "expect pte A write=1 dirty=1\n"
       "expect violations 0\n");
-  EXPECT_RUN_OK(r);
+  EXPECT_TRUE(ran_ok(r));
 }
 
 TEST(ThpSplit, PartialMunmapSplitsWithOneSetPtesThatContpteWritesContiguous) {
@@ -171,7 +164,7 @@ TEST(ThpSplit, PartialMunmapSplitsWithOneSetPtesThatContpteWritesContiguous) {
       "expect stat folios_freed == 1\n"
       "expect stat rss_bytes == 0\n"
       "expect violations 0\n");
-  EXPECT_RUN_OK(r);
+  EXPECT_TRUE(ran_ok(r));
 }
 
 TEST(ThpSplit, WithoutContpteTheSplitPtesStayPlain) {
@@ -185,7 +178,7 @@ TEST(ThpSplit, WithoutContpteTheSplitPtesStayPlain) {
       "expect nocont A 2M\n"
       "expect pte A+0x1000 present=0\n"
       "expect pte A+0x2000 present=1 huge=0\n");
-  EXPECT_RUN_OK(r);
+  EXPECT_TRUE(ran_ok(r));
 }
 
 TEST(ThpSplit, WholePmdMunmapOrDontneedZapsTheBlockWithoutSplitting) {
@@ -203,7 +196,7 @@ TEST(ThpSplit, WholePmdMunmapOrDontneedZapsTheBlockWithoutSplitting) {
       "write A 4K\n"                   // the PMD is empty again: a new THP
       "expect pte A huge=1\n"
       "expect violations 0\n");
-  EXPECT_RUN_OK(r);
+  EXPECT_TRUE(ran_ok(r));
 }
 
 TEST(ThpMprotect, WholePmdStaysHugeAndAPartSplits) {
@@ -222,7 +215,7 @@ TEST(ThpMprotect, WholePmdStaysHugeAndAPartSplits) {
       "expect pte A+0x100000 write=0 huge=0\n"
       "expect cont A 2M\n"             // batched rewrite keeps whole blocks
       "expect violations 0\n");
-  EXPECT_RUN_OK(r);
+  EXPECT_TRUE(ran_ok(r));
 }
 
 TEST(ThpMadvise, NohugepageOnPartOfAVmaSplitsThePmd) {
@@ -233,7 +226,7 @@ TEST(ThpMadvise, NohugepageOnPartOfAVmaSplitsThePmd) {
       "madvise A 1M nohugepage\n"      // vma_adjust_trans_huge
       "expect stat thp_split_pmd == 1\n"
       "expect pte A+0x100000 huge=0 present=1\n");
-  EXPECT_RUN_OK(r);
+  EXPECT_TRUE(ran_ok(r));
 }
 
 TEST(ThpFork, ChildWriteSplitsItsPmdAndCopiesOnePageParentReusesAfterExit) {
@@ -261,7 +254,7 @@ TEST(ThpFork, ChildWriteSplitsItsPmdAndCopiesOnePageParentReusesAfterExit) {
       "expect stat faults_reuse == 1\n"
       "expect stat thp_split_pmd == 1\n"
       "expect violations 0\n");
-  EXPECT_RUN_OK(r);
+  EXPECT_TRUE(ran_ok(r));
 }
 
 TEST(ThpFork, TheHugeZeroPmdIsSharedByFork) {
@@ -278,7 +271,7 @@ TEST(ThpFork, TheHugeZeroPmdIsSharedByFork) {
       "expect stat thp_fault_alloc == 1\n"
       "process 0\n"
       "expect pte A huge=1 write=0\n");
-  EXPECT_RUN_OK(r);
+  EXPECT_TRUE(ran_ok(r));
 }
 
 TEST(ThpAging, ReclaimClearsTheYoungBitOfTheBlock) {
@@ -291,7 +284,7 @@ TEST(ThpAging, ReclaimClearsTheYoungBitOfTheBlock) {
       "read A 4K\n"                    // the flush made the walker set AF again
       "expect pte A huge=1 young=1\n"
       "expect violations 0\n");
-  EXPECT_RUN_OK(r);
+  EXPECT_TRUE(ran_ok(r));
 }
 
 TEST(ThpAccessFlags, WithoutHardwareUpdatesTheFaultSetsThem) {
@@ -304,7 +297,7 @@ TEST(ThpAccessFlags, WithoutHardwareUpdatesTheFaultSetsThem) {
       "read A 4K\n"                    // an access-flag fault on the block
       "expect pte A huge=1 young=1\n"
       "expect stat faults_access == 1\n");
-  EXPECT_RUN_OK(r);
+  EXPECT_TRUE(ran_ok(r));
 }
 
 TEST(ThpPopulate, PopulateWriteMapsWholePmds) {
@@ -315,7 +308,7 @@ TEST(ThpPopulate, PopulateWriteMapsWholePmds) {
       "expect stat thp_fault_alloc == 2\n"
       "expect stat mm_faults == 2\n"
       "expect pte A huge=1 write=1\n");
-  EXPECT_RUN_OK(r);
+  EXPECT_TRUE(ran_ok(r));
 }
 
 TEST(ThpGranules, PmdSizeFollowsTheGranule) {
@@ -330,7 +323,7 @@ TEST(ThpGranules, PmdSizeFollowsTheGranule) {
       "munmap A+0x1000000 16M\n"
       "expect stat thp_split_pmd == 1\n"
       "expect cont A 16M\n");          // 2M contiguous blocks at 16K
-  EXPECT_RUN_OK(g16);
+  EXPECT_TRUE(ran_ok(g16));
   RunResult g64 = run(
       "granule 64K\n"
       "thp 512M=always\n"
@@ -340,7 +333,7 @@ TEST(ThpGranules, PmdSizeFollowsTheGranule) {
       "expect stat anon_fault_alloc_512M == 1\n"
       "expect stat rss_bytes == 512M\n"
       "expect violations 0\n");
-  EXPECT_RUN_OK(g64);
+  EXPECT_TRUE(ran_ok(g64));
 }
 
 }  // namespace
@@ -369,7 +362,7 @@ TEST(MadviseFree, PartialRangeSplitsTheFolioAndUnfoldsItsBlock) {
       "write A+0x1000 4K\n"           // no fold back: the pages are separate folios
       "expect nocont A 64K\n"
       "expect violations 0\n");
-  EXPECT_RUN_OK(r);
+  EXPECT_TRUE(ran_ok(r));
 }
 
 TEST(MadviseFree, WholeFolioIsKeptContiguousAndCleaned) {
@@ -384,7 +377,7 @@ TEST(MadviseFree, WholeFolioIsKeptContiguousAndCleaned) {
       "expect pte A+0x10000 dirty=1\n"
       "expect stat pglazyfree == 16\n"
       "expect violations 0\n");
-  EXPECT_RUN_OK(r);
+  EXPECT_TRUE(ran_ok(r));
 }
 
 TEST(MadviseFree, FolioSharedAfterForkIsLeftAlone) {
@@ -398,7 +391,7 @@ TEST(MadviseFree, FolioSharedAfterForkIsLeftAlone) {
       "expect stat pglazyfree == 0\n"
       "expect cont A 64K\n"
       "expect pte A dirty=1\n");
-  EXPECT_RUN_OK(r);
+  EXPECT_TRUE(ran_ok(r));
 }
 
 TEST(MadvisePageout, OnlyACleanLazyfreeFolioIsDroppedWithoutSwap) {
@@ -419,7 +412,7 @@ TEST(MadvisePageout, OnlyACleanLazyfreeFolioIsDroppedWithoutSwap) {
       "read A 4K\n"                   // reads zeros again
       "expect stat faults_zero == 1\n"
       "expect violations 0\n");
-  EXPECT_RUN_OK(r);
+  EXPECT_TRUE(ran_ok(r));
 }
 
 TEST(MadviseCold, WholeFolioIsAgedContiguousAndAPartSplits) {
@@ -437,7 +430,7 @@ TEST(MadviseCold, WholeFolioIsAgedContiguousAndAPartSplits) {
       "expect pte A+0x10000 young=0\n"
       "expect pte A+0x18000 young=1\n"
       "expect violations 0\n");
-  EXPECT_RUN_OK(r);
+  EXPECT_TRUE(ran_ok(r));
 }
 
 TEST(MadviseThp, FreeOnAWholePmdCleansTheBlockAndOnAPartSplitsPmdAndFolio) {
@@ -458,7 +451,7 @@ TEST(MadviseThp, FreeOnAWholePmdCleansTheBlockAndOnAPartSplitsPmdAndFolio) {
       "expect pte A+0x210000 huge=0 dirty=1\n"
       "expect nocont A+0x200000 2M\n"
       "expect violations 0\n");
-  EXPECT_RUN_OK(r);
+  EXPECT_TRUE(ran_ok(r));
 }
 
 }  // namespace
