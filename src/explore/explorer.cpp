@@ -247,6 +247,9 @@ struct Explorer::Impl {
   int pick() {
     if (depth < stack.size()) {  // replaying the prefix of an earlier execution
       Node& n = stack[depth];
+      // Executions are deterministic given the schedule; a branch that
+      // cannot take its step here would mean they are not.
+      if (!enabled(n.chosen)) throw std::logic_error("explorer: replayed schedule diverged");
       n.done |= bit(n.chosen);
       ++depth;
       return static_cast<int>(n.chosen);
