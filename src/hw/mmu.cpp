@@ -36,7 +36,14 @@ Mmu::Mmu(PhysMem& mem, TlbConfig cfg, bool hafdbs, Checker* checker, std::uint64
       l1d_(cfg_.l1d, seed),
       l1i_(cfg_.l1i, seed + 1),
       l2_(cfg_.l2, seed + 2),
-      rng_(seed) {}
+      rng_(seed),
+      l1d_hit_cycles_(cfg_.l1d.hit_cycles),
+      l1i_hit_cycles_(cfg_.l1i.hit_cycles),
+      l2_hit_cycles_(cfg_.l2.hit_cycles),
+      fast_miss_(!checker && cfg_.walk_cache_entries != 0),
+      cont_general_(cfg_.l1d.cont == ContHolding::SplitPages ||
+                    cfg_.l1i.cont == ContHolding::SplitPages ||
+                    cfg_.l2.cont == ContHolding::SplitPages || cfg_.hafdbs_random_pte) {}
 
 // What a cached descriptor lets EL0 do without any update: AP[1] (USER)
 // for loads and stores, RDONLY clear for stores, UXN clear for fetches.
@@ -53,17 +60,20 @@ AccessResult Mmu::access(const PageTable& pt, std::uint16_t asid, VirtAddr va, M
                          bool retry) {
   const PhysAddr root = pt.root();
   if (!retry) ++stats_.accesses;
-  Tlb& l1 = kind == MemAccess::Exec ? l1i_ : l1d_;
+  const bool exec = kind == MemAccess::Exec;
+  Tlb& l1 = exec ? l1i_ : l1d_;
   if (const TlbEntry* e = l1.lookup(asid, va.val); e && permits(e->desc, kind)) {
     ++stats_.l1_hits;
-    stats_.cycles += l1.config().hit_cycles;
+    stats_.cycles += exec ? l1i_hit_cycles_ : l1d_hit_cycles_;
     if (checker_) checker_->check_hit(*e, va.val, kind, walker_.walk(root, asid, va, nullptr));
     return {};
   }
+  if (fast_miss_) [[likely]]
+    return miss_fast(pt, asid, va, kind, l1);
   prefetch_walk(asid, va);
   if (const TlbEntry* e = l2_.lookup(asid, va.val); e && permits(e->desc, kind)) {
     ++stats_.l2_hits;
-    stats_.cycles += l2_.config().hit_cycles;
+    stats_.cycles += l2_hit_cycles_;
     const TlbEntry copy = *e;  // fill may evict from l2's neighbours; keep a copy
     if (checker_) checker_->check_hit(copy, va.val, kind, walker_.walk(root, asid, va, nullptr));
     fill(l1, copy, va.val);
@@ -71,6 +81,58 @@ AccessResult Mmu::access(const PageTable& pt, std::uint16_t asid, VirtAddr va, M
   }
   // A miss, or a hit that does not permit the access (a store to a clean
   // entry): hardware walks, and updates the descriptor if it may.
+  return walk_and_fill(pt, asid, va, kind, l1);
+}
+
+// The L1 miss without a checker, with a walk cache: what access() and
+// walk_and_fill() do, fused for the common case — the walk cache gives the
+// level-3 table (found once, for the prefetch and the walk), the entry is a
+// valid, young page or block descriptor that permits the access as it is
+// (no FEAT_HAFDBS update, no fault), and, for a contiguous block, no
+// structure splits it and no random PTE of it is drawn. Anything
+// else goes to walk_and_fill(), which walks again from the start: a walk
+// changes nothing before it reaches a leaf, so doing it twice is unseen.
+AccessResult Mmu::miss_fast(const PageTable& pt, std::uint16_t asid, VirtAddr va, MemAccess kind,
+                            Tlb& l1) {
+  // Start the host's load of the descriptor while the L2 is probed (see
+  // prefetch_walk()).
+  Pte* const slot = walker_.cached_leaf_slot(asid, va, walk_cache_);
+  if (slot) __builtin_prefetch(slot);
+  if (const TlbEntry* e = l2_.lookup(asid, va.val); e && permits(e->desc, kind)) {
+    ++stats_.l2_hits;
+    stats_.cycles += l2_hit_cycles_;
+    const TlbEntry copy = *e;  // fill may evict from l2's neighbours; keep a copy
+    fill(l1, copy, va.val);
+    return {};
+  }
+  if (slot) [[likely]] {
+    const Pte d = *slot;
+    const bool el0_ok =
+        kind == MemAccess::Exec ? pte_user_exec(d) : (d.val & bits::kUser) != 0;
+    const bool as_is = Walker::is_page(d) && el0_ok && pte_young(d) &&
+                       !(kind == MemAccess::Write && pte_rdonly(d)) &&
+                       !(cont_general_ && pte_cont(d));
+    if (as_is) [[likely]] {
+      ++stats_.tlb_misses;
+      ++stats_.walks;
+      ++stats_.walk_mem_accesses;
+      stats_.walk_cycles += cfg_.walk_access_cycles;
+      stats_.cycles += cfg_.walk_access_cycles;
+      WalkResult w;
+      walker_.finish_leaf(w, 3, d, va);
+      TlbEntry e;
+      e.asid = asid;
+      e.va = w.va_base;
+      e.size_shift = w.size_shift;
+      e.level = 3;
+      e.cont = pte_cont(d);
+      e.pa = w.pa_base;
+      e.desc = d;
+      l2_.fill(e, va.val);
+      l1.fill(e, va.val);
+      return {};
+    }
+  }
   return walk_and_fill(pt, asid, va, kind, l1);
 }
 

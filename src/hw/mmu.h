@@ -71,6 +71,8 @@ class Mmu final : public SimObserver {
   void prefetch_walk(std::uint16_t asid, VirtAddr va) const;
   [[gnu::noinline]] Pte hw_update(const PageTable& pt, std::uint16_t asid, Pte* target, Pte d,
                                   bool needs_dirty);
+  AccessResult miss_fast(const PageTable& pt, std::uint16_t asid, VirtAddr va, MemAccess kind,
+                         Tlb& l1);
   AccessResult walk_and_fill(const PageTable& pt, std::uint16_t asid, VirtAddr va, MemAccess kind,
                              Tlb& l1);
   void fill(Tlb& t, const TlbEntry& e, std::uint64_t va);
@@ -86,6 +88,16 @@ class Mmu final : public SimObserver {
   Tlb l1d_, l1i_, l2_;
   std::mt19937_64 rng_;
   MmuStats stats_;
+  // Worked out once (every miss needs them; Tlb::config() is a call).
+  unsigned l1d_hit_cycles_ = 0, l1i_hit_cycles_ = 0, l2_hit_cycles_ = 0;
+  // The fused miss path (miss_fast) applies: no checker (whose checks the
+  // general path makes) and a walk cache. Tests turn it off to compare.
+  bool fast_miss_ = false;
+  // A contiguous block's miss takes the general path: some structure holds
+  // blocks as pages (Mmu::fill splits them), or the preset updates a random
+  // PTE of the block (walk_and_fill draws it from rng_ on every such walk).
+  bool cont_general_ = false;
+  friend struct MmuFastPathSwitch;  // tests/hw/mmu_fast_path_test.cpp
 };
 
 }  // namespace contpte
