@@ -1,6 +1,7 @@
 #include "hw/mmu.h"
 
 #include "hw/page_table.h"
+#include "hw/tlb_impl.h"
 
 #include <utility>
 
@@ -62,14 +63,15 @@ AccessResult Mmu::access(const PageTable& pt, std::uint16_t asid, VirtAddr va, M
   if (!retry) ++stats_.accesses;
   const bool exec = kind == MemAccess::Exec;
   Tlb& l1 = exec ? l1i_ : l1d_;
-  if (const TlbEntry* e = l1.lookup(asid, va.val); e && permits(e->desc, kind)) {
+  const TlbEntry* e1 = l1.lookup(asid, va.val);
+  if (e1 && permits(e1->desc, kind)) {
     ++stats_.l1_hits;
     stats_.cycles += exec ? l1i_hit_cycles_ : l1d_hit_cycles_;
-    if (checker_) checker_->check_hit(*e, va.val, kind, walker_.walk(root, asid, va, nullptr));
+    if (checker_) checker_->check_hit(*e1, va.val, kind, walker_.walk(root, asid, va, nullptr));
     return {};
   }
   if (fast_miss_) [[likely]]
-    return miss_fast(pt, asid, va, kind, l1);
+    return miss_fast(pt, asid, va, kind, l1, e1 == nullptr);
   prefetch_walk(asid, va);
   if (const TlbEntry* e = l2_.lookup(asid, va.val); e && permits(e->desc, kind)) {
     ++stats_.l2_hits;
@@ -93,15 +95,18 @@ AccessResult Mmu::access(const PageTable& pt, std::uint16_t asid, VirtAddr va, M
 // else goes to walk_and_fill(), which walks again from the start: a walk
 // changes nothing before it reaches a leaf, so doing it twice is unseen.
 AccessResult Mmu::miss_fast(const PageTable& pt, std::uint16_t asid, VirtAddr va, MemAccess kind,
-                            Tlb& l1) {
+                            Tlb& l1, bool l1_absent) {
   // Start the host's load of the descriptor while the L2 is probed (see
   // prefetch_walk()).
   Pte* const slot = walker_.cached_leaf_slot(asid, va, walk_cache_);
   if (slot) __builtin_prefetch(slot);
-  if (const TlbEntry* e = l2_.lookup(asid, va.val); e && permits(e->desc, kind)) {
+  // Tlb::lookup, with its search inlined.
+  const TlbEntry* hit = l2_.mru_;
+  if (!hit || !hit->covers(asid, va.val)) hit = l2_.lookup_after_mru(asid, va.val);
+  if (hit && permits(hit->desc, kind)) {
     ++stats_.l2_hits;
     stats_.cycles += l2_hit_cycles_;
-    const TlbEntry copy = *e;  // fill may evict from l2's neighbours; keep a copy
+    const TlbEntry copy = *hit;  // fill may evict from l2's neighbours; keep a copy
     fill(l1, copy, va.val);
     return {};
   }
@@ -128,8 +133,12 @@ AccessResult Mmu::miss_fast(const PageTable& pt, std::uint16_t asid, VirtAddr va
       e.cont = pte_cont(d);
       e.pa = w.pa_base;
       e.desc = d;
-      l2_.fill(e, va.val);
-      l1.fill(e, va.val);
+      // Both lookups for va found no entry (when the L1's found one that
+      // does not permit the access, its fill checks for it).
+      if (!hit) l2_.fill_absent(e, va.val);
+      else l2_.fill_inline(e, va.val);
+      if (l1_absent) l1.fill_absent(e, va.val);
+      else l1.fill_inline(e, va.val);
       return {};
     }
   }
