@@ -67,11 +67,18 @@ AccessResult Mmu::access(const PageTable& pt, std::uint16_t asid, VirtAddr va, M
   if (e1 && permits(e1->desc, kind)) {
     ++stats_.l1_hits;
     stats_.cycles += exec ? l1i_hit_cycles_ : l1d_hit_cycles_;
-    if (checker_) checker_->check_hit(*e1, va.val, kind, walker_.walk(root, asid, va, nullptr));
+    if (checker_) check_hit(root, asid, va, kind, *e1);
     return {};
   }
   if (fast_miss_) [[likely]]
     return miss_fast(pt, asid, va, kind, l1, e1 == nullptr);
+  return miss_general(pt, asid, va, kind, l1);
+}
+
+// The L1 miss in general: L2, then the walk.
+AccessResult Mmu::miss_general(const PageTable& pt, std::uint16_t asid, VirtAddr va,
+                               MemAccess kind, Tlb& l1) {
+  const PhysAddr root = pt.root();
   prefetch_walk(asid, va);
   if (const TlbEntry* e = l2_.lookup(asid, va.val); e && permits(e->desc, kind)) {
     ++stats_.l2_hits;
@@ -84,6 +91,13 @@ AccessResult Mmu::access(const PageTable& pt, std::uint16_t asid, VirtAddr va, M
   // A miss, or a hit that does not permit the access (a store to a clean
   // entry): hardware walks, and updates the descriptor if it may.
   return walk_and_fill(pt, asid, va, kind, l1);
+}
+
+// The checker's look at a TLB hit: out of line, so that the hit path
+// without a checker keeps a small frame.
+void Mmu::check_hit(PhysAddr root, std::uint16_t asid, VirtAddr va, MemAccess kind,
+                    const TlbEntry& e) {
+  checker_->check_hit(e, va.val, kind, walker_.walk(root, asid, va, nullptr));
 }
 
 // The L1 miss without a checker, with a walk cache: what access() and

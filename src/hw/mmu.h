@@ -68,9 +68,13 @@ class Mmu final : public SimObserver {
 
  private:
   bool permits(const Pte& desc, MemAccess kind) const;
+  [[gnu::noinline]] void check_hit(PhysAddr root, std::uint16_t asid, VirtAddr va,
+                                   MemAccess kind, const TlbEntry& e);
   void prefetch_walk(std::uint16_t asid, VirtAddr va) const;
   [[gnu::noinline]] Pte hw_update(const PageTable& pt, std::uint16_t asid, Pte* target, Pte d,
                                   bool needs_dirty);
+  [[gnu::noinline]] AccessResult miss_general(const PageTable& pt, std::uint16_t asid,
+                                              VirtAddr va, MemAccess kind, Tlb& l1);
   AccessResult miss_fast(const PageTable& pt, std::uint16_t asid, VirtAddr va, MemAccess kind,
                          Tlb& l1, bool l1_absent);
   AccessResult walk_and_fill(const PageTable& pt, std::uint16_t asid, VirtAddr va, MemAccess kind,

@@ -68,7 +68,8 @@ struct Tlb::Impl {
   bool lru = true;
   bool wide = false;  // stamps are 32 bits (more than 4096 ways), else 16
   // Which fill_absent_* a fill of a key known absent takes (Tlb::fill_absent).
-  enum class FillKind : std::uint8_t { Insert, Small, Ways16, Ways32 };
+  // Ways16N: 16-bit stamps and N ways (the set's layout a constant).
+  enum class FillKind : std::uint8_t { Insert, Small, Ways16, Ways32, Ways16N4, Ways16N5, Ways16N8 };
   FillKind fill_kind = FillKind::Insert;
   std::vector<Slot> entries;
   // Per set, one block of `stride` bytes (one host cache line for up to 5
@@ -157,7 +158,11 @@ struct Tlb::Impl {
       index_mask = static_cast<std::uint32_t>(index.size() - 1);
     }
     fill_kind = fully ? (small ? FillKind::Small : FillKind::Insert)
-                      : (wide ? FillKind::Ways32 : FillKind::Ways16);
+                : wide ? FillKind::Ways32
+                : ways == 4 ? FillKind::Ways16N4
+                : ways == 5 ? FillKind::Ways16N5
+                : ways == 8 ? FillKind::Ways16N8
+                            : FillKind::Ways16;
     reset();
   }
 
@@ -729,6 +734,18 @@ inline void Tlb::fill_absent(const TlbEntry& e, std::uint64_t va) {
   std::uint32_t s;
   switch (im.fill_kind) {
     case Impl::FillKind::Small: s = im.fill_absent_small(e, e.va, e.pa, e.size_shift); break;
+    case Impl::FillKind::Ways16N4:
+      s = im.fill_absent_set<std::uint16_t, 4>(e, e.va, e.pa, e.size_shift,
+                                               im.set_of_vpn(e.va >> e.size_shift));
+      break;
+    case Impl::FillKind::Ways16N5:
+      s = im.fill_absent_set<std::uint16_t, 5>(e, e.va, e.pa, e.size_shift,
+                                               im.set_of_vpn(e.va >> e.size_shift));
+      break;
+    case Impl::FillKind::Ways16N8:
+      s = im.fill_absent_set<std::uint16_t, 8>(e, e.va, e.pa, e.size_shift,
+                                               im.set_of_vpn(e.va >> e.size_shift));
+      break;
     case Impl::FillKind::Ways16:
       s = im.fill_absent_ways<std::uint16_t>(e, e.va, e.pa, e.size_shift);
       break;
