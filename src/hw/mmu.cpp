@@ -59,19 +59,42 @@ bool Mmu::permits(const Pte& d, MemAccess kind) const {
 
 AccessResult Mmu::access(const PageTable& pt, std::uint16_t asid, VirtAddr va, MemAccess kind,
                          bool retry) {
-  const PhysAddr root = pt.root();
   if (!retry) ++stats_.accesses;
   const bool exec = kind == MemAccess::Exec;
   Tlb& l1 = exec ? l1i_ : l1d_;
-  const TlbEntry* e1 = l1.lookup(asid, va.val);
-  if (e1 && permits(e1->desc, kind)) {
-    ++stats_.l1_hits;
-    stats_.cycles += exec ? l1i_hit_cycles_ : l1d_hit_cycles_;
-    if (checker_) check_hit(root, asid, va, kind, *e1);
-    return {};
-  }
+  // Tlb::lookup's first check, the entry used last; the rest of the lookup
+  // is in access_l1() (kept apart so that this path stays small).
+  const TlbEntry* e1 = l1.mru_;
+  if (!e1 || !e1->covers(asid, va.val)) [[unlikely]]
+    return access_l1(pt, asid, va, kind, l1);
+  if (permits(e1->desc, kind)) [[likely]]
+    return l1_hit(pt, asid, va, kind, *e1);
+  return miss(pt, asid, va, kind, l1, false);
+}
+
+AccessResult Mmu::l1_hit(const PageTable& pt, std::uint16_t asid, VirtAddr va, MemAccess kind,
+                         const TlbEntry& e) {
+  ++stats_.l1_hits;
+  stats_.cycles += kind == MemAccess::Exec ? l1i_hit_cycles_ : l1d_hit_cycles_;
+  if (checker_) check_hit(pt.root(), asid, va, kind, e);
+  return {};
+}
+
+// An access whose L1's last-used entry does not cover it: the rest of the
+// L1 lookup (inlined from tlb_impl.h), then the miss.
+AccessResult Mmu::access_l1(const PageTable& pt, std::uint16_t asid, VirtAddr va, MemAccess kind,
+                            Tlb& l1) {
+  const TlbEntry* e1 = l1.lookup_after_mru(asid, va.val);
+  if (e1 && permits(e1->desc, kind)) return l1_hit(pt, asid, va, kind, *e1);
+  return miss(pt, asid, va, kind, l1, e1 == nullptr);
+}
+
+// An L1 miss, or an L1 entry that does not permit the access (`l1_absent`
+// false).
+AccessResult Mmu::miss(const PageTable& pt, std::uint16_t asid, VirtAddr va, MemAccess kind,
+                       Tlb& l1, bool l1_absent) {
   if (fast_miss_) [[likely]]
-    return miss_fast(pt, asid, va, kind, l1, e1 == nullptr);
+    return miss_fast(pt, asid, va, kind, l1, l1_absent);
   return miss_general(pt, asid, va, kind, l1);
 }
 

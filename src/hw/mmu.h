@@ -73,6 +73,12 @@ class Mmu final : public SimObserver {
   void prefetch_walk(std::uint16_t asid, VirtAddr va) const;
   [[gnu::noinline]] Pte hw_update(const PageTable& pt, std::uint16_t asid, Pte* target, Pte d,
                                   bool needs_dirty);
+  AccessResult l1_hit(const PageTable& pt, std::uint16_t asid, VirtAddr va, MemAccess kind,
+                      const TlbEntry& e);
+  [[gnu::noinline]] AccessResult access_l1(const PageTable& pt, std::uint16_t asid, VirtAddr va,
+                                           MemAccess kind, Tlb& l1);
+  AccessResult miss(const PageTable& pt, std::uint16_t asid, VirtAddr va, MemAccess kind, Tlb& l1,
+                    bool l1_absent);
   [[gnu::noinline]] AccessResult miss_general(const PageTable& pt, std::uint16_t asid,
                                               VirtAddr va, MemAccess kind, Tlb& l1);
   AccessResult miss_fast(const PageTable& pt, std::uint16_t asid, VirtAddr va, MemAccess kind,
