@@ -130,7 +130,9 @@ void Mmu::check_hit(PhysAddr root, std::uint16_t asid, VirtAddr va, MemAccess ki
 // (no FEAT_HAFDBS update, no fault), and, for a contiguous block, no
 // structure splits it and no random PTE of it is drawn. Anything
 // else goes to walk_and_fill(), which walks again from the start: a walk
-// changes nothing before it reaches a leaf, so doing it twice is unseen.
+// through a walk-cache hit changes nothing, so doing it twice is unseen.
+// A walk-cache miss walks from the root once (that walk fills the walk
+// cache) and hands the result to fill_from_walk().
 AccessResult Mmu::miss_fast(const PageTable& pt, std::uint16_t asid, VirtAddr va, MemAccess kind,
                             Tlb& l1, bool l1_absent) {
   // Start the host's load of the descriptor while the L2 is probed (see
@@ -147,7 +149,14 @@ AccessResult Mmu::miss_fast(const PageTable& pt, std::uint16_t asid, VirtAddr va
     fill(l1, copy, va.val);
     return {};
   }
-  if (slot) [[likely]] {
+  if (!slot) [[unlikely]] {
+    // A walk-cache miss: the walk from the root (what walk() does once its
+    // walk cache has missed), then the general handling of its result.
+    return fill_from_walk(pt, asid, va, kind, l1,
+                          walker_.walk_tables(pt.root(), asid, va, &walk_cache_),
+                          !hit && l1_absent);
+  }
+  {
     const Pte d = *slot;
     const bool el0_ok =
         kind == MemAccess::Exec ? pte_user_exec(d) : (d.val & bits::kUser) != 0;
@@ -224,11 +233,19 @@ Pte Mmu::hw_update(const PageTable& pt, std::uint16_t asid, Pte* target, Pte d,
 
 AccessResult Mmu::walk_and_fill(const PageTable& pt, std::uint16_t asid, VirtAddr va,
                                 MemAccess kind, Tlb& l1) {
-  const PhysAddr root = pt.root();
+  return fill_from_walk(
+      pt, asid, va, kind, l1,
+      walker_.walk(pt.root(), asid, va, cfg_.walk_cache_entries ? &walk_cache_ : nullptr), false);
+}
+
+// What follows the walk `w` of va: counts, faults, FEAT_HAFDBS, fills.
+// `absent`: the lookups of both levels for va found no entry (miss_fast),
+// so that the fills need not look for one.
+AccessResult Mmu::fill_from_walk(const PageTable& pt, std::uint16_t asid, VirtAddr va,
+                                 MemAccess kind, Tlb& l1, const WalkResult& w, bool absent) {
   const Geometry& g = mem_.geometry();
   ++stats_.tlb_misses;
   ++stats_.walks;
-  const WalkResult w = walker_.walk(root, asid, va, cfg_.walk_cache_entries ? &walk_cache_ : nullptr);
   stats_.walk_mem_accesses += w.mem_accesses;
   stats_.walk_cycles += std::uint64_t{w.mem_accesses} * cfg_.walk_access_cycles;
   stats_.cycles += std::uint64_t{w.mem_accesses} * cfg_.walk_access_cycles;
@@ -272,8 +289,13 @@ AccessResult Mmu::walk_and_fill(const PageTable& pt, std::uint16_t asid, VirtAdd
   e.pa = w.pa_base;
   e.desc = cached;
   if (!e.cont && !checker_) [[likely]] {  // what fill() comes to: no split, nothing to check
-    l2_.fill(e, va.val);
-    l1.fill(e, va.val);
+    if (absent) {
+      l2_.fill_absent(e, va.val);
+      l1.fill_absent(e, va.val);
+    } else {
+      l2_.fill(e, va.val);
+      l1.fill(e, va.val);
+    }
     return {};
   }
   fill(l2_, e, va.val);

@@ -83,6 +83,8 @@ class Mmu final : public SimObserver {
                                               VirtAddr va, MemAccess kind, Tlb& l1);
   AccessResult miss_fast(const PageTable& pt, std::uint16_t asid, VirtAddr va, MemAccess kind,
                          Tlb& l1, bool l1_absent);
+  AccessResult fill_from_walk(const PageTable& pt, std::uint16_t asid, VirtAddr va,
+                              MemAccess kind, Tlb& l1, const WalkResult& w, bool absent);
   AccessResult walk_and_fill(const PageTable& pt, std::uint16_t asid, VirtAddr va, MemAccess kind,
                              Tlb& l1);
   void fill(Tlb& t, const TlbEntry& e, std::uint64_t va);
