@@ -241,7 +241,7 @@ AccessResult Mmu::walk_and_fill(const PageTable& pt, std::uint16_t asid, VirtAdd
 // What follows the walk `w` of va: counts, faults, FEAT_HAFDBS, fills.
 // `absent`: the lookups of both levels for va found no entry (miss_fast),
 // so that the fills need not look for one.
-AccessResult Mmu::fill_from_walk(const PageTable& pt, std::uint16_t asid, VirtAddr va,
+inline AccessResult Mmu::fill_from_walk(const PageTable& pt, std::uint16_t asid, VirtAddr va,
                                  MemAccess kind, Tlb& l1, const WalkResult& w, bool absent) {
   const Geometry& g = mem_.geometry();
   ++stats_.tlb_misses;

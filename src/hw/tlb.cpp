@@ -190,7 +190,29 @@ std::optional<TlbEntry> Tlb::insert(const TlbEntry& in, std::uint64_t va) {
   return evicted;
 }
 
-void Tlb::fill(const TlbEntry& in, std::uint64_t va) { fill_inline(in, va); }
+void Tlb::fill(const TlbEntry& in, std::uint64_t va) {
+  // Impl::fill_direct(), spelled out: inlined through fill_inline() here the
+  // compiler lays this path out worse (issue 10 profile, checker on).
+  Impl& im = *impl_;
+  const unsigned shift = in.size_shift;
+  if (im.miss_valid && im.miss_asid == in.asid && shift >= 6 && shift < 64 &&
+      !(in.cont && im.cfg.cont == ContHolding::SplitPages)) [[likely]] {
+    const std::uint64_t first = in.va & ~((std::uint64_t{1} << shift) - 1);
+    if (im.miss_va - first < (std::uint64_t{1} << shift) && (!im.fully || im.small)) [[likely]] {
+      const std::uint64_t pa = in.pa - (in.va - first);
+      std::uint32_t s;
+      if (im.fully)
+        s = im.fill_absent_small(in, first, pa, shift);
+      else if (!im.wide)
+        s = im.fill_absent_ways<std::uint16_t>(in, first, pa, shift);
+      else
+        s = im.fill_absent_ways<std::uint32_t>(in, first, pa, shift);
+      mru_ = &im.entries[s].e;
+      return;
+    }
+  }
+  fill_general(in, va);
+}
 
 void Tlb::fill_general(const TlbEntry& in, std::uint64_t va) {
   mru_ = &impl_->entries[impl_->insert(in, va, nullptr)].e;
