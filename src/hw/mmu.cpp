@@ -1,6 +1,7 @@
 #include "hw/mmu.h"
 
 #include "hw/page_table.h"
+#include "hw/tlb_impl.h"
 
 #include <utility>
 
@@ -36,7 +37,14 @@ Mmu::Mmu(PhysMem& mem, TlbConfig cfg, bool hafdbs, Checker* checker, std::uint64
       l1d_(cfg_.l1d, seed),
       l1i_(cfg_.l1i, seed + 1),
       l2_(cfg_.l2, seed + 2),
-      rng_(seed) {}
+      rng_(seed),
+      l1d_hit_cycles_(cfg_.l1d.hit_cycles),
+      l1i_hit_cycles_(cfg_.l1i.hit_cycles),
+      l2_hit_cycles_(cfg_.l2.hit_cycles),
+      fast_miss_(!checker && cfg_.walk_cache_entries != 0),
+      cont_general_(cfg_.l1d.cont == ContHolding::SplitPages ||
+                    cfg_.l1i.cont == ContHolding::SplitPages ||
+                    cfg_.l2.cont == ContHolding::SplitPages || cfg_.hafdbs_random_pte) {}
 
 // What a cached descriptor lets EL0 do without any update: AP[1] (USER)
 // for loads and stores, RDONLY clear for stores, UXN clear for fetches.
@@ -51,19 +59,53 @@ bool Mmu::permits(const Pte& d, MemAccess kind) const {
 
 AccessResult Mmu::access(const PageTable& pt, std::uint16_t asid, VirtAddr va, MemAccess kind,
                          bool retry) {
-  const PhysAddr root = pt.root();
   if (!retry) ++stats_.accesses;
-  Tlb& l1 = kind == MemAccess::Exec ? l1i_ : l1d_;
-  if (const TlbEntry* e = l1.lookup(asid, va.val); e && permits(e->desc, kind)) {
-    ++stats_.l1_hits;
-    stats_.cycles += l1.config().hit_cycles;
-    if (checker_) checker_->check_hit(*e, va.val, kind, walker_.walk(root, asid, va, nullptr));
-    return {};
-  }
+  const bool exec = kind == MemAccess::Exec;
+  Tlb& l1 = exec ? l1i_ : l1d_;
+  // Tlb::lookup's first check, the entry used last; the rest of the lookup
+  // is in access_l1() (kept apart so that this path stays small).
+  const TlbEntry* e1 = l1.mru_;
+  if (!e1 || !e1->covers(asid, va.val)) [[unlikely]]
+    return access_l1(pt, asid, va, kind, l1);
+  if (permits(e1->desc, kind)) [[likely]]
+    return l1_hit(pt, asid, va, kind, *e1);
+  return miss(pt, asid, va, kind, l1, false);
+}
+
+AccessResult Mmu::l1_hit(const PageTable& pt, std::uint16_t asid, VirtAddr va, MemAccess kind,
+                         const TlbEntry& e) {
+  ++stats_.l1_hits;
+  stats_.cycles += kind == MemAccess::Exec ? l1i_hit_cycles_ : l1d_hit_cycles_;
+  if (checker_) check_hit(pt.root(), asid, va, kind, e);
+  return {};
+}
+
+// An access whose L1's last-used entry does not cover it: the rest of the
+// L1 lookup (inlined from tlb_impl.h), then the miss.
+AccessResult Mmu::access_l1(const PageTable& pt, std::uint16_t asid, VirtAddr va, MemAccess kind,
+                            Tlb& l1) {
+  const TlbEntry* e1 = l1.lookup_after_mru(asid, va.val);
+  if (e1 && permits(e1->desc, kind)) return l1_hit(pt, asid, va, kind, *e1);
+  return miss(pt, asid, va, kind, l1, e1 == nullptr);
+}
+
+// An L1 miss, or an L1 entry that does not permit the access (`l1_absent`
+// false).
+AccessResult Mmu::miss(const PageTable& pt, std::uint16_t asid, VirtAddr va, MemAccess kind,
+                       Tlb& l1, bool l1_absent) {
+  if (fast_miss_) [[likely]]
+    return miss_fast(pt, asid, va, kind, l1, l1_absent);
+  return miss_general(pt, asid, va, kind, l1);
+}
+
+// The L1 miss in general: L2, then the walk.
+AccessResult Mmu::miss_general(const PageTable& pt, std::uint16_t asid, VirtAddr va,
+                               MemAccess kind, Tlb& l1) {
+  const PhysAddr root = pt.root();
   prefetch_walk(asid, va);
   if (const TlbEntry* e = l2_.lookup(asid, va.val); e && permits(e->desc, kind)) {
     ++stats_.l2_hits;
-    stats_.cycles += l2_.config().hit_cycles;
+    stats_.cycles += l2_hit_cycles_;
     const TlbEntry copy = *e;  // fill may evict from l2's neighbours; keep a copy
     if (checker_) checker_->check_hit(copy, va.val, kind, walker_.walk(root, asid, va, nullptr));
     fill(l1, copy, va.val);
@@ -71,6 +113,81 @@ AccessResult Mmu::access(const PageTable& pt, std::uint16_t asid, VirtAddr va, M
   }
   // A miss, or a hit that does not permit the access (a store to a clean
   // entry): hardware walks, and updates the descriptor if it may.
+  return walk_and_fill(pt, asid, va, kind, l1);
+}
+
+// The checker's look at a TLB hit: out of line, so that the hit path
+// without a checker keeps a small frame.
+void Mmu::check_hit(PhysAddr root, std::uint16_t asid, VirtAddr va, MemAccess kind,
+                    const TlbEntry& e) {
+  checker_->check_hit(e, va.val, kind, walker_.walk(root, asid, va, nullptr));
+}
+
+// The L1 miss without a checker, with a walk cache: what access() and
+// walk_and_fill() do, fused for the common case — the walk cache gives the
+// level-3 table (found once, for the prefetch and the walk), the entry is a
+// valid, young page or block descriptor that permits the access as it is
+// (no FEAT_HAFDBS update, no fault), and, for a contiguous block, no
+// structure splits it and no random PTE of it is drawn. Anything
+// else goes to walk_and_fill(), which walks again from the start: a walk
+// through a walk-cache hit changes nothing, so doing it twice is unseen.
+// A walk-cache miss walks from the root once (that walk fills the walk
+// cache) and hands the result to fill_from_walk().
+AccessResult Mmu::miss_fast(const PageTable& pt, std::uint16_t asid, VirtAddr va, MemAccess kind,
+                            Tlb& l1, bool l1_absent) {
+  // Start the host's load of the descriptor while the L2 is probed (see
+  // prefetch_walk()).
+  Pte* const slot = walker_.cached_leaf_slot(asid, va, walk_cache_);
+  if (slot) __builtin_prefetch(slot);
+  // Tlb::lookup, with its search inlined.
+  const TlbEntry* hit = l2_.mru_;
+  if (!hit || !hit->covers(asid, va.val)) hit = l2_.lookup_after_mru(asid, va.val);
+  if (hit && permits(hit->desc, kind)) {
+    ++stats_.l2_hits;
+    stats_.cycles += l2_hit_cycles_;
+    const TlbEntry copy = *hit;  // fill may evict from l2's neighbours; keep a copy
+    fill(l1, copy, va.val);
+    return {};
+  }
+  if (!slot) [[unlikely]] {
+    // A walk-cache miss: the walk from the root (what walk() does once its
+    // walk cache has missed), then the general handling of its result.
+    return fill_from_walk(pt, asid, va, kind, l1,
+                          walker_.walk_tables(pt.root(), asid, va, &walk_cache_),
+                          !hit && l1_absent);
+  }
+  {
+    const Pte d = *slot;
+    const bool el0_ok =
+        kind == MemAccess::Exec ? pte_user_exec(d) : (d.val & bits::kUser) != 0;
+    const bool as_is = Walker::is_page(d) && el0_ok && pte_young(d) &&
+                       !(kind == MemAccess::Write && pte_rdonly(d)) &&
+                       !(cont_general_ && pte_cont(d));
+    if (as_is) [[likely]] {
+      ++stats_.tlb_misses;
+      ++stats_.walks;
+      ++stats_.walk_mem_accesses;
+      stats_.walk_cycles += cfg_.walk_access_cycles;
+      stats_.cycles += cfg_.walk_access_cycles;
+      WalkResult w;
+      walker_.finish_leaf(w, 3, d, va);
+      TlbEntry e;
+      e.asid = asid;
+      e.va = w.va_base;
+      e.size_shift = w.size_shift;
+      e.level = 3;
+      e.cont = pte_cont(d);
+      e.pa = w.pa_base;
+      e.desc = d;
+      // Both lookups for va found no entry (when the L1's found one that
+      // does not permit the access, its fill checks for it).
+      if (!hit) l2_.fill_absent(e, va.val);
+      else l2_.fill_inline(e, va.val);
+      if (l1_absent) l1.fill_absent(e, va.val);
+      else l1.fill_inline(e, va.val);
+      return {};
+    }
+  }
   return walk_and_fill(pt, asid, va, kind, l1);
 }
 
@@ -116,11 +233,19 @@ Pte Mmu::hw_update(const PageTable& pt, std::uint16_t asid, Pte* target, Pte d,
 
 AccessResult Mmu::walk_and_fill(const PageTable& pt, std::uint16_t asid, VirtAddr va,
                                 MemAccess kind, Tlb& l1) {
-  const PhysAddr root = pt.root();
+  return fill_from_walk(
+      pt, asid, va, kind, l1,
+      walker_.walk(pt.root(), asid, va, cfg_.walk_cache_entries ? &walk_cache_ : nullptr), false);
+}
+
+// What follows the walk `w` of va: counts, faults, FEAT_HAFDBS, fills.
+// `absent`: the lookups of both levels for va found no entry (miss_fast),
+// so that the fills need not look for one.
+inline AccessResult Mmu::fill_from_walk(const PageTable& pt, std::uint16_t asid, VirtAddr va,
+                                 MemAccess kind, Tlb& l1, const WalkResult& w, bool absent) {
   const Geometry& g = mem_.geometry();
   ++stats_.tlb_misses;
   ++stats_.walks;
-  const WalkResult w = walker_.walk(root, asid, va, cfg_.walk_cache_entries ? &walk_cache_ : nullptr);
   stats_.walk_mem_accesses += w.mem_accesses;
   stats_.walk_cycles += std::uint64_t{w.mem_accesses} * cfg_.walk_access_cycles;
   stats_.cycles += std::uint64_t{w.mem_accesses} * cfg_.walk_access_cycles;
@@ -164,8 +289,13 @@ AccessResult Mmu::walk_and_fill(const PageTable& pt, std::uint16_t asid, VirtAdd
   e.pa = w.pa_base;
   e.desc = cached;
   if (!e.cont && !checker_) [[likely]] {  // what fill() comes to: no split, nothing to check
-    l2_.fill(e, va.val);
-    l1.fill(e, va.val);
+    if (absent) {
+      l2_.fill_absent(e, va.val);
+      l1.fill_absent(e, va.val);
+    } else {
+      l2_.fill(e, va.val);
+      l1.fill(e, va.val);
+    }
     return {};
   }
   fill(l2_, e, va.val);

@@ -68,9 +68,25 @@ class Mmu final : public SimObserver {
 
  private:
   bool permits(const Pte& desc, MemAccess kind) const;
+  [[gnu::noinline]] void check_hit(PhysAddr root, std::uint16_t asid, VirtAddr va,
+                                   MemAccess kind, const TlbEntry& e);
   void prefetch_walk(std::uint16_t asid, VirtAddr va) const;
   [[gnu::noinline]] Pte hw_update(const PageTable& pt, std::uint16_t asid, Pte* target, Pte d,
                                   bool needs_dirty);
+  AccessResult l1_hit(const PageTable& pt, std::uint16_t asid, VirtAddr va, MemAccess kind,
+                      const TlbEntry& e);
+  [[gnu::noinline]] AccessResult access_l1(const PageTable& pt, std::uint16_t asid, VirtAddr va,
+                                           MemAccess kind, Tlb& l1);
+  AccessResult miss(const PageTable& pt, std::uint16_t asid, VirtAddr va, MemAccess kind, Tlb& l1,
+                    bool l1_absent);
+  [[gnu::noinline]] AccessResult miss_general(const PageTable& pt, std::uint16_t asid,
+                                              VirtAddr va, MemAccess kind, Tlb& l1);
+  AccessResult miss_fast(const PageTable& pt, std::uint16_t asid, VirtAddr va, MemAccess kind,
+                         Tlb& l1, bool l1_absent);
+  // Inline in both callers: a WalkResult passed in memory costs the
+  // checked path what the fused one saves.
+  [[gnu::always_inline]] inline AccessResult fill_from_walk(const PageTable& pt, std::uint16_t asid, VirtAddr va,
+                              MemAccess kind, Tlb& l1, const WalkResult& w, bool absent);
   AccessResult walk_and_fill(const PageTable& pt, std::uint16_t asid, VirtAddr va, MemAccess kind,
                              Tlb& l1);
   void fill(Tlb& t, const TlbEntry& e, std::uint64_t va);
@@ -86,6 +102,16 @@ class Mmu final : public SimObserver {
   Tlb l1d_, l1i_, l2_;
   std::mt19937_64 rng_;
   MmuStats stats_;
+  // Worked out once (every miss needs them; Tlb::config() is a call).
+  unsigned l1d_hit_cycles_ = 0, l1i_hit_cycles_ = 0, l2_hit_cycles_ = 0;
+  // The fused miss path (miss_fast) applies: no checker (whose checks the
+  // general path makes) and a walk cache. Tests turn it off to compare.
+  bool fast_miss_ = false;
+  // A contiguous block's miss takes the general path: some structure holds
+  // blocks as pages (Mmu::fill splits them), or the preset updates a random
+  // PTE of the block (walk_and_fill draws it from rng_ on every such walk).
+  bool cont_general_ = false;
+  friend struct MmuFastPathSwitch;  // tests/hw/mmu_fast_path_test.cpp
 };
 
 }  // namespace contpte

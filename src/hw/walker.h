@@ -80,20 +80,16 @@ class Walker {
   // entry is a valid page descriptor: one read) is part of every TLB miss.
   WalkResult walk(PhysAddr root, std::uint16_t asid, VirtAddr va, WalkCache* wc) const {
     if (wc) {
-      if (const auto t = wc->lookup(asid, va.val >> pmd_shift_)) {
-        if (Pte* words = mem_.table(PhysAddr{*t})) [[likely]] {
-          Pte* slot = words + ((va.val >> level_shift_[3]) & idx_mask_);
-          const Pte desc = *slot;
-          constexpr std::uint64_t kPage = bits::kValid | bits::kTable;
-          if ((desc.val & kPage) == kPage) [[likely]] {
-            WalkResult r;
-            r.mem_accesses = 1;
-            r.level = 3;
-            r.slot = slot;
-            r.desc = desc;
-            finish_leaf(r, 3, desc, va);
-            return r;
-          }
+      if (Pte* slot = cached_leaf_slot(asid, va, *wc)) {
+        const Pte desc = *slot;
+        if (is_page(desc)) [[likely]] {
+          WalkResult r;
+          r.mem_accesses = 1;
+          r.level = 3;
+          r.slot = slot;
+          r.desc = desc;
+          finish_leaf(r, 3, desc, va);
+          return r;
         }
       }
     }
@@ -101,6 +97,23 @@ class Walker {
   }
 
  private:
+  // The MMU's fused miss path (Mmu::miss_fast) reads the level-3 slot once
+  // for its prefetch and its walk; it uses the two helpers below, which
+  // are the first half of walk() above.
+  friend class Mmu;
+  // The level-3 descriptor the walk cache leads to for `va` (the one read
+  // a walk-cache hit makes), or nullptr when the walk cache misses.
+  Pte* cached_leaf_slot(std::uint16_t asid, VirtAddr va, const WalkCache& wc) const {
+    if (const auto t = wc.lookup(asid, va.val >> pmd_shift_))
+      if (Pte* words = mem_.table(PhysAddr{*t})) [[likely]]
+        return words + ((va.val >> level_shift_[3]) & idx_mask_);
+    return nullptr;
+  }
+  // A valid page descriptor (what a level-3 read must find to be a leaf).
+  static bool is_page(Pte d) {
+    constexpr std::uint64_t kPage = bits::kValid | bits::kTable;
+    return (d.val & kPage) == kPage;
+  }
   // The walk from the root (or from the walk cache's table, for anything
   // but a valid page descriptor there).
   WalkResult walk_tables(PhysAddr root, std::uint16_t asid, VirtAddr va, WalkCache* wc) const;

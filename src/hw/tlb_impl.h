@@ -1,0 +1,769 @@
+// hw/tlb_impl.h — the inside of one TLB structure (Tlb::Impl), for
+// tlb.cpp and for the MMU's fused miss path (mmu.cpp), which inlines the
+// lookup and the fills of both levels into one function. Not part of the
+// hw layer's interface: nothing else includes it.
+//
+// The organisation, the replacement state and why they are laid out so
+// are described at the top of tlb.cpp.
+#pragma once
+
+#include <algorithm>
+#include <array>
+#include <bit>
+#include <cstdint>
+#include <limits>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
+#include "hw/tlb.h"
+
+namespace contpte {
+
+struct Tlb::Impl {
+  static constexpr std::uint32_t kNone = std::numeric_limits<std::uint32_t>::max();
+
+  // The largest structure we build: far beyond any real TLB, small enough
+  // that a typo in a JSON file cannot ask for gigabytes.
+  static constexpr unsigned kMaxEntries = 1u << 20;
+
+  // A fully associative structure of at most this many entries (an L1 TLB)
+  // finds a key by comparing a 16-bit tag of every slot at once (a few SIMD
+  // compares over one array) instead of through the hash index: no index to
+  // keep up to date on a fill or an eviction, and two host cache lines to
+  // read instead of a random line of a large index.
+  static constexpr unsigned kSmallEntries = 64;
+
+  // Fully associative index: open addressing with linear probing, the keys
+  // in the index itself, at most 1/8 full (1/2 past 4096 entries) so that a
+  // probe almost always ends at its first position: a chain of
+  // unpredictable length costs more in branch mispredictions than the
+  // memory does.
+  struct IndexEntry {
+    std::uint64_t key = 0;       // 0: empty (a valid key is never 0)
+    std::uint32_t slot = kNone;
+    std::uint16_t asid = 0;
+  };
+  // An entry's storage: one host cache line each, so that a fill or a hit
+  // touches one line of entries, not two.
+  struct alignas(64) Slot {
+    TlbEntry e;
+  };
+  struct alignas(64) Line {
+    unsigned char b[64];
+  };
+
+  TlbStructureConfig cfg;
+  std::uint32_t ways = 1;
+  std::uint32_t nsets = 1;
+  bool fully = true;
+  bool sets_pow2 = true;
+  bool lru = true;
+  bool wide = false;  // stamps are 32 bits (more than 4096 ways), else 16
+  // Which fill_absent_* a fill of a key known absent takes (Tlb::fill_absent).
+  // Ways16N: 16-bit stamps and N ways (the set's layout a constant).
+  enum class FillKind : std::uint8_t { Insert, Small, Ways16, Ways32, Ways16N4, Ways16N5, Ways16N8 };
+  FillKind fill_kind = FillKind::Insert;
+  std::vector<Slot> entries;
+  // Per set, one block of `stride` bytes (one host cache line for up to 5
+  // ways): the keys (u64, va | size_shift; 0: free), then the stamps (last
+  // use for LRU, fill for FIFO; 0: free) followed by the set's clock (the
+  // last stamp given), u16 or u32, then the ASIDs (u16). A fully
+  // associative structure is one set (its stamps unused).
+  std::vector<Line> setmem;
+  std::size_t stride = 0;
+  // Byte offsets in a set's block of its stamps and ASIDs, and the mask of
+  // a set index when the set count is a power of two (worked out once: the
+  // probe of every TLB miss needs them).
+  std::size_t stamp_off = 0;
+  std::size_t asid_off = 0;
+  std::uint32_t set_mask = 0;
+  // Fully associative: a circular recency list through a sentinel at index
+  // `entries` (next[sentinel] = most recent, prev[sentinel] = the victim),
+  // branch-free to update; and a stack of free slots.
+  std::vector<std::uint32_t> prev, next;
+  std::uint32_t sentinel = 0;
+  std::vector<std::uint32_t> free_slots;
+  // Small fully associative (entries <= kSmallEntries): a tag per slot and
+  // the slots that hold a live entry, instead of `index`.
+  bool small = false;
+  std::uint64_t live_bits = 0;
+  alignas(64) std::array<std::uint16_t, kSmallEntries> tags{};
+  // Per value of a tag's low 8 bits: how many live entries have it (none:
+  // a key with it is absent, no scan needed), and the slot last filled
+  // with it, where a hit is looked for first (checked against the slot's
+  // key, so never wrong, only stale).
+  struct Bucket {
+    std::uint8_t slot = 0;
+    std::uint8_t count = 0;
+  };
+  std::array<Bucket, 256> buckets{};
+  std::vector<IndexEntry> index;
+  std::vector<std::uint32_t> where;  // slot -> its position in `index`
+  unsigned index_bits = 1;
+  std::uint32_t index_mask = 1;
+
+  std::array<std::uint32_t, 64> shift_count{};
+  std::uint64_t shift_mask = 0;  // bit s: some live entry has size_shift s
+  std::size_t live = 0;
+  std::uint64_t rng_state = 0;
+  // The last lookup that missed, while no entry has been added since: an
+  // insert covering that VA need not look for an entry with its key.
+  bool miss_valid = false;
+  std::uint16_t miss_asid = 0;
+  std::uint64_t miss_va = 0;
+
+  Impl(const TlbStructureConfig& c, std::uint64_t seed) : cfg(c), rng_state(seed) {
+    const std::string who = cfg.name.empty() ? std::string("TLB") : cfg.name;
+    if (cfg.entries == 0 || cfg.entries > kMaxEntries)
+      throw std::invalid_argument(who + ": entries must be 1.." + std::to_string(kMaxEntries) +
+                                  ", not " + std::to_string(cfg.entries));
+    if (cfg.ways == 0 || cfg.ways > cfg.entries || cfg.entries % cfg.ways != 0)
+      throw std::invalid_argument(who + ": ways " + std::to_string(cfg.ways) +
+                                  " does not divide entries " + std::to_string(cfg.entries));
+    ways = cfg.ways;
+    nsets = cfg.entries / cfg.ways;
+    fully = nsets == 1;
+    sets_pow2 = std::has_single_bit(nsets);
+    lru = cfg.replacement == Replacement::Lru;
+    wide = ways > 4096;
+    entries.resize(cfg.entries);
+    const std::size_t stamp_bytes = wide ? 4 : 2;
+    std::size_t bytes = 8 * std::size_t{ways} + stamp_bytes * (ways + 1) + 2 * std::size_t{ways};
+    bytes = (bytes + 7) & ~std::size_t{7};
+    stride = bytes <= 64 ? std::bit_ceil(bytes) : (bytes + 63) & ~std::size_t{63};
+    stamp_off = 8 * std::size_t{ways};
+    asid_off = stamp_off + stamp_bytes * (std::size_t{ways} + 1);
+    set_mask = sets_pow2 ? nsets - 1 : 0;
+    setmem.resize((stride * nsets + 63) / 64);
+    if (fully) {
+      prev.resize(cfg.entries + 1);
+      next.resize(cfg.entries + 1);
+      sentinel = cfg.entries;
+      free_slots.reserve(cfg.entries);
+      small = cfg.entries <= kSmallEntries;
+    }
+    if (fully && !small) {
+      const unsigned factor = cfg.entries <= 4096 ? 8 : 2;
+      index_bits = static_cast<unsigned>(std::bit_width(factor * cfg.entries - 1));
+      index.resize(std::size_t{1} << index_bits);
+      where.resize(cfg.entries);
+      index_mask = static_cast<std::uint32_t>(index.size() - 1);
+    }
+    fill_kind = fully ? (small ? FillKind::Small : FillKind::Insert)
+                : wide ? FillKind::Ways32
+                : ways == 4 ? FillKind::Ways16N4
+                : ways == 5 ? FillKind::Ways16N5
+                : ways == 8 ? FillKind::Ways16N8
+                            : FillKind::Ways16;
+    reset();
+  }
+
+  void reset() {
+    std::fill(setmem.begin(), setmem.end(), Line{});
+    std::fill(index.begin(), index.end(), IndexEntry{});
+    live_bits = 0;
+    buckets.fill(Bucket{});
+    if (fully) {
+      prev[sentinel] = next[sentinel] = sentinel;
+      // The free stack hands out slots 0, 1, 2...
+      free_slots.clear();
+      for (std::uint32_t i = static_cast<std::uint32_t>(entries.size()); i-- > 0;)
+        free_slots.push_back(i);
+    }
+    shift_count.fill(0);
+    shift_mask = 0;
+    live = 0;
+    miss_valid = false;
+  }
+
+  // ---- a set's block ----
+  std::uint64_t* keys(std::uint32_t set) {
+    // Address the storage as bytes of the whole vector, not through one
+    // Line's array: a set may start in any line.
+    return reinterpret_cast<std::uint64_t*>(reinterpret_cast<unsigned char*>(setmem.data()) +
+                                            std::size_t{set} * stride);
+  }
+  const std::uint64_t* keys(std::uint32_t set) const {
+    return reinterpret_cast<const std::uint64_t*>(reinterpret_cast<const unsigned char*>(setmem.data()) +
+                                                  std::size_t{set} * stride);
+  }
+  template <class T>
+  T* stamps(std::uint32_t set) {
+    return reinterpret_cast<T*>(reinterpret_cast<unsigned char*>(keys(set)) + stamp_off);
+  }
+  template <class T>
+  const T* stamps(std::uint32_t set) const {
+    return reinterpret_cast<const T*>(reinterpret_cast<const unsigned char*>(keys(set)) +
+                                      stamp_off);
+  }
+  std::uint16_t* asids(std::uint32_t set) {
+    return reinterpret_cast<std::uint16_t*>(reinterpret_cast<unsigned char*>(keys(set)) + asid_off);
+  }
+  const std::uint16_t* asids(std::uint32_t set) const {
+    return reinterpret_cast<const std::uint16_t*>(reinterpret_cast<const unsigned char*>(keys(set)) +
+                                                  asid_off);
+  }
+  std::uint32_t set_of(std::uint32_t s) const { return fully ? 0 : s / ways; }
+  std::uint64_t key_at(std::uint32_t s) const {
+    const std::uint32_t set = set_of(s);
+    return keys(set)[s - set * ways];
+  }
+  std::uint16_t asid_at(std::uint32_t s) const {
+    const std::uint32_t set = set_of(s);
+    return asids(set)[s - set * ways];
+  }
+  bool valid(std::uint32_t s) const { return key_at(s) != 0; }
+
+  // splitmix64: a fixed, portable sequence from the seed (std::uniform_*
+  // distributions differ between standard libraries).
+  std::uint64_t next_random() {
+    std::uint64_t z = (rng_state += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+  }
+
+  // va is aligned to 1 << shift >= 64, so the shift fits in the low bits.
+  static std::uint64_t key_of(std::uint64_t aligned_va, unsigned shift) {
+    return aligned_va | shift;
+  }
+  std::uint32_t hash(std::uint64_t key, std::uint16_t asid) const {
+    const std::uint64_t k = (key ^ (std::uint64_t{asid} << 32)) * 0x9E3779B97F4A7C15ull;
+    return static_cast<std::uint32_t>(k >> (64 - index_bits));
+  }
+  static std::uint16_t tag_of(std::uint64_t key, std::uint16_t asid) {
+    const std::uint64_t k = (key ^ (std::uint64_t{asid} << 32)) * 0x9E3779B97F4A7C15ull;
+    return static_cast<std::uint16_t>(k >> 48);
+  }
+  // Small fully associative: the slots whose tag is `t` (live or not).
+  std::uint64_t tag_matches(std::uint16_t t) const {
+    std::uint64_t m = 0;
+#if defined(__SSE2__)
+    const __m128i needle = _mm_set1_epi16(static_cast<short>(t));
+    const __m128i* p = reinterpret_cast<const __m128i*>(tags.data());
+    for (unsigned i = 0; i < kSmallEntries / 16; ++i) {
+      const __m128i a = _mm_cmpeq_epi16(_mm_load_si128(p + 2 * i), needle);
+      const __m128i b = _mm_cmpeq_epi16(_mm_load_si128(p + 2 * i + 1), needle);
+      const auto bits = static_cast<std::uint32_t>(_mm_movemask_epi8(_mm_packs_epi16(a, b)));
+      m |= std::uint64_t{bits} << (16 * i);
+    }
+#else
+    for (unsigned i = 0; i < kSmallEntries; ++i)
+      m |= std::uint64_t{tags[i] == t} << i;
+#endif
+    return m;
+  }
+  std::uint32_t set_of_vpn(std::uint64_t vpn) const {
+    return static_cast<std::uint32_t>(sets_pow2 ? vpn & set_mask : vpn % nsets);
+  }
+
+  // The way of `set` holding exactly (key, asid), or kNone. The usual
+  // associativities get a loop of constant length, which the compiler
+  // unrolls: this runs twice on every TLB miss (a probe of the L2 per live
+  // entry size, and a fill's look for its key).
+  template <unsigned N>
+  static std::uint32_t find_way_n(const std::uint64_t* k, const std::uint16_t* a,
+                                  std::uint64_t key, std::uint16_t asid) {
+    for (std::uint32_t w = 0; w < N; ++w)
+      if (k[w] == key && a[w] == asid) return w;
+    return kNone;
+  }
+  std::uint32_t find_way(std::uint32_t set, std::uint64_t key, std::uint16_t asid) const {
+    const std::uint64_t* k = keys(set);
+    const std::uint16_t* a = asids(set);
+    switch (ways) {
+      case 2: return find_way_n<2>(k, a, key, asid);
+      case 4: return find_way_n<4>(k, a, key, asid);
+      case 5: return find_way_n<5>(k, a, key, asid);
+      case 6: return find_way_n<6>(k, a, key, asid);
+      case 8: return find_way_n<8>(k, a, key, asid);
+      default: break;
+    }
+    for (std::uint32_t w = 0; w < ways; ++w)
+      if (k[w] == key && a[w] == asid) return w;
+    return kNone;
+  }
+
+  // The slot holding exactly (asid, shift, va aligned to the shift), or
+  // kNone; *set_out: its set.
+  std::uint32_t find(std::uint16_t asid, unsigned shift, std::uint64_t va,
+                     std::uint32_t* set_out = nullptr) const {
+    const std::uint64_t aligned = va & ~((std::uint64_t{1} << shift) - 1);
+    const std::uint64_t key = key_of(aligned, shift);
+    if (fully) {
+      if (set_out) *set_out = 0;
+      if (small) {
+        const std::uint64_t* k = keys(0);
+        const std::uint16_t* a = asids(0);
+        const std::uint16_t t = tag_of(key, asid);
+        const Bucket b = buckets[t & 0xff];
+        if (b.count == 0) return kNone;
+        if (k[b.slot] == key && a[b.slot] == asid && (live_bits >> b.slot & 1) != 0) [[likely]]
+          return b.slot;
+        for (std::uint64_t m = tag_matches(t) & live_bits; m != 0; m &= m - 1) {
+          const auto s = static_cast<std::uint32_t>(std::countr_zero(m));
+          if (k[s] == key && a[s] == asid) [[likely]]
+            return s;
+        }
+        return kNone;
+      }
+      for (std::uint32_t i = hash(key, asid);; i = (i + 1) & index_mask) {
+        const IndexEntry& ie = index[i];
+        if (ie.key == key && ie.asid == asid) [[likely]]
+          return ie.slot;
+        if (ie.key == 0) return kNone;
+      }
+    }
+    const std::uint32_t set = set_of_vpn(aligned >> shift);
+    if (set_out) *set_out = set;
+    const std::uint32_t w = find_way(set, key, asid);
+    return w == kNone ? kNone : set * ways + w;
+  }
+
+  void index_insert(std::uint32_t slot) {
+    const std::uint64_t key = keys(0)[slot];
+    const std::uint16_t asid = asids(0)[slot];
+    std::uint32_t i = hash(key, asid);
+    while (index[i].key != 0) i = (i + 1) & index_mask;
+    index[i] = IndexEntry{key, slot, asid};
+    where[slot] = i;
+  }
+
+  // Backward-shift deletion keeps probe chains intact without tombstones.
+  void index_erase(std::uint32_t slot) {
+    std::uint32_t i = where[slot];
+    for (std::uint32_t j = (i + 1) & index_mask;; j = (j + 1) & index_mask) {
+      if (index[j].key == 0) break;
+      const std::uint32_t home = hash(index[j].key, index[j].asid);
+      // index[j] moves back into the hole at i unless its home lies
+      // cyclically in (i, j].
+      const bool stays = i <= j ? (i < home && home <= j) : (i < home || home <= j);
+      if (stays) continue;
+      index[i] = index[j];
+      where[index[i].slot] = i;
+      i = j;
+    }
+    index[i] = IndexEntry{};
+  }
+
+  void unlink(std::uint32_t s) {
+    next[prev[s]] = next[s];
+    prev[next[s]] = prev[s];
+  }
+  void link_front(std::uint32_t s) {
+    const std::uint32_t old = next[sentinel];
+    next[s] = old;
+    prev[s] = sentinel;
+    prev[old] = s;
+    next[sentinel] = s;
+  }
+  // A hit on slot s of `set`: only LRU changes state.
+  void touch(std::uint32_t set, std::uint32_t s) {
+    if (!lru) return;
+    if (!fully) {
+      stamp(set, s - set * ways);
+    } else if (next[sentinel] != s) {
+      unlink(s);
+      link_front(s);
+    }
+  }
+
+  // Set associative: the set's next stamp. When the set's clock runs out,
+  // its stamps are renumbered 1..ways in their order.
+  template <class T>
+  void stamp_as(std::uint32_t set, std::uint32_t w) {
+    T* st = stamps<T>(set);
+    if (st[ways] == std::numeric_limits<T>::max()) [[unlikely]]
+      renumber_stamps<T>(set);
+    st[w] = ++st[ways];
+  }
+  void stamp(std::uint32_t set, std::uint32_t w) {
+    if (wide)
+      stamp_as<std::uint32_t>(set, w);
+    else
+      stamp_as<std::uint16_t>(set, w);
+  }
+  // Cold and out of line: once per 2^16 uses of a set at most, and keeping
+  // it out of the fill path keeps that path's register use small.
+  template <class T>
+  [[gnu::cold, gnu::noinline]] void renumber_stamps(std::uint32_t set) {
+    T* st = stamps<T>(set);
+    std::vector<std::uint32_t> order(ways);
+    for (std::uint32_t w = 0; w < ways; ++w) order[w] = w;
+    std::sort(order.begin(), order.end(),
+              [&](std::uint32_t a, std::uint32_t b) { return st[a] < st[b]; });
+    T n = 0;
+    for (std::uint32_t w : order)
+      if (st[w] != 0) st[w] = ++n;
+    st[ways] = n;
+  }
+  template <class T>
+  std::uint32_t oldest_as(std::uint32_t set) const {
+    // The first way of the smallest stamp: the minimum of (stamp, way)
+    // packed in one integer, branch-free (stamps are random to a predictor).
+    using Wide = std::conditional_t<sizeof(T) == 2, std::uint32_t, std::uint64_t>;
+    constexpr unsigned kWayBits = sizeof(T) == 2 ? 12 : 32;  // ways <= 4096 when T is u16
+    const T* st = stamps<T>(set);
+    Wide best = std::numeric_limits<Wide>::max();
+    // Constant trip counts for the usual associativities (unrolled: this
+    // runs on every fill of a set-associative structure).
+    auto scan = [&]<unsigned N>() {
+      for (std::uint32_t w = 0; w < N; ++w) best = std::min(best, (Wide{st[w]} << kWayBits) | w);
+    };
+    switch (ways) {
+      case 2: scan.template operator()<2>(); break;
+      case 4: scan.template operator()<4>(); break;
+      case 5: scan.template operator()<5>(); break;
+      case 6: scan.template operator()<6>(); break;
+      case 8: scan.template operator()<8>(); break;
+      default:
+        for (std::uint32_t w = 0; w < ways; ++w)
+          best = std::min(best, (Wide{st[w]} << kWayBits) | w);
+    }
+    return static_cast<std::uint32_t>(best & ((Wide{1} << kWayBits) - 1));
+  }
+
+  // Takes valid slot s (way w of `set`) out of the structure (index, list,
+  // counts); the caller frees or reuses it.
+  void detach(std::uint32_t set, std::uint32_t w, std::uint32_t s) {
+    if (fully) {
+      if (small) {
+        live_bits &= ~(std::uint64_t{1} << s);
+        --buckets[tags[s] & 0xff].count;
+      }
+      else
+        index_erase(s);
+      unlink(s);
+    } else if (wide) {
+      stamps<std::uint32_t>(set)[w] = 0;
+    } else {
+      stamps<std::uint16_t>(set)[w] = 0;
+    }
+    std::uint64_t& key = keys(set)[w];
+    const unsigned sh = static_cast<unsigned>(key & 63);
+    if (--shift_count[sh] == 0) shift_mask &= ~(std::uint64_t{1} << sh);
+    key = 0;
+    --live;
+  }
+  void remove(std::uint32_t s) {
+    const std::uint32_t set = set_of(s);
+    detach(set, s - set * ways, s);
+    if (fully) free_slots.push_back(s);
+  }
+  // Makes entries[s] (way w of `set`), already written, live.
+  void attach(std::uint32_t set, std::uint32_t w, std::uint32_t s) {
+    const TlbEntry& e = entries[s].e;
+    keys(set)[w] = key_of(e.va, e.size_shift);
+    asids(set)[w] = e.asid;
+    if (fully) {
+      link_front(s);
+      if (small) {
+        tags[s] = tag_of(keys(0)[s], e.asid);
+        Bucket& b = buckets[tags[s] & 0xff];
+        b.slot = static_cast<std::uint8_t>(s);
+        ++b.count;
+        live_bits |= std::uint64_t{1} << s;
+      } else {
+        index_insert(s);
+      }
+    } else {
+      stamp(set, w);
+    }
+    ++shift_count[e.size_shift];
+    shift_mask |= std::uint64_t{1} << e.size_shift;
+    ++live;
+    miss_valid = false;
+  }
+
+  // The way of `set` a new entry goes to (for a fully associative
+  // structure, the slot); *displaces: it holds a live entry now.
+  std::uint32_t place(std::uint32_t set, bool* displaces) {
+    *displaces = false;
+    if (fully) {
+      if (!free_slots.empty()) {
+        const std::uint32_t s = free_slots.back();
+        free_slots.pop_back();
+        return s;
+      }
+      *displaces = true;
+      return cfg.replacement == Replacement::Random
+                 ? static_cast<std::uint32_t>(next_random() % ways)
+                 : prev[sentinel];  // LRU: least recently used; FIFO: oldest fill
+    }
+    // A free way has stamp 0, older than any live one (stamps start at 1):
+    // the set's oldest stamp is a free way if there is one, else the victim.
+    const std::uint32_t oldest = wide ? oldest_as<std::uint32_t>(set) : oldest_as<std::uint16_t>(set);
+    *displaces = keys(set)[oldest] != 0;
+    if (*displaces && cfg.replacement == Replacement::Random)
+      return static_cast<std::uint32_t>(next_random() % ways);
+    return oldest;
+  }
+
+  // The slot covering (asid, va), or kNone; *set_out: its set.
+  std::uint32_t probe(std::uint16_t asid, std::uint64_t va, std::uint32_t* set_out) const {
+    for (std::uint64_t m = shift_mask; m != 0; m &= m - 1) {
+      const std::uint32_t s = find(asid, static_cast<unsigned>(std::countr_zero(m)), va, set_out);
+      if (s != kNone) return s;
+    }
+    return kNone;
+  }
+
+  bool overlaps(const TlbEntry& e, std::uint16_t asid, std::uint64_t first,
+                std::uint64_t last) const {
+    return e.asid == asid && e.va <= last && first <= e.va + (e.size() - 1);
+  }
+
+  // The slot covering (asid, va), or kNone, recording the miss; *set_out:
+  // its set. What Tlb::lookup does after its MRU check.
+  std::uint32_t lookup_slot(std::uint16_t asid, std::uint64_t va, std::uint32_t* set_out) {
+    std::uint32_t s = kNone;
+    // (m & (m - 1)) == 0 rather than std::has_single_bit: without POPCNT in
+    // the baseline ISA that is a library call.
+    const std::uint64_t m = shift_mask;
+    if (!fully && m != 0 && (m & (m - 1)) == 0) [[likely]] {
+      // One entry size live (most workloads: pages only, or one block size):
+      // one set to look in, found without the loop of probe().
+      const unsigned shift = static_cast<unsigned>(std::countr_zero(m));
+      const std::uint64_t aligned = va & ~((std::uint64_t{1} << shift) - 1);
+      const std::uint32_t set = set_of_vpn(aligned >> shift);
+      *set_out = set;
+      if (const std::uint32_t w = find_way(set, key_of(aligned, shift), asid); w != kNone)
+        s = set * ways + w;
+    } else if (small && m != 0 && (m & (m - 1)) == 0) {
+      // Most misses end at the tag's bucket, empty: find() only when not.
+      const unsigned shift = static_cast<unsigned>(std::countr_zero(m));
+      const std::uint64_t key = key_of(va & ~((std::uint64_t{1} << shift) - 1), shift);
+      *set_out = 0;
+      if (buckets[tag_of(key, asid) & 0xff].count != 0) s = find(asid, shift, va);
+    } else {
+      s = probe(asid, va, set_out);
+    }
+    if (s == kNone) {
+      miss_valid = true;
+      miss_asid = asid;
+      miss_va = va;
+    }
+    return s;
+  }
+
+  // The fill after a walk, decided before entering insert(): an entry kept
+  // as given (not split into pages) whose key the last lookup, which
+  // missed, showed absent. Returns the slot written, or kNone when the
+  // general path (insert) must fill.
+  std::uint32_t fill_direct(const TlbEntry& in) {
+    const unsigned shift = in.size_shift;
+    if (miss_valid && miss_asid == in.asid && shift >= 6 && shift < 64 &&
+        !(in.cont && cfg.cont == ContHolding::SplitPages)) [[likely]] {
+      const std::uint64_t first = in.va & ~((std::uint64_t{1} << shift) - 1);
+      if (miss_va - first < (std::uint64_t{1} << shift) && (!fully || small)) [[likely]] {
+        const std::uint64_t pa = in.pa - (in.va - first);
+        if (fully) return fill_absent_small(in, first, pa, shift);
+        if (!wide) return fill_absent_ways<std::uint16_t>(in, first, pa, shift);
+        return fill_absent_ways<std::uint32_t>(in, first, pa, shift);
+      }
+    }
+    return kNone;
+  }
+
+  // Inserts `in` (see Tlb::insert); returns the slot written. The entry it
+  // evicted goes to *evicted when that is not null.
+  std::uint32_t insert(const TlbEntry& in, std::uint64_t va, std::optional<TlbEntry>* evicted);
+
+  // The fill after a walk: the key is known absent (the lookup that just
+  // missed covered it) and nobody wants the evicted entry (Tlb::fill
+  // decides; fill_absent_small needs a small fully associative one). The same
+  // placement and bookkeeping as insert()'s general path (place, detach,
+  // attach), written once for the two organisations that matter, with the
+  // set's block addressed once and the counts of a victim of the same
+  // size left alone (they would drop and come back).
+  template <class T, unsigned N>
+  std::uint32_t fill_absent_set(const TlbEntry& in, std::uint64_t first, std::uint64_t pa,
+                                unsigned shift, std::uint32_t set);
+  template <class T>
+  std::uint32_t fill_absent_ways(const TlbEntry& in, std::uint64_t first, std::uint64_t pa,
+                                 unsigned shift);
+  std::uint32_t fill_absent_small(const TlbEntry& in, std::uint64_t first, std::uint64_t pa,
+                                  unsigned shift);
+  // The entry fields of a fill, written in one go (see insert()).
+  void write_entry(std::uint32_t s, const TlbEntry& from, std::uint64_t first, std::uint64_t pa,
+                   unsigned shift) {
+    TlbEntry& d = entries[s].e;
+    d.asid = from.asid;
+    d.level = from.level;
+    d.cont = from.cont;
+    d.desc = from.desc;
+    d.page_shift = from.page_shift;
+    d.va = first;
+    d.pa = pa;
+    d.size_shift = static_cast<std::uint8_t>(shift);
+  }
+  // The live-entry counts when an entry of size `shift` replaces a live one
+  // of size `old_shift` (nothing to do when they are equal).
+  void replace_counts(unsigned old_shift, unsigned shift) {
+    if (old_shift == shift) [[likely]]
+      return;
+    if (--shift_count[old_shift] == 0) shift_mask &= ~(std::uint64_t{1} << old_shift);
+    ++shift_count[shift];
+    shift_mask |= std::uint64_t{1} << shift;
+  }
+  void add_counts(unsigned shift) {
+    ++shift_count[shift];
+    shift_mask |= std::uint64_t{1} << shift;
+    ++live;
+  }
+};
+
+template <class T, unsigned N>
+std::uint32_t Tlb::Impl::fill_absent_set(const TlbEntry& in, std::uint64_t first,
+                                         std::uint64_t pa, unsigned shift, std::uint32_t set) {
+  // With N (the way count, when it is one of the usual ones) known here, the
+  // block's layout is constant and the scan below unrolled.
+  const std::uint32_t nw = N ? N : ways;
+  unsigned char* blk = reinterpret_cast<unsigned char*>(setmem.data()) + std::size_t{set} * stride;
+  std::uint64_t* k = reinterpret_cast<std::uint64_t*>(blk);
+  T* st = reinterpret_cast<T*>(blk + 8 * std::size_t{nw});
+  std::uint16_t* as = reinterpret_cast<std::uint16_t*>(blk + 8 * std::size_t{nw} +
+                                                       sizeof(T) * (std::size_t{nw} + 1));
+  // place(): the oldest stamp (a free way if any), or a random way when
+  // the set is full and the policy is random.
+  std::uint32_t w;
+  if constexpr (N != 0) {
+    using Wide = std::conditional_t<sizeof(T) == 2, std::uint32_t, std::uint64_t>;
+    constexpr unsigned kWayBits = sizeof(T) == 2 ? 12 : 32;  // as in oldest_as()
+    Wide best = std::numeric_limits<Wide>::max();
+    for (std::uint32_t i = 0; i < N; ++i) best = std::min(best, (Wide{st[i]} << kWayBits) | i);
+    w = static_cast<std::uint32_t>(best & ((Wide{1} << kWayBits) - 1));
+  } else {
+    w = oldest_as<T>(set);
+  }
+  const std::uint64_t old_key = k[w];
+  if (old_key != 0) {
+    if (cfg.replacement == Replacement::Random) {
+      w = static_cast<std::uint32_t>(next_random() % nw);
+      replace_counts(static_cast<unsigned>(k[w] & 63), shift);
+    } else {
+      replace_counts(static_cast<unsigned>(old_key & 63), shift);
+    }
+    st[w] = 0;  // as detach() leaves it, for the renumbering in stamp_as()
+  } else {
+    add_counts(shift);
+  }
+  const std::uint32_t slot = set * nw + w;
+  write_entry(slot, in, first, pa, shift);
+  k[w] = key_of(first, shift);
+  as[w] = in.asid;
+  // stamp_as(), on the block already at hand.
+  if (st[nw] == std::numeric_limits<T>::max()) [[unlikely]]
+    renumber_stamps<T>(set);
+  st[w] = ++st[nw];
+  miss_valid = false;
+  return slot;
+}
+
+// Tlb::fill's set-associative case: the way count made a constant for the
+// usual associativities.
+template <class T>
+std::uint32_t Tlb::Impl::fill_absent_ways(const TlbEntry& in, std::uint64_t first,
+                                          std::uint64_t pa, unsigned shift) {
+  const std::uint32_t set = set_of_vpn(first >> shift);
+  switch (ways) {
+    case 4: return fill_absent_set<T, 4>(in, first, pa, shift, set);
+    case 5: return fill_absent_set<T, 5>(in, first, pa, shift, set);
+    case 8: return fill_absent_set<T, 8>(in, first, pa, shift, set);
+    default: return fill_absent_set<T, 0>(in, first, pa, shift, set);
+  }
+}
+
+inline std::uint32_t Tlb::Impl::fill_absent_small(const TlbEntry& in, std::uint64_t first,
+                                           std::uint64_t pa, unsigned shift) {
+  std::uint64_t* k = keys(0);
+  std::uint32_t s;
+  if (!free_slots.empty()) {
+    s = free_slots.back();
+    free_slots.pop_back();
+    add_counts(shift);
+    live_bits |= std::uint64_t{1} << s;
+  } else {
+    s = cfg.replacement == Replacement::Random ? static_cast<std::uint32_t>(next_random() % ways)
+                                               : prev[sentinel];
+    // detach(): the victim leaves its bucket and the recency list.
+    --buckets[tags[s] & 0xff].count;
+    unlink(s);
+    replace_counts(static_cast<unsigned>(k[s] & 63), shift);
+  }
+  write_entry(s, in, first, pa, shift);
+  const std::uint64_t key = key_of(first, shift);
+  k[s] = key;
+  asids(0)[s] = in.asid;
+  link_front(s);
+  const std::uint16_t t = tag_of(key, in.asid);
+  tags[s] = t;
+  Bucket& b = buckets[t & 0xff];
+  b.slot = static_cast<std::uint8_t>(s);
+  ++b.count;
+  miss_valid = false;
+  return s;
+}
+
+// Tlb's lookup after its MRU check, and its fill, inline here for tlb.cpp
+// and for the MMU's fused miss path.
+inline const TlbEntry* Tlb::lookup_after_mru(std::uint16_t asid, std::uint64_t va) {
+  Impl& im = *impl_;
+  std::uint32_t set = 0;
+  const std::uint32_t s = im.lookup_slot(asid, va, &set);
+  if (s == Impl::kNone) return nullptr;
+  im.touch(set, s);
+  mru_ = &im.entries[s].e;
+  return mru_;
+}
+
+// The fill after a walk when the lookup of this structure for (e.asid, va)
+// returned no entry, with nothing filled since, and `e` is kept as given:
+// e.va aligned to its size, covering va, not to be split. fill_direct()'s
+// conditions then hold and need no checking.
+inline void Tlb::fill_absent(const TlbEntry& e, std::uint64_t va) {
+  Impl& im = *impl_;
+  std::uint32_t s;
+  switch (im.fill_kind) {
+    case Impl::FillKind::Small: s = im.fill_absent_small(e, e.va, e.pa, e.size_shift); break;
+    case Impl::FillKind::Ways16N4:
+      s = im.fill_absent_set<std::uint16_t, 4>(e, e.va, e.pa, e.size_shift,
+                                               im.set_of_vpn(e.va >> e.size_shift));
+      break;
+    case Impl::FillKind::Ways16N5:
+      s = im.fill_absent_set<std::uint16_t, 5>(e, e.va, e.pa, e.size_shift,
+                                               im.set_of_vpn(e.va >> e.size_shift));
+      break;
+    case Impl::FillKind::Ways16N8:
+      s = im.fill_absent_set<std::uint16_t, 8>(e, e.va, e.pa, e.size_shift,
+                                               im.set_of_vpn(e.va >> e.size_shift));
+      break;
+    case Impl::FillKind::Ways16:
+      s = im.fill_absent_ways<std::uint16_t>(e, e.va, e.pa, e.size_shift);
+      break;
+    case Impl::FillKind::Ways32:
+      s = im.fill_absent_ways<std::uint32_t>(e, e.va, e.pa, e.size_shift);
+      break;
+    default: fill_general(e, va); return;
+  }
+  mru_ = &im.entries[s].e;
+}
+
+inline void Tlb::fill_inline(const TlbEntry& in, std::uint64_t va) {
+  const std::uint32_t s = impl_->fill_direct(in);
+  if (s != Impl::kNone) [[likely]] {
+    mru_ = &impl_->entries[s].e;
+    return;
+  }
+  fill_general(in, va);
+}
+
+}  // namespace contpte
