@@ -223,7 +223,7 @@ struct Explorer::Impl {
     switch (r.pending.kind) {
       case StepKind::Acquire:
       case StepKind::FaultRetry: return lock_holder < 0;
-      case StepKind::ReaderRetry: return block_written_since(b, r.attempt_start);
+      case StepKind::ReaderRetry: return read_word_changed_since(b, r.attempt_start);
       default: return true;
     }
   }
@@ -232,7 +232,7 @@ struct Explorer::Impl {
   // attempt has changed since would read the same values and fail the same
   // way: it waits until one of them is written (this is what makes spinning
   // readers finite to explore, and loses no behaviour).
-  bool block_written_since(unsigned b, std::size_t from) const {
+  bool read_word_changed_since(unsigned b, std::size_t from) const {
     std::vector<const Pte*> read;
     for (std::size_t i = from; i < steps.size(); ++i) {
       if (steps[i].branch == b && fps[i].kind == StepKind::Load) read.push_back(fps[i].slot);
