@@ -130,18 +130,7 @@ std::uint32_t Tlb::Impl::insert(const TlbEntry& in, std::uint64_t va,
   // inserting them, and a block copy would read those fresh stores back
   // with wider loads, which the store buffer cannot forward.
   static_assert(sizeof(TlbEntry) == 48, "a new TlbEntry field must be copied here");
-  auto write = [&](std::uint32_t s) {
-    TlbEntry& d = entries[s].e;
-    const TlbEntry& from = *src;
-    d.asid = from.asid;
-    d.level = from.level;
-    d.cont = from.cont;
-    d.desc = from.desc;
-    d.page_shift = from.page_shift;
-    d.va = first;
-    d.pa = pa;
-    d.size_shift = static_cast<std::uint8_t>(shift);
-  };
+  auto write = [&](std::uint32_t s) { write_entry(s, *src, first, pa, shift); };
 
   // The set the key maps to; and whether an entry with this key may be
   // live: not when the last lookup, with no entry added since, missed a VA

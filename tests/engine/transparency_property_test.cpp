@@ -46,21 +46,12 @@
 #include <vector>
 
 #include "engine_world.h"
+#include "support/sanitizer.h"
 
 namespace contpte::test {
 namespace {
 
-#if defined(__SANITIZE_ADDRESS__)
-constexpr bool kSanitized = true;
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-constexpr bool kSanitized = true;
-#else
-constexpr bool kSanitized = false;
-#endif
-#else
-constexpr bool kSanitized = false;
-#endif
+constexpr bool kSanitized = contpte::testing::kAsan;
 
 constexpr Variant kCompared[] = {Variant::Upstream, Variant::Nofold, Variant::Bbml2,
                                  Variant::Naive};

@@ -25,6 +25,8 @@
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 
+#include "support/sanitizer.h"
+
 #include <cstdlib>
 #include <map>
 #include <memory>
@@ -45,17 +47,7 @@ using namespace contpte;
 namespace {
 
 // Under AddressSanitizer the same work takes ~25x longer: fewer sequences.
-#if defined(__SANITIZE_ADDRESS__)
-constexpr bool kAsan = true;
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-constexpr bool kAsan = true;
-#else
-constexpr bool kAsan = false;
-#endif
-#else
-constexpr bool kAsan = false;
-#endif
+using contpte::testing::kAsan;
 
 constexpr std::uint64_t kZeroToken = 0;
 

@@ -3,6 +3,8 @@
 // down to 8G. The run happens in a forked child so that its peak resident
 // memory (VmHWM) minus what it started with (VmRSS) is the run's own cost.
 #include <gtest/gtest.h>
+
+#include "support/sanitizer.h"
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -18,17 +20,7 @@ using namespace contpte;
 
 namespace {
 
-#if defined(__SANITIZE_ADDRESS__)
-constexpr bool kAsan = true;
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-constexpr bool kAsan = true;
-#else
-constexpr bool kAsan = false;
-#endif
-#else
-constexpr bool kAsan = false;
-#endif
+using contpte::testing::kAsan;
 
 // A "VmXXX:   123 kB" line of /proc/self/status, in bytes (0 if absent).
 std::uint64_t status_bytes(const std::string& key) {
