@@ -394,6 +394,19 @@ int cmd_snapshot(const SnapshotArgs& args) {
 
 }  // namespace
 
+// Input errors are found and reported (exit 2) inside each command; what
+// escapes is a failure of the tool itself (out of host memory, a broken
+// internal invariant): a message and status 1, never an abort.
+template <class Fn>
+int guarded(const char* command, Fn&& fn) {
+  try {
+    return fn();
+  } catch (const std::exception& e) {
+    std::cerr << fmt::format("contpte {}: internal error: {}\n", command, e.what());
+    return 1;
+  }
+}
+
 int main(int argc, char** argv) {
   CLI::App app{"contpte — the arm64 transparent contiguous-PTE layer, simulated and checked"};
   app.require_subcommand(1);
@@ -468,9 +481,9 @@ int main(int argc, char** argv) {
     return kExitUsage;
   }
 
-  if (run->parsed()) return cmd_run(run_args, argv[0]);
-  if (explore->parsed()) return cmd_explore(explore_args);
-  if (record->parsed()) return cmd_record(record_out, record_cmd);
+  if (run->parsed()) return guarded("run", [&] { return cmd_run(run_args, argv[0]); });
+  if (explore->parsed()) return guarded("explore", [&] { return cmd_explore(explore_args); });
+  if (record->parsed()) return guarded("record", [&] { return cmd_record(record_out, record_cmd); });
   if (configs->parsed()) {
     for (const auto& c : kBuiltinConfigs) {
       std::cout << fmt::format("{} — {}\n", c.name, c.what);
@@ -483,7 +496,7 @@ int main(int argc, char** argv) {
     }
     return kExitOk;
   }
-  if (snapshot->parsed()) return cmd_snapshot(snap_args);
+  if (snapshot->parsed()) return guarded("snapshot", [&] { return cmd_snapshot(snap_args); });
   if (presets->parsed()) {
     std::cout << format_presets();
     return kExitOk;
