@@ -3,9 +3,12 @@
 // be silent. Tests assert the rule's name in the findings, not only the
 // exit status.
 
+#include <array>
+
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "hw/checker.h"
 #include "workload/runner.h"
 #include "workload/scenario.h"
 
@@ -191,6 +194,39 @@ TEST(CheckerNoCheck, NoCheckFindsNothing) {
                                  "t.cpt"),
                              o);
   EXPECT_THAT(rules(r), IsEmpty());
+}
+
+}  // namespace
+
+namespace {
+
+// Rule 1 while an operation is in progress (the explorer's states): a block
+// being rewritten entry by entry may disagree on attributes, never on CONT
+// or on the output address.
+TEST(CheckerMisprogrammed, InProgressToleratesAttributesOnly) {
+  const Geometry& g = geometry(Granule::k4K);
+  std::array<Pte, 16> block{};
+  for (unsigned i = 0; i < 16; ++i)
+    block[i] = pte_mkcont(pte_mkyoung(pfn_pte(Pfn{0x100 + i}, prot::kPageShared, 12)));
+  block[3] = pte_wrprotect(block[3]);  // one entry already rewritten read-only
+
+  Checker during(g, false);
+  during.check_block(block.data(), 16, 0x40000000, 12, /*in_progress=*/true);
+  EXPECT_EQ(during.count(Rule::Misprogrammed), 0u);
+
+  Checker after(g, false);
+  after.check_block(block.data(), 16, 0x40000000, 12);
+  EXPECT_EQ(after.count(Rule::Misprogrammed), 1u);
+
+  block[3] = pte_mknoncont(block[3]);  // CONT missing: wrong even mid-operation
+  Checker torn(g, false);
+  torn.check_block(block.data(), 16, 0x40000000, 12, /*in_progress=*/true);
+  EXPECT_EQ(torn.count(Rule::Misprogrammed), 1u);
+
+  block[3] = pte_mkcont(pfn_pte(Pfn{0x200}, prot::kPageShared, 12));  // another output address
+  Checker moved(g, false);
+  moved.check_block(block.data(), 16, 0x40000000, 12, /*in_progress=*/true);
+  EXPECT_EQ(moved.count(Rule::Misprogrammed), 1u);
 }
 
 }  // namespace
