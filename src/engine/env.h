@@ -88,6 +88,13 @@ struct EngineCounters {
   std::uint64_t pte_stores = 0;  // stores, exchanges and compare-exchanges that wrote
   std::uint64_t tlbi = 0;        // flush requests: one per page, range or mm call
   std::uint64_t tlbi_pages = 0;  // pages those requests covered (mm flush: 0)
+
+  // Totals over several Envs (processes, explorer branches).
+  EngineCounters& operator+=(const EngineCounters& o) {
+    folds += o.folds, unfolds += o.unfolds, pte_stores += o.pte_stores;
+    tlbi += o.tlbi, tlbi_pages += o.tlbi_pages;
+    return *this;
+  }
 };
 
 // Flush flavours, after Linux's __flush_tlb_range / flush_tlb_page. `sync`

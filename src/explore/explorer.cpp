@@ -732,7 +732,7 @@ struct Explorer::Impl {
     after_step();
     if (mode == Mode::Explore && setup.check_final) {
       EngineCounters sum;
-      for (const BranchRun& r : runs) add(sum, r.env.counters());
+      for (const BranchRun& r : runs) sum += r.env.counters();
       auto failures = setup.check_final(sum);
       if (!failures.empty()) fail("expect", failures.front(), 0);
     }
@@ -760,13 +760,6 @@ struct Explorer::Impl {
     }
   }
 
-  static void add(EngineCounters& a, const EngineCounters& b) {
-    a.folds += b.folds;
-    a.unfolds += b.unfolds;
-    a.pte_stores += b.pte_stores;
-    a.tlbi += b.tlbi;
-    a.tlbi_pages += b.tlbi_pages;
-  }
 
   // The deepest state with a branch still to try; false when none is left.
   bool next_schedule() {
@@ -816,7 +809,7 @@ struct Explorer::Impl {
     execute();
     undo.clear();  // kept
     for (const BranchRun& r : runs) {
-      add(k.counters, r.env.counters());
+      k.counters += r.env.counters();
       k.caller_tlbi += r.env.caller_tlbi();
     }
     k.steps = steps;

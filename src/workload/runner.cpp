@@ -639,8 +639,7 @@ class Runner final : public RunMachine {
     const std::size_t nfail = res_.failures.size();
     EngineCounters& ec = env().counters();
     const EngineCounters saved = ec;
-    ec.folds += c.folds, ec.unfolds += c.unfolds, ec.pte_stores += c.pte_stores;
-    ec.tlbi += c.tlbi, ec.tlbi_pages += c.tlbi_pages;
+    ec += c;
     for (std::size_t i = index_ + 1; i < sc_.statements.size(); ++i) {
       const Statement& e = sc_.statements[i];
       if (std::holds_alternative<ExpectViolation>(e.op) || std::holds_alternative<ExpectViolations>(e.op))
@@ -674,9 +673,7 @@ class Runner final : public RunMachine {
     }
     const KeptRun k = x.run_seeded(sc_.header.seed + index_, opts_.check ? &checker_ : nullptr);
     for (const TlbiRequest& r : k.tlbis) mmu_.on_tlbi(r);  // broadcast: this CPU's TLBs too
-    EngineCounters& ec = env().counters();
-    ec.folds += k.counters.folds, ec.unfolds += k.counters.unfolds, ec.pte_stores += k.counters.pte_stores;
-    ec.tlbi += k.counters.tlbi, ec.tlbi_pages += k.counters.tlbi_pages;
+    env().counters() += k.counters;
     caller_tlbi_ += k.caller_tlbi;
     if (opts_.trace)
       for (const StepRecord& r : k.steps)
@@ -868,11 +865,7 @@ class Runner final : public RunMachine {
   // of a run asks for both cont_coverage and rss_bytes).
   double stat_value(std::string_view name, const Coverage* cov = nullptr) {
     EngineCounters k;
-    for (auto& p : procs_) {
-      const EngineCounters& e = p.mm->env().counters();
-      k.folds += e.folds, k.unfolds += e.unfolds, k.tlbi += e.tlbi;
-      k.tlbi_pages += e.tlbi_pages, k.pte_stores += e.pte_stores;
-    }
+    for (auto& p : procs_) k += p.mm->env().counters();
     MmStats& ms = sys_.stats();
     if (name == "mm_faults") return double(ms.faults);
     if (name == "faults_anon") return double(ms.faults_anon);
