@@ -4,14 +4,16 @@
 
 #include <fmt/format.h>
 
+#include "arch/granule.h"
 #include "workload/pte_format.h"
 
 namespace contpte {
 
 namespace {
 
+// The run's granule, as arch/granule.h names it (the runner wrote the name).
 unsigned page_shift_of(const RunResult& r) {
-  return r.config.granule == "64K" ? 16 : r.config.granule == "16K" ? 14 : 12;
+  return geometry(granule_from_name(r.config.granule).value_or(Granule::k4K)).page_shift;
 }
 
 // Branches are named A, B, C... in the order the block lists them.
