@@ -237,6 +237,10 @@ int cmd_run(const RunArgs& args, const char* argv0) {
       std::cerr << "contpte run: error: --replay takes no scenario files\n";
       return kExitUsage;
     }
+    if (args.scale > 1) {
+      std::cerr << "contpte run: error: --scale does not apply to --replay (a trace has fixed addresses)\n";
+      return kExitUsage;
+    }
     return cmd_replay(args, config);
   }
   if (args.files.empty()) {
@@ -429,8 +433,8 @@ int main(int argc, char** argv) {
                   "configuration compared)");
   run->add_flag("-q,--quiet", run_args.quiet, "print only failing runs");
   run->add_option("--scale", run_args.scale,
-                  "make every access statement N times longer (N passes, or N times its count); "
-                  "`expect stat accesses` is scaled to match")
+                  "run each workload N times larger: mappings, ranges and access counts grow N "
+                  "times (docs/workloads.md)")
       ->check(CLI::Range(1u, 1000u));
   run->add_flag("--no-check", run_args.no_check,
                 "do not run the conformance checker (faster; no violations are found)");

@@ -75,9 +75,8 @@ struct RunOptions {
   // most this many), then go on from the seeded one. Unset: run the seeded
   // interleaving only.
   std::optional<std::uint64_t> explore_max;
-  // `--scale N`: every access statement makes N times its accesses (N
-  // passes over LEN, or count x N draws); `expect stat accesses` values are
-  // scaled to match. Mappings and their layout stay as written.
+  // `--scale N`: run the scenario N times larger (workload/scale.h: every
+  // mapping, range and access count grows N times). run_driven ignores it.
   std::uint64_t scale = 1;
 };
 

@@ -48,9 +48,6 @@ std::string format_size(std::uint64_t bytes) {
 
 namespace {
 
-// Limits of the simulated machine (SCENARIO.md "Header").
-constexpr std::uint64_t kMaxMemory = std::uint64_t{1} << 40;  // 1T
-
 // ---- text ------------------------------------------------------------------
 
 struct Token {
@@ -756,7 +753,7 @@ class Parser {
       if (h.memory % pmd != 0)
         fail(fmt::format("is not a multiple of the PMD size ({} with the {} granule)", format_size(pmd),
                          geo_->name));
-      if (h.memory > kMaxMemory) fail(fmt::format("is too large; expected at most {}", format_size(kMaxMemory)));
+      if (h.memory > kMaxScenarioMemory) fail(fmt::format("is too large; expected at most {}", format_size(kMaxScenarioMemory)));
     }
   }
 

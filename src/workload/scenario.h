@@ -172,6 +172,9 @@ std::string format_size(std::uint64_t bytes);
 
 // ---- header --------------------------------------------------------------------
 
+// The largest `memory` a header may give (SCENARIO.md "Header").
+inline constexpr std::uint64_t kMaxScenarioMemory = std::uint64_t{1} << 40;  // 1T
+
 struct Header {
   Granule granule = Granule::k4K;
   std::string variant = "upstream";  // one of kVariantNames

@@ -43,6 +43,15 @@ grep -q "unknown configuration 'nope'" "$tmp/out" || { echo "FAIL unknown config
 "$bin" run "$tmp/good.cpt" --svg "$tmp/c.svg" >/dev/null 2>&1; check "--svg" 0 $?
 grep -q "<svg" "$tmp/c.svg" || { echo "FAIL no svg written"; fail=1; }
 
+# --scale N: a memory-manager scenario N times larger; PTE-level files cannot be scaled.
+printf 'mthp 64K\nmmap A 1M addr=0x4000000000\nwrite A 1M\nexpect stat rss_bytes == 1M\n' >"$tmp/mm.cpt"
+"$bin" run "$tmp/mm.cpt" --scale 3 --json "$tmp/s.json" >"$tmp/out" 2>&1; check "--scale mm" 0 $?
+grep -q '"rss_bytes": 3145728' "$tmp/s.json" || { echo "FAIL --scale 3 did not triple the RSS"; fail=1; }
+"$bin" run "$tmp/good.cpt" --scale 2 --json "$tmp/g.json" >"$tmp/out" 2>&1; check "--scale PTE-level" 2 $?
+grep -q "good.cpt:1:1: error: --scale 2 applies to memory-manager scenarios" "$tmp/out" || { echo "FAIL --scale message"; cat "$tmp/out"; fail=1; }
+[[ ! -e $tmp/g.json ]] || { echo "FAIL a report was written for an unscalable scenario"; fail=1; }
+"$bin" run "$tmp/mm.cpt" --scale 0 >/dev/null 2>&1; check "--scale 0" 2 $?
+
 # contpte explore: 0 every interleaving passes, 1 a counterexample, 2 bad input.
 "$bin" explore "$src/examples/races/upstream-unfold-vs-hw-write.cpt" >"$tmp/out" 2>&1; check "explore upstream" 0 $?
 grep -q "every interleaving passes" "$tmp/out" || { echo "FAIL explore verdict"; cat "$tmp/out"; fail=1; }
@@ -66,6 +75,7 @@ if command -v valgrind >/dev/null 2>&1; then
   check "replay --config" 0 $?
   grep -q "contpte-64k" "$tmp/out" || { echo "FAIL replay --config not shown"; cat "$tmp/out"; fail=1; }
   grep -q '"version": 1' "$tmp/r.json" || { echo "FAIL replay json report"; fail=1; }
+  "$bin" run --replay "$tmp/true.trace" --scale 2 >"$tmp/out" 2>&1; check "replay --scale" 2 $?
   "$bin" run --replay "$tmp/true.trace" >"$tmp/out" 2>&1; check "replay comparison" 0 $?
   grep -q "gran-64k" "$tmp/out" || { echo "FAIL replay comparison lacks gran-64k"; cat "$tmp/out"; fail=1; }
   size=$(stat -c %s "$tmp/true.trace")
