@@ -354,6 +354,22 @@ void Mm::munmap(std::uint64_t start, std::uint64_t len) {
     it = vmas_.erase(it);
 }
 
+// brk (mm/mmap.c, do_brk_flags): the new area is plain anonymous read-write
+// memory whatever the heap's tail has become; it joins the heap's VMA only
+// when their flags still match (not after an mprotect or MADV_HUGEPAGE of
+// the tail), which is what lets a later fault choose a folio that straddles
+// the old break. Shrinking unmaps the tail as munmap does.
+bool Mm::brk(std::uint64_t old_brk, std::uint64_t new_brk) {
+  old_brk = align_up(old_brk, page_size());
+  new_brk = align_up(new_brk, page_size());
+  if (new_brk < old_brk) {
+    munmap(new_brk, old_brk - new_brk);
+    return true;
+  }
+  if (new_brk == old_brk) return true;
+  return mmap(new_brk - old_brk, Prot::RW, false, old_brk, 0).has_value();
+}
+
 void Mm::madvise_dontneed(std::uint64_t start, std::uint64_t len) {
   zap_range(start, start + align_up(len, page_size()));
 }

@@ -191,6 +191,11 @@ class Mm {
                                     std::optional<std::uint64_t> addr, std::uint64_t align,
                                     const std::string* file = nullptr, bool shmem = false);
   void munmap(std::uint64_t start, std::uint64_t len);
+  // brk(): moves a heap's break from `old_brk` to `new_brk`. Growing maps
+  // [old_brk, new_brk) as anonymous read-write memory that merges with the
+  // heap's VMA when compatible; false (the break stays) when that range is
+  // not free. Shrinking unmaps [new_brk, old_brk).
+  bool brk(std::uint64_t old_brk, std::uint64_t new_brk);
   void mprotect(std::uint64_t start, std::uint64_t len, Prot prot);
   void madvise_dontneed(std::uint64_t start, std::uint64_t len);
   // MADV_FREE: whole exclusive folios in the range are cleaned and made old

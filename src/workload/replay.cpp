@@ -198,7 +198,12 @@ class Replayer {
 
   void apply(const TraceBrk& b) {
     Map& mp = map(b.map);
-    if (mp.placed && !resize(mp, b.len)) ++failed_mmaps_;
+    if (!mp.placed) return;
+    if (!mm().brk(mp.base + mp.len, mp.base + b.len)) {
+      ++failed_mmaps_;
+      return;
+    }
+    mp.len = b.len;
   }
 
   // The kernel moves page tables on mremap (move_page_tables); replay maps

@@ -435,6 +435,7 @@ class Runner final : public RunMachine {
               const VirtAddr a = resolve(m.addr);
               cur().mm->munmap(a.val, m.len);
             },
+            [&](const Brk& b) { exec_brk(st, b); },
             [&](const Mprotect& m) {
               const VirtAddr a = resolve(m.addr);
               cur().mm->mprotect(a.val, m.len, m.prot);
@@ -699,6 +700,27 @@ class Runner final : public RunMachine {
       return;
     }
     cur().names[m.name] = {*start, m.size};
+  }
+
+  // `brk NAME SIZE`: NAME is a heap whose break moves to NAME + SIZE.
+  void exec_brk(const Statement& st, const Brk& b) {
+    auto it = cur().names.find(b.name);
+    if (it == cur().names.end())
+      throw ScenarioError(b.name_loc, fmt::format("no mapping named '{}' in process {}", b.name, cur_));
+    auto& [start, size] = it->second;
+    if (const Vma* v = cur().mm->find_vma(start); v && (v->file >= 0 || v->shared))
+      throw ScenarioError(b.name_loc, fmt::format("brk moves the break of a private anonymous heap; '{}' is {}",
+                                                  b.name, v->shared ? "shared" : "file-backed"));
+    if (b.size > kUserVaEnd - start)
+      throw ScenarioError(st.loc, fmt::format("brk {} {}: the heap would end past the 48-bit user address "
+                                              "space ({:#x})",
+                                              b.name, format_size(b.size), kUserVaEnd));
+    if (!cur().mm->brk(start + size, start + b.size)) {
+      res_.error = fmt::format("{}:{}: brk {}: the range after the heap is already mapped", st.loc.file,
+                               st.loc.line, b.name);
+      return;
+    }
+    size = b.size;
   }
 
   void exec_madvise(const Statement& st, const Madvise& m) {

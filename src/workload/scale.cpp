@@ -86,6 +86,7 @@ class Scaler {
                                           n_, m.name, hex(start), m.size, hex(kUserVaEnd)));
   }
   void scale_op(const SourceLoc& at, Munmap& m) const { zoom_range(at, m.addr, m.len); }
+  void scale_op(const SourceLoc& at, Brk& b) const { b.size = times_n(at, b.size, "size"); }
   void scale_op(const SourceLoc& at, Mprotect& m) const { zoom_range(at, m.addr, m.len); }
   void scale_op(const SourceLoc& at, Madvise& m) const { zoom_range(at, m.addr, m.len); }
   void scale_op(const SourceLoc& at, Dump& d) const { zoom_range(at, d.addr, d.len); }

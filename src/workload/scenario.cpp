@@ -415,6 +415,7 @@ class Parser {
         entry<&Parser::parse_dump>("dump"),
         entry<&Parser::parse_mmap>("mmap"),
         entry<&Parser::parse_munmap>("munmap"),
+        entry<&Parser::parse_brk>("brk"),
         entry<&Parser::parse_mprotect>("mprotect"),
         entry<&Parser::parse_madvise>("madvise"),
         entry<&Parser::parse_fork>("fork"),
@@ -1084,6 +1085,17 @@ class Parser {
     std::tie(m.addr, m.len) = mm_range(c);
     c.finish("munmap NAME[+OFF] LEN");
     return m;
+  }
+
+  Brk parse_brk(LineCursor& c, const Token&) {
+    Brk b;
+    const Token name = c.take("a mapping name");
+    check_name(c, name, "mapping name");
+    b.name = std::string(name.text);
+    b.name_loc = c.loc(name);
+    b.size = length(c, c.take("the heap's new size"), "size");
+    c.finish("brk NAME SIZE");
+    return b;
   }
 
   Mprotect parse_mprotect(LineCursor& c, const Token&) {

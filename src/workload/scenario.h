@@ -282,6 +282,14 @@ struct Munmap {
   AddrExpr addr;
   std::uint64_t len = 0;
 };
+// `brk NAME SIZE`: the program break of heap NAME moves so that the heap is
+// SIZE bytes long (brk(start + SIZE)): it grows at its end, or its tail is
+// unmapped.
+struct Brk {
+  std::string name;
+  SourceLoc name_loc;
+  std::uint64_t size = 0;
+};
 struct Mprotect {
   AddrExpr addr;
   std::uint64_t len = 0;
@@ -374,7 +382,7 @@ struct Parallel {
 // ---- scenario ----------------------------------------------------------------------
 
 using Op = std::variant<Alloc, SetPtes, PteOp, PteBatch, ModifyProt, SetAccessFlags, RawSet, Dump,
-                        Mmap, Munmap, Mprotect, Madvise, Fork, Process, Exit, Reclaim, Access,
+                        Mmap, Munmap, Brk, Mprotect, Madvise, Fork, Process, Exit, Reclaim, Access,
                         Parallel, ExpectCont, ExpectPte, ExpectStat, ExpectViolations,
                         ExpectViolation>;
 

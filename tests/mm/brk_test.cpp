@@ -1,0 +1,118 @@
+// brk-like heap growth (`brk NAME SIZE`, Mm::brk as do_brk_flags): the new
+// area joins the heap's VMA when compatible, so a fault may get a folio
+// straddling the old break; an incompatible tail keeps them apart; shrinking
+// unmaps the tail; the errors a scenario gets for misuse.
+#include <gtest/gtest.h>
+
+#include <string>
+
+#include "support/scenario_run.h"
+#include "workload/runner.h"
+#include "workload/scenario.h"
+
+using namespace contpte;
+
+namespace {
+
+using contpte::testing::ran_ok;
+using contpte::testing::run;
+
+TEST(MmBrk, GrowthMergesSoAFaultMayGetAFolioAcrossTheOldBreak) {
+  RunResult r = run(
+      "mthp 64K\n"
+      "mmap heap 32K addr=0x4000000000\n"
+      "brk heap 64K\n"
+      "write heap+0x8000 4K\n"  // in the grown part: the 64K folio covers both
+      "expect cont heap 64K\n"
+      "expect pte heap write=1 present=1\n"
+      "expect stat faults_anon == 1\n"
+      "expect stat rss_bytes == 64K\n");
+  EXPECT_TRUE(ran_ok(r));
+}
+
+TEST(MmBrk, WithoutTheBrkTheSameFaultGetsOnlySmallFolios) {
+  // The control for the test above: a 32K heap cannot hold a 64K folio.
+  RunResult r = run(
+      "mthp 64K\n"
+      "mmap heap 32K addr=0x4000000000\n"
+      "write heap 32K\n"
+      "expect nocont heap\n"
+      "expect stat faults_anon == 8\n");
+  EXPECT_TRUE(ran_ok(r));
+}
+
+TEST(MmBrk, AnIncompatibleTailKeepsTheNewAreaApart) {
+  // The heap's tail was made read-only: brk's new area is read-write, so it
+  // is a VMA of its own and no folio spans the old break.
+  RunResult r = run(
+      "mthp 64K\n"
+      "mmap heap 32K addr=0x4000000000\n"
+      "mprotect heap 32K r\n"
+      "brk heap 64K\n"
+      "write heap+0x8000 32K\n"
+      "expect nocont heap+0x8000\n"
+      "expect pte heap present=0\n"
+      "expect stat faults_anon == 8\n");
+  EXPECT_TRUE(ran_ok(r));
+}
+
+TEST(MmBrk, ShrinkingUnmapsTheTail) {
+  RunResult r = run(
+      "mthp 64K\n"
+      "mmap heap 128K addr=0x4000000000\n"
+      "write heap 128K\n"
+      "brk heap 64K\n"
+      "expect cont heap 64K\n"
+      "expect pte 0x4000010000 present=0\n"  // past the break: no longer heap+64K
+      "expect stat rss_bytes == 64K\n"
+      "brk heap 128K\n"  // grows again: fresh memory, faults anew
+      "write heap+0x10000 64K\n"
+      "expect cont heap 128K\n"
+      "expect stat faults_anon == 3\n");
+  EXPECT_TRUE(ran_ok(r));
+}
+
+TEST(MmBrk, GrowingIntoAnotherMappingFailsAndKeepsTheBreak) {
+  RunResult r = run(
+      "mmap heap 64K addr=0x4000000000\n"
+      "mmap other 64K addr=0x4000010000\n"
+      "brk heap 128K\n");
+  ASSERT_TRUE(r.error.has_value());
+  EXPECT_EQ(*r.error, "t.cpt:3: brk heap: the range after the heap is already mapped");
+}
+
+TEST(MmBrk, OffsetsPastTheOldBreakResolveAfterGrowth) {
+  // Before the brk, heap+64K is past the end of 'heap': an input error.
+  try {
+    run("mmap heap 64K addr=0x4000000000\nwrite heap+0x10000 4K\n");
+    FAIL();
+  } catch (const ScenarioError& e) {
+    EXPECT_NE(std::string(e.what()).find("past the end of 'heap'"), std::string::npos) << e.what();
+  }
+  EXPECT_TRUE(ran_ok(run("mmap heap 64K addr=0x4000000000\nbrk heap 128K\nwrite heap+0x10000 4K\n")));
+}
+
+TEST(MmBrk, OnlyAPrivateAnonymousHeapHasABreak) {
+  for (const char* text : {"mmap f 64K prot=rw file=data addr=0x4000000000\nbrk f 128K\n",
+                           "mmap s 64K shared addr=0x4000000000\nbrk s 128K\n"}) {
+    try {
+      run(text);
+      FAIL() << text;
+    } catch (const ScenarioError& e) {
+      EXPECT_NE(std::string(e.what()).find("t.cpt:2:5: error: brk moves the break of a private anonymous heap"),
+                std::string::npos)
+          << e.what();
+    }
+  }
+}
+
+TEST(MmBrk, ParserChecksTheSize) {
+  EXPECT_THROW(parse_scenario("mmap h 64K\nbrk h 1000\n", "t.cpt"), ScenarioError);
+  EXPECT_THROW(parse_scenario("mmap h 64K\nbrk h 0\n", "t.cpt"), ScenarioError);
+  EXPECT_THROW(parse_scenario("mmap h 64K\nbrk h\n", "t.cpt"), ScenarioError);
+  EXPECT_THROW(parse_scenario("mmap h 64K\nbrk h 64K extra\n", "t.cpt"), ScenarioError);
+  EXPECT_THROW(parse_scenario("mmap h 64K\nparallel\n  engine brk h 128K\n  hw read 0x4000\nend\n", "t.cpt"),
+               ScenarioError);
+}
+
+}  // namespace
