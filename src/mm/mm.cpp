@@ -180,8 +180,10 @@ void Mm::merge_around(std::uint64_t addr) {
     // A file mapping merges only with the same file at the next file page.
     const bool same_backing =
         a.file == b.file && (a.file < 0 || b.pgoff == a.pgoff + ((a.end - a.start) >> shift));
+    // is_mergeable_anon_vma: the same anon_vma, or one of them has none yet.
+    const bool anon_ok = a.anon_vma == b.anon_vma || !a.anon_vma || !b.anon_vma;
     return a.end == b.start && a.prot == b.prot && a.shared == b.shared &&
-           a.hugepage == b.hugepage && a.nohugepage == b.nohugepage && same_backing;
+           a.hugepage == b.hugepage && a.nohugepage == b.nohugepage && same_backing && anon_ok;
   };
   auto it = vmas_.upper_bound(addr);
   if (it != vmas_.begin()) --it;
@@ -190,6 +192,10 @@ void Mm::merge_around(std::uint64_t addr) {
     auto next = std::next(it);
     if (next == vmas_.end()) break;
     if (compatible(it->second, next->second)) {
+      if (!it->second.anon_vma) {
+        it->second.anon_vma = next->second.anon_vma;
+        it->second.anon_vma_singular = next->second.anon_vma_singular;
+      }
       it->second.end = next->second.end;
       vmas_.erase(next);
       continue;
@@ -197,6 +203,35 @@ void Mm::merge_around(std::uint64_t addr) {
     if (it->first > addr) break;
     it = next;
   }
+}
+
+// find_mergeable_anon_vma: a VMA adjacent to a neighbour that differs at
+// most in its access rights (anon_vma_compatible) shares the neighbour's
+// anon_vma when that one is reusable — the next VMA is tried first — so
+// that an mprotect which later makes their rights equal can merge them.
+void Mm::anon_vma_prepare(std::uint64_t va) {
+  auto it = vmas_.upper_bound(va);
+  if (it == vmas_.begin()) return;
+  --it;
+  Vma& v = it->second;
+  if (v.anon_vma || v.shared) return;
+  const unsigned shift = sys_.mem().geometry().page_shift;
+  auto compatible = [shift](const Vma& a, const Vma& b) {  // a ends where b starts
+    const bool same_backing =
+        a.file == b.file && (a.file < 0 || b.pgoff == a.pgoff + ((a.end - a.start) >> shift));
+    return a.end == b.start && a.shared == b.shared && a.hugepage == b.hugepage &&
+           a.nohugepage == b.nohugepage && same_backing;
+  };
+  auto reuse = [&](const Vma& n) {
+    if (!n.anon_vma || !n.anon_vma_singular) return false;
+    v.anon_vma = n.anon_vma;
+    return true;
+  };
+  if (auto next = std::next(it); next != vmas_.end() && compatible(v, next->second) && reuse(next->second))
+    return;
+  if (it != vmas_.begin() && compatible(std::prev(it)->second, v) && reuse(std::prev(it)->second)) return;
+  v.anon_vma = sys_.new_anon_vma();
+  v.anon_vma_singular = true;
 }
 
 std::optional<std::uint64_t> Mm::mmap(std::uint64_t len, Prot prot, bool shared,
@@ -455,7 +490,11 @@ void Mm::for_each_madvise_folio(std::uint64_t start, std::uint64_t end, Fn&& fn)
       if (f.valid) {
         nr = folio_pte_batch(*slot, &pte, (next - addr) >> shift);
         if (f.nr_pages > 1 && nr < f.nr_pages) {
-          if (exclusive(f)) {
+          // Only part of the folio is here — the range covers part of it,
+          // or the rest is no longer mapped: split it unless another
+          // process may map it (folio_maybe_mapped_shared). Its mapcount
+          // does not matter here, unlike for a whole folio below.
+          if (sys_.mapped_only_by(f.head, pid_)) {
             split_folio(f.head, addr - ((pte_pfn(pte, shift).val - f.head.val) << shift));
             continue;  // the same address again, now an order-0 folio
           }
@@ -535,14 +574,22 @@ void Mm::madvise_cold(std::uint64_t start, std::uint64_t len, bool pageout) {
   if (flush) flush_range(start, end);
   // shrink_folio_list without swap: an anonymous folio can only be dropped
   // if it is lazyfree and still clean (a write since MADV_FREE makes it
-  // swap-backed again); try_to_unmap clears its PTEs in one batch.
+  // swap-backed again); try_to_unmap clears its PTEs in one batch. A
+  // swap-backed large folio fails add_to_swap, and reclaim falls back to
+  // splitting it to swap its pages one by one (swpout_fallback): with no
+  // swap those fail too, so the folio stays mapped — as order-0 pages.
+  auto keep = [&](const FolioInfo& f, std::uint64_t va) {
+    const bool swapbacked = !sys_.lazyfree(f.head);
+    sys_.set_lazyfree(f.head, false);
+    if (swapbacked && f.nr_pages > 1) split_folio(f.head, va);
+  };
   for (const Victim& v : victims) {
     if (v.is_pmd) {
       auto pmdp = pt_.entry_slot(VirtAddr{v.va}, 2, false);
       const Pte pmd = *pmdp->ptr();
       const FolioInfo f = sys_.mem().folio_of(pte_pfn(pmd, g.page_shift));
       if (!sys_.lazyfree(f.head) || pte_dirty(pmd)) {
-        sys_.set_lazyfree(f.head, false);
+        keep(f, v.va);
         continue;
       }
       raw::ptep_get_and_clear(env_, VirtAddr{v.va}, *pmdp);
@@ -557,7 +604,7 @@ void Mm::madvise_cold(std::uint64_t start, std::uint64_t len, bool pageout) {
     bool dirty = false;
     for (unsigned i = 0; i < v.nr; ++i) dirty |= pte_dirty(ptep_get(env_, slot + i));
     if (!sys_.lazyfree(f.head) || dirty) {
-      sys_.set_lazyfree(f.head, false);
+      keep(f, v.va);
       continue;
     }
     const Pte got = get_and_clear_full_ptes(env_, VirtAddr{v.va}, slot, v.nr, false);
@@ -666,6 +713,7 @@ FaultResult Mm::do_anonymous_page(const Vma& v, std::uint64_t va, PteSlot ptep, 
     ++sys_.stats().faults_zero;
     return FaultResult::Handled;
   }
+  anon_vma_prepare(va);
   std::vector<unsigned> orders;
   for (unsigned order : thp_orders(v)) {
     const std::uint64_t size = g.page_size() << order;
@@ -866,6 +914,7 @@ FaultResult Mm::do_fault(const Vma& v, std::uint64_t va, PteSlot ptep, bool writ
   if (!pfn) return FaultResult::Segv;  // SIGBUS: beyond the file, or no memory
   const FolioInfo folio = sys_.mem().folio_of(*pfn);
   if (write && !v.shared) {
+    anon_vma_prepare(va);  // do_cow_fault: the copy is anonymous memory
     auto copy = sys_.buddy().alloc_folio(0);
     if (!copy) return FaultResult::Segv;
     Pte entry = pte_mkwrite(pte_mkdirty(pfn_pte(*copy, vm_page_prot(v), g.page_shift)));
@@ -942,6 +991,9 @@ std::optional<FaultResult> Mm::do_huge_pmd_anonymous_page(const Vma& v, std::uin
                                                           bool write) {
   const Geometry& g = sys_.mem().geometry();
   const std::uint64_t haddr = align_down(va, g.pmd_size());
+  // vmf_anon_prepare comes first, so even a read that maps the huge zero
+  // PMD leaves the VMA with an anon_vma (fork then copies it).
+  anon_vma_prepare(va);
   if (!write) {
     auto zero = sys_.huge_zero_pfn();
     if (!zero) {
@@ -1045,6 +1097,7 @@ void Mm::flush_pmds(const std::vector<std::uint64_t>& haddrs) {
 // that clear unfolds it.
 void Mm::wp_page_copy(const Vma& v, std::uint64_t va, PteSlot ptep, Pte orig) {
   const unsigned shift = sys_.mem().geometry().page_shift;
+  anon_vma_prepare(va);  // a copy of the zero page or of a file page is the first anonymous one
   auto pfn = sys_.buddy().alloc_folio(0);
   if (!pfn) throw std::runtime_error("out of memory in copy-on-write");
   Pte entry = pte_mkdirty(pfn_pte(*pfn, vm_page_prot(v), shift));
@@ -1181,10 +1234,21 @@ std::uint64_t Mm::pmd_mapped_pages() const {
 std::unique_ptr<Mm> Mm::fork(unsigned child_pid, std::uint16_t child_asid) {
   auto child = std::make_unique<Mm>(sys_, child_pid, child_asid);
   child->vmas_ = vmas_;
+  // anon_vma_fork: each child VMA that inherits anonymous memory gets an
+  // anon_vma of its own, linked to the parent's (so not reusable).
+  for (auto& [start, cv] : child->vmas_)
+    if (cv.anon_vma) {
+      cv.anon_vma = sys_.new_anon_vma();
+      cv.anon_vma_singular = false;
+    }
   const Geometry& g = sys_.mem().geometry();
   const unsigned shift = g.page_shift;
   for (const auto& entry : vmas_) {
     const Vma& v = entry.second;  // a named reference: lambdas may not capture bindings (C++20)
+    // vma_needs_copy: a VMA without an anon_vma holds nothing a fault
+    // could not rebuild — zero-page PTEs, page-cache pages, shmem — so
+    // fork leaves the child's page table empty there.
+    if (!v.anon_vma) continue;
     // copy_huge_pmd: the child maps the same THP (or huge zero folio);
     // both PMDs are write-protected and the child's is old.
     for_each_huge_pmd(v.start, v.end, [&](std::uint64_t haddr, PteSlot src, Pte pmd) {

@@ -42,6 +42,15 @@ struct Vma {
   bool nohugepage = false;  // VM_NOHUGEPAGE
   int file = -1;            // file-backed: MmSystem's file id; -1 anonymous
   std::uint64_t pgoff = 0;  // file page at `start`
+  // The VMA's anon_vma (0: none yet). Linux attaches one on the first fault
+  // that creates anonymous memory in the VMA (anon_vma_prepare), not on a
+  // read that maps the zero page; fork copies page tables only for VMAs that
+  // have one (vma_needs_copy). Two VMAs with different anon_vmas never merge.
+  std::uint64_t anon_vma = 0;
+  // Whether anon_vma may be shared with a neighbour (reusable_anon_vma: its
+  // chain is singular). A forked child's VMA is also linked to the parent's
+  // anon_vma, so it is not.
+  bool anon_vma_singular = true;
   bool writable() const { return prot == Prot::RW || prot == Prot::RWX; }
 };
 
@@ -119,6 +128,8 @@ class MmSystem {
   // then shared by every read fault that maps a zero PMD; nullopt when no
   // PMD-sized block is free.
   std::optional<Pfn> huge_zero_pfn();
+  // A new anon_vma's identity.
+  std::uint64_t new_anon_vma() { return ++anon_vmas_; }
   bool is_huge_zero(Pfn pfn) const { return huge_zero_pfn_ && *huge_zero_pfn_ == pfn; }
   MmStats& stats() { return stats_; }
 
@@ -165,6 +176,7 @@ class MmSystem {
   ThpSettings thp_;
   Pfn zero_pfn_;
   std::optional<Pfn> huge_zero_pfn_;
+  std::uint64_t anon_vmas_ = 0;
   MmStats stats_;
   std::map<std::uint64_t, FolioMaps> folios_;  // head pfn
   std::vector<FileCache> files_;
@@ -237,6 +249,9 @@ class Mm {
   PgProt vm_page_prot(const Vma& v) const;
   void split_vma_at(std::uint64_t addr);
   void merge_around(std::uint64_t addr);
+  // anon_vma_prepare for the VMA holding `va`: before the first anonymous
+  // folio (or COW copy, or huge zero PMD) of a private mapping.
+  void anon_vma_prepare(std::uint64_t va);
   // Calls fn(va, slot, first pte, nr) for each run of present PTEs of one
   // folio (folio_pte_batch) in [start, end), never across a PTE page; the
   // first pte is made writable if any of the run is.

@@ -10,7 +10,8 @@
 // operation, for every page of every live process:
 //  * an access succeeds exactly when the reference VMA permits it;
 //  * a page with a token is mapped (MADV_PAGEOUT may drop only pages
-//    MADV_FREE'd and not written since); the zero token maps a zero page; pages
+//    MADV_FREE'd and not written since; a child of fork may lack zero-page
+//    PTEs its parent had); the zero token maps a zero page; pages
 //    with equal tokens map the same frame and different tokens never do
 //    (a page a fault populated without being written gets a fresh token);
 //  * a page mapped writable holds a token no other process holds (else a
@@ -216,7 +217,13 @@ class World {
           if (pte_present(pte)) return where(p, i, "present without content");
           continue;
         }
-        if (!pte_present(pte)) return where(p, i, "holds data but is not mapped");
+        if (!pte_present(pte)) {
+          // Fork does not copy a VMA that never had anonymous memory
+          // (vma_needs_copy): its zero-page PTEs are left behind, and the
+          // page reads as zeros through a new fault just the same.
+          if (*r.token == kZeroToken) continue;
+          return where(p, i, "holds data but is not mapped");
+        }
         const std::uint64_t pfn = pte_pfn(pte, shift).val;
         if (r.prot != Prot::RW && pte_write(pte)) return where(p, i, "writable in a read-only VMA");
         if (*r.token == kZeroToken) {

@@ -394,18 +394,22 @@ TEST(MadviseFree, FolioSharedAfterForkIsLeftAlone) {
   EXPECT_TRUE(ran_ok(r));
 }
 
+// Checked against Linux 6.18 (tests/data/live-6.18/pageout-no-swap.cpt).
 TEST(MadvisePageout, OnlyACleanLazyfreeFolioIsDroppedWithoutSwap) {
   RunResult r = run(
       "mthp 64K\n"
       "mmap A 192K addr=0x4000000000\n"
       "write A 192K\n"
       "madvise A 128K free\n"
-      "write A+0x11000 4K\n"          // redirtied: swap-backed again, kept
-      "madvise A 192K pageout\n"      // the third folio was never freed: kept
+      "write A+0x11000 4K\n"          // redirtied: swap-backed again at unmap time, kept whole
+      "madvise A 192K pageout\n"      // the third folio was never freed: add_to_swap fails, split
       "expect pte A present=0\n"
       "expect pte A+0xf000 present=0\n"
       "expect pte A+0x10000 present=1 cont=1\n"
-      "expect pte A+0x20000 present=1 cont=1\n"
+      "expect pte A+0x20000 present=1 cont=0\n"
+      "expect pte A+0x2f000 present=1 cont=0\n"
+      "expect stat folio_splits == 1\n"
+      "expect stat split_64K == 1\n"
       "expect stat pglazyfreed == 16\n"
       "expect stat folios_freed == 1\n"
       "expect stat rss_bytes == 128K\n"

@@ -70,6 +70,22 @@ TEST(LinuxReference, EveryLiveMmScenarioPassesUnchanged) {
   }
 }
 
+// More of the same, recorded on this project's own Linux 6.18.44 host by
+// scripts/live-reference.py (tests/data/live-6.18/README.md): mprotect,
+// madvise, munmap, unaligned and merging mappings, several mTHP sizes, fork
+// with reuse, anon_vma rules, and random mm sequences. Each file's inputs are
+// in tests/data/live-6.18/in.
+TEST(LiveReference, EveryRecordedScenarioPassesUnchanged) {
+  const auto files = cpt_files(source_dir() / "tests/data/live-6.18");
+  ASSERT_GE(files.size(), 8u);
+  for (const auto& f : files) {
+    SCOPED_TRACE(f.string());
+    RunResult r = run_scenario(load_scenario(f));
+    EXPECT_EQ(r.exit_status(), 0) << describe(r);
+    EXPECT_GT(r.expects_passed, 10u);
+  }
+}
+
 TEST(Examples, EveryShippedExamplePasses) {
   auto files = cpt_files(source_dir() / "examples");
   ASSERT_FALSE(files.empty());

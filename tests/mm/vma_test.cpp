@@ -1,4 +1,5 @@
-// brk-like heap growth (`brk NAME SIZE`, Mm::brk as do_brk_flags): the new
+// VMA life cycle: brk-like heap growth (`brk NAME SIZE`, Mm::brk as
+// do_brk_flags), and anon_vma rules (fork copies, merging). The brk heap's new
 // area joins the heap's VMA when compatible, so a fault may get a folio
 // straddling the old break; an incompatible tail keeps them apart; shrinking
 // unmaps the tail; the errors a scenario gets for misuse.
@@ -113,6 +114,66 @@ TEST(MmBrk, ParserChecksTheSize) {
   EXPECT_THROW(parse_scenario("mmap h 64K\nbrk h 64K extra\n", "t.cpt"), ScenarioError);
   EXPECT_THROW(parse_scenario("mmap h 64K\nparallel\n  engine brk h 128K\n  hw read 0x4000\nend\n", "t.cpt"),
                ScenarioError);
+}
+
+}  // namespace
+
+namespace {
+
+// anon_vma (checked against Linux 6.18: tests/data/live-6.18/anon-vma.cpt).
+TEST(MmAnonVma, ForkDoesNotCopyAVmaThatNeverHadAnonymousMemory) {
+  // The parent only read B: zero-page PTEs, no anon_vma. vma_needs_copy
+  // skips B, so the child's PTEs are empty and its first write gets a 64K
+  // folio; A was written, so it is copied (write-protected, still mapped).
+  EXPECT_TRUE(ran_ok(run(
+      "mthp 64K\n"
+      "mmap A 64K addr=0x4000000000\n"
+      "mmap B 64K addr=0x4000100000\n"
+      "write A 64K\n"
+      "read B 64K\n"
+      "fork\n"
+      "process 1\n"
+      "expect pte A present=1 write=0\n"
+      "expect pte B present=0\n"
+      "write B 4K\n"
+      "expect cont B 64K\n"
+      "process 0\n"
+      "expect pte B present=1 write=0\n")));
+}
+
+TEST(MmAnonVma, AChildsVmasWithDifferentAnonVmasDoNotMerge) {
+  // In the parent the two halves of A share one anon_vma and merge back
+  // when their protections match again; in the child each got its own at
+  // fork, so they stay two VMAs and no 64K folio fits in either.
+  EXPECT_TRUE(ran_ok(run(
+      "mthp 64K\n"
+      "mmap A 64K addr=0x4000000000\n"
+      "write A 64K\n"
+      "mprotect A+0x8000 32K r\n"
+      "fork\n"
+      "process 1\n"
+      "madvise A 64K dontneed\n"
+      "mprotect A+0x8000 32K rw\n"
+      "write A 64K\n"
+      "expect nocont A\n"
+      "process 0\n"
+      "madvise A 64K dontneed\n"
+      "mprotect A+0x8000 32K rw\n"
+      "write A 64K\n"
+      "expect cont A 64K\n")));
+}
+
+TEST(MmAnonVma, APartlyMappedExclusiveFolioIsSplitByMadvise) {
+  // munmap leaves 15 of the folio's 16 pages mapped; MADV_COLD over them
+  // splits it (only this process maps it), so no block can refold.
+  EXPECT_TRUE(ran_ok(run(
+      "mthp 64K\n"
+      "mmap A 64K addr=0x4000000000\n"
+      "write A 64K\n"
+      "munmap A+0xf000 4K\n"
+      "madvise A 60K cold\n"
+      "expect stat folio_splits == 1\n"
+      "expect pte A present=1 cont=0\n")));
 }
 
 }  // namespace
