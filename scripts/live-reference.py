@@ -148,7 +148,8 @@ def random_scenario(seed):
     import random
     rng = random.Random(seed)
     arena, npages = 0x4000000000, 1024
-    out = ["granule 4K", "contpte upstream", rng.choice(["mthp 64K", "mthp 16K 64K", "mthp 32K 64K 128K"])]
+    out = ["granule 4K", "contpte upstream",
+           rng.choice(["mthp 64K", "mthp 16K 64K", "mthp 32K 64K 128K", "mthp 64K 2M"])]
     procs = {0: [None] * npages}  # pid -> per page: None or (name, prot)
     names = {}                    # name -> (first page, pages)
     cur, next_pid, next_name = 0, 1, 0
@@ -182,8 +183,8 @@ def random_scenario(seed):
         pages = procs[cur]
         o = rng.random()
         if o < 0.22 or not any(pages):
-            align = rng.choice([1, 1, 4, 16, 16, 32])
-            n = rng.choice([4, 8, 16, 24, 32, 48, 64, 100, 128])
+            align = rng.choice([1, 1, 4, 16, 16, 32, 512])
+            n = rng.choice([4, 8, 16, 24, 32, 48, 64, 100, 128, 512, 600])
             start = rng.randrange(0, npages - n) // align * align
             if all(p is None for p in pages[start:start + n]):
                 name = f"M{next_name}"
