@@ -174,16 +174,24 @@ void Mm::split_vma_at(std::uint64_t addr) {
 
 // vma_merge: adjacent anonymous VMAs with equal flags become one, so a
 // fault in the merged VMA may get a folio spanning both.
+namespace {
+// `a` ends where `b` starts and both have the same flags apart from their
+// access rights (anon_vma_compatible); a file mapping continues only with
+// the same file at the next file page.
+bool adjacent_same_flags(const Vma& a, const Vma& b, unsigned page_shift) {
+  const bool same_backing =
+      a.file == b.file && (a.file < 0 || b.pgoff == a.pgoff + ((a.end - a.start) >> page_shift));
+  return a.end == b.start && a.shared == b.shared && a.hugepage == b.hugepage &&
+         a.nohugepage == b.nohugepage && same_backing;
+}
+}  // namespace
+
 void Mm::merge_around(std::uint64_t addr) {
   const unsigned shift = sys_.mem().geometry().page_shift;
   auto compatible = [shift](const Vma& a, const Vma& b) {
-    // A file mapping merges only with the same file at the next file page.
-    const bool same_backing =
-        a.file == b.file && (a.file < 0 || b.pgoff == a.pgoff + ((a.end - a.start) >> shift));
     // is_mergeable_anon_vma: the same anon_vma, or one of them has none yet.
     const bool anon_ok = a.anon_vma == b.anon_vma || !a.anon_vma || !b.anon_vma;
-    return a.end == b.start && a.prot == b.prot && a.shared == b.shared &&
-           a.hugepage == b.hugepage && a.nohugepage == b.nohugepage && same_backing && anon_ok;
+    return adjacent_same_flags(a, b, shift) && a.prot == b.prot && anon_ok;
   };
   auto it = vmas_.upper_bound(addr);
   if (it != vmas_.begin()) --it;
@@ -216,12 +224,7 @@ void Mm::anon_vma_prepare(std::uint64_t va) {
   Vma& v = it->second;
   if (v.anon_vma || v.shared) return;
   const unsigned shift = sys_.mem().geometry().page_shift;
-  auto compatible = [shift](const Vma& a, const Vma& b) {  // a ends where b starts
-    const bool same_backing =
-        a.file == b.file && (a.file < 0 || b.pgoff == a.pgoff + ((a.end - a.start) >> shift));
-    return a.end == b.start && a.shared == b.shared && a.hugepage == b.hugepage &&
-           a.nohugepage == b.nohugepage && same_backing;
-  };
+  auto compatible = [shift](const Vma& a, const Vma& b) { return adjacent_same_flags(a, b, shift); };
   auto reuse = [&](const Vma& n) {
     if (!n.anon_vma || !n.anon_vma_singular) return false;
     v.anon_vma = n.anon_vma;
