@@ -88,7 +88,7 @@ def parse(path):
         kw, args = w[0], w[1:]
         opts = dict(a.split("=", 1) for a in args if "=" in a)
         flags = {a for a in args if "=" not in a}
-        if kw in ("granule", "contpte", "mthp", "seed"):
+        if kw in ("granule", "contpte", "mthp", "thp", "seed"):
             if kw == "granule" and args != ["4K"]:
                 raise InputError(f"{where}: the live kernel has 4K pages; granule {args} cannot be checked")
             header.append(text)
@@ -123,17 +123,26 @@ def parse(path):
 
 
 def thp_settings(header):
-    """hugepages-<k>kB/enabled values for the header's `mthp` sizes."""
-    sizes = set()
+    """The sysfs `enabled` files' values for the header: hugepages-<k>kB for
+    each size (`mthp S...` = always, `thp S=POLICY`; unnamed sizes never)
+    and "" for the top-level setting (`thp top=POLICY`, else never)."""
+    policy, top = {}, "never"
     for h in header:
         w = h.split()
         if w[0] == "mthp" and w[1:] != ["none"]:
-            sizes |= {size(s, "mthp") >> 10 for s in w[1:]}
-    out = {}
+            policy.update({size(s, "mthp") >> 10: "always" for s in w[1:]})
+        if w[0] == "thp":
+            for item in w[1:]:
+                k, _, v = item.partition("=")
+                if k == "top":
+                    top = v
+                else:
+                    policy[size(k, "thp") >> 10] = v
+    out = {"": top}
     for d in os.listdir(THP_DIR):
         m = re.fullmatch(r"hugepages-(\d+)kB", d)
         if m and os.path.exists(f"{THP_DIR}/{d}/enabled"):  # no order-1 anonymous folios: no file
-            out[d] = "always" if int(m.group(1)) in sizes else "never"
+            out[d] = policy.get(int(m.group(1)), "never")
     return out
 
 
@@ -149,7 +158,9 @@ def random_scenario(seed):
     rng = random.Random(seed)
     arena, npages = 0x4000000000, 1024
     out = ["granule 4K", "contpte upstream",
-           rng.choice(["mthp 64K", "mthp 16K 64K", "mthp 32K 64K 128K", "mthp 64K 2M"])]
+           rng.choice(["mthp 64K", "mthp 16K 64K", "mthp 32K 64K 128K", "mthp 64K 2M",
+                       "thp 64K=madvise 2M=madvise", "thp 32K=always 64K=inherit 2M=inherit top=madvise",
+                       "thp 16K=always 64K=madvise 128K=inherit top=always"])]
     procs = {0: [None] * npages}  # pid -> per page: None or (name, prot)
     names = {}                    # name -> (first page, pages)
     cur, next_pid, next_name = 0, 1, 0
@@ -211,7 +222,8 @@ def random_scenario(seed):
             for k in range(i, j):
                 pages[k] = (pages[k][0], prot)
         elif o < 0.80:
-            adv = rng.choice(["dontneed", "dontneed", "free", "cold", "pageout", "populate_write"])
+            adv = rng.choice(["dontneed", "dontneed", "free", "cold", "pageout", "populate_write",
+                              "hugepage", "nohugepage"])
             if adv == "populate_write" and any(pages[k][1] != "rw" for k in range(i, j)):
                 adv = "dontneed"
             out.append(f"madvise {rng_txt} {adv}")
@@ -501,7 +513,7 @@ def main():
         want = thp_settings(header)
         saved = {}
         try:
-            for d, v in list(want.items()) + [("", "never")]:
+            for d, v in want.items():
                 path = f"{THP_DIR}/{d}/enabled" if d else f"{THP_DIR}/enabled"
                 saved[path] = re.search(r"\[(\w+)\]", open(path).read()).group(1)
                 with open(path, "w") as f:
@@ -518,7 +530,8 @@ def main():
     kernel = os.uname().release
     lines = [f"# {os.path.basename(a.output)}: {os.path.basename(a.scenario)} run live",
              f"# Recorded by scripts/live-reference.py on Linux {kernel} {os.uname().machine} (4K pages), THP:",
-             "# " + ", ".join(f"{d}={v}" for d, v in sorted(want.items()) if v != "never") + ", all else never.",
+             "# " + ", ".join(f"{d or 'enabled'}={v}" for d, v in sorted(want.items()) if v != "never") +
+             ", all else never.",
              f"# {a.runs} runs. After each statement, one expect per 64K block of the current process's",
              "# mappings: cont when 16 present pages of one compound folio, consecutive PFNs from a",
              "# 16-aligned one, one VMA protection. Left out: blocks an arm64 kernel rewrites piecemeal",
