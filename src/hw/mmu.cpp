@@ -342,6 +342,9 @@ void Mmu::flush_asid(std::uint16_t asid) {
 // pages for the odd remainder.
 void Mmu::on_tlbi(const TlbiRequest& r) {
   const Geometry& g = mem_.geometry();
+  if (!r.last_level && r.kind != TlbiKind::Mm && r.nr_pages)
+    walk_cache_.invalidate(r.asid, r.start.val >> g.pmd_shift(),
+                           (r.start.val + (r.nr_pages << g.page_shift) - 1) >> g.pmd_shift());
   switch (r.kind) {
     case TlbiKind::Page:
       ++stats_.tlbi_va;

@@ -54,6 +54,77 @@ PhysAddr PageTable::alloc_pte_page(VirtAddr pmd_base) {
 
 Pte PageTable::table_desc(PhysAddr pa) { return Pte{pa.val | kTableDesc}; }
 
+namespace {
+bool is_table(Pte d) { return (d.val & (bits::kValid | bits::kTable)) == (bits::kValid | bits::kTable); }
+}  // namespace
+
+// The PMD-granular trimming of free_pgd_range: a PTE table is freed only if
+// no neighbouring mapping shares its PMD range. Addresses wrap as Linux's
+// do (ceiling 0 is the top), hence the `- 1` comparisons.
+std::vector<PageTable::FreedTable> PageTable::free_pgd_range(std::uint64_t addr, std::uint64_t end,
+                                                             std::uint64_t floor, std::uint64_t ceiling) {
+  std::vector<FreedTable> out;
+  const Geometry& g = mem_.geometry();
+  const std::uint64_t pmd_mask = ~(g.pmd_size() - 1);
+  addr &= pmd_mask;
+  if (addr < floor) {
+    addr += g.pmd_size();
+    if (!addr) return out;
+  }
+  if (ceiling) {
+    ceiling &= pmd_mask;
+    if (!ceiling) return out;
+  }
+  if (end - 1 > ceiling - 1) end -= g.pmd_size();
+  if (addr > end - 1) return out;
+  free_range(g.start_level, root_, addr, end, floor, ceiling, out);
+  return out;
+}
+
+// One level of free_p4d/pud/pmd_range: the entries of `table` (at `level`)
+// for [addr, end); below each, the lower tables first, then the table the
+// entry points to if the whole range it maps lies in [floor, ceiling).
+void PageTable::free_range(unsigned level, PhysAddr table, std::uint64_t addr, std::uint64_t end,
+                           std::uint64_t floor, std::uint64_t ceiling, std::vector<FreedTable>& out) {
+  const Geometry& g = mem_.geometry();
+  const std::uint64_t span = std::uint64_t{1} << g.level_shift(level);
+  Pte* words = mem_.table(table);
+  for (std::uint64_t a = addr, next; a != end; a = next) {
+    const std::uint64_t boundary = (a & ~(span - 1)) + span;
+    next = boundary - 1 < end - 1 ? boundary : end;
+    Pte& desc = words[(a >> g.level_shift(level)) & (g.ptrs_per_table() - 1)];
+    // pmd_none_or_clear_bad: nothing below an empty entry or a block.
+    if (!is_table(desc)) continue;
+    if (level == 2) {  // free_pte_range: the PTE table goes with its PMD range
+      unlink(desc, 3, a & ~(span - 1), out);
+      continue;
+    }
+    const PhysAddr child{desc.val & pte_addr_mask(g.page_shift)};
+    free_range(level + 1, child, a, next, floor, ceiling, out);
+    std::uint64_t start = a & ~(span - 1);
+    if (start < floor) continue;
+    std::uint64_t top = ceiling;
+    if (top) {
+      top &= ~(span - 1);
+      if (!top) continue;
+    }
+    if (next - 1 > top - 1) continue;
+    unlink(desc, level + 1, start, out);
+  }
+}
+
+void PageTable::unlink(Pte& desc, unsigned child_level, std::uint64_t va, std::vector<FreedTable>& out) {
+  const PhysAddr pa{desc.val & pte_addr_mask(mem_.geometry().page_shift)};
+  desc = Pte{};  // pmd_clear / pud_clear: a plain store, as in Linux
+  if (child_level == 3) pte_page_va_.erase(mem_.table(pa));
+  if (child_level == 2) pmd_page_va_.erase(mem_.table(pa));
+  out.push_back({va, child_level, pa});
+}
+
+void PageTable::release(const std::vector<FreedTable>& tables) {
+  for (const FreedTable& t : tables) mem_.free_table(t.pa);
+}
+
 std::optional<VirtAddr> PageTable::pmd_va_of(PteSlot slot) const {
   const Geometry& g = mem_.geometry();
   const std::size_t idx = slot.index_in(g.ptrs_per_table());

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <optional>
 #include <unordered_map>
+#include <vector>
 
 #include "hw/phys_mem.h"
 
@@ -40,6 +41,22 @@ class PageTable {
   // The table descriptor that links a lower table (pmd_populate).
   static Pte table_desc(PhysAddr pa);
 
+  // free_pgd_range: unlinks every table below the root that maps only
+  // addresses in [addr, end) and lies inside [floor, ceiling) — the gap
+  // between the neighbouring mappings (`ceiling` 0: the top of the address
+  // space) — by Linux's rules: PTE tables whose whole PMD range is inside,
+  // and each upper table whose whole range is inside. The tables are not
+  // freed yet: the caller flushes the walk caches for `FreedTables::va`
+  // ranges, then calls release().
+  struct FreedTable {
+    std::uint64_t va;     // first address the table mapped
+    unsigned level;       // the level of its entries (3: a PTE table)
+    PhysAddr pa;
+  };
+  std::vector<FreedTable> free_pgd_range(std::uint64_t addr, std::uint64_t end, std::uint64_t floor,
+                                         std::uint64_t ceiling);
+  void release(const std::vector<FreedTable>& tables);
+
   // Calls fn(first VA, first slot) for every allocated PTE page.
   template <class Fn>
   void for_each_pte_page(Fn&& fn) const {
@@ -52,6 +69,10 @@ class PageTable {
   }
 
  private:
+  void free_range(unsigned level, PhysAddr table, std::uint64_t addr, std::uint64_t end, std::uint64_t floor,
+                  std::uint64_t ceiling, std::vector<FreedTable>& out);
+  void unlink(Pte& desc, unsigned child_level, std::uint64_t va, std::vector<FreedTable>& out);
+
   PhysMem& mem_;
   PhysAddr root_;
   std::unordered_map<const Pte*, std::uint64_t> pte_page_va_;  // PTE page -> first VA

@@ -15,6 +15,11 @@ PhysMem::PhysMem(Granule granule, std::uint64_t ram_bytes)
     : geo_(contpte::geometry(granule)), ram_bytes_(ram_bytes), next_table_pa_(ram_bytes) {}
 
 PhysAddr PhysMem::alloc_table() {
+  if (!free_tables_.empty()) {
+    const PhysAddr pa{free_tables_.back()};
+    free_tables_.pop_back();
+    return pa;  // zeroed when freed
+  }
   const std::size_t bytes = geo_.page_size();
   const std::size_t per_chunk = tables_per_chunk();
   if (nr_tables_ == chunks_.size() * per_chunk) {
@@ -28,6 +33,13 @@ PhysAddr PhysMem::alloc_table() {
   next_table_pa_ += bytes;
   ++nr_tables_;
   return PhysAddr{pa};
+}
+
+void PhysMem::free_table(PhysAddr pa) {
+  Pte* words = table(pa);
+  if (!words) throw std::logic_error("free_table: not a table page");
+  std::fill_n(words, geo_.ptrs_per_table(), Pte{});
+  free_tables_.push_back(pa.val);
 }
 
 void PhysMem::add_folio(Pfn head, unsigned order) {

@@ -49,7 +49,15 @@ class PhysMem {
     return chunks_[idx >> per_chunk_shift].get() +
            ((idx & ((std::uint64_t{1} << per_chunk_shift) - 1)) << (geo_.page_shift - 3));
   }
+  // Tables ever allocated (the pool's high-water mark) and in use now.
   std::size_t nr_tables() const { return nr_tables_; }
+  std::size_t live_tables() const { return nr_tables_ - free_tables_.size(); }
+  // Returns a table page to the pool (pte_free, pmd_free); the next
+  // alloc_table() reuses it. Its words are zeroed now, so that a walk that
+  // could still reach it finds nothing mapped; the caller unlinks it and
+  // invalidates the walk caches first, as Linux frees tables only after the
+  // mmu_gather flush.
+  void free_table(PhysAddr pa);
 
   // Folio registry: which frames form one folio (page_folio()).
   void add_folio(Pfn head, unsigned order);
@@ -76,6 +84,7 @@ class PhysMem {
   std::size_t tables_per_chunk() const { return kChunkBytes / geo_.page_size(); }
   std::vector<std::unique_ptr<Pte[], AlignedFree>> chunks_;
   std::size_t nr_tables_ = 0;
+  std::vector<std::uint64_t> free_tables_;  // physical addresses, reused last-freed first
   std::map<std::uint64_t, std::uint64_t> folios_;  // head PFN -> nr pages
 };
 

@@ -35,6 +35,9 @@ struct TlbiRequest {
   VirtAddr start;
   std::uint64_t nr_pages;  // 0 for Mm
   bool sync;
+  // false: the walk caches too (TLBI VAE1IS rather than VALE1IS), as
+  // mmu_gather asks once it has freed page tables.
+  bool last_level = true;
 };
 
 // Something that wants to see every PTE access and flush request.
@@ -83,6 +86,12 @@ class SimEnv {
   EngineCounters& counters() { return counters_; }
 
   // ---- simulator side ----
+  // __flush_tlb_range with last_level = false: the TLB entries of the range
+  // and the walk-cache entries that lead to it (tlb_finish_mmu after
+  // free_pgtables). Not part of the engine's Env: the engine frees no table.
+  void flush_tlb_range_tables(TlbFlush f) {
+    notify_tlbi({TlbiKind::Range, asid_, f.start, f.nr_pages, f.sync, false});
+  }
   const EngineCounters& counters() const { return counters_; }
   PageTable& page_table() { return pt_; }
   std::uint16_t asid() const { return asid_; }

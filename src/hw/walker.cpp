@@ -18,6 +18,15 @@ void WalkCache::clear() {
   std::fill(next_.begin(), next_.end(), 0);
 }
 
+void WalkCache::invalidate(std::uint16_t asid, std::uint64_t first, std::uint64_t last) {
+  for (Slot& slot : slots_) {
+    if (!slot.key) continue;
+    const std::uint64_t k = slot.key - 1;
+    const std::uint64_t idx = k & ((std::uint64_t{1} << 48) - 1);
+    if ((k >> 48) == asid && idx >= first && idx <= last) slot = Slot{};
+  }
+}
+
 void WalkCache::insert(std::uint16_t asid, std::uint64_t idx, std::uint64_t table_pa) {
   if (!sets_) return;
   const std::uint64_t k = key(asid, idx);

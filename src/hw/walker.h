@@ -51,6 +51,9 @@ class WalkCache {
   }
   void insert(std::uint16_t asid, std::uint64_t pmd_index, std::uint64_t table_pa);
   void clear();
+  // A non-last-level TLBI by VA (TLBI VAE1IS and its range forms) for the
+  // PMD indices [first, last] of `asid`: what freeing a table needs.
+  void invalidate(std::uint16_t asid, std::uint64_t first, std::uint64_t last);
   unsigned capacity() const { return static_cast<unsigned>(slots_.size()); }
 
  private:

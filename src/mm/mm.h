@@ -66,6 +66,7 @@ struct MmStats {
   std::map<unsigned, std::uint64_t> anon_fault_alloc;     // per order
   std::map<unsigned, std::uint64_t> anon_fault_fallback;  // per order
   std::uint64_t folios_freed = 0;
+  std::uint64_t pgtables_freed = 0;   // page-table pages free_pgtables released
   std::uint64_t caller_tlbi = 0;      // flushes the mm requested (mmu_gather, fork, COW)
   std::uint64_t bytes_zeroed = 0;     // new anonymous folios (and copies of the zero page)
   std::uint64_t bytes_copied = 0;     // copy-on-write copies of data pages
@@ -257,7 +258,20 @@ class Mm {
   // first pte is made writable if any of the run is.
   template <class Fn>
   void for_each_present_batch(std::uint64_t start, std::uint64_t end, Fn&& fn);
-  void zap_range(std::uint64_t start, std::uint64_t end, bool fullmm = false);
+  // What one mmu_gather collected while unmapping; tlb_finish_mmu turns it
+  // into one flush and then frees the tables.
+  struct MmuGather {
+    bool fullmm = false;
+    std::uint64_t start = ~std::uint64_t{0}, end = 0;  // cleared PTEs (tlb->start, tlb->end)
+    std::vector<std::uint64_t> pmds;                   // huge PMDs cleared
+    std::vector<PageTable::FreedTable> tables;         // tlb->freed_tables
+  };
+  // zap_page_range: clears the PTEs and huge PMDs of [start, end) into `tlb`.
+  void zap_range(std::uint64_t start, std::uint64_t end, MmuGather& tlb);
+  // free_pgtables for the mappings in [start, end) now gone, between the
+  // neighbours' end (`floor`) and start (`ceiling`, 0: none).
+  void free_pgtables(std::uint64_t start, std::uint64_t end, MmuGather& tlb);
+  void tlb_finish_mmu(MmuGather& tlb);
   FaultResult do_anonymous_page(const Vma& v, std::uint64_t va, PteSlot ptep, bool write);
 
   // ---- file mappings (mm/filemap.c, mm/readahead.c, do_fault) ----

@@ -42,7 +42,8 @@ const std::vector<std::string>& stat_names() {
       "thp_fault_alloc",   "thp_fault_fallback",  "thp_split_pmd",
       "thp_zero_page_alloc", "folio_splits",      "pglazyfree",
       "pglazyfreed",       "pgdeactivate",        "faults_file",
-      "faultaround_pages", "pagecache_folios",    "pagecache_bytes", "shmem_folios"};
+      "faultaround_pages", "pagecache_folios",    "pagecache_bytes", "shmem_folios",
+      "pgtables_freed",    "pgtable_bytes"};
   return names;
 }
 
@@ -133,8 +134,8 @@ class TraceObserver final : public SimObserver {
         break;
       case TlbiKind::Range:
         out_ << prefix()
-             << fmt::format("tlbi    range {:#x} pages={}{}\n", r.start.val, r.nr_pages,
-                            r.sync ? "" : " (nosync)");
+             << fmt::format("tlbi    range {:#x} pages={}{}{}\n", r.start.val, r.nr_pages,
+                            r.sync ? "" : " (nosync)", r.last_level ? "" : " +walk caches");
         break;
       case TlbiKind::Mm:
         out_ << prefix() << "tlbi    mm\n";
@@ -895,6 +896,9 @@ class Runner final : public RunMachine {
     if (name == "faults_access") return double(ms.faults_access);
     if (name == "reuse_unfolds") return double(ms.reuse_unfolds);
     if (name == "folios_freed") return double(ms.folios_freed);
+    if (name == "pgtables_freed") return double(ms.pgtables_freed);
+    // Page-table memory in use now, every process's (PageTables in meminfo).
+    if (name == "pgtable_bytes") return double(mem_.live_tables() * geo_.page_size());
     if (name == "bytes_zeroed") return double(ms.bytes_zeroed);
     if (name == "bytes_copied") return double(ms.bytes_copied);
     if (name == "thp_fault_alloc") return double(ms.thp_fault_alloc);

@@ -177,3 +177,71 @@ TEST(MmAnonVma, APartlyMappedExclusiveFolioIsSplitByMadvise) {
 }
 
 }  // namespace
+
+namespace {
+
+// free_pgtables (unmap_region): page tables no neighbour shares go with
+// the mapping, and the flush that precedes their reuse reaches the walk
+// caches.
+TEST(MmFreePgtables, MunmapFreesTablesNoNeighbourShares) {
+  // Alone in its 512G: the PTE, PMD and PUD tables go (the root stays).
+  EXPECT_TRUE(ran_ok(run(
+      "mmap A 64K addr=0x4000000000\n"
+      "write A 64K\n"
+      "munmap A 64K\n"
+      "expect stat pgtables_freed == 3\n")));
+  // A neighbour in the same PMD range keeps the PTE table, and so the
+  // tables above it.
+  EXPECT_TRUE(ran_ok(run(
+      "mmap A 64K addr=0x4000000000\n"
+      "mmap B 64K addr=0x4000100000 prot=r\n"
+      "write A 64K\n"
+      "munmap A 64K\n"
+      "expect stat pgtables_freed == 0\n"
+      "munmap B 64K\n"
+      "expect stat pgtables_freed == 3\n")));
+  // A neighbour in the next PMD range of the same 1G keeps the PMD table.
+  EXPECT_TRUE(ran_ok(run(
+      "mmap A 64K addr=0x4000000000\n"
+      "mmap B 64K addr=0x4000200000 prot=r\n"
+      "write A 64K\n"
+      "read B 4K\n"
+      "munmap A 64K\n"
+      "expect stat pgtables_freed == 1\n")));
+  // madvise(DONTNEED) frees no table; exit frees them all.
+  EXPECT_TRUE(ran_ok(run(
+      "mmap A 64K addr=0x4000000000\n"
+      "write A 64K\n"
+      "madvise A 64K dontneed\n"
+      "expect stat pgtables_freed == 0\n"
+      "fork\n"
+      "exit 1\n"
+      "expect stat pgtables_freed == 3\n")));
+}
+
+TEST(MmFreePgtables, AFreedTableIsNotReachedThroughAStaleWalkCacheEntry) {
+  // A's PTE table is cached by the walk cache, freed by munmap and reused
+  // as B's PTE table (the pool reuses the last freed page first). A
+  // non-last-level flush must have dropped the walk-cache entry: else the
+  // read of A2 would translate through B's table to B's page, no fault.
+  // C keeps the upper tables, so only A's PTE table goes and the flush is
+  // a 16-page range (a freed upper table widens it to the whole ASID).
+  EXPECT_TRUE(ran_ok(run(
+      "mthp 64K\n"
+      "mmap C 64K addr=0x4000800000\n"
+      "write C 4K\n"
+      "mmap A 64K addr=0x4000000000\n"
+      "write A 64K\n"
+      "munmap A 64K\n"
+      "expect stat pgtables_freed == 1\n"
+      "expect stat tlbi_instructions_asid == 0\n"
+      "mmap B 64K addr=0x4000400000\n"
+      "write B 64K\n"
+      "mmap A2 64K addr=0x4000000000\n"
+      "read A2 4K\n"
+      "expect stat faults_zero == 1\n"
+      "expect pte A2 present=1\n"
+      "expect violations 0\n")));
+}
+
+}  // namespace
