@@ -1038,12 +1038,16 @@ class Parser {
     return d;
   }
 
-  Mmap parse_mmap(LineCursor& c, const Token&) {
-    Mmap m;
+  // The NAME of `mmap` and `brk`, and where it stands.
+  std::pair<std::string, SourceLoc> mapping_name(LineCursor& c) {
     const Token name = c.take("a mapping name");
     check_name(c, name, "mapping name");
-    m.name = std::string(name.text);
-    m.name_loc = c.loc(name);
+    return {std::string(name.text), c.loc(name)};
+  }
+
+  Mmap parse_mmap(LineCursor& c, const Token&) {
+    Mmap m;
+    std::tie(m.name, m.name_loc) = mapping_name(c);
     const Token sz = c.take("a size");
     m.size = length(c, sz, "size");
     Options o(c, "mmap", {"prot", "file", "addr", "align"}, {"private", "shared", "anon"});
@@ -1089,10 +1093,7 @@ class Parser {
 
   Brk parse_brk(LineCursor& c, const Token&) {
     Brk b;
-    const Token name = c.take("a mapping name");
-    check_name(c, name, "mapping name");
-    b.name = std::string(name.text);
-    b.name_loc = c.loc(name);
+    std::tie(b.name, b.name_loc) = mapping_name(c);
     b.size = length(c, c.take("the heap's new size"), "size");
     c.finish("brk NAME SIZE");
     return b;
