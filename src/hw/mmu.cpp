@@ -94,7 +94,7 @@ AccessResult Mmu::access_l1(const PageTable& pt, std::uint16_t asid, VirtAddr va
 AccessResult Mmu::miss(const PageTable& pt, std::uint16_t asid, VirtAddr va, MemAccess kind,
                        Tlb& l1, bool l1_absent) {
   if (fast_miss_) [[likely]]
-    return miss_fast(pt, asid, va, kind, l1, l1_absent);
+    return miss_fast(pt, asid, va, kind, l1_absent);
   return miss_general(pt, asid, va, kind, l1);
 }
 
@@ -134,7 +134,8 @@ void Mmu::check_hit(PhysAddr root, std::uint16_t asid, VirtAddr va, MemAccess ki
 // A walk-cache miss walks from the root once (that walk fills the walk
 // cache) and hands the result to fill_from_walk().
 AccessResult Mmu::miss_fast(const PageTable& pt, std::uint16_t asid, VirtAddr va, MemAccess kind,
-                            Tlb& l1, bool l1_absent) {
+                            bool l1_absent) {
+  Tlb& l1 = kind == MemAccess::Exec ? l1i_ : l1d_;
   // Start the host's load of the descriptor while the L2 is probed (see
   // prefetch_walk()).
   Pte* const slot = walker_.cached_leaf_slot(asid, va, walk_cache_);
@@ -198,9 +199,8 @@ AccessResult Mmu::miss_fast(const PageTable& pt, std::uint16_t asid, VirtAddr va
 void Mmu::prefetch_walk(std::uint16_t asid, VirtAddr va) const {
   if (!cfg_.walk_cache_entries) return;
   const Geometry& g = mem_.geometry();
-  if (const auto table = walk_cache_.lookup(asid, va.val >> g.pmd_shift()))
-    if (const Pte* words = std::as_const(mem_).table(PhysAddr{*table}))
-      __builtin_prefetch(words + ((va.val >> g.page_shift) & (g.ptrs_per_table() - 1)));
+  if (const Pte* words = walk_cache_.lookup(asid, va.val >> g.pmd_shift()))
+    __builtin_prefetch(words + ((va.val >> g.page_shift) & (g.ptrs_per_table() - 1)));
 }
 
 // The FEAT_HAFDBS update of the descriptor at `target` for an access whose

@@ -81,8 +81,9 @@ class Mmu final : public SimObserver {
                     bool l1_absent);
   [[gnu::noinline]] AccessResult miss_general(const PageTable& pt, std::uint16_t asid,
                                               VirtAddr va, MemAccess kind, Tlb& l1);
+  // Six arguments, all in registers: access_l1() ends in a jump to it.
   AccessResult miss_fast(const PageTable& pt, std::uint16_t asid, VirtAddr va, MemAccess kind,
-                         Tlb& l1, bool l1_absent);
+                         bool l1_absent);
   // Inline in both callers: a WalkResult passed in memory costs the
   // checked path what the fused one saves.
   [[gnu::always_inline]] inline AccessResult fill_from_walk(const PageTable& pt, std::uint16_t asid, VirtAddr va,

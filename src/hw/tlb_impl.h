@@ -585,7 +585,7 @@ struct Tlb::Impl {
   // set's block addressed once and the counts of a victim of the same
   // size left alone (they would drop and come back).
   template <class T, unsigned N>
-  std::uint32_t fill_absent_set(const TlbEntry& in, std::uint64_t first, std::uint64_t pa,
+  [[gnu::always_inline]] std::uint32_t fill_absent_set(const TlbEntry& in, std::uint64_t first, std::uint64_t pa,
                                 unsigned shift, std::uint32_t set);
   template <class T>
   std::uint32_t fill_absent_ways(const TlbEntry& in, std::uint64_t first, std::uint64_t pa,
@@ -622,7 +622,7 @@ struct Tlb::Impl {
 };
 
 template <class T, unsigned N>
-std::uint32_t Tlb::Impl::fill_absent_set(const TlbEntry& in, std::uint64_t first,
+inline std::uint32_t Tlb::Impl::fill_absent_set(const TlbEntry& in, std::uint64_t first,
                                          std::uint64_t pa, unsigned shift, std::uint32_t set) {
   // With N (the way count, when it is one of the usual ones) known here, the
   // block's layout is constant and the scan below unrolled.
