@@ -46,6 +46,16 @@ Mmu::Mmu(PhysMem& mem, TlbConfig cfg, bool hafdbs, Checker* checker, std::uint64
                     cfg_.l1i.cont == ContHolding::SplitPages ||
                     cfg_.l2.cont == ContHolding::SplitPages || cfg_.hafdbs_random_pte) {}
 
+MmuStats Mmu::stats() const {
+  MmuStats s = stats_;
+  s.tlb_misses += fast_walks_;
+  s.walks += fast_walks_;
+  s.walk_mem_accesses += fast_walks_;
+  s.walk_cycles += fast_walks_ * cfg_.walk_access_cycles;
+  s.cycles += fast_walks_ * cfg_.walk_access_cycles;
+  return s;
+}
+
 // What a cached descriptor lets EL0 do without any update: AP[1] (USER)
 // for loads and stores, RDONLY clear for stores, UXN clear for fetches.
 bool Mmu::permits(const Pte& d, MemAccess kind) const {
@@ -80,10 +90,19 @@ AccessResult Mmu::l1_hit(const PageTable& pt, std::uint16_t asid, VirtAddr va, M
   return {};
 }
 
-// An access whose L1's last-used entry does not cover it: the rest of the
-// L1 lookup (inlined from tlb_impl.h), then the miss.
+// An access whose L1's last-used entry does not cover it. Most often (a
+// random access) the L1's tag filter shows at once that it misses: the
+// miss then follows by a jump, this function having no frame of its own.
 AccessResult Mmu::access_l1(const PageTable& pt, std::uint16_t asid, VirtAddr va, MemAccess kind,
                             Tlb& l1) {
+  if (l1.filtered_out(asid, va.val)) return miss(pt, asid, va, kind, l1, true);
+  return access_l1_probe(pt, asid, va, kind, l1);
+}
+
+// The rest of the L1 lookup (inlined from tlb_impl.h), then a hit or the
+// miss.
+AccessResult Mmu::access_l1_probe(const PageTable& pt, std::uint16_t asid, VirtAddr va,
+                                  MemAccess kind, Tlb& l1) {
   const TlbEntry* e1 = l1.lookup_after_mru(asid, va.val);
   if (e1 && permits(e1->desc, kind)) return l1_hit(pt, asid, va, kind, *e1);
   return miss(pt, asid, va, kind, l1, e1 == nullptr);
@@ -165,11 +184,7 @@ AccessResult Mmu::miss_fast(const PageTable& pt, std::uint16_t asid, VirtAddr va
                        !(kind == MemAccess::Write && pte_rdonly(d)) &&
                        !(cont_general_ && pte_cont(d));
     if (as_is) [[likely]] {
-      ++stats_.tlb_misses;
-      ++stats_.walks;
-      ++stats_.walk_mem_accesses;
-      stats_.walk_cycles += cfg_.walk_access_cycles;
-      stats_.cycles += cfg_.walk_access_cycles;
+      ++fast_walks_;  // a miss, one walk of one read (see stats())
       WalkResult w;
       walker_.finish_leaf(w, 3, d, va);
       TlbEntry e;

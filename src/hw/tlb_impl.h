@@ -725,6 +725,23 @@ inline const TlbEntry* Tlb::lookup_after_mru(std::uint16_t asid, std::uint64_t v
   return mru_;
 }
 
+// The first step of lookup_after_mru() for a small fully associative
+// structure holding entries of one size: true when the tag filter shows
+// no entry for (asid, va), the miss then recorded as lookup_slot() records
+// it. False: lookup_after_mru() decides.
+inline bool Tlb::filtered_out(std::uint16_t asid, std::uint64_t va) {
+  Impl& im = *impl_;
+  const std::uint64_t m = im.shift_mask;
+  if (!im.small || m == 0 || (m & (m - 1)) != 0) return false;
+  const unsigned shift = static_cast<unsigned>(std::countr_zero(m));
+  const std::uint64_t key = Impl::key_of(va & ~((std::uint64_t{1} << shift) - 1), shift);
+  if (im.buckets[Impl::tag_of(key, asid) & 0xff].count != 0) return false;
+  im.miss_valid = true;
+  im.miss_asid = asid;
+  im.miss_va = va;
+  return true;
+}
+
 // The fill after a walk when the lookup of this structure for (e.asid, va)
 // returned no entry, with nothing filled since, and `e` is kept as given:
 // e.va aligned to its size, covering va, not to be split. fill_direct()'s
