@@ -85,11 +85,13 @@ struct Tlb::Impl {
   std::size_t stamp_off = 0;
   std::size_t asid_off = 0;
   std::uint32_t set_mask = 0;
-  // Fully associative: a circular recency list through a sentinel at index
-  // `entries` (next[sentinel] = most recent, prev[sentinel] = the victim),
-  // branch-free to update; and a stack of free slots.
+  // Fully associative: a circular recency list of the live slots, `head`
+  // the most recent (kNone: none live) and prev[head] the least recent (the
+  // LRU or FIFO victim); and a stack of free slots. No sentinel: the fill
+  // of a full structure makes its least recent slot the most recent, which
+  // in a circular list is one step of `head` (see fill_absent_small()).
   std::vector<std::uint32_t> prev, next;
-  std::uint32_t sentinel = 0;
+  std::uint32_t head = kNone;
   std::vector<std::uint32_t> free_slots;
   // Small fully associative (entries <= kSmallEntries): a tag per slot and
   // the slots that hold a live entry, instead of `index`.
@@ -144,9 +146,8 @@ struct Tlb::Impl {
     set_mask = sets_pow2 ? nsets - 1 : 0;
     setmem.resize((stride * nsets + 63) / 64);
     if (fully) {
-      prev.resize(cfg.entries + 1);
-      next.resize(cfg.entries + 1);
-      sentinel = cfg.entries;
+      prev.resize(cfg.entries);
+      next.resize(cfg.entries);
       free_slots.reserve(cfg.entries);
       small = cfg.entries <= kSmallEntries;
     }
@@ -172,7 +173,7 @@ struct Tlb::Impl {
     live_bits = 0;
     buckets.fill(Bucket{});
     if (fully) {
-      prev[sentinel] = next[sentinel] = sentinel;
+      head = kNone;
       // The free stack hands out slots 0, 1, 2...
       free_slots.clear();
       for (std::uint32_t i = static_cast<std::uint32_t>(entries.size()); i-- > 0;)
@@ -355,22 +356,34 @@ struct Tlb::Impl {
   }
 
   void unlink(std::uint32_t s) {
-    next[prev[s]] = next[s];
-    prev[next[s]] = prev[s];
+    const std::uint32_t n = next[s];
+    if (n == s) {  // the only live slot
+      head = kNone;
+      return;
+    }
+    const std::uint32_t p = prev[s];
+    next[p] = n;
+    prev[n] = p;
+    if (head == s) head = n;
   }
   void link_front(std::uint32_t s) {
-    const std::uint32_t old = next[sentinel];
-    next[s] = old;
-    prev[s] = sentinel;
-    prev[old] = s;
-    next[sentinel] = s;
+    if (head == kNone) {
+      next[s] = prev[s] = s;
+    } else {
+      const std::uint32_t last = prev[head];
+      next[last] = s;
+      prev[s] = last;
+      next[s] = head;
+      prev[head] = s;
+    }
+    head = s;
   }
   // A hit on slot s of `set`: only LRU changes state.
   void touch(std::uint32_t set, std::uint32_t s) {
     if (!lru) return;
     if (!fully) {
       stamp(set, s - set * ways);
-    } else if (next[sentinel] != s) {
+    } else if (head != s) {
       unlink(s);
       link_front(s);
     }
@@ -496,7 +509,7 @@ struct Tlb::Impl {
       *displaces = true;
       return cfg.replacement == Replacement::Random
                  ? static_cast<std::uint32_t>(next_random() % ways)
-                 : prev[sentinel];  // LRU: least recently used; FIFO: oldest fill
+                 : prev[head];  // LRU: least recently used; FIFO: oldest fill
     }
     // A free way has stamp 0, older than any live one (stamps start at 1):
     // the set's oldest stamp is a free way if there is one, else the victim.
@@ -691,19 +704,26 @@ inline std::uint32_t Tlb::Impl::fill_absent_small(const TlbEntry& in, std::uint6
     free_slots.pop_back();
     add_counts(shift);
     live_bits |= std::uint64_t{1} << s;
+    link_front(s);
   } else {
-    s = cfg.replacement == Replacement::Random ? static_cast<std::uint32_t>(next_random() % ways)
-                                               : prev[sentinel];
-    // detach(): the victim leaves its bucket and the recency list.
+    if (cfg.replacement == Replacement::Random) [[unlikely]] {
+      s = static_cast<std::uint32_t>(next_random() % ways);
+      unlink(s);
+      link_front(s);
+    } else {
+      // The least recent slot becomes the most recent, the others keeping
+      // their order: in the circular list, head steps back onto it.
+      s = prev[head];
+      head = s;
+    }
+    // detach(): the victim leaves its bucket.
     --buckets[tags[s] & 0xff].count;
-    unlink(s);
     replace_counts(static_cast<unsigned>(k[s] & 63), shift);
   }
   write_entry(s, in, first, pa, shift);
   const std::uint64_t key = key_of(first, shift);
   k[s] = key;
   asids(0)[s] = in.asid;
-  link_front(s);
   const std::uint16_t t = tag_of(key, in.asid);
   tags[s] = t;
   Bucket& b = buckets[t & 0xff];
