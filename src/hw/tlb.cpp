@@ -194,10 +194,8 @@ void Tlb::fill(const TlbEntry& in, std::uint64_t va) {
       std::uint32_t s;
       if (im.fully)
         s = im.fill_absent_small(in, first, pa, shift);
-      else if (!im.wide)
-        s = im.fill_absent_ways<std::uint16_t>(in, first, pa, shift);
       else
-        s = im.fill_absent_ways<std::uint32_t>(in, first, pa, shift);
+        s = im.fill_absent_ways(in, first, pa, shift);
       mru_ = &im.entries[s].e;
       return;
     }

@@ -67,16 +67,22 @@ struct Tlb::Impl {
   bool sets_pow2 = true;
   bool lru = true;
   bool wide = false;  // stamps are 32 bits (more than 4096 ways), else 16
+  // Set associative with at most kOrderWays ways (every preset's L2): the
+  // set's recency order instead of stamps (see order_of()).
+  static constexpr unsigned kOrderWays = 8;
+  bool ordered = false;
   // Which fill_absent_* a fill of a key known absent takes (Tlb::fill_absent).
-  // Ways16N: 16-bit stamps and N ways (the set's layout a constant).
-  enum class FillKind : std::uint8_t { Insert, Small, Ways16, Ways32, Ways16N4, Ways16N5, Ways16N8 };
+  // OrderN: a recency order and N ways (the set's layout a constant);
+  // Order: another way count up to kOrderWays; Ways16/32: stamps.
+  enum class FillKind : std::uint8_t { Insert, Small, Ways16, Ways32, Order, Order4, Order5, Order8 };
   FillKind fill_kind = FillKind::Insert;
   std::vector<Slot> entries;
   // Per set, one block of `stride` bytes (one host cache line for up to 5
   // ways): the keys (u64, va | size_shift; 0: free), then the stamps (last
   // use for LRU, fill for FIFO; 0: free) followed by the set's clock (the
   // last stamp given), u16 or u32, then the ASIDs (u16). A fully
-  // associative structure is one set (its stamps unused).
+  // associative structure is one set (its stamps unused). With at most
+  // kOrderWays ways the stamps' place holds the set's recency order.
   std::vector<Line> setmem;
   std::size_t stride = 0;
   // Byte offsets in a set's block of its stamps and ASIDs, and the mask of
@@ -136,6 +142,7 @@ struct Tlb::Impl {
     sets_pow2 = std::has_single_bit(nsets);
     lru = cfg.replacement == Replacement::Lru;
     wide = ways > 4096;
+    ordered = !fully && ways <= kOrderWays;
     entries.resize(cfg.entries);
     const std::size_t stamp_bytes = wide ? 4 : 2;
     std::size_t bytes = 8 * std::size_t{ways} + stamp_bytes * (ways + 1) + 2 * std::size_t{ways};
@@ -160,15 +167,18 @@ struct Tlb::Impl {
     }
     fill_kind = fully ? (small ? FillKind::Small : FillKind::Insert)
                 : wide ? FillKind::Ways32
-                : ways == 4 ? FillKind::Ways16N4
-                : ways == 5 ? FillKind::Ways16N5
-                : ways == 8 ? FillKind::Ways16N8
+                : ways == 4 ? FillKind::Order4
+                : ways == 5 ? FillKind::Order5
+                : ways == 8 ? FillKind::Order8
+                : ordered ? FillKind::Order
                             : FillKind::Ways16;
     reset();
   }
 
   void reset() {
     std::fill(setmem.begin(), setmem.end(), Line{});
+    if (ordered)
+      for (std::uint32_t set = 0; set < nsets; ++set) order_of(set) = order_all_free();
     std::fill(index.begin(), index.end(), IndexEntry{});
     live_bits = 0;
     buckets.fill(Bucket{});
@@ -212,6 +222,59 @@ struct Tlb::Impl {
     return reinterpret_cast<const std::uint16_t*>(reinterpret_cast<const unsigned char*>(keys(set)) +
                                                   asid_off);
   }
+  // A set's recency order (`ordered`): its ways as 4-bit fields, most
+  // recent first, so that the last field, (order >> 4 * (ways - 1)) & 15,
+  // is the way a fill takes. The live ways come first, in the order of
+  // their last use (LRU) or fill (FIFO), then the free ways in decreasing
+  // index, so that a fill takes the free way of lowest index while there
+  // is one: exactly the way the stamps choose (free ways have stamp 0,
+  // ties go to the lowest way). A fill of a full set is then a shift,
+  // where stamps need the minimum of the set's.
+  std::uint32_t& order_of(std::uint32_t set) {
+    return *reinterpret_cast<std::uint32_t*>(reinterpret_cast<unsigned char*>(keys(set)) +
+                                             stamp_off);
+  }
+  std::uint32_t order_all_free() const {
+    std::uint32_t o = 0;
+    for (std::uint32_t i = 0; i < ways; ++i) o |= (ways - 1 - i) << (4 * i);
+    return o;
+  }
+  static std::uint32_t order_last(std::uint32_t o, std::uint32_t n) {
+    return (o >> (4 * (n - 1))) & 15;
+  }
+  // `o` with the way in its last field moved to the front.
+  static std::uint32_t order_rotate(std::uint32_t o, std::uint32_t n) {
+    const std::uint64_t mask = (std::uint64_t{1} << (4 * n)) - 1;
+    return static_cast<std::uint32_t>(((std::uint64_t{o} << 4) | order_last(o, n)) & mask);
+  }
+  // `o` with way w (one of its n fields) moved to the front.
+  static std::uint32_t order_to_front(std::uint32_t o, std::uint32_t w, std::uint32_t n) {
+    // The field holding w: the lowest zero field of o ^ (w in every
+    // field), fields past n made non-zero (the lowest zero field a
+    // borrow-based test finds is exact).
+    std::uint64_t x = o ^ (0x11111111u * w);
+    x |= ~std::uint64_t{0} << (4 * n);
+    const std::uint64_t z = (x - 0x1111111111111111ull) & ~x & 0x8888888888888888ull;
+    const unsigned pos = static_cast<unsigned>(std::countr_zero(z)) / 4;
+    const std::uint64_t low = o & ((std::uint64_t{1} << (4 * pos)) - 1);
+    const std::uint64_t high = o & ~((std::uint64_t{1} << (4 * pos + 4)) - 1);
+    return static_cast<std::uint32_t>(high | (low << 4) | w);
+  }
+  // The order of `set` after way w became free (its key already 0): the
+  // live ways in their order, then the free ways as order_of() keeps them.
+  void order_free(std::uint32_t set) {
+    const std::uint64_t* k = keys(set);
+    std::uint32_t& o = order_of(set);
+    std::uint32_t out = 0, n = 0;
+    for (std::uint32_t i = 0; i < ways; ++i) {
+      const std::uint32_t w = (o >> (4 * i)) & 15;
+      if (k[w] != 0) out |= w << (4 * n++);
+    }
+    for (std::uint32_t w = ways; w-- > 0;)
+      if (k[w] == 0) out |= w << (4 * n++);
+    o = out;
+  }
+
   std::uint32_t set_of(std::uint32_t s) const { return fully ? 0 : s / ways; }
   std::uint64_t key_at(std::uint32_t s) const {
     const std::uint32_t set = set_of(s);
@@ -381,7 +444,10 @@ struct Tlb::Impl {
   // A hit on slot s of `set`: only LRU changes state.
   void touch(std::uint32_t set, std::uint32_t s) {
     if (!lru) return;
-    if (!fully) {
+    if (ordered) {
+      std::uint32_t& o = order_of(set);
+      o = order_to_front(o, s - set * ways, ways);
+    } else if (!fully) {
       stamp(set, s - set * ways);
     } else if (head != s) {
       unlink(s);
@@ -455,6 +521,7 @@ struct Tlb::Impl {
       else
         index_erase(s);
       unlink(s);
+    } else if (ordered) {
     } else if (wide) {
       stamps<std::uint32_t>(set)[w] = 0;
     } else {
@@ -465,6 +532,7 @@ struct Tlb::Impl {
     if (--shift_count[sh] == 0) shift_mask &= ~(std::uint64_t{1} << sh);
     key = 0;
     --live;
+    if (ordered) order_free(set);
   }
   void remove(std::uint32_t s) {
     const std::uint32_t set = set_of(s);
@@ -487,6 +555,9 @@ struct Tlb::Impl {
       } else {
         index_insert(s);
       }
+    } else if (ordered) {
+      std::uint32_t& o = order_of(set);
+      o = order_to_front(o, w, ways);
     } else {
       stamp(set, w);
     }
@@ -513,7 +584,9 @@ struct Tlb::Impl {
     }
     // A free way has stamp 0, older than any live one (stamps start at 1):
     // the set's oldest stamp is a free way if there is one, else the victim.
-    const std::uint32_t oldest = wide ? oldest_as<std::uint32_t>(set) : oldest_as<std::uint16_t>(set);
+    const std::uint32_t oldest = ordered ? order_last(order_of(set), ways)
+                                 : wide  ? oldest_as<std::uint32_t>(set)
+                                         : oldest_as<std::uint16_t>(set);
     *displaces = keys(set)[oldest] != 0;
     if (*displaces && cfg.replacement == Replacement::Random)
       return static_cast<std::uint32_t>(next_random() % ways);
@@ -579,8 +652,7 @@ struct Tlb::Impl {
       if (miss_va - first < (std::uint64_t{1} << shift) && (!fully || small)) [[likely]] {
         const std::uint64_t pa = in.pa - (in.va - first);
         if (fully) return fill_absent_small(in, first, pa, shift);
-        if (!wide) return fill_absent_ways<std::uint16_t>(in, first, pa, shift);
-        return fill_absent_ways<std::uint32_t>(in, first, pa, shift);
+        return fill_absent_ways(in, first, pa, shift);
       }
     }
     return kNone;
@@ -597,10 +669,14 @@ struct Tlb::Impl {
   // attach), written once for the two organisations that matter, with the
   // set's block addressed once and the counts of a victim of the same
   // size left alone (they would drop and come back).
-  template <class T, unsigned N>
-  [[gnu::always_inline]] std::uint32_t fill_absent_set(const TlbEntry& in, std::uint64_t first, std::uint64_t pa,
-                                unsigned shift, std::uint32_t set);
   template <class T>
+  std::uint32_t fill_absent_stamps(const TlbEntry& in, std::uint64_t first, std::uint64_t pa,
+                                   unsigned shift, std::uint32_t set);
+  // N: the way count when it is one of the usual ones, else 0.
+  template <unsigned N>
+  [[gnu::always_inline]] std::uint32_t fill_absent_order(const TlbEntry& in, std::uint64_t first,
+                                                         std::uint64_t pa, unsigned shift,
+                                                         std::uint32_t set);
   std::uint32_t fill_absent_ways(const TlbEntry& in, std::uint64_t first, std::uint64_t pa,
                                  unsigned shift);
   std::uint32_t fill_absent_small(const TlbEntry& in, std::uint64_t first, std::uint64_t pa,
@@ -634,33 +710,19 @@ struct Tlb::Impl {
   }
 };
 
-template <class T, unsigned N>
-inline std::uint32_t Tlb::Impl::fill_absent_set(const TlbEntry& in, std::uint64_t first,
-                                         std::uint64_t pa, unsigned shift, std::uint32_t set) {
-  // With N (the way count, when it is one of the usual ones) known here, the
-  // block's layout is constant and the scan below unrolled.
-  const std::uint32_t nw = N ? N : ways;
-  unsigned char* blk = reinterpret_cast<unsigned char*>(setmem.data()) + std::size_t{set} * stride;
-  std::uint64_t* k = reinterpret_cast<std::uint64_t*>(blk);
-  T* st = reinterpret_cast<T*>(blk + 8 * std::size_t{nw});
-  std::uint16_t* as = reinterpret_cast<std::uint16_t*>(blk + 8 * std::size_t{nw} +
-                                                       sizeof(T) * (std::size_t{nw} + 1));
+// A set that keeps stamps (more than kOrderWays ways).
+template <class T>
+std::uint32_t Tlb::Impl::fill_absent_stamps(const TlbEntry& in, std::uint64_t first,
+                                            std::uint64_t pa, unsigned shift, std::uint32_t set) {
+  std::uint64_t* k = keys(set);
+  T* st = stamps<T>(set);
   // place(): the oldest stamp (a free way if any), or a random way when
   // the set is full and the policy is random.
-  std::uint32_t w;
-  if constexpr (N != 0) {
-    using Wide = std::conditional_t<sizeof(T) == 2, std::uint32_t, std::uint64_t>;
-    constexpr unsigned kWayBits = sizeof(T) == 2 ? 12 : 32;  // as in oldest_as()
-    Wide best = std::numeric_limits<Wide>::max();
-    for (std::uint32_t i = 0; i < N; ++i) best = std::min(best, (Wide{st[i]} << kWayBits) | i);
-    w = static_cast<std::uint32_t>(best & ((Wide{1} << kWayBits) - 1));
-  } else {
-    w = oldest_as<T>(set);
-  }
+  std::uint32_t w = oldest_as<T>(set);
   const std::uint64_t old_key = k[w];
   if (old_key != 0) {
     if (cfg.replacement == Replacement::Random) {
-      w = static_cast<std::uint32_t>(next_random() % nw);
+      w = static_cast<std::uint32_t>(next_random() % ways);
       replace_counts(static_cast<unsigned>(k[w] & 63), shift);
     } else {
       replace_counts(static_cast<unsigned>(old_key & 63), shift);
@@ -669,29 +731,67 @@ inline std::uint32_t Tlb::Impl::fill_absent_set(const TlbEntry& in, std::uint64_
   } else {
     add_counts(shift);
   }
+  const std::uint32_t slot = set * ways + w;
+  write_entry(slot, in, first, pa, shift);
+  k[w] = key_of(first, shift);
+  asids(set)[w] = in.asid;
+  stamp_as<T>(set, w);
+  miss_valid = false;
+  return slot;
+}
+
+// A set that keeps its recency order: the way a fill takes is the order's
+// last field (a free way, or the least recent), and becomes its first.
+template <unsigned N>
+inline std::uint32_t Tlb::Impl::fill_absent_order(const TlbEntry& in, std::uint64_t first,
+                                                  std::uint64_t pa, unsigned shift,
+                                                  std::uint32_t set) {
+  // With N known here, the block's layout is constant.
+  const std::uint32_t nw = N ? N : ways;
+  unsigned char* blk = reinterpret_cast<unsigned char*>(setmem.data()) + std::size_t{set} * stride;
+  std::uint64_t* k = reinterpret_cast<std::uint64_t*>(blk);
+  std::uint32_t* order = reinterpret_cast<std::uint32_t*>(blk + 8 * std::size_t{nw});
+  std::uint16_t* as = reinterpret_cast<std::uint16_t*>(blk + asid_off);
+  if constexpr (N != 0)
+    as = reinterpret_cast<std::uint16_t*>(blk + 8 * std::size_t{N} + 2 * (std::size_t{N} + 1));
+  const std::uint32_t o = *order;
+  std::uint32_t w = order_last(o, nw);
+  const std::uint64_t old_key = k[w];
+  if (old_key != 0) [[likely]] {
+    if (cfg.replacement == Replacement::Random) [[unlikely]] {
+      w = static_cast<std::uint32_t>(next_random() % nw);
+      replace_counts(static_cast<unsigned>(k[w] & 63), shift);
+      *order = order_to_front(o, w, nw);
+    } else {
+      replace_counts(static_cast<unsigned>(old_key & 63), shift);
+      *order = order_rotate(o, nw);
+    }
+  } else {
+    add_counts(shift);
+    *order = order_rotate(o, nw);
+  }
   const std::uint32_t slot = set * nw + w;
   write_entry(slot, in, first, pa, shift);
   k[w] = key_of(first, shift);
   as[w] = in.asid;
-  // stamp_as(), on the block already at hand.
-  if (st[nw] == std::numeric_limits<T>::max()) [[unlikely]]
-    renumber_stamps<T>(set);
-  st[w] = ++st[nw];
   miss_valid = false;
   return slot;
 }
 
 // Tlb::fill's set-associative case: the way count made a constant for the
 // usual associativities.
-template <class T>
-std::uint32_t Tlb::Impl::fill_absent_ways(const TlbEntry& in, std::uint64_t first,
-                                          std::uint64_t pa, unsigned shift) {
+inline std::uint32_t Tlb::Impl::fill_absent_ways(const TlbEntry& in, std::uint64_t first,
+                                                 std::uint64_t pa, unsigned shift) {
   const std::uint32_t set = set_of_vpn(first >> shift);
+  if (!ordered) {
+    if (wide) return fill_absent_stamps<std::uint32_t>(in, first, pa, shift, set);
+    return fill_absent_stamps<std::uint16_t>(in, first, pa, shift, set);
+  }
   switch (ways) {
-    case 4: return fill_absent_set<T, 4>(in, first, pa, shift, set);
-    case 5: return fill_absent_set<T, 5>(in, first, pa, shift, set);
-    case 8: return fill_absent_set<T, 8>(in, first, pa, shift, set);
-    default: return fill_absent_set<T, 0>(in, first, pa, shift, set);
+    case 4: return fill_absent_order<4>(in, first, pa, shift, set);
+    case 5: return fill_absent_order<5>(in, first, pa, shift, set);
+    case 8: return fill_absent_order<8>(in, first, pa, shift, set);
+    default: return fill_absent_order<0>(in, first, pa, shift, set);
   }
 }
 
@@ -771,23 +871,19 @@ inline void Tlb::fill_absent(const TlbEntry& e, std::uint64_t va) {
   std::uint32_t s;
   switch (im.fill_kind) {
     case Impl::FillKind::Small: s = im.fill_absent_small(e, e.va, e.pa, e.size_shift); break;
-    case Impl::FillKind::Ways16N4:
-      s = im.fill_absent_set<std::uint16_t, 4>(e, e.va, e.pa, e.size_shift,
-                                               im.set_of_vpn(e.va >> e.size_shift));
+    case Impl::FillKind::Order4:
+      s = im.fill_absent_order<4>(e, e.va, e.pa, e.size_shift, im.set_of_vpn(e.va >> e.size_shift));
       break;
-    case Impl::FillKind::Ways16N5:
-      s = im.fill_absent_set<std::uint16_t, 5>(e, e.va, e.pa, e.size_shift,
-                                               im.set_of_vpn(e.va >> e.size_shift));
+    case Impl::FillKind::Order5:
+      s = im.fill_absent_order<5>(e, e.va, e.pa, e.size_shift, im.set_of_vpn(e.va >> e.size_shift));
       break;
-    case Impl::FillKind::Ways16N8:
-      s = im.fill_absent_set<std::uint16_t, 8>(e, e.va, e.pa, e.size_shift,
-                                               im.set_of_vpn(e.va >> e.size_shift));
+    case Impl::FillKind::Order8:
+      s = im.fill_absent_order<8>(e, e.va, e.pa, e.size_shift, im.set_of_vpn(e.va >> e.size_shift));
       break;
+    case Impl::FillKind::Order:
     case Impl::FillKind::Ways16:
-      s = im.fill_absent_ways<std::uint16_t>(e, e.va, e.pa, e.size_shift);
-      break;
     case Impl::FillKind::Ways32:
-      s = im.fill_absent_ways<std::uint32_t>(e, e.va, e.pa, e.size_shift);
+      s = im.fill_absent_ways(e, e.va, e.pa, e.size_shift);
       break;
     default: fill_general(e, va); return;
   }

@@ -212,6 +212,43 @@ TEST(TlbRandom, EvictionsAreDeterministicFromTheSeed) {
   }
 }
 
+// Which way of a set an entry goes to is invisible to LRU and FIFO but
+// decides what a random eviction takes: a fill takes the free way of lowest
+// index while the set has one (for_each lists a set's entries in way
+// order), for every organisation of the set's replacement state (a recency
+// order up to 8 ways, stamps beyond).
+TEST(TlbPlacement, AFillTakesTheLowestFreeWay) {
+  for (unsigned ways : {4u, 5u, 3u, 12u})
+    for (Replacement r : {Replacement::Lru, Replacement::Fifo, Replacement::Random})
+      for (bool use_fill : {false, true}) {
+        SCOPED_TRACE("ways=" + std::to_string(ways) + " " + std::string(replacement_name(r)) +
+                     (use_fill ? " fill" : " insert"));
+        Tlb t(structure(2 * ways, ways, r));
+        // Pages of set 0 (two sets: even page numbers).
+        auto va_of = [](unsigned i) { return std::uint64_t{2 * i} << 12; };
+        auto add = [&](unsigned i) {
+          const std::uint64_t va = va_of(i);
+          if (use_fill) {
+            ASSERT_EQ(t.lookup(1, va), nullptr);
+            t.fill(page(va), va);
+          } else {
+            t.insert(page(va), va);
+          }
+        };
+        for (unsigned i = 0; i < ways; ++i) add(i);
+        // Free ways 2 and 1 (in that order), then fill two new pages.
+        t.invalidate_range(1, va_of(2), 4 * K);
+        t.invalidate_range(1, va_of(1), 4 * K);
+        add(100);
+        add(101);
+        std::vector<std::uint64_t> order;
+        t.for_each([&](const TlbEntry& e) { order.push_back(e.va); });
+        std::vector<std::uint64_t> want{va_of(0), va_of(100), va_of(101)};
+        for (unsigned i = 3; i < ways; ++i) want.push_back(va_of(i));
+        EXPECT_EQ(order, want);
+      }
+}
+
 // ---- contiguous blocks: one entry or split -------------------------------------------------
 
 TEST(TlbSplitPages, HoldsOnlyThePageOfTheAccess) {
