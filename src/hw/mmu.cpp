@@ -44,7 +44,19 @@ Mmu::Mmu(PhysMem& mem, TlbConfig cfg, bool hafdbs, Checker* checker, std::uint64
       fast_miss_(!checker && cfg_.walk_cache_entries != 0),
       cont_general_(cfg_.l1d.cont == ContHolding::SplitPages ||
                     cfg_.l1i.cont == ContHolding::SplitPages ||
-                    cfg_.l2.cont == ContHolding::SplitPages || cfg_.hafdbs_random_pte) {}
+                    cfg_.l2.cont == ContHolding::SplitPages || cfg_.hafdbs_random_pte) {
+  // miss_fast()'s test of a level-3 descriptor, per kind of access: a valid
+  // page descriptor (bits 1:0), young, that EL0 may use for the access
+  // (AP[1] for loads and stores, UXN clear for fetches), writable as it is
+  // for a store (RDONLY clear: no dirty update needed), and not a
+  // contiguous block when those take the general path.
+  const std::uint64_t page = bits::kValid | bits::kTable | bits::kAf;
+  const std::uint64_t cont = cont_general_ ? bits::kCont : 0;
+  as_is_[static_cast<unsigned>(MemAccess::Read)] = {page | bits::kUser | cont, page | bits::kUser};
+  as_is_[static_cast<unsigned>(MemAccess::Write)] = {page | bits::kUser | bits::kRdonly | cont,
+                                                     page | bits::kUser};
+  as_is_[static_cast<unsigned>(MemAccess::Exec)] = {page | bits::kUxn | cont, page};
+}
 
 MmuStats Mmu::stats() const {
   MmuStats s = stats_;
@@ -178,12 +190,8 @@ AccessResult Mmu::miss_fast(const PageTable& pt, std::uint16_t asid, VirtAddr va
   }
   {
     const Pte d = *slot;
-    const bool el0_ok =
-        kind == MemAccess::Exec ? pte_user_exec(d) : (d.val & bits::kUser) != 0;
-    const bool as_is = Walker::is_page(d) && el0_ok && pte_young(d) &&
-                       !(kind == MemAccess::Write && pte_rdonly(d)) &&
-                       !(cont_general_ && pte_cont(d));
-    if (as_is) [[likely]] {
+    const AsIs& want = as_is_[static_cast<unsigned>(kind)];
+    if ((d.val & want.care) == want.set) [[likely]] {
       ++fast_walks_;  // a miss, one walk of one read (see stats())
       WalkResult w;
       walker_.finish_leaf(w, 3, d, va);
@@ -197,10 +205,10 @@ AccessResult Mmu::miss_fast(const PageTable& pt, std::uint16_t asid, VirtAddr va
       e.desc = d;
       // Both lookups for va found no entry (when the L1's found one that
       // does not permit the access, its fill checks for it).
-      if (!hit) l2_.fill_absent(e, va.val);
-      else l2_.fill_inline(e, va.val);
-      if (l1_absent) l1.fill_absent(e, va.val);
-      else l1.fill_inline(e, va.val);
+      if (!hit) l2_.fill_absent_l2(e, va.val);
+      else l2_.fill(field_copy(e), va.val);  // a copy: see Tlb::fill_absent_l1
+      if (l1_absent) l1.fill_absent_l1(e, va.val);
+      else l1.fill(field_copy(e), va.val);
       return {};
     }
   }
@@ -305,8 +313,8 @@ inline AccessResult Mmu::fill_from_walk(const PageTable& pt, std::uint16_t asid,
   e.desc = cached;
   if (!e.cont && !checker_) [[likely]] {  // what fill() comes to: no split, nothing to check
     if (absent) {
-      l2_.fill_absent(e, va.val);
-      l1.fill_absent(e, va.val);
+      l2_.fill_absent_l2(e, va.val);
+      l1.fill_absent_l1(e, va.val);
     } else {
       l2_.fill(e, va.val);
       l1.fill(e, va.val);

@@ -8,6 +8,7 @@
 // Must not know: mm policy (a fault is returned, not handled), scenarios.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <random>
 
@@ -120,6 +121,13 @@ class Mmu final : public SimObserver {
   // blocks as pages (Mmu::fill splits them), or the preset updates a random
   // PTE of the block (walk_and_fill draws it from rng_ on every such walk).
   bool cont_general_ = false;
+  // Per kind of access, the bits of a level-3 descriptor that miss_fast()
+  // looks at (`care`) and the values they must have (`set`) for the entry
+  // to be cached as it is: one mask and compare instead of five tests.
+  struct AsIs {
+    std::uint64_t care = 0, set = 0;
+  };
+  std::array<AsIs, 3> as_is_{};
   friend struct MmuFastPathSwitch;  // tests/hw/mmu_fast_path_test.cpp
 };
 

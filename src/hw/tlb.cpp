@@ -182,8 +182,9 @@ std::optional<TlbEntry> Tlb::insert(const TlbEntry& in, std::uint64_t va) {
 }
 
 void Tlb::fill(const TlbEntry& in, std::uint64_t va) {
-  // Impl::fill_direct(), spelled out: inlined through fill_inline() here the
-  // compiler lays this path out worse (issue 10 profile, checker on).
+  // The fill after a walk, decided before entering insert(): an entry kept
+  // as given (not split into pages) whose key the last lookup, which
+  // missed, showed absent, in a structure with a direct fill.
   Impl& im = *impl_;
   const unsigned shift = in.size_shift;
   if (im.miss_valid && im.miss_asid == in.asid && shift >= 6 && shift < 64 &&
@@ -201,6 +202,23 @@ void Tlb::fill(const TlbEntry& in, std::uint64_t va) {
     }
   }
   fill_general(in, va);
+}
+
+// Tlb::fill_absent_l1/l2 for any organisation.
+void Tlb::fill_absent_other(const TlbEntry& e, std::uint64_t va) {
+  Impl& im = *impl_;
+  std::uint32_t s;
+  switch (im.fill_kind) {
+    case Impl::FillKind::Small: s = im.fill_absent_small(e, e.va, e.pa, e.size_shift); break;
+    case Impl::FillKind::Order:
+    case Impl::FillKind::Order4:
+    case Impl::FillKind::Order5:
+    case Impl::FillKind::Order8:
+    case Impl::FillKind::Ways16:
+    case Impl::FillKind::Ways32: s = im.fill_absent_ways(e, e.va, e.pa, e.size_shift); break;
+    default: fill_general(e, va); return;
+  }
+  mru_ = &im.entries[s].e;
 }
 
 void Tlb::fill_general(const TlbEntry& in, std::uint64_t va) {

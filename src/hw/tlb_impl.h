@@ -71,7 +71,7 @@ struct Tlb::Impl {
   // set's recency order instead of stamps (see order_of()).
   static constexpr unsigned kOrderWays = 8;
   bool ordered = false;
-  // Which fill_absent_* a fill of a key known absent takes (Tlb::fill_absent).
+  // Which fill_absent_* a fill of a key known absent takes (Tlb::fill_absent_l1/l2).
   // OrderN: a recency order and N ways (the set's layout a constant);
   // Order: another way count up to kOrderWays; Ways16/32: stamps.
   enum class FillKind : std::uint8_t { Insert, Small, Ways16, Ways32, Order, Order4, Order5, Order8 };
@@ -640,24 +640,6 @@ struct Tlb::Impl {
     return s;
   }
 
-  // The fill after a walk, decided before entering insert(): an entry kept
-  // as given (not split into pages) whose key the last lookup, which
-  // missed, showed absent. Returns the slot written, or kNone when the
-  // general path (insert) must fill.
-  std::uint32_t fill_direct(const TlbEntry& in) {
-    const unsigned shift = in.size_shift;
-    if (miss_valid && miss_asid == in.asid && shift >= 6 && shift < 64 &&
-        !(in.cont && cfg.cont == ContHolding::SplitPages)) [[likely]] {
-      const std::uint64_t first = in.va & ~((std::uint64_t{1} << shift) - 1);
-      if (miss_va - first < (std::uint64_t{1} << shift) && (!fully || small)) [[likely]] {
-        const std::uint64_t pa = in.pa - (in.va - first);
-        if (fully) return fill_absent_small(in, first, pa, shift);
-        return fill_absent_ways(in, first, pa, shift);
-      }
-    }
-    return kNone;
-  }
-
   // Inserts `in` (see Tlb::insert); returns the slot written. The entry it
   // evicted goes to *evicted when that is not null.
   std::uint32_t insert(const TlbEntry& in, std::uint64_t va, std::optional<TlbEntry>* evicted);
@@ -833,6 +815,21 @@ inline std::uint32_t Tlb::Impl::fill_absent_small(const TlbEntry& in, std::uint6
   return s;
 }
 
+// A copy of `e` made field by field (see Tlb::fill_absent_l1).
+inline TlbEntry field_copy(const TlbEntry& e) {
+  static_assert(sizeof(TlbEntry) == 48, "a new TlbEntry field must be copied here");
+  TlbEntry c;
+  c.asid = e.asid;
+  c.va = e.va;
+  c.size_shift = e.size_shift;
+  c.level = e.level;
+  c.cont = e.cont;
+  c.pa = e.pa;
+  c.desc = e.desc;
+  c.page_shift = e.page_shift;
+  return c;
+}
+
 // Tlb's lookup after its MRU check, and its fill, inline here for tlb.cpp
 // and for the MMU's fused miss path.
 inline const TlbEntry* Tlb::lookup_after_mru(std::uint16_t asid, std::uint64_t va) {
@@ -864,39 +861,32 @@ inline bool Tlb::filtered_out(std::uint16_t asid, std::uint64_t va) {
 
 // The fill after a walk when the lookup of this structure for (e.asid, va)
 // returned no entry, with nothing filled since, and `e` is kept as given:
-// e.va aligned to its size, covering va, not to be split. fill_direct()'s
-// conditions then hold and need no checking.
-inline void Tlb::fill_absent(const TlbEntry& e, std::uint64_t va) {
+// e.va aligned to its size, covering va, not to be split. Tlb::fill's
+// direct-fill conditions then hold and need no checking. Each of the two
+// inlines the organisation its caller's structure has in the presets (an
+// L1: small fully associative; an L2: 5 or 8 ways) and hands any other to
+// fill_absent_other(), on a copy made field by field: nothing here takes
+// the address of `e` or copies it whole, so that a caller's entry can stay
+// in registers.
+inline void Tlb::fill_absent_l1(const TlbEntry& e, std::uint64_t va) {
   Impl& im = *impl_;
-  std::uint32_t s;
-  switch (im.fill_kind) {
-    case Impl::FillKind::Small: s = im.fill_absent_small(e, e.va, e.pa, e.size_shift); break;
-    case Impl::FillKind::Order4:
-      s = im.fill_absent_order<4>(e, e.va, e.pa, e.size_shift, im.set_of_vpn(e.va >> e.size_shift));
-      break;
-    case Impl::FillKind::Order5:
-      s = im.fill_absent_order<5>(e, e.va, e.pa, e.size_shift, im.set_of_vpn(e.va >> e.size_shift));
-      break;
-    case Impl::FillKind::Order8:
-      s = im.fill_absent_order<8>(e, e.va, e.pa, e.size_shift, im.set_of_vpn(e.va >> e.size_shift));
-      break;
-    case Impl::FillKind::Order:
-    case Impl::FillKind::Ways16:
-    case Impl::FillKind::Ways32:
-      s = im.fill_absent_ways(e, e.va, e.pa, e.size_shift);
-      break;
-    default: fill_general(e, va); return;
-  }
-  mru_ = &im.entries[s].e;
-}
-
-inline void Tlb::fill_inline(const TlbEntry& in, std::uint64_t va) {
-  const std::uint32_t s = impl_->fill_direct(in);
-  if (s != Impl::kNone) [[likely]] {
-    mru_ = &impl_->entries[s].e;
+  if (im.fill_kind == Impl::FillKind::Small) [[likely]] {
+    mru_ = &im.entries[im.fill_absent_small(e, e.va, e.pa, e.size_shift)].e;
     return;
   }
-  fill_general(in, va);
+  fill_absent_other(field_copy(e), va);
+}
+
+inline void Tlb::fill_absent_l2(const TlbEntry& e, std::uint64_t va) {
+  Impl& im = *impl_;
+  std::uint32_t s;
+  if (im.fill_kind == Impl::FillKind::Order5) [[likely]]
+    s = im.fill_absent_order<5>(e, e.va, e.pa, e.size_shift, im.set_of_vpn(e.va >> e.size_shift));
+  else if (im.fill_kind == Impl::FillKind::Order8)
+    s = im.fill_absent_order<8>(e, e.va, e.pa, e.size_shift, im.set_of_vpn(e.va >> e.size_shift));
+  else
+    return fill_absent_other(field_copy(e), va);
+  mru_ = &im.entries[s].e;
 }
 
 }  // namespace contpte
