@@ -50,6 +50,9 @@ Mmu::Mmu(PhysMem& mem, TlbConfig cfg, bool hafdbs, Checker* checker, std::uint64
   // (AP[1] for loads and stores, UXN clear for fetches), writable as it is
   // for a store (RDONLY clear: no dirty update needed), and not a
   // contiguous block when those take the general path.
+  page_shift_ = mem_.geometry().page_shift;
+  page_mask_ = (std::uint64_t{1} << page_shift_) - 1;
+  page_oa_mask_ = pte_addr_mask(page_shift_) & ~page_mask_;
   const std::uint64_t page = bits::kValid | bits::kTable | bits::kAf;
   const std::uint64_t cont = cont_general_ ? bits::kCont : 0;
   as_is_[static_cast<unsigned>(MemAccess::Read)] = {page | bits::kUser | cont, page | bits::kUser};
@@ -193,16 +196,23 @@ AccessResult Mmu::miss_fast(const PageTable& pt, std::uint16_t asid, VirtAddr va
     const AsIs& want = as_is_[static_cast<unsigned>(kind)];
     if ((d.val & want.care) == want.set) [[likely]] {
       ++fast_walks_;  // a miss, one walk of one read (see stats())
-      WalkResult w;
-      walker_.finish_leaf(w, 3, d, va);
       TlbEntry e;
       e.asid = asid;
-      e.va = w.va_base;
-      e.size_shift = w.size_shift;
       e.level = 3;
-      e.cont = pte_cont(d);
-      e.pa = w.pa_base;
       e.desc = d;
+      e.cont = pte_cont(d);
+      if (!e.cont) [[likely]] {
+        // Walker::finish_leaf for a page: its own range and frame.
+        e.va = va.val & ~page_mask_;
+        e.size_shift = static_cast<std::uint8_t>(page_shift_);
+        e.pa = d.val & page_oa_mask_;
+      } else {
+        WalkResult w;
+        walker_.finish_leaf(w, 3, d, va);
+        e.va = w.va_base;
+        e.size_shift = w.size_shift;
+        e.pa = w.pa_base;
+      }
       // Both lookups for va found no entry (when the L1's found one that
       // does not permit the access, its fill checks for it).
       if (!hit) l2_.fill_absent_l2(e, va.val);

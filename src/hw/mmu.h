@@ -128,6 +128,10 @@ class Mmu final : public SimObserver {
     std::uint64_t care = 0, set = 0;
   };
   std::array<AsIs, 3> as_is_{};
+  // The granule's page: log2 of its size, its offset bits, and the output
+  // address bits of a page descriptor.
+  unsigned page_shift_ = 0;
+  std::uint64_t page_mask_ = 0, page_oa_mask_ = 0;
   friend struct MmuFastPathSwitch;  // tests/hw/mmu_fast_path_test.cpp
 };
 
