@@ -15,12 +15,15 @@
 //    one, of the ways of the set (VA >> size_shift) % sets, whose keys are
 //    packed together — what the hardware compares.
 // Replacement state: a fully associative structure keeps an intrusive
-// recency list (head = most recent), so its LRU/FIFO victim is O(1) however
-// many entries it has; a set-associative one keeps a stamp per way (last use
-// for LRU, fill time for FIFO) next to its keys and takes the set's oldest.
-// Keys, ASIDs and stamps are packed 16 bytes a way apart from the entries,
-// so a probe or a fill touches few cache lines. Nothing allocates after
-// construction (but for renumbering the stamps once every 2^32 uses).
+// circular recency list (head = most recent, its predecessor the victim),
+// so its LRU/FIFO victim is O(1) however many entries it has; a
+// set-associative one of up to 8 ways keeps the recency order of its ways
+// (4 bits a way, the victim last), so that a fill takes the last way and
+// shifts it to the front; a wider one keeps a stamp per way (last use for
+// LRU, fill time for FIFO) and takes the set's oldest. Keys, ASIDs and that
+// state are packed 12 bytes a way apart from the entries, so a probe or a
+// fill touches few cache lines. Nothing allocates after construction (but
+// for renumbering a set's stamps when its clock runs out).
 // The fill after a walk (Tlb::fill following a lookup that missed the same
 // VA) skips insert()'s search for an entry with its key, which the miss
 // showed absent, and for the usual way counts (4, 5, 8) runs with the set's
