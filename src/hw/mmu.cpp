@@ -45,14 +45,14 @@ Mmu::Mmu(PhysMem& mem, TlbConfig cfg, bool hafdbs, Checker* checker, std::uint64
       cont_general_(cfg_.l1d.cont == ContHolding::SplitPages ||
                     cfg_.l1i.cont == ContHolding::SplitPages ||
                     cfg_.l2.cont == ContHolding::SplitPages || cfg_.hafdbs_random_pte) {
+  page_shift_ = mem_.geometry().page_shift;
+  page_mask_ = (std::uint64_t{1} << page_shift_) - 1;
+  page_oa_mask_ = pte_addr_mask(page_shift_) & ~page_mask_;
   // miss_fast()'s test of a level-3 descriptor, per kind of access: a valid
   // page descriptor (bits 1:0), young, that EL0 may use for the access
   // (AP[1] for loads and stores, UXN clear for fetches), writable as it is
   // for a store (RDONLY clear: no dirty update needed), and not a
   // contiguous block when those take the general path.
-  page_shift_ = mem_.geometry().page_shift;
-  page_mask_ = (std::uint64_t{1} << page_shift_) - 1;
-  page_oa_mask_ = pte_addr_mask(page_shift_) & ~page_mask_;
   const std::uint64_t page = bits::kValid | bits::kTable | bits::kAf;
   const std::uint64_t cont = cont_general_ ? bits::kCont : 0;
   as_is_[static_cast<unsigned>(MemAccess::Read)] = {page | bits::kUser | cont, page | bits::kUser};

@@ -260,8 +260,9 @@ struct Tlb::Impl {
     const std::uint64_t high = o & ~((std::uint64_t{1} << (4 * pos + 4)) - 1);
     return static_cast<std::uint32_t>(high | (low << 4) | w);
   }
-  // The order of `set` after way w became free (its key already 0): the
-  // live ways in their order, then the free ways as order_of() keeps them.
+  // The order of `set` after one of its ways became free (its key already
+  // 0): the live ways in their order, then the free ways as order_of()
+  // keeps them.
   void order_free(std::uint32_t set) {
     const std::uint64_t* k = keys(set);
     std::uint32_t& o = order_of(set);
@@ -522,6 +523,7 @@ struct Tlb::Impl {
         index_erase(s);
       unlink(s);
     } else if (ordered) {
+      // The order is rebuilt below, once the key shows the way free.
     } else if (wide) {
       stamps<std::uint32_t>(set)[w] = 0;
     } else {

@@ -46,11 +46,11 @@ WalkResult Walker::walk_tables(PhysAddr root, std::uint16_t asid, VirtAddr va,
   WalkResult r;
   unsigned level = start_level_;
   const std::uint64_t pmd_index = va.val >> pmd_shift_;
-  Pte* words = nullptr;
-  if (wc) {
-    if ((words = wc->lookup(asid, pmd_index))) level = 3;
-  }
-  if (!words) words = mem_.table(root);
+  Pte* words = wc ? wc->lookup(asid, pmd_index) : nullptr;
+  if (words)
+    level = 3;
+  else
+    words = mem_.table(root);
   for (;; ++level) {
     if (!words) return r;  // not a table page: treat as invalid (cannot happen for our tables)
     Pte* slot = words + ((va.val >> level_shift_[level]) & idx_mask_);
