@@ -174,9 +174,11 @@ AccessResult Mmu::miss_fast(const PageTable& pt, std::uint16_t asid, VirtAddr va
   // prefetch_walk()).
   Pte* const slot = walker_.cached_leaf_slot(asid, va, walk_cache_);
   if (slot) __builtin_prefetch(slot);
-  // Tlb::lookup, with its search inlined.
-  const TlbEntry* hit = l2_.mru_;
-  if (!hit || !hit->covers(asid, va.val)) hit = l2_.lookup_after_mru(asid, va.val);
+  // Tlb::lookup, with its search inlined and without its first check of the
+  // entry used last: after an L1 miss that entry (filled or hit last, so
+  // in the L1 too) seldom covers va, and the search finds it anyway — its
+  // use then changes nothing, since it is already its set's most recent.
+  const TlbEntry* hit = l2_.lookup_after_mru(asid, va.val);
   if (hit && permits(hit->desc, kind)) {
     ++stats_.l2_hits;
     stats_.cycles += l2_hit_cycles_;
@@ -184,13 +186,8 @@ AccessResult Mmu::miss_fast(const PageTable& pt, std::uint16_t asid, VirtAddr va
     fill(l1, copy, va.val);
     return {};
   }
-  if (!slot) [[unlikely]] {
-    // A walk-cache miss: the walk from the root (what walk() does once its
-    // walk cache has missed), then the general handling of its result.
-    return fill_from_walk(pt, asid, va, kind, l1,
-                          walker_.walk_tables(pt.root(), asid, va, &walk_cache_),
-                          !hit && l1_absent);
-  }
+  if (!slot) [[unlikely]]
+    return walk_from_root(pt, asid, va, kind, !hit && l1_absent);
   {
     const Pte d = *slot;
     const AsIs& want = as_is_[static_cast<unsigned>(kind)];
@@ -223,6 +220,16 @@ AccessResult Mmu::miss_fast(const PageTable& pt, std::uint16_t asid, VirtAddr va
     }
   }
   return walk_and_fill(pt, asid, va, kind, l1);
+}
+
+// miss_fast() after a walk-cache miss: the walk from the root (what walk()
+// does once its walk cache has missed), then the general handling of its
+// result. Out of line, so that the common miss keeps a small frame.
+AccessResult Mmu::walk_from_root(const PageTable& pt, std::uint16_t asid, VirtAddr va,
+                                 MemAccess kind, bool absent) {
+  Tlb& l1 = kind == MemAccess::Exec ? l1i_ : l1d_;
+  return fill_from_walk(pt, asid, va, kind, l1,
+                        walker_.walk_tables(pt.root(), asid, va, &walk_cache_), absent);
 }
 
 // An L1 miss is most often an L2 miss too (the L2 reaches a few MiB): start

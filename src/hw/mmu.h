@@ -89,6 +89,8 @@ class Mmu final : public SimObserver {
   // Six arguments, all in registers: access_l1() ends in a jump to it.
   AccessResult miss_fast(const PageTable& pt, std::uint16_t asid, VirtAddr va, MemAccess kind,
                          bool l1_absent);
+  [[gnu::noinline]] AccessResult walk_from_root(const PageTable& pt, std::uint16_t asid,
+                                                VirtAddr va, MemAccess kind, bool absent);
   // Inline in both callers: a WalkResult passed in memory costs the
   // checked path what the fused one saves.
   [[gnu::always_inline]] inline AccessResult fill_from_walk(const PageTable& pt, std::uint16_t asid, VirtAddr va,
