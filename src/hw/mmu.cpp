@@ -44,7 +44,32 @@ Mmu::Mmu(PhysMem& mem, TlbConfig cfg, bool hafdbs, Checker* checker, std::uint64
       fast_miss_(!checker && cfg_.walk_cache_entries != 0),
       cont_general_(cfg_.l1d.cont == ContHolding::SplitPages ||
                     cfg_.l1i.cont == ContHolding::SplitPages ||
-                    cfg_.l2.cont == ContHolding::SplitPages || cfg_.hafdbs_random_pte) {}
+                    cfg_.l2.cont == ContHolding::SplitPages || cfg_.hafdbs_random_pte) {
+  page_shift_ = mem_.geometry().page_shift;
+  page_mask_ = (std::uint64_t{1} << page_shift_) - 1;
+  page_oa_mask_ = pte_addr_mask(page_shift_) & ~page_mask_;
+  // miss_fast()'s test of a level-3 descriptor, per kind of access: a valid
+  // page descriptor (bits 1:0), young, that EL0 may use for the access
+  // (AP[1] for loads and stores, UXN clear for fetches), writable as it is
+  // for a store (RDONLY clear: no dirty update needed), and not a
+  // contiguous block when those take the general path.
+  const std::uint64_t page = bits::kValid | bits::kTable | bits::kAf;
+  const std::uint64_t cont = cont_general_ ? bits::kCont : 0;
+  as_is_[static_cast<unsigned>(MemAccess::Read)] = {page | bits::kUser | cont, page | bits::kUser};
+  as_is_[static_cast<unsigned>(MemAccess::Write)] = {page | bits::kUser | bits::kRdonly | cont,
+                                                     page | bits::kUser};
+  as_is_[static_cast<unsigned>(MemAccess::Exec)] = {page | bits::kUxn | cont, page};
+}
+
+MmuStats Mmu::stats() const {
+  MmuStats s = stats_;
+  s.tlb_misses += fast_walks_;
+  s.walks += fast_walks_;
+  s.walk_mem_accesses += fast_walks_;
+  s.walk_cycles += fast_walks_ * cfg_.walk_access_cycles;
+  s.cycles += fast_walks_ * cfg_.walk_access_cycles;
+  return s;
+}
 
 // What a cached descriptor lets EL0 do without any update: AP[1] (USER)
 // for loads and stores, RDONLY clear for stores, UXN clear for fetches.
@@ -80,10 +105,19 @@ AccessResult Mmu::l1_hit(const PageTable& pt, std::uint16_t asid, VirtAddr va, M
   return {};
 }
 
-// An access whose L1's last-used entry does not cover it: the rest of the
-// L1 lookup (inlined from tlb_impl.h), then the miss.
+// An access whose L1's last-used entry does not cover it. Most often (a
+// random access) the L1's tag filter shows at once that it misses: the
+// miss then follows by a jump, this function having no frame of its own.
 AccessResult Mmu::access_l1(const PageTable& pt, std::uint16_t asid, VirtAddr va, MemAccess kind,
                             Tlb& l1) {
+  if (l1.filtered_out(asid, va.val)) return miss(pt, asid, va, kind, l1, true);
+  return access_l1_probe(pt, asid, va, kind, l1);
+}
+
+// The rest of the L1 lookup (inlined from tlb_impl.h), then a hit or the
+// miss.
+AccessResult Mmu::access_l1_probe(const PageTable& pt, std::uint16_t asid, VirtAddr va,
+                                  MemAccess kind, Tlb& l1) {
   const TlbEntry* e1 = l1.lookup_after_mru(asid, va.val);
   if (e1 && permits(e1->desc, kind)) return l1_hit(pt, asid, va, kind, *e1);
   return miss(pt, asid, va, kind, l1, e1 == nullptr);
@@ -94,7 +128,7 @@ AccessResult Mmu::access_l1(const PageTable& pt, std::uint16_t asid, VirtAddr va
 AccessResult Mmu::miss(const PageTable& pt, std::uint16_t asid, VirtAddr va, MemAccess kind,
                        Tlb& l1, bool l1_absent) {
   if (fast_miss_) [[likely]]
-    return miss_fast(pt, asid, va, kind, l1, l1_absent);
+    return miss_fast(pt, asid, va, kind, l1_absent);
   return miss_general(pt, asid, va, kind, l1);
 }
 
@@ -134,14 +168,17 @@ void Mmu::check_hit(PhysAddr root, std::uint16_t asid, VirtAddr va, MemAccess ki
 // A walk-cache miss walks from the root once (that walk fills the walk
 // cache) and hands the result to fill_from_walk().
 AccessResult Mmu::miss_fast(const PageTable& pt, std::uint16_t asid, VirtAddr va, MemAccess kind,
-                            Tlb& l1, bool l1_absent) {
+                            bool l1_absent) {
+  Tlb& l1 = kind == MemAccess::Exec ? l1i_ : l1d_;
   // Start the host's load of the descriptor while the L2 is probed (see
   // prefetch_walk()).
   Pte* const slot = walker_.cached_leaf_slot(asid, va, walk_cache_);
   if (slot) __builtin_prefetch(slot);
-  // Tlb::lookup, with its search inlined.
-  const TlbEntry* hit = l2_.mru_;
-  if (!hit || !hit->covers(asid, va.val)) hit = l2_.lookup_after_mru(asid, va.val);
+  // Tlb::lookup, with its search inlined and without its first check of the
+  // entry used last: after an L1 miss that entry (filled or hit last, so
+  // in the L1 too) seldom covers va, and the search finds it anyway — its
+  // use then changes nothing, since it is already its set's most recent.
+  const TlbEntry* hit = l2_.lookup_after_mru(asid, va.val);
   if (hit && permits(hit->desc, kind)) {
     ++stats_.l2_hits;
     stats_.cycles += l2_hit_cycles_;
@@ -149,46 +186,50 @@ AccessResult Mmu::miss_fast(const PageTable& pt, std::uint16_t asid, VirtAddr va
     fill(l1, copy, va.val);
     return {};
   }
-  if (!slot) [[unlikely]] {
-    // A walk-cache miss: the walk from the root (what walk() does once its
-    // walk cache has missed), then the general handling of its result.
-    return fill_from_walk(pt, asid, va, kind, l1,
-                          walker_.walk_tables(pt.root(), asid, va, &walk_cache_),
-                          !hit && l1_absent);
-  }
+  if (!slot) [[unlikely]]
+    return walk_from_root(pt, asid, va, kind, !hit && l1_absent);
   {
     const Pte d = *slot;
-    const bool el0_ok =
-        kind == MemAccess::Exec ? pte_user_exec(d) : (d.val & bits::kUser) != 0;
-    const bool as_is = Walker::is_page(d) && el0_ok && pte_young(d) &&
-                       !(kind == MemAccess::Write && pte_rdonly(d)) &&
-                       !(cont_general_ && pte_cont(d));
-    if (as_is) [[likely]] {
-      ++stats_.tlb_misses;
-      ++stats_.walks;
-      ++stats_.walk_mem_accesses;
-      stats_.walk_cycles += cfg_.walk_access_cycles;
-      stats_.cycles += cfg_.walk_access_cycles;
-      WalkResult w;
-      walker_.finish_leaf(w, 3, d, va);
+    const AsIs& want = as_is_[static_cast<unsigned>(kind)];
+    if ((d.val & want.care) == want.set) [[likely]] {
+      ++fast_walks_;  // a miss, one walk of one read (see stats())
       TlbEntry e;
       e.asid = asid;
-      e.va = w.va_base;
-      e.size_shift = w.size_shift;
       e.level = 3;
-      e.cont = pte_cont(d);
-      e.pa = w.pa_base;
       e.desc = d;
+      e.cont = pte_cont(d);
+      if (!e.cont) [[likely]] {
+        // Walker::finish_leaf for a page: its own range and frame.
+        e.va = va.val & ~page_mask_;
+        e.size_shift = static_cast<std::uint8_t>(page_shift_);
+        e.pa = d.val & page_oa_mask_;
+      } else {
+        WalkResult w;
+        walker_.finish_leaf(w, 3, d, va);
+        e.va = w.va_base;
+        e.size_shift = w.size_shift;
+        e.pa = w.pa_base;
+      }
       // Both lookups for va found no entry (when the L1's found one that
       // does not permit the access, its fill checks for it).
-      if (!hit) l2_.fill_absent(e, va.val);
-      else l2_.fill_inline(e, va.val);
-      if (l1_absent) l1.fill_absent(e, va.val);
-      else l1.fill_inline(e, va.val);
+      if (!hit) l2_.fill_absent_l2(e, va.val);
+      else l2_.fill(field_copy(e), va.val);  // a copy: see Tlb::fill_absent_l1
+      if (l1_absent) l1.fill_absent_l1(e, va.val);
+      else l1.fill(field_copy(e), va.val);
       return {};
     }
   }
   return walk_and_fill(pt, asid, va, kind, l1);
+}
+
+// miss_fast() after a walk-cache miss: the walk from the root (what walk()
+// does once its walk cache has missed), then the general handling of its
+// result. Out of line, so that the common miss keeps a small frame.
+AccessResult Mmu::walk_from_root(const PageTable& pt, std::uint16_t asid, VirtAddr va,
+                                 MemAccess kind, bool absent) {
+  Tlb& l1 = kind == MemAccess::Exec ? l1i_ : l1d_;
+  return fill_from_walk(pt, asid, va, kind, l1,
+                        walker_.walk_tables(pt.root(), asid, va, &walk_cache_), absent);
 }
 
 // An L1 miss is most often an L2 miss too (the L2 reaches a few MiB): start
@@ -198,9 +239,8 @@ AccessResult Mmu::miss_fast(const PageTable& pt, std::uint16_t asid, VirtAddr va
 void Mmu::prefetch_walk(std::uint16_t asid, VirtAddr va) const {
   if (!cfg_.walk_cache_entries) return;
   const Geometry& g = mem_.geometry();
-  if (const auto table = walk_cache_.lookup(asid, va.val >> g.pmd_shift()))
-    if (const Pte* words = std::as_const(mem_).table(PhysAddr{*table}))
-      __builtin_prefetch(words + ((va.val >> g.page_shift) & (g.ptrs_per_table() - 1)));
+  if (const Pte* words = walk_cache_.lookup(asid, va.val >> g.pmd_shift()))
+    __builtin_prefetch(words + ((va.val >> g.page_shift) & (g.ptrs_per_table() - 1)));
 }
 
 // The FEAT_HAFDBS update of the descriptor at `target` for an access whose
@@ -290,8 +330,8 @@ inline AccessResult Mmu::fill_from_walk(const PageTable& pt, std::uint16_t asid,
   e.desc = cached;
   if (!e.cont && !checker_) [[likely]] {  // what fill() comes to: no split, nothing to check
     if (absent) {
-      l2_.fill_absent(e, va.val);
-      l1.fill_absent(e, va.val);
+      l2_.fill_absent_l2(e, va.val);
+      l1.fill_absent_l1(e, va.val);
     } else {
       l2_.fill(e, va.val);
       l1.fill(e, va.val);

@@ -15,12 +15,15 @@
 //    one, of the ways of the set (VA >> size_shift) % sets, whose keys are
 //    packed together — what the hardware compares.
 // Replacement state: a fully associative structure keeps an intrusive
-// recency list (head = most recent), so its LRU/FIFO victim is O(1) however
-// many entries it has; a set-associative one keeps a stamp per way (last use
-// for LRU, fill time for FIFO) next to its keys and takes the set's oldest.
-// Keys, ASIDs and stamps are packed 16 bytes a way apart from the entries,
-// so a probe or a fill touches few cache lines. Nothing allocates after
-// construction (but for renumbering the stamps once every 2^32 uses).
+// circular recency list (head = most recent, its predecessor the victim),
+// so its LRU/FIFO victim is O(1) however many entries it has; a
+// set-associative one of up to 8 ways keeps the recency order of its ways
+// (4 bits a way, the victim last), so that a fill takes the last way and
+// shifts it to the front; a wider one keeps a stamp per way (last use for
+// LRU, fill time for FIFO) and takes the set's oldest. Keys, ASIDs and that
+// state are packed 12 bytes a way apart from the entries, so a probe or a
+// fill touches few cache lines. Nothing allocates after construction (but
+// for renumbering a set's stamps when its clock runs out).
 // The fill after a walk (Tlb::fill following a lookup that missed the same
 // VA) skips insert()'s search for an entry with its key, which the miss
 // showed absent, and for the usual way counts (4, 5, 8) runs with the set's
@@ -182,8 +185,9 @@ std::optional<TlbEntry> Tlb::insert(const TlbEntry& in, std::uint64_t va) {
 }
 
 void Tlb::fill(const TlbEntry& in, std::uint64_t va) {
-  // Impl::fill_direct(), spelled out: inlined through fill_inline() here the
-  // compiler lays this path out worse (issue 10 profile, checker on).
+  // The fill after a walk, decided before entering insert(): an entry kept
+  // as given (not split into pages) whose key the last lookup, which
+  // missed, showed absent, in a structure with a direct fill.
   Impl& im = *impl_;
   const unsigned shift = in.size_shift;
   if (im.miss_valid && im.miss_asid == in.asid && shift >= 6 && shift < 64 &&
@@ -194,15 +198,30 @@ void Tlb::fill(const TlbEntry& in, std::uint64_t va) {
       std::uint32_t s;
       if (im.fully)
         s = im.fill_absent_small(in, first, pa, shift);
-      else if (!im.wide)
-        s = im.fill_absent_ways<std::uint16_t>(in, first, pa, shift);
       else
-        s = im.fill_absent_ways<std::uint32_t>(in, first, pa, shift);
+        s = im.fill_absent_ways(in, first, pa, shift);
       mru_ = &im.entries[s].e;
       return;
     }
   }
   fill_general(in, va);
+}
+
+// Tlb::fill_absent_l1/l2 for any organisation.
+void Tlb::fill_absent_other(const TlbEntry& e, std::uint64_t va) {
+  Impl& im = *impl_;
+  std::uint32_t s;
+  switch (im.fill_kind) {
+    case Impl::FillKind::Small: s = im.fill_absent_small(e, e.va, e.pa, e.size_shift); break;
+    case Impl::FillKind::Order:
+    case Impl::FillKind::Order4:
+    case Impl::FillKind::Order5:
+    case Impl::FillKind::Order8:
+    case Impl::FillKind::Ways16:
+    case Impl::FillKind::Ways32: s = im.fill_absent_ways(e, e.va, e.pa, e.size_shift); break;
+    default: fill_general(e, va); return;
+  }
+  mru_ = &im.entries[s].e;
 }
 
 void Tlb::fill_general(const TlbEntry& in, std::uint64_t va) {

@@ -156,8 +156,10 @@ class Tlb {
   // hw/tlb_impl.h, which only tlb.cpp and mmu.cpp include.
   friend class Mmu;
   inline const TlbEntry* lookup_after_mru(std::uint16_t asid, std::uint64_t va);
-  inline void fill_inline(const TlbEntry& e, std::uint64_t va);
-  [[gnu::always_inline]] inline void fill_absent(const TlbEntry& e, std::uint64_t va);
+  inline bool filtered_out(std::uint16_t asid, std::uint64_t va);
+  [[gnu::always_inline]] inline void fill_absent_l1(const TlbEntry& e, std::uint64_t va);
+  [[gnu::always_inline]] inline void fill_absent_l2(const TlbEntry& e, std::uint64_t va);
+  [[gnu::noinline]] void fill_absent_other(const TlbEntry& e, std::uint64_t va);
   void for_each_impl(const std::function<void(const TlbEntry&)>& fn) const;
   std::unique_ptr<Impl> impl_;
   const TlbEntry* mru_ = nullptr;  // in impl_'s storage; null after any invalidation

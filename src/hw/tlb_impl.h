@@ -67,16 +67,22 @@ struct Tlb::Impl {
   bool sets_pow2 = true;
   bool lru = true;
   bool wide = false;  // stamps are 32 bits (more than 4096 ways), else 16
-  // Which fill_absent_* a fill of a key known absent takes (Tlb::fill_absent).
-  // Ways16N: 16-bit stamps and N ways (the set's layout a constant).
-  enum class FillKind : std::uint8_t { Insert, Small, Ways16, Ways32, Ways16N4, Ways16N5, Ways16N8 };
+  // Set associative with at most kOrderWays ways (every preset's L2): the
+  // set's recency order instead of stamps (see order_of()).
+  static constexpr unsigned kOrderWays = 8;
+  bool ordered = false;
+  // Which fill_absent_* a fill of a key known absent takes (Tlb::fill_absent_l1/l2).
+  // OrderN: a recency order and N ways (the set's layout a constant);
+  // Order: another way count up to kOrderWays; Ways16/32: stamps.
+  enum class FillKind : std::uint8_t { Insert, Small, Ways16, Ways32, Order, Order4, Order5, Order8 };
   FillKind fill_kind = FillKind::Insert;
   std::vector<Slot> entries;
   // Per set, one block of `stride` bytes (one host cache line for up to 5
   // ways): the keys (u64, va | size_shift; 0: free), then the stamps (last
   // use for LRU, fill for FIFO; 0: free) followed by the set's clock (the
   // last stamp given), u16 or u32, then the ASIDs (u16). A fully
-  // associative structure is one set (its stamps unused).
+  // associative structure is one set (its stamps unused). With at most
+  // kOrderWays ways the stamps' place holds the set's recency order.
   std::vector<Line> setmem;
   std::size_t stride = 0;
   // Byte offsets in a set's block of its stamps and ASIDs, and the mask of
@@ -85,11 +91,13 @@ struct Tlb::Impl {
   std::size_t stamp_off = 0;
   std::size_t asid_off = 0;
   std::uint32_t set_mask = 0;
-  // Fully associative: a circular recency list through a sentinel at index
-  // `entries` (next[sentinel] = most recent, prev[sentinel] = the victim),
-  // branch-free to update; and a stack of free slots.
+  // Fully associative: a circular recency list of the live slots, `head`
+  // the most recent (kNone: none live) and prev[head] the least recent (the
+  // LRU or FIFO victim); and a stack of free slots. No sentinel: the fill
+  // of a full structure makes its least recent slot the most recent, which
+  // in a circular list is one step of `head` (see fill_absent_small()).
   std::vector<std::uint32_t> prev, next;
-  std::uint32_t sentinel = 0;
+  std::uint32_t head = kNone;
   std::vector<std::uint32_t> free_slots;
   // Small fully associative (entries <= kSmallEntries): a tag per slot and
   // the slots that hold a live entry, instead of `index`.
@@ -134,6 +142,7 @@ struct Tlb::Impl {
     sets_pow2 = std::has_single_bit(nsets);
     lru = cfg.replacement == Replacement::Lru;
     wide = ways > 4096;
+    ordered = !fully && ways <= kOrderWays;
     entries.resize(cfg.entries);
     const std::size_t stamp_bytes = wide ? 4 : 2;
     std::size_t bytes = 8 * std::size_t{ways} + stamp_bytes * (ways + 1) + 2 * std::size_t{ways};
@@ -144,9 +153,8 @@ struct Tlb::Impl {
     set_mask = sets_pow2 ? nsets - 1 : 0;
     setmem.resize((stride * nsets + 63) / 64);
     if (fully) {
-      prev.resize(cfg.entries + 1);
-      next.resize(cfg.entries + 1);
-      sentinel = cfg.entries;
+      prev.resize(cfg.entries);
+      next.resize(cfg.entries);
       free_slots.reserve(cfg.entries);
       small = cfg.entries <= kSmallEntries;
     }
@@ -159,20 +167,23 @@ struct Tlb::Impl {
     }
     fill_kind = fully ? (small ? FillKind::Small : FillKind::Insert)
                 : wide ? FillKind::Ways32
-                : ways == 4 ? FillKind::Ways16N4
-                : ways == 5 ? FillKind::Ways16N5
-                : ways == 8 ? FillKind::Ways16N8
+                : ways == 4 ? FillKind::Order4
+                : ways == 5 ? FillKind::Order5
+                : ways == 8 ? FillKind::Order8
+                : ordered ? FillKind::Order
                             : FillKind::Ways16;
     reset();
   }
 
   void reset() {
     std::fill(setmem.begin(), setmem.end(), Line{});
+    if (ordered)
+      for (std::uint32_t set = 0; set < nsets; ++set) order_of(set) = order_all_free();
     std::fill(index.begin(), index.end(), IndexEntry{});
     live_bits = 0;
     buckets.fill(Bucket{});
     if (fully) {
-      prev[sentinel] = next[sentinel] = sentinel;
+      head = kNone;
       // The free stack hands out slots 0, 1, 2...
       free_slots.clear();
       for (std::uint32_t i = static_cast<std::uint32_t>(entries.size()); i-- > 0;)
@@ -211,6 +222,60 @@ struct Tlb::Impl {
     return reinterpret_cast<const std::uint16_t*>(reinterpret_cast<const unsigned char*>(keys(set)) +
                                                   asid_off);
   }
+  // A set's recency order (`ordered`): its ways as 4-bit fields, most
+  // recent first, so that the last field, (order >> 4 * (ways - 1)) & 15,
+  // is the way a fill takes. The live ways come first, in the order of
+  // their last use (LRU) or fill (FIFO), then the free ways in decreasing
+  // index, so that a fill takes the free way of lowest index while there
+  // is one: exactly the way the stamps choose (free ways have stamp 0,
+  // ties go to the lowest way). A fill of a full set is then a shift,
+  // where stamps need the minimum of the set's.
+  std::uint32_t& order_of(std::uint32_t set) {
+    return *reinterpret_cast<std::uint32_t*>(reinterpret_cast<unsigned char*>(keys(set)) +
+                                             stamp_off);
+  }
+  std::uint32_t order_all_free() const {
+    std::uint32_t o = 0;
+    for (std::uint32_t i = 0; i < ways; ++i) o |= (ways - 1 - i) << (4 * i);
+    return o;
+  }
+  static std::uint32_t order_last(std::uint32_t o, std::uint32_t n) {
+    return (o >> (4 * (n - 1))) & 15;
+  }
+  // `o` with the way in its last field moved to the front.
+  static std::uint32_t order_rotate(std::uint32_t o, std::uint32_t n) {
+    const std::uint64_t mask = (std::uint64_t{1} << (4 * n)) - 1;
+    return static_cast<std::uint32_t>(((std::uint64_t{o} << 4) | order_last(o, n)) & mask);
+  }
+  // `o` with way w (one of its n fields) moved to the front.
+  static std::uint32_t order_to_front(std::uint32_t o, std::uint32_t w, std::uint32_t n) {
+    // The field holding w: the lowest zero field of o ^ (w in every
+    // field), fields past n made non-zero (the lowest zero field a
+    // borrow-based test finds is exact).
+    std::uint64_t x = o ^ (0x11111111u * w);
+    x |= ~std::uint64_t{0} << (4 * n);
+    const std::uint64_t z = (x - 0x1111111111111111ull) & ~x & 0x8888888888888888ull;
+    const unsigned pos = static_cast<unsigned>(std::countr_zero(z)) / 4;
+    const std::uint64_t low = o & ((std::uint64_t{1} << (4 * pos)) - 1);
+    const std::uint64_t high = o & ~((std::uint64_t{1} << (4 * pos + 4)) - 1);
+    return static_cast<std::uint32_t>(high | (low << 4) | w);
+  }
+  // The order of `set` after one of its ways became free (its key already
+  // 0): the live ways in their order, then the free ways as order_of()
+  // keeps them.
+  void order_free(std::uint32_t set) {
+    const std::uint64_t* k = keys(set);
+    std::uint32_t& o = order_of(set);
+    std::uint32_t out = 0, n = 0;
+    for (std::uint32_t i = 0; i < ways; ++i) {
+      const std::uint32_t w = (o >> (4 * i)) & 15;
+      if (k[w] != 0) out |= w << (4 * n++);
+    }
+    for (std::uint32_t w = ways; w-- > 0;)
+      if (k[w] == 0) out |= w << (4 * n++);
+    o = out;
+  }
+
   std::uint32_t set_of(std::uint32_t s) const { return fully ? 0 : s / ways; }
   std::uint64_t key_at(std::uint32_t s) const {
     const std::uint32_t set = set_of(s);
@@ -355,22 +420,37 @@ struct Tlb::Impl {
   }
 
   void unlink(std::uint32_t s) {
-    next[prev[s]] = next[s];
-    prev[next[s]] = prev[s];
+    const std::uint32_t n = next[s];
+    if (n == s) {  // the only live slot
+      head = kNone;
+      return;
+    }
+    const std::uint32_t p = prev[s];
+    next[p] = n;
+    prev[n] = p;
+    if (head == s) head = n;
   }
   void link_front(std::uint32_t s) {
-    const std::uint32_t old = next[sentinel];
-    next[s] = old;
-    prev[s] = sentinel;
-    prev[old] = s;
-    next[sentinel] = s;
+    if (head == kNone) {
+      next[s] = prev[s] = s;
+    } else {
+      const std::uint32_t last = prev[head];
+      next[last] = s;
+      prev[s] = last;
+      next[s] = head;
+      prev[head] = s;
+    }
+    head = s;
   }
   // A hit on slot s of `set`: only LRU changes state.
   void touch(std::uint32_t set, std::uint32_t s) {
     if (!lru) return;
-    if (!fully) {
+    if (ordered) {
+      std::uint32_t& o = order_of(set);
+      o = order_to_front(o, s - set * ways, ways);
+    } else if (!fully) {
       stamp(set, s - set * ways);
-    } else if (next[sentinel] != s) {
+    } else if (head != s) {
       unlink(s);
       link_front(s);
     }
@@ -442,6 +522,8 @@ struct Tlb::Impl {
       else
         index_erase(s);
       unlink(s);
+    } else if (ordered) {
+      // The order is rebuilt below, once the key shows the way free.
     } else if (wide) {
       stamps<std::uint32_t>(set)[w] = 0;
     } else {
@@ -452,6 +534,7 @@ struct Tlb::Impl {
     if (--shift_count[sh] == 0) shift_mask &= ~(std::uint64_t{1} << sh);
     key = 0;
     --live;
+    if (ordered) order_free(set);
   }
   void remove(std::uint32_t s) {
     const std::uint32_t set = set_of(s);
@@ -474,6 +557,9 @@ struct Tlb::Impl {
       } else {
         index_insert(s);
       }
+    } else if (ordered) {
+      std::uint32_t& o = order_of(set);
+      o = order_to_front(o, w, ways);
     } else {
       stamp(set, w);
     }
@@ -496,11 +582,13 @@ struct Tlb::Impl {
       *displaces = true;
       return cfg.replacement == Replacement::Random
                  ? static_cast<std::uint32_t>(next_random() % ways)
-                 : prev[sentinel];  // LRU: least recently used; FIFO: oldest fill
+                 : prev[head];  // LRU: least recently used; FIFO: oldest fill
     }
     // A free way has stamp 0, older than any live one (stamps start at 1):
     // the set's oldest stamp is a free way if there is one, else the victim.
-    const std::uint32_t oldest = wide ? oldest_as<std::uint32_t>(set) : oldest_as<std::uint16_t>(set);
+    const std::uint32_t oldest = ordered ? order_last(order_of(set), ways)
+                                 : wide  ? oldest_as<std::uint32_t>(set)
+                                         : oldest_as<std::uint16_t>(set);
     *displaces = keys(set)[oldest] != 0;
     if (*displaces && cfg.replacement == Replacement::Random)
       return static_cast<std::uint32_t>(next_random() % ways);
@@ -554,25 +642,6 @@ struct Tlb::Impl {
     return s;
   }
 
-  // The fill after a walk, decided before entering insert(): an entry kept
-  // as given (not split into pages) whose key the last lookup, which
-  // missed, showed absent. Returns the slot written, or kNone when the
-  // general path (insert) must fill.
-  std::uint32_t fill_direct(const TlbEntry& in) {
-    const unsigned shift = in.size_shift;
-    if (miss_valid && miss_asid == in.asid && shift >= 6 && shift < 64 &&
-        !(in.cont && cfg.cont == ContHolding::SplitPages)) [[likely]] {
-      const std::uint64_t first = in.va & ~((std::uint64_t{1} << shift) - 1);
-      if (miss_va - first < (std::uint64_t{1} << shift) && (!fully || small)) [[likely]] {
-        const std::uint64_t pa = in.pa - (in.va - first);
-        if (fully) return fill_absent_small(in, first, pa, shift);
-        if (!wide) return fill_absent_ways<std::uint16_t>(in, first, pa, shift);
-        return fill_absent_ways<std::uint32_t>(in, first, pa, shift);
-      }
-    }
-    return kNone;
-  }
-
   // Inserts `in` (see Tlb::insert); returns the slot written. The entry it
   // evicted goes to *evicted when that is not null.
   std::uint32_t insert(const TlbEntry& in, std::uint64_t va, std::optional<TlbEntry>* evicted);
@@ -584,10 +653,14 @@ struct Tlb::Impl {
   // attach), written once for the two organisations that matter, with the
   // set's block addressed once and the counts of a victim of the same
   // size left alone (they would drop and come back).
-  template <class T, unsigned N>
-  std::uint32_t fill_absent_set(const TlbEntry& in, std::uint64_t first, std::uint64_t pa,
-                                unsigned shift, std::uint32_t set);
   template <class T>
+  std::uint32_t fill_absent_stamps(const TlbEntry& in, std::uint64_t first, std::uint64_t pa,
+                                   unsigned shift, std::uint32_t set);
+  // N: the way count when it is one of the usual ones, else 0.
+  template <unsigned N>
+  [[gnu::always_inline]] std::uint32_t fill_absent_order(const TlbEntry& in, std::uint64_t first,
+                                                         std::uint64_t pa, unsigned shift,
+                                                         std::uint32_t set);
   std::uint32_t fill_absent_ways(const TlbEntry& in, std::uint64_t first, std::uint64_t pa,
                                  unsigned shift);
   std::uint32_t fill_absent_small(const TlbEntry& in, std::uint64_t first, std::uint64_t pa,
@@ -621,33 +694,19 @@ struct Tlb::Impl {
   }
 };
 
-template <class T, unsigned N>
-std::uint32_t Tlb::Impl::fill_absent_set(const TlbEntry& in, std::uint64_t first,
-                                         std::uint64_t pa, unsigned shift, std::uint32_t set) {
-  // With N (the way count, when it is one of the usual ones) known here, the
-  // block's layout is constant and the scan below unrolled.
-  const std::uint32_t nw = N ? N : ways;
-  unsigned char* blk = reinterpret_cast<unsigned char*>(setmem.data()) + std::size_t{set} * stride;
-  std::uint64_t* k = reinterpret_cast<std::uint64_t*>(blk);
-  T* st = reinterpret_cast<T*>(blk + 8 * std::size_t{nw});
-  std::uint16_t* as = reinterpret_cast<std::uint16_t*>(blk + 8 * std::size_t{nw} +
-                                                       sizeof(T) * (std::size_t{nw} + 1));
+// A set that keeps stamps (more than kOrderWays ways).
+template <class T>
+std::uint32_t Tlb::Impl::fill_absent_stamps(const TlbEntry& in, std::uint64_t first,
+                                            std::uint64_t pa, unsigned shift, std::uint32_t set) {
+  std::uint64_t* k = keys(set);
+  T* st = stamps<T>(set);
   // place(): the oldest stamp (a free way if any), or a random way when
   // the set is full and the policy is random.
-  std::uint32_t w;
-  if constexpr (N != 0) {
-    using Wide = std::conditional_t<sizeof(T) == 2, std::uint32_t, std::uint64_t>;
-    constexpr unsigned kWayBits = sizeof(T) == 2 ? 12 : 32;  // as in oldest_as()
-    Wide best = std::numeric_limits<Wide>::max();
-    for (std::uint32_t i = 0; i < N; ++i) best = std::min(best, (Wide{st[i]} << kWayBits) | i);
-    w = static_cast<std::uint32_t>(best & ((Wide{1} << kWayBits) - 1));
-  } else {
-    w = oldest_as<T>(set);
-  }
+  std::uint32_t w = oldest_as<T>(set);
   const std::uint64_t old_key = k[w];
   if (old_key != 0) {
     if (cfg.replacement == Replacement::Random) {
-      w = static_cast<std::uint32_t>(next_random() % nw);
+      w = static_cast<std::uint32_t>(next_random() % ways);
       replace_counts(static_cast<unsigned>(k[w] & 63), shift);
     } else {
       replace_counts(static_cast<unsigned>(old_key & 63), shift);
@@ -656,29 +715,67 @@ std::uint32_t Tlb::Impl::fill_absent_set(const TlbEntry& in, std::uint64_t first
   } else {
     add_counts(shift);
   }
+  const std::uint32_t slot = set * ways + w;
+  write_entry(slot, in, first, pa, shift);
+  k[w] = key_of(first, shift);
+  asids(set)[w] = in.asid;
+  stamp_as<T>(set, w);
+  miss_valid = false;
+  return slot;
+}
+
+// A set that keeps its recency order: the way a fill takes is the order's
+// last field (a free way, or the least recent), and becomes its first.
+template <unsigned N>
+inline std::uint32_t Tlb::Impl::fill_absent_order(const TlbEntry& in, std::uint64_t first,
+                                                  std::uint64_t pa, unsigned shift,
+                                                  std::uint32_t set) {
+  // With N known here, the block's layout is constant.
+  const std::uint32_t nw = N ? N : ways;
+  unsigned char* blk = reinterpret_cast<unsigned char*>(setmem.data()) + std::size_t{set} * stride;
+  std::uint64_t* k = reinterpret_cast<std::uint64_t*>(blk);
+  std::uint32_t* order = reinterpret_cast<std::uint32_t*>(blk + 8 * std::size_t{nw});
+  std::uint16_t* as = reinterpret_cast<std::uint16_t*>(blk + asid_off);
+  if constexpr (N != 0)
+    as = reinterpret_cast<std::uint16_t*>(blk + 8 * std::size_t{N} + 2 * (std::size_t{N} + 1));
+  const std::uint32_t o = *order;
+  std::uint32_t w = order_last(o, nw);
+  const std::uint64_t old_key = k[w];
+  if (old_key != 0) [[likely]] {
+    if (cfg.replacement == Replacement::Random) [[unlikely]] {
+      w = static_cast<std::uint32_t>(next_random() % nw);
+      replace_counts(static_cast<unsigned>(k[w] & 63), shift);
+      *order = order_to_front(o, w, nw);
+    } else {
+      replace_counts(static_cast<unsigned>(old_key & 63), shift);
+      *order = order_rotate(o, nw);
+    }
+  } else {
+    add_counts(shift);
+    *order = order_rotate(o, nw);
+  }
   const std::uint32_t slot = set * nw + w;
   write_entry(slot, in, first, pa, shift);
   k[w] = key_of(first, shift);
   as[w] = in.asid;
-  // stamp_as(), on the block already at hand.
-  if (st[nw] == std::numeric_limits<T>::max()) [[unlikely]]
-    renumber_stamps<T>(set);
-  st[w] = ++st[nw];
   miss_valid = false;
   return slot;
 }
 
 // Tlb::fill's set-associative case: the way count made a constant for the
 // usual associativities.
-template <class T>
-std::uint32_t Tlb::Impl::fill_absent_ways(const TlbEntry& in, std::uint64_t first,
-                                          std::uint64_t pa, unsigned shift) {
+inline std::uint32_t Tlb::Impl::fill_absent_ways(const TlbEntry& in, std::uint64_t first,
+                                                 std::uint64_t pa, unsigned shift) {
   const std::uint32_t set = set_of_vpn(first >> shift);
+  if (!ordered) {
+    if (wide) return fill_absent_stamps<std::uint32_t>(in, first, pa, shift, set);
+    return fill_absent_stamps<std::uint16_t>(in, first, pa, shift, set);
+  }
   switch (ways) {
-    case 4: return fill_absent_set<T, 4>(in, first, pa, shift, set);
-    case 5: return fill_absent_set<T, 5>(in, first, pa, shift, set);
-    case 8: return fill_absent_set<T, 8>(in, first, pa, shift, set);
-    default: return fill_absent_set<T, 0>(in, first, pa, shift, set);
+    case 4: return fill_absent_order<4>(in, first, pa, shift, set);
+    case 5: return fill_absent_order<5>(in, first, pa, shift, set);
+    case 8: return fill_absent_order<8>(in, first, pa, shift, set);
+    default: return fill_absent_order<0>(in, first, pa, shift, set);
   }
 }
 
@@ -691,19 +788,26 @@ inline std::uint32_t Tlb::Impl::fill_absent_small(const TlbEntry& in, std::uint6
     free_slots.pop_back();
     add_counts(shift);
     live_bits |= std::uint64_t{1} << s;
+    link_front(s);
   } else {
-    s = cfg.replacement == Replacement::Random ? static_cast<std::uint32_t>(next_random() % ways)
-                                               : prev[sentinel];
-    // detach(): the victim leaves its bucket and the recency list.
+    if (cfg.replacement == Replacement::Random) [[unlikely]] {
+      s = static_cast<std::uint32_t>(next_random() % ways);
+      unlink(s);
+      link_front(s);
+    } else {
+      // The least recent slot becomes the most recent, the others keeping
+      // their order: in the circular list, head steps back onto it.
+      s = prev[head];
+      head = s;
+    }
+    // detach(): the victim leaves its bucket.
     --buckets[tags[s] & 0xff].count;
-    unlink(s);
     replace_counts(static_cast<unsigned>(k[s] & 63), shift);
   }
   write_entry(s, in, first, pa, shift);
   const std::uint64_t key = key_of(first, shift);
   k[s] = key;
   asids(0)[s] = in.asid;
-  link_front(s);
   const std::uint16_t t = tag_of(key, in.asid);
   tags[s] = t;
   Bucket& b = buckets[t & 0xff];
@@ -711,6 +815,21 @@ inline std::uint32_t Tlb::Impl::fill_absent_small(const TlbEntry& in, std::uint6
   ++b.count;
   miss_valid = false;
   return s;
+}
+
+// A copy of `e` made field by field (see Tlb::fill_absent_l1).
+inline TlbEntry field_copy(const TlbEntry& e) {
+  static_assert(sizeof(TlbEntry) == 48, "a new TlbEntry field must be copied here");
+  TlbEntry c;
+  c.asid = e.asid;
+  c.va = e.va;
+  c.size_shift = e.size_shift;
+  c.level = e.level;
+  c.cont = e.cont;
+  c.pa = e.pa;
+  c.desc = e.desc;
+  c.page_shift = e.page_shift;
+  return c;
 }
 
 // Tlb's lookup after its MRU check, and its fill, inline here for tlb.cpp
@@ -725,45 +844,51 @@ inline const TlbEntry* Tlb::lookup_after_mru(std::uint16_t asid, std::uint64_t v
   return mru_;
 }
 
-// The fill after a walk when the lookup of this structure for (e.asid, va)
-// returned no entry, with nothing filled since, and `e` is kept as given:
-// e.va aligned to its size, covering va, not to be split. fill_direct()'s
-// conditions then hold and need no checking.
-inline void Tlb::fill_absent(const TlbEntry& e, std::uint64_t va) {
+// The first step of lookup_after_mru() for a small fully associative
+// structure holding entries of one size: true when the tag filter shows
+// no entry for (asid, va), the miss then recorded as lookup_slot() records
+// it. False: lookup_after_mru() decides.
+inline bool Tlb::filtered_out(std::uint16_t asid, std::uint64_t va) {
   Impl& im = *impl_;
-  std::uint32_t s;
-  switch (im.fill_kind) {
-    case Impl::FillKind::Small: s = im.fill_absent_small(e, e.va, e.pa, e.size_shift); break;
-    case Impl::FillKind::Ways16N4:
-      s = im.fill_absent_set<std::uint16_t, 4>(e, e.va, e.pa, e.size_shift,
-                                               im.set_of_vpn(e.va >> e.size_shift));
-      break;
-    case Impl::FillKind::Ways16N5:
-      s = im.fill_absent_set<std::uint16_t, 5>(e, e.va, e.pa, e.size_shift,
-                                               im.set_of_vpn(e.va >> e.size_shift));
-      break;
-    case Impl::FillKind::Ways16N8:
-      s = im.fill_absent_set<std::uint16_t, 8>(e, e.va, e.pa, e.size_shift,
-                                               im.set_of_vpn(e.va >> e.size_shift));
-      break;
-    case Impl::FillKind::Ways16:
-      s = im.fill_absent_ways<std::uint16_t>(e, e.va, e.pa, e.size_shift);
-      break;
-    case Impl::FillKind::Ways32:
-      s = im.fill_absent_ways<std::uint32_t>(e, e.va, e.pa, e.size_shift);
-      break;
-    default: fill_general(e, va); return;
-  }
-  mru_ = &im.entries[s].e;
+  const std::uint64_t m = im.shift_mask;
+  if (!im.small || m == 0 || (m & (m - 1)) != 0) return false;
+  const unsigned shift = static_cast<unsigned>(std::countr_zero(m));
+  const std::uint64_t key = Impl::key_of(va & ~((std::uint64_t{1} << shift) - 1), shift);
+  if (im.buckets[Impl::tag_of(key, asid) & 0xff].count != 0) return false;
+  im.miss_valid = true;
+  im.miss_asid = asid;
+  im.miss_va = va;
+  return true;
 }
 
-inline void Tlb::fill_inline(const TlbEntry& in, std::uint64_t va) {
-  const std::uint32_t s = impl_->fill_direct(in);
-  if (s != Impl::kNone) [[likely]] {
-    mru_ = &impl_->entries[s].e;
+// The fill after a walk when the lookup of this structure for (e.asid, va)
+// returned no entry, with nothing filled since, and `e` is kept as given:
+// e.va aligned to its size, covering va, not to be split. Tlb::fill's
+// direct-fill conditions then hold and need no checking. Each of the two
+// inlines the organisation its caller's structure has in the presets (an
+// L1: small fully associative; an L2: 5 or 8 ways) and hands any other to
+// fill_absent_other(), on a copy made field by field: nothing here takes
+// the address of `e` or copies it whole, so that a caller's entry can stay
+// in registers.
+inline void Tlb::fill_absent_l1(const TlbEntry& e, std::uint64_t va) {
+  Impl& im = *impl_;
+  if (im.fill_kind == Impl::FillKind::Small) [[likely]] {
+    mru_ = &im.entries[im.fill_absent_small(e, e.va, e.pa, e.size_shift)].e;
     return;
   }
-  fill_general(in, va);
+  fill_absent_other(field_copy(e), va);
+}
+
+inline void Tlb::fill_absent_l2(const TlbEntry& e, std::uint64_t va) {
+  Impl& im = *impl_;
+  std::uint32_t s;
+  if (im.fill_kind == Impl::FillKind::Order5) [[likely]]
+    s = im.fill_absent_order<5>(e, e.va, e.pa, e.size_shift, im.set_of_vpn(e.va >> e.size_shift));
+  else if (im.fill_kind == Impl::FillKind::Order8)
+    s = im.fill_absent_order<8>(e, e.va, e.pa, e.size_shift, im.set_of_vpn(e.va >> e.size_shift));
+  else
+    return fill_absent_other(field_copy(e), va);
+  mru_ = &im.entries[s].e;
 }
 
 }  // namespace contpte

@@ -27,14 +27,14 @@ void WalkCache::invalidate(std::uint16_t asid, std::uint64_t first, std::uint64_
   }
 }
 
-void WalkCache::insert(std::uint16_t asid, std::uint64_t idx, std::uint64_t table_pa) {
+void WalkCache::insert(std::uint16_t asid, std::uint64_t idx, Pte* table) {
   if (!sets_) return;
   const std::uint64_t k = key(asid, idx);
   const std::uint64_t s = set_of(idx);
   Slot* set = &slots_[s * kWays];
   for (unsigned w = 0; w < kWays; ++w)
     if (set[w].key == k) return;
-  set[next_[s]] = Slot{k, table_pa};
+  set[next_[s]] = Slot{k, table};
   next_[s] = static_cast<std::uint8_t>((next_[s] + 1) % kWays);
 }
 
@@ -53,17 +53,14 @@ Walker::Walker(PhysMem& mem) : mem_(mem) {
 WalkResult Walker::walk_tables(PhysAddr root, std::uint16_t asid, VirtAddr va,
                                WalkCache* wc) const {
   WalkResult r;
-  std::uint64_t table = root.val;
   unsigned level = start_level_;
   const std::uint64_t pmd_index = va.val >> pmd_shift_;
-  if (wc) {
-    if (auto t = wc->lookup(asid, pmd_index)) {
-      table = *t;
-      level = 3;
-    }
-  }
+  Pte* words = wc ? wc->lookup(asid, pmd_index) : nullptr;
+  if (words)
+    level = 3;
+  else
+    words = mem_.table(root);
   for (;; ++level) {
-    Pte* words = mem_.table(PhysAddr{table});
     if (!words) return r;  // not a table page: treat as invalid (cannot happen for our tables)
     Pte* slot = words + ((va.val >> level_shift_[level]) & idx_mask_);
     const Pte desc = *slot;
@@ -74,8 +71,8 @@ WalkResult Walker::walk_tables(PhysAddr root, std::uint16_t asid, VirtAddr va,
     if (!(desc.val & bits::kValid)) return r;  // translation fault
     const bool is_table = desc.val & bits::kTable;
     if (level < 3 && is_table) {
-      table = desc.val & oa_mask_;
-      if (level == 2 && wc) wc->insert(asid, pmd_index, table);
+      words = mem_.table(PhysAddr{desc.val & oa_mask_});
+      if (level == 2 && wc && words) wc->insert(asid, pmd_index, words);
       continue;
     }
     // Leaf: a page at level 3 (bit 1 set), a block at levels 1-2 (bit 1

@@ -29,27 +29,40 @@ struct WalkResult {
   unsigned mem_accesses = 0;     // descriptor reads made
 };
 
-// Caches non-leaf descriptors: the address of the level-3 table for a VA's
-// PMD range, which lets a walk skip straight to the last read. Last-level
-// TLB invalidations (all that user PTE changes issue) keep it; ASID and
-// full invalidations clear it.
+// Caches non-leaf descriptors: the level-3 table for a VA's PMD range,
+// which lets a walk skip straight to the last read. Last-level TLB
+// invalidations (all that user PTE changes issue) keep it; non-last-level
+// ones (after page tables were freed) drop the entries of their range;
+// ASID and full invalidations clear it.
+//
+// What it holds for a table is where the simulation keeps that table's
+// words (PhysMem::table of the table's physical address), not the address
+// itself: a table page keeps its physical address and its storage for the
+// life of the PhysMem (a freed one goes back to PhysMem's pool, never to
+// the host), so the two name the same table, and a hit then costs the walk
+// one load instead of a translation of the address on every TLB miss. As
+// on hardware, an entry left behind after its table was freed and reused
+// would translate through the new owner's table: freeing code must issue
+// the non-last-level flush first.
 //
 // Organisation: 4-way set associative, FIFO within a set, sets indexed by
 // the PMD index (a common walk-cache design; cores do not document theirs).
 class WalkCache {
  public:
   explicit WalkCache(unsigned entries);
+  // The words of the level-3 table cached for (asid, pmd_index), or nullptr.
   // Inline: every TLB miss asks. Sets are a power of two in every preset
   // (a mask, not a division), else the index is taken modulo the count.
-  std::optional<std::uint64_t> lookup(std::uint16_t asid, std::uint64_t pmd_index) const {
-    if (!sets_) return std::nullopt;
+  Pte* lookup(std::uint16_t asid, std::uint64_t pmd_index) const {
+    if (!sets_) return nullptr;
     const std::uint64_t k = key(asid, pmd_index);
     const Slot* set = &slots_[set_of(pmd_index) * kWays];
     for (unsigned w = 0; w < kWays; ++w)
-      if (set[w].key == k) return set[w].table_pa;
-    return std::nullopt;
+      if (set[w].key == k) return set[w].table;
+    return nullptr;
   }
-  void insert(std::uint16_t asid, std::uint64_t pmd_index, std::uint64_t table_pa);
+  // `table`: the words of the level-3 table the level-2 descriptor names.
+  void insert(std::uint16_t asid, std::uint64_t pmd_index, Pte* table);
   void clear();
   // A non-last-level TLBI by VA (TLBI VAE1IS and its range forms) for the
   // PMD indices [first, last] of `asid`: what freeing a table needs.
@@ -63,7 +76,7 @@ class WalkCache {
   }
   struct Slot {
     std::uint64_t key = 0;
-    std::uint64_t table_pa = 0;
+    Pte* table = nullptr;
   };
   std::uint64_t set_of(std::uint64_t idx) const {
     return set_mask_ ? idx & set_mask_ : idx % sets_;
@@ -107,9 +120,8 @@ class Walker {
   // The level-3 descriptor the walk cache leads to for `va` (the one read
   // a walk-cache hit makes), or nullptr when the walk cache misses.
   Pte* cached_leaf_slot(std::uint16_t asid, VirtAddr va, const WalkCache& wc) const {
-    if (const auto t = wc.lookup(asid, va.val >> pmd_shift_))
-      if (Pte* words = mem_.table(PhysAddr{*t})) [[likely]]
-        return words + ((va.val >> level_shift_[3]) & idx_mask_);
+    if (Pte* words = wc.lookup(asid, va.val >> pmd_shift_)) [[likely]]
+      return words + ((va.val >> level_shift_[3]) & idx_mask_);
     return nullptr;
   }
   // A valid page descriptor (what a level-3 read must find to be a leaf).

@@ -216,6 +216,24 @@ TEST(MmuFastPath, SameResultsStatsTlbsAndPtesAsTheGeneralPath) {
         for (Granule gr : {Granule::k4K, Granule::k64K})
           run_case({gr, Variant::Upstream, cfg, true, seed++});
       }
+  // Organisations the fused path's fills do not inline (Tlb::fill_absent_l1
+  // and _l2 hand them to fill_absent_other): set-associative L1s, an L2 of
+  // 4, 3 or 16 ways, a fully associative L2.
+  struct Shape {
+    unsigned l1_entries, l1_ways, l2_entries, l2_ways;
+  };
+  for (Shape sh : {Shape{48, 4, 1024, 4}, Shape{48, 3, 768, 3}, Shape{32, 32, 2048, 16},
+                   Shape{64, 64, 256, 256}})
+    for (Replacement r : {Replacement::Lru, Replacement::Random}) {
+      TlbConfig cfg = n1;
+      cfg.name = "shape-" + std::to_string(sh.l1_ways) + "-" + std::to_string(sh.l2_ways);
+      cfg.l1d.entries = cfg.l1i.entries = sh.l1_entries;
+      cfg.l1d.ways = cfg.l1i.ways = sh.l1_ways;
+      cfg.l2.entries = sh.l2_entries;
+      cfg.l2.ways = sh.l2_ways;
+      cfg.l1d.replacement = cfg.l1i.replacement = cfg.l2.replacement = r;
+      run_case({Granule::k4K, Variant::Upstream, cfg, true, seed++});
+    }
 }
 
 }  // namespace

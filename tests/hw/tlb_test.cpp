@@ -212,6 +212,43 @@ TEST(TlbRandom, EvictionsAreDeterministicFromTheSeed) {
   }
 }
 
+// Which way of a set an entry goes to is invisible to LRU and FIFO but
+// decides what a random eviction takes: a fill takes the free way of lowest
+// index while the set has one (for_each lists a set's entries in way
+// order), for every organisation of the set's replacement state (a recency
+// order up to 8 ways, stamps beyond).
+TEST(TlbPlacement, AFillTakesTheLowestFreeWay) {
+  for (unsigned ways : {4u, 5u, 3u, 12u})
+    for (Replacement r : {Replacement::Lru, Replacement::Fifo, Replacement::Random})
+      for (bool use_fill : {false, true}) {
+        SCOPED_TRACE("ways=" + std::to_string(ways) + " " + std::string(replacement_name(r)) +
+                     (use_fill ? " fill" : " insert"));
+        Tlb t(structure(2 * ways, ways, r));
+        // Pages of set 0 (two sets: even page numbers).
+        auto va_of = [](unsigned i) { return std::uint64_t{2 * i} << 12; };
+        auto add = [&](unsigned i) {
+          const std::uint64_t va = va_of(i);
+          if (use_fill) {
+            ASSERT_EQ(t.lookup(1, va), nullptr);
+            t.fill(page(va), va);
+          } else {
+            t.insert(page(va), va);
+          }
+        };
+        for (unsigned i = 0; i < ways; ++i) add(i);
+        // Free ways 2 and 1 (in that order), then fill two new pages.
+        t.invalidate_range(1, va_of(2), 4 * K);
+        t.invalidate_range(1, va_of(1), 4 * K);
+        add(100);
+        add(101);
+        std::vector<std::uint64_t> order;
+        t.for_each([&](const TlbEntry& e) { order.push_back(e.va); });
+        std::vector<std::uint64_t> want{va_of(0), va_of(100), va_of(101)};
+        for (unsigned i = 3; i < ways; ++i) want.push_back(va_of(i));
+        EXPECT_EQ(order, want);
+      }
+}
+
 // ---- contiguous blocks: one entry or split -------------------------------------------------
 
 TEST(TlbSplitPages, HoldsOnlyThePageOfTheAccess) {
@@ -339,78 +376,103 @@ TEST(TlbInvalidate, ByAsidAndAll) {
 
 // The same operations on a plain list with timestamps: every lookup, victim
 // and invalidation must agree — entries of mixed sizes; LRU and FIFO; fully
-// associative, and set associative with a power-of-two and another number
-// of sets.
+// associative (small, with its tag filter, and large, with its hash index),
+// and set associative with a power-of-two and another number of sets; the
+// fill of insert() and the fill after a missed lookup (Tlb::fill, which
+// does not report its victim: the victim must be gone and nothing else).
 TEST(TlbModel, AgreesWithANaiveModelUnderRandomOperations) {
+  struct Shape {
+    unsigned entries, ways;
+  };
   for (Replacement policy : {Replacement::Lru, Replacement::Fifo})
-    for (unsigned ways : {30u, 5u, 3u}) {
-      SCOPED_TRACE(std::string(replacement_name(policy)) + " ways=" + std::to_string(ways));
-      const unsigned entries = 30, nsets = entries / ways;
-      Tlb t(structure(entries, ways, policy));
-      struct Ref {
-        TlbEntry e;
-        std::uint64_t used;  // last use (LRU) or fill (FIFO)
-      };
-      std::vector<Ref> ref;
-      std::uint64_t clock = 0;
-      std::mt19937_64 rng(11 + ways);
-      const std::uint64_t sizes[] = {4 * K, 64 * K, 2 * M};
-      for (int step = 0; step < 20000; ++step) {
-        const std::uint16_t asid = static_cast<std::uint16_t>(1 + rng() % 2);
-        const std::uint64_t va = (rng() % (8 * M)) & ~0xfffull;
-        const unsigned op = rng() % 10;
-        if (op < 6) {  // lookup; fill on a miss
-          const TlbEntry* got = t.lookup(asid, va);
-          // No overlapping entries in this test: at most one covers va.
-          auto want = std::find_if(ref.begin(), ref.end(),
-                                   [&](const Ref& r) { return r.e.covers(asid, va); });
-          ASSERT_EQ(got != nullptr, want != ref.end()) << step;
-          if (got) {
-            EXPECT_EQ(got->va, want->e.va) << step;
-            if (policy == Replacement::Lru) want->used = ++clock;
-            continue;
+    for (Shape shape : {Shape{30, 30}, Shape{30, 5}, Shape{30, 3}, Shape{96, 96}})
+      for (bool use_fill : {false, true}) {
+        const unsigned entries = shape.entries, ways = shape.ways, nsets = entries / ways;
+        SCOPED_TRACE(std::string(replacement_name(policy)) + " entries=" + std::to_string(entries) +
+                     " ways=" + std::to_string(ways) + (use_fill ? " fill" : " insert"));
+        Tlb t(structure(entries, ways, policy));
+        struct Ref {
+          TlbEntry e;
+          std::uint64_t used;  // last use (LRU) or fill (FIFO)
+        };
+        std::vector<Ref> ref;
+        std::uint64_t clock = 0;
+        int evictions = 0;
+        std::mt19937_64 rng(11 + ways);
+        // Half the accesses go to a hot set somewhat larger than the
+        // structure (hits, so that LRU and FIFO differ), half anywhere in
+        // 64M (misses that fill it and evict); 2M entries rare, since each
+        // drops every entry it covers.
+        const std::uint64_t sizes[] = {4 * K, 4 * K, 4 * K, 4 * K, 64 * K, 64 * K, 64 * K, 2 * M};
+        std::vector<std::uint64_t> hot(entries + entries / 2);
+        for (auto& h : hot) h = (rng() % (64 * M)) & ~0xfffull;
+        for (int step = 0; step < 20000; ++step) {
+          const std::uint16_t asid = static_cast<std::uint16_t>(1 + rng() % 2);
+          const std::uint64_t va =
+              rng() % 2 ? hot[rng() % hot.size()] : (rng() % (64 * M)) & ~0xfffull;
+          // Invalidations rare enough that the structure fills and evicts.
+          const unsigned op = rng() % 50;
+          if (op < 40) {  // lookup; fill on a miss
+            const TlbEntry* got = t.lookup(asid, va);
+            // No overlapping entries in this test: at most one covers va.
+            auto want = std::find_if(ref.begin(), ref.end(),
+                                     [&](const Ref& r) { return r.e.covers(asid, va); });
+            ASSERT_EQ(got != nullptr, want != ref.end()) << step;
+            if (got) {
+              EXPECT_EQ(got->va, want->e.va) << step;
+              if (policy == Replacement::Lru) want->used = ++clock;
+              continue;
+            }
+            const std::uint64_t size = sizes[rng() % std::size(sizes)];
+            const std::uint64_t first = va & ~(size - 1), last = first + size - 1;
+            const TlbEntry e = entry(first, size, 0x100000000 + first, asid, size == 2 * M ? 2 : 3,
+                                     size == 64 * K);
+            // Keep both free of overlaps: drop what the new entry covers.
+            t.invalidate_range(asid, first, size);
+            std::erase_if(ref, [&](const Ref& r) {
+              return r.e.asid == asid && r.e.va <= last && first <= r.e.va + r.e.size() - 1;
+            });
+            const std::uint64_t set = (e.va >> e.size_shift) % nsets;
+            std::vector<Ref*> in_set;
+            for (auto& r : ref)
+              if ((r.e.va >> r.e.size_shift) % nsets == set) in_set.push_back(&r);
+            std::optional<TlbEntry> want_ev;
+            if (in_set.size() == ways) {
+              Ref* victim = *std::min_element(in_set.begin(), in_set.end(),
+                                              [](Ref* a, Ref* b) { return a->used < b->used; });
+              want_ev = victim->e;
+              ref.erase(ref.begin() + (victim - ref.data()));
+              ++evictions;
+            }
+            if (use_fill) {
+              t.fill(e, va);
+              if (want_ev) {
+                ASSERT_EQ(t.peek(want_ev->asid, want_ev->va), nullptr) << step;
+              }
+            } else {
+              const auto ev = t.insert(e, va);
+              ASSERT_EQ(ev.has_value(), want_ev.has_value()) << step;
+              if (ev) {
+                EXPECT_EQ(ev->va, want_ev->va) << step;
+                EXPECT_EQ(ev->asid, want_ev->asid) << step;
+              }
+            }
+            ref.push_back({e, ++clock});
+          } else if (op < 49) {
+            const std::uint64_t len = (1 + rng() % 64) * 4 * K;
+            const std::uint64_t last = va + len - 1;
+            const auto n = std::erase_if(ref, [&](const Ref& r) {
+              return r.e.asid == asid && r.e.va <= last && va <= r.e.va + r.e.size() - 1;
+            });
+            ASSERT_EQ(t.invalidate_range(asid, va, len), n) << step;
+          } else {
+            const auto n = std::erase_if(ref, [&](const Ref& r) { return r.e.asid == asid; });
+            ASSERT_EQ(t.invalidate_asid(asid), n) << step;
           }
-          const std::uint64_t size = sizes[rng() % 3];
-          const std::uint64_t first = va & ~(size - 1), last = first + size - 1;
-          const TlbEntry e = entry(first, size, 0x100000000 + first, asid, size == 2 * M ? 2 : 3,
-                                   size == 64 * K);
-          // Keep both free of overlaps: drop what the new entry covers.
-          t.invalidate_range(asid, first, size);
-          std::erase_if(ref, [&](const Ref& r) {
-            return r.e.asid == asid && r.e.va <= last && first <= r.e.va + r.e.size() - 1;
-          });
-          const std::uint64_t set = (e.va >> e.size_shift) % nsets;
-          std::vector<Ref*> in_set;
-          for (auto& r : ref)
-            if ((r.e.va >> r.e.size_shift) % nsets == set) in_set.push_back(&r);
-          std::optional<TlbEntry> want_ev;
-          if (in_set.size() == ways) {
-            Ref* victim = *std::min_element(in_set.begin(), in_set.end(),
-                                            [](Ref* a, Ref* b) { return a->used < b->used; });
-            want_ev = victim->e;
-            ref.erase(ref.begin() + (victim - ref.data()));
-          }
-          const auto ev = t.insert(e, va);
-          ASSERT_EQ(ev.has_value(), want_ev.has_value()) << step;
-          if (ev) {
-            EXPECT_EQ(ev->va, want_ev->va) << step;
-            EXPECT_EQ(ev->asid, want_ev->asid) << step;
-          }
-          ref.push_back({e, ++clock});
-        } else if (op < 9) {
-          const std::uint64_t len = (1 + rng() % 64) * 4 * K;
-          const std::uint64_t last = va + len - 1;
-          const auto n = std::erase_if(ref, [&](const Ref& r) {
-            return r.e.asid == asid && r.e.va <= last && va <= r.e.va + r.e.size() - 1;
-          });
-          ASSERT_EQ(t.invalidate_range(asid, va, len), n) << step;
-        } else {
-          const auto n = std::erase_if(ref, [&](const Ref& r) { return r.e.asid == asid; });
-          ASSERT_EQ(t.invalidate_asid(asid), n) << step;
+          ASSERT_EQ(t.size(), ref.size()) << step;
         }
-        ASSERT_EQ(t.size(), ref.size()) << step;
+        EXPECT_GT(evictions, 500);  // replacement was exercised
       }
-    }
 }
 
 // ---- presets -----------------------------------------------------------------------------

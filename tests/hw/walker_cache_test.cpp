@@ -55,7 +55,7 @@ TEST_P(WalkCacheAgreement, ACachedWalkFindsWhatAWalkFromTheRootFinds) {
   for (int i = 0; i < 4000; ++i) {
     const VirtAddr va{base + rng() % (9 * g.pmd_size())};
     const WalkResult want = walker.walk(pt.root(), 1, va, nullptr);
-    const bool warm = wc.lookup(1, va.val >> g.pmd_shift()).has_value();
+    const bool warm = wc.lookup(1, va.val >> g.pmd_shift()) != nullptr;
     const WalkResult got = walker.walk(pt.root(), 1, va, &wc);
     ASSERT_EQ(got.valid, want.valid) << i;
     ASSERT_EQ(got.level, want.level) << i;
