@@ -120,6 +120,15 @@ void Checker::check_hit(const TlbEntry& e, std::uint64_t va, MemAccess kind, con
          fmt::format("stale TLB entry {:#x}+{:#x}: {}", e.va, e.size(), why));
 }
 
+void Checker::check_walk(std::uint64_t va, const WalkResult& walked, const WalkResult& from_root) {
+  if (walked.slot == from_root.slot) return;
+  report(Rule::StaleTranslation, va, {{va, walked.desc.val}},
+         fmt::format("stale walk-cache entry: the walk read a table the page tables no longer link at "
+                     "{:#x} (found {:#x}, memory {})",
+                     va, walked.desc.val,
+                     from_root.slot ? fmt::format("{:#x}", from_root.desc.val) : std::string("has no table")));
+}
+
 void Checker::on_pte_write(std::uint16_t asid, std::uint64_t va, Pte before, Pte after) {
   touched_blocks_.insert(key(asid, va & ~(geo_.cont_pte_size() - 1)));
   (void)before;

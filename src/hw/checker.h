@@ -72,6 +72,11 @@ class Checker {
   // ---- rule 3: stale_translation (on a TLB hit that grants `kind`) ----
   // `now` is what a fresh walk of `va` finds in memory.
   void check_hit(const TlbEntry& e, std::uint64_t va, MemAccess kind, const WalkResult& now);
+  // The same rule for the walk cache: a walk that started from a cached
+  // table must read the entry a walk from the root reads. One that does
+  // not went through a table the page tables no longer link there (freed
+  // without a non-last-level flush, perhaps reused by another range).
+  void check_walk(std::uint64_t va, const WalkResult& walked, const WalkResult& from_root);
 
   // ---- rules 4 and 5: lost_dirty, lost_young ----
   // Every PTE word written (by the engine, raw writes or hardware).

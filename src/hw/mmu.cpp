@@ -293,6 +293,8 @@ inline AccessResult Mmu::fill_from_walk(const PageTable& pt, std::uint16_t asid,
     ++stats_.faults;
     return AccessResult{f, w.level};
   };
+  if (checker_ && cfg_.walk_cache_entries)
+    checker_->check_walk(va.val, w, walker_.walk(pt.root(), asid, va, nullptr));
   if (!w.valid) return fault(Fault::Translation);
 
   if (checker_ && pte_cont(w.desc)) {

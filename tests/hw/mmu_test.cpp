@@ -189,3 +189,40 @@ TEST(Mmu, ContHeldAsPagesByAStructureThatSplitsIt) {
 }
 
 }  // namespace
+
+namespace {
+
+// Page-table freeing and the walk cache: the checker finds a walk that went
+// through a freed table still cached, and a non-last-level flush drops it.
+TEST(MmuWalkCache, AFreedTableReachedThroughTheWalkCacheIsStale) {
+  for (bool flush : {false, true}) {
+    World w(Granule::k4K, Variant::Upstream, resolve_tlb_config("neoverse-n1"));
+    const std::uint64_t a = 0x4000000000, b = 0x4000400000;  // one 1G range, two PMD ranges
+    w.map(VirtAddr{a}, 4);
+    ASSERT_EQ(w.access(a, MemAccess::Read).fault, Fault::None);  // caches A's PTE table
+    // munmap of A: clear, free every table above (nothing else is mapped).
+    get_and_clear_full_ptes(w.env, VirtAddr{a}, *w.pt.pte_slot(VirtAddr{a}, false), 16, false);
+    auto freed = w.pt.free_pgd_range(a, a + 0x10000, 0, 0);
+    ASSERT_EQ(freed.size(), 3u);  // PTE, PMD and PUD tables
+    if (flush)
+      w.env.flush_tlb_range_tables(TlbFlush{VirtAddr{a}, 16, true});
+    else
+      w.env.flush_tlb_range(TlbFlush{VirtAddr{a}, 16, true});  // last level only: the bug
+    w.pt.release(freed);
+    // B's tables reuse those pages, its PTE table the one A's walk-cache
+    // entry names; A is unmapped, so a read of A must fault.
+    w.map(VirtAddr{b}, 4);
+    const AccessResult r = w.access(a, MemAccess::Read);
+    if (flush) {
+      EXPECT_EQ(r.fault, Fault::Translation);
+      EXPECT_TRUE(w.checker.violations().empty());
+    } else {
+      EXPECT_EQ(r.fault, Fault::None);  // translated through B's table
+      ASSERT_FALSE(w.checker.violations().empty());
+      EXPECT_EQ(w.checker.violations()[0].rule, "stale_translation");
+      EXPECT_NE(w.checker.violations()[0].detail.find("stale walk-cache entry"), std::string::npos);
+    }
+  }
+}
+
+}  // namespace
