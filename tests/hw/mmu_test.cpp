@@ -188,9 +188,6 @@ TEST(Mmu, ContHeldAsPagesByAStructureThatSplitsIt) {
   EXPECT_EQ(w.mmu.stats().walks, 16u);
 }
 
-}  // namespace
-
-namespace {
 
 // Page-table freeing and the walk cache: the checker finds a walk that went
 // through a freed table still cached, and a non-last-level flush drops it.

@@ -1,8 +1,9 @@
 // VMA life cycle: brk-like heap growth (`brk NAME SIZE`, Mm::brk as
-// do_brk_flags), and anon_vma rules (fork copies, merging). The brk heap's new
-// area joins the heap's VMA when compatible, so a fault may get a folio
-// straddling the old break; an incompatible tail keeps them apart; shrinking
-// unmaps the tail; the errors a scenario gets for misuse.
+// do_brk_flags: the new area joins the heap's VMA when compatible, so a
+// fault may get a folio straddling the old break; an incompatible tail keeps
+// them apart; shrinking unmaps the tail; misuse is an input error), anon_vma
+// rules (what fork copies, what merges), and page-table freeing on munmap
+// and exit (free_pgtables, and the flush that reaches the walk caches).
 #include <gtest/gtest.h>
 
 #include <string>
@@ -116,9 +117,6 @@ TEST(MmBrk, ParserChecksTheSize) {
                ScenarioError);
 }
 
-}  // namespace
-
-namespace {
 
 // anon_vma (checked against Linux 6.18: tests/data/live-6.18/anon-vma.cpt).
 TEST(MmAnonVma, ForkDoesNotCopyAVmaThatNeverHadAnonymousMemory) {
@@ -176,9 +174,6 @@ TEST(MmAnonVma, APartlyMappedExclusiveFolioIsSplitByMadvise) {
       "expect pte A present=1 cont=0\n")));
 }
 
-}  // namespace
-
-namespace {
 
 // free_pgtables (unmap_region): page tables no neighbour shares go with
 // the mapping, and the flush that precedes their reuse reaches the walk
