@@ -405,6 +405,36 @@ bool thp_mode_allows(const char* path) {
   return !s.empty() && s.find("[never]") == std::string::npos;
 }
 
+// Sets a THP sysfs `enabled` file for one test and puts the old mode back:
+// as root, a test that needs 64K mTHP need not depend on how the host was
+// left. ok() is false when the file cannot be written (not root, absent).
+class ThpModeForTest {
+ public:
+  ThpModeForTest(std::string path, const char* mode) : path_(std::move(path)) {
+    const std::string s = sysfs(path_.c_str());
+    const auto open = s.find('['), close = s.find(']');
+    if (open == std::string::npos || close == std::string::npos) return;
+    old_ = s.substr(open + 1, close - open - 1);
+    ok_ = write(mode);
+  }
+  ~ThpModeForTest() {
+    if (ok_) write(old_.c_str());
+  }
+  ThpModeForTest(const ThpModeForTest&) = delete;
+  ThpModeForTest& operator=(const ThpModeForTest&) = delete;
+  bool ok() const { return ok_; }
+
+ private:
+  bool write(const char* mode) const {
+    std::ofstream f(path_);
+    f << mode;
+    f.close();
+    return static_cast<bool>(f);
+  }
+  std::string path_, old_;
+  bool ok_ = false;
+};
+
 // A child that maps and touches regions, then waits on a pipe until the
 // parent is done reading it. The regions are chosen before the fork, so
 // both sides know the addresses.
@@ -616,8 +646,13 @@ TEST(SnapshotLive, PartlyUnmappedThpIsPartial) {
 
 TEST(SnapshotLive, Mthp64KFoldsInto64KBlocks) {
   if (const auto why = live_skip_reason(); !why.empty()) GTEST_SKIP() << why;
-  if (!thp_mode_allows("/sys/kernel/mm/transparent_hugepage/hugepages-64kB/enabled"))
-    GTEST_SKIP() << "64K mTHP is off on this host (hugepages-64kB/enabled = never or absent)";
+  const char* const knob = "/sys/kernel/mm/transparent_hugepage/hugepages-64kB/enabled";
+  // Off on the host: turned on for this test when we may (root).
+  std::optional<ThpModeForTest> on;
+  if (!thp_mode_allows(knob)) on.emplace(knob, "always");
+  if (!thp_mode_allows(knob))
+    GTEST_SKIP() << "64K mTHP is off on this host (hugepages-64kB/enabled = never or absent) "
+                    "and cannot be turned on (not root?)";
   Child child({{kPlainAddr, 1 * M, MADV_HUGEPAGE}});
   ASSERT_TRUE(child.ok());
   auto src = make_live_proc_source();
