@@ -18,7 +18,8 @@
 //    write would be seen by the other: broken copy-on-write);
 //  * no page mapped read-only by its VMA is writable.
 // At the end every process exits and every frame but the zero pages is free
-// (no leaked or doubly freed folio), and the conformance checker saw no stale
+// (no leaked or doubly freed folio), every page table but the roots is back
+// in the pool (free_pgtables), and the conformance checker saw no stale
 // TLB entry, conflict or misprogrammed block.
 //
 // CONTPTE_SEED=N runs only seed N; a failure prints the seed and the ops.
@@ -246,13 +247,18 @@ class World {
   }
 
   // Every process exits: every folio goes back to the allocator.
+  // Every process exits: every folio goes back to the allocator, and every
+  // page table but each address space's root to the table pool.
   std::string teardown() {
     for (auto& m : procs_)
       if (m) m->exit_mmap();
+    const std::size_t roots = procs_.size();
     procs_.clear();
     const std::uint64_t zero_frames = 1 + (huge_zero() ? std::uint64_t{1} << huge_order() : 0);
     if (buddy_.free_frames() != initial_free_ - zero_frames)
       return fmt::format("leak: {} frames", std::int64_t(initial_free_ - zero_frames - buddy_.free_frames()));
+    if (mem_.live_tables() != roots)
+      return fmt::format("leak: {} page tables beyond the {} roots", mem_.live_tables() - roots, roots);
     return "";
   }
 
