@@ -143,9 +143,9 @@ void print_comparison(std::ostream& out, const std::vector<RunResult>& runs, std
     const RunResult* base = find_run(rs, baseline);
     out << fmt::format("\n{} ({} accesses)\n", workload_name(scenario),
                        static_cast<std::uint64_t>(rs.front()->stat("accesses")));
-    out << fmt::format("  {:<12} {:>8} {:>12} {:>8} {:>8} {:>8} {:>7} {:>7} {:>7} {:>6} {:>8} {:>8}  {}\n",
+    out << fmt::format("  {:<12} {:>8} {:>12} {:>8} {:>8} {:>8} {:>7} {:>7} {:>7} {:>6} {:>8} {:>7} {:>8}  {}\n",
                        "config", "TLB MPKI", "walk cycles", "faults", "zeroed", "copied", "folds", "unfolds",
-                       "tlbi", "cont%", "RSS", "speedup", "");
+                       "tlbi", "cont%", "RSS", "PT", "speedup", "");
     for (const RunResult* r : rs) {
       const double cycles = r->stat("translation_cycles");
       // Without the baseline in this run (--config) there is no speedup to show.
@@ -154,17 +154,19 @@ void print_comparison(std::ostream& out, const std::vector<RunResult>& runs, std
                                       : std::string("n/a");
       std::string note;
       if (r->exit_status() != 0) note = r->error ? "ERROR: " + *r->error : "FAILED (see summary)";
-      out << fmt::format("  {:<12} {:>8.2f} {:>12} {:>8} {:>8} {:>8} {:>7} {:>7} {:>7} {:>5.1f}% {:>8} {:>8}  {}\n",
-                         r->config.name, r->stat("tlb_mpki"), static_cast<std::uint64_t>(r->stat("walk_cycles")),
-                         static_cast<std::uint64_t>(r->stat("faults")), human_bytes(r->stat("bytes_zeroed")),
-                         human_bytes(r->stat("bytes_copied")), static_cast<std::uint64_t>(r->stat("folds")),
-                         static_cast<std::uint64_t>(r->stat("unfolds")),
-                         static_cast<std::uint64_t>(r->stat("tlbi") + r->stat("caller_tlbi")),
-                         100.0 * r->stat("cont_coverage"), human_bytes(r->stat("rss_bytes")), speedup, note);
+      out << fmt::format(
+          "  {:<12} {:>8.2f} {:>12} {:>8} {:>8} {:>8} {:>7} {:>7} {:>7} {:>5.1f}% {:>8} {:>7} {:>8}  {}\n",
+          r->config.name, r->stat("tlb_mpki"), static_cast<std::uint64_t>(r->stat("walk_cycles")),
+          static_cast<std::uint64_t>(r->stat("faults")), human_bytes(r->stat("bytes_zeroed")),
+          human_bytes(r->stat("bytes_copied")), static_cast<std::uint64_t>(r->stat("folds")),
+          static_cast<std::uint64_t>(r->stat("unfolds")),
+          static_cast<std::uint64_t>(r->stat("tlbi") + r->stat("caller_tlbi")), 100.0 * r->stat("cont_coverage"),
+          human_bytes(r->stat("rss_bytes")), human_bytes(r->stat("pgtable_bytes")), speedup, note);
     }
   }
   out << fmt::format("\nspeedup: translation cycles (TLB hits + walks) of {} divided by the configuration's; "
-                     "tlbi: flush requests by the engine and its callers; RSS at the end of the run.\n",
+                     "tlbi: flush requests by the engine and its callers; RSS and PT (page-table memory) "
+                     "at the end of the run.\n",
                      baseline);
 }
 
