@@ -148,7 +148,7 @@ def thp_settings(header):
 
 # ---- random scenarios ------------------------------------------------------------
 
-def random_scenario(seed):
+def random_scenario(seed, max_ops=30, max_procs=3):
     """A random mm scenario over a 4M arena: mmaps (aligned or not),
     sequential reads and writes of mapped runs the protection allows,
     mprotect, madvise, munmap, fork, process switches and exits. Every
@@ -190,7 +190,7 @@ def random_scenario(seed):
         a = rng.randrange(i, j)
         return a, rng.randrange(a, j) + 1
 
-    for _ in range(rng.randrange(12, 30)):
+    for _ in range(rng.randrange(min(12, max_ops), max_ops + 1)):
         pages = procs[cur]
         o = rng.random()
         if o < 0.22 or not any(pages):
@@ -231,7 +231,7 @@ def random_scenario(seed):
             out.append(f"munmap {rng_txt}")
             for k in range(i, j):
                 pages[k] = None
-        elif o < 0.93 and len(procs) < 3:
+        elif o < 0.93 and len(procs) < max_procs:
             out.append("fork")
             procs[next_pid] = list(pages)
             out.append(f"process {next_pid}")
@@ -502,10 +502,12 @@ def main():
     ap.add_argument("-o", "--output", required=True)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--random", type=int, metavar="SEED", help="generate a random mm scenario first")
+    ap.add_argument("--random-ops", type=int, default=30, metavar="N", help="with --random: at most N statements")
+    ap.add_argument("--random-procs", type=int, default=3, metavar="N", help="with --random: at most N processes")
     a = ap.parse_args()
     if a.random is not None:
         with open(a.scenario, "w") as f:
-            f.write(f"# random mm scenario, seed {a.random}\n" + random_scenario(a.random))
+            f.write(f"# random mm scenario, seed {a.random}\n" + random_scenario(a.random, a.random_ops, a.random_procs))
     try:
         if os.geteuid() != 0 or not os.path.isdir(THP_DIR):
             raise InputError("needs root and mTHP sysfs (/sys/kernel/mm/transparent_hugepage)")
