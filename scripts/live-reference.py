@@ -45,6 +45,7 @@ import tempfile
 
 PAGE = 4096
 BLOCK = 16  # pages per contpte block at 4K
+PMD_PAGES = 512
 THP_DIR = "/sys/kernel/mm/transparent_hugepage"
 
 libc = ctypes.CDLL(None, use_errno=True)
@@ -398,6 +399,13 @@ class Worker:
         os.close(kflags)
         return rows
 
+    @staticmethod
+    def spans_aligned(kflags, pfn, n):
+        """Whether pfn's folio covers the naturally aligned n frames around it."""
+        base = pfn & ~(n - 1)
+        fl = struct.unpack(f"<{n}Q", os.pread(kflags, 8 * n, base * 8))
+        return fl[0] >> KPF_COMPOUND_HEAD & 1 and all(f >> KPF_COMPOUND_TAIL & 1 for f in fl[1:])
+
     def block(self, pagemap, kflags, maps, va):
         span = BLOCK * PAGE
         ents = struct.unpack(f"<{BLOCK}Q", os.pread(pagemap, 8 * BLOCK, (va // PAGE) * 8))
@@ -417,6 +425,10 @@ class Worker:
         perms = {p for lo, hi, p in maps if lo < va + span and va < hi}
         if not (consecutive and one_folio):
             return False, "folio"
+        # A PMD-sized folio may be mapped by one PMD (no PTEs, no PTE_CONT)
+        # or by PTEs after a split: pagemap does not say which.
+        if self.spans_aligned(kflags, pfns[0], PMD_PAGES):
+            return False, "pmd"
         # PROT_NONE: present to the kernel, invalid to the MMU; arm64 never
         # sets PTE_CONT on an invalid entry.
         if any(p[:3] == "---" for p in perms):
@@ -570,6 +582,8 @@ def main():
             answers = {tuple(r[step][3][i][1:]) for r in runs}
             if len(answers) > 1:
                 lines.append(f"# {at}: varied between runs: {sorted(answers)}")
+            elif why == "pmd":
+                lines.append(f"# {at}: in a PMD-sized folio: PMD- or PTE-mapped cannot be told from x86")
             elif why == "piecemeal":
                 lines.append(f"# {at}: written piecemeal: arm64's state cannot be told from x86")
             elif eligible:
