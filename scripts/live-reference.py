@@ -313,6 +313,11 @@ class Worker:
                 if edge % (BLOCK * PAGE):
                     self.piecemeal.add(edge & ~(BLOCK * PAGE - 1))
         elif op == "madvise":
+            if msg["advice"] == "populate_write":
+                # Write faults without accesses() to watch them: a page
+                # already present may be reused in place (one PTE made
+                # writable, the block unfolded on arm64).
+                self.mark_present_blocks(self.addr(msg["at"]), msg["len"])
             if libc.madvise(self.addr(msg["at"]), msg["len"], ADVICE[msg["advice"]]) != 0:
                 raise OSError(ctypes.get_errno(), f"madvise {msg['advice']} failed")
         elif op in ("read", "write"):
@@ -357,6 +362,15 @@ class Worker:
     def pte(pagemap, va):
         e = struct.unpack("<Q", os.pread(pagemap.fileno(), 8, (va // PAGE) * 8))[0]
         return (bool(e >> 63 & 1), e & ((1 << 55) - 1))
+
+    def mark_present_blocks(self, start, length):
+        span = BLOCK * PAGE
+        fd = os.open("/proc/self/pagemap", os.O_RDONLY)
+        for va in range(start & ~(span - 1), start + length, span):
+            ents = struct.unpack(f"<{BLOCK}Q", os.pread(fd, 8 * BLOCK, (va // PAGE) * 8))
+            if any(e >> 63 & 1 for e in ents):
+                self.piecemeal.add(va)
+        os.close(fd)
 
     def vma_edges(self, lo, hi):
         """The VMA starts and ends in [lo, hi] among this process's mappings."""
