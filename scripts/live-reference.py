@@ -22,8 +22,10 @@ Needs: root (kpageflags, pagemap PFNs), a 4K-page kernel with mTHP sysfs
 (/sys/kernel/mm/transparent_hugepage/hugepages-*kB/enabled). The THP
 settings are set from the scenario's `mthp` header and restored at the end.
 
-Statements: the header (granule 4K, contpte, mthp, seed), mmap with addr=
-(anonymous, private or shared), munmap, mprotect, madvise (dontneed, free,
+Statements: the header (granule 4K, contpte, mthp, thp, seed), mmap with
+addr= (anonymous or file=NAME, private or shared; files are made full of
+data in a temporary directory and dropped from the page cache before each
+run, so their folios are whatever the host's filesystem uses), munmap, mprotect, madvise (dontneed, free,
 cold, pageout, hugepage, nohugepage, populate_write), read / write with a
 stride and pattern=seq (one byte per stride), fork, process, exit. Existing
 expect lines are dropped. Exit status: 0 written, 2 bad input or missing
@@ -96,11 +98,11 @@ def parse(path):
         elif kw == "expect":
             continue
         elif kw == "mmap":
-            if "addr" not in opts or "file" in opts:
-                raise InputError(f"{where}: mmap needs addr= (and no file=) for a reproducible layout")
+            if "addr" not in opts:
+                raise InputError(f"{where}: mmap needs addr= for a reproducible layout")
             ops.append((n, text, dict(op="mmap", name=args[0], size=size(args[1], where),
                                       prot=opts.get("prot", "rw"), shared="shared" in flags,
-                                      addr=int(opts["addr"], 0))))
+                                      addr=int(opts["addr"], 0), file=opts.get("file"))))
         elif kw in ("munmap", "mprotect", "madvise", "read", "write"):
             op = dict(op=kw, at=args[0], len=size(args[1], where))
             if kw == "mprotect":
@@ -293,8 +295,17 @@ class Worker:
     def run(self, msg):
         op = msg["op"]
         if op == "mmap":
-            flags = (MAP_SHARED if msg["shared"] else MAP_PRIVATE) | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE
-            got = libc.mmap(msg["addr"], msg["size"], PROT[msg["prot"]], flags, -1, 0)
+            flags = (MAP_SHARED if msg["shared"] else MAP_PRIVATE) | MAP_FIXED_NOREPLACE
+            fd = -1
+            if msg["file"]:
+                # A file of the scenario's: made by the controller, not cached.
+                writable = msg["shared"] and "w" in msg["prot"]
+                fd = os.open(f"{self.dir}/files/{msg['file']}", os.O_RDWR if writable else os.O_RDONLY)
+            else:
+                flags |= MAP_ANONYMOUS
+            got = libc.mmap(msg["addr"], msg["size"], PROT[msg["prot"]], flags, fd, 0)
+            if fd >= 0:
+                os.close(fd)
             if got != msg["addr"]:
                 raise OSError(ctypes.get_errno(), f"mmap at {msg['addr']:#x} failed")
             self.names[msg["name"]] = (msg["addr"], msg["size"])
@@ -523,9 +534,30 @@ class Live:
                 pass
 
 
+def make_files(directory, ops):
+    """The scenario's files, each as large as its largest mapping, full of
+    data (no holes), written back and dropped from the page cache so that
+    the run reads them in as the model's cold cache does."""
+    sizes = {}
+    for _, _, op in ops:
+        if op["op"] == "mmap" and op.get("file"):
+            sizes[op["file"]] = max(sizes.get(op["file"], 0), op["size"])
+    os.makedirs(f"{directory}/files", exist_ok=True)
+    for name, n in sizes.items():
+        path = f"{directory}/files/{name}"
+        with open(path, "wb") as f:
+            f.write(bytes([0x5a]) * n)
+            f.flush()
+            os.fsync(f.fileno())
+        fd = os.open(path, os.O_RDONLY)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        os.close(fd)
+
+
 def one_run(ops):
     """[(line, text, process, blocks or error)] for one live run."""
     live = Live()
+    make_files(live.dir, ops)
     cur, out = 0, []
     try:
         for n, text, op in ops:
