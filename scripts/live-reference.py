@@ -36,6 +36,7 @@ Usage: live-reference.py IN.cpt -o OUT.cpt [--runs N]
 
 import argparse
 import ctypes
+import fcntl
 import json
 import mmap as pymmap
 import os
@@ -49,6 +50,7 @@ PAGE = 4096
 BLOCK = 16  # pages per contpte block at 4K
 PMD_PAGES = 512
 THP_DIR = "/sys/kernel/mm/transparent_hugepage"
+THP_LOCK = "/tmp/contpte-thp-settings.lock"  # also taken by the tests that change THP settings
 
 libc = ctypes.CDLL(None, use_errno=True)
 libc.mmap.restype = ctypes.c_void_p
@@ -594,6 +596,10 @@ def main():
             raise InputError("needs root and mTHP sysfs (/sys/kernel/mm/transparent_hugepage)")
         header, ops = parse(a.scenario)
         want = thp_settings(header)
+        # One run at a time changes the THP settings: two overlapping runs
+        # would each restore what the other had set.
+        lock = open(THP_LOCK, "w")
+        fcntl.flock(lock, fcntl.LOCK_EX)
         saved = {}
         try:
             for d, v in want.items():

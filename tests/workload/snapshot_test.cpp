@@ -19,6 +19,7 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -411,6 +412,10 @@ bool thp_mode_allows(const char* path) {
 class ThpModeForTest {
  public:
   ThpModeForTest(std::string path, const char* mode) : path_(std::move(path)) {
+    // The lock scripts/live-reference.py takes: two changers at once would
+    // each restore what the other had set.
+    lock_ = ::open("/tmp/contpte-thp-settings.lock", O_CREAT | O_RDWR | O_CLOEXEC, 0666);
+    if (lock_ >= 0) ::flock(lock_, LOCK_EX);
     const std::string s = sysfs(path_.c_str());
     const auto open = s.find('['), close = s.find(']');
     if (open == std::string::npos || close == std::string::npos) return;
@@ -419,6 +424,7 @@ class ThpModeForTest {
   }
   ~ThpModeForTest() {
     if (ok_) write(old_.c_str());
+    if (lock_ >= 0) ::close(lock_);  // releases the lock
   }
   ThpModeForTest(const ThpModeForTest&) = delete;
   ThpModeForTest& operator=(const ThpModeForTest&) = delete;
@@ -433,6 +439,7 @@ class ThpModeForTest {
   }
   std::string path_, old_;
   bool ok_ = false;
+  int lock_ = -1;
 };
 
 // A child that maps and touches regions, then waits on a pipe until the
