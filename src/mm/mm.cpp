@@ -172,8 +172,6 @@ void Mm::split_vma_at(std::uint64_t addr) {
   vmas_.emplace(addr, hi);
 }
 
-// vma_merge: adjacent anonymous VMAs with equal flags become one, so a
-// fault in the merged VMA may get a folio spanning both.
 namespace {
 // `a` ends where `b` starts and both have the same flags apart from their
 // access rights (anon_vma_compatible); a file mapping continues only with
@@ -186,6 +184,8 @@ bool adjacent_same_flags(const Vma& a, const Vma& b, unsigned page_shift) {
 }
 }  // namespace
 
+// vma_merge: adjacent anonymous VMAs with equal flags become one, so a
+// fault in the merged VMA may get a folio spanning both.
 void Mm::merge_around(std::uint64_t addr) {
   const unsigned shift = sys_.mem().geometry().page_shift;
   auto compatible = [shift](const Vma& a, const Vma& b) {
