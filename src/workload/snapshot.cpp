@@ -432,28 +432,20 @@ class RecordedProcSource final : public ProcSource {
       const std::uint64_t end_vpn = *pagemap_end_ / 4096;
       n = first_vpn >= end_vpn ? 0 : static_cast<std::size_t>(std::min<std::uint64_t>(n, end_vpn - first_vpn));
     }
-    fill(pagemap_, first_vpn, out.first(n));
+    read_sparse_words(pagemap_, first_vpn, out.first(n));
     return n;
   }
   std::size_t read_kpageflags(std::uint64_t first, std::span<std::uint64_t> out) override {
-    return fill(kpageflags_, first, out);
+    return read_sparse_words(kpageflags_, first, out);
   }
   std::size_t read_kpagecount(std::uint64_t first, std::span<std::uint64_t> out) override {
-    return fill(kpagecount_, first, out);
+    return read_sparse_words(kpagecount_, first, out);
   }
   bool pfns_readable() override { return has_frames_; }
   bool alive(int) override { return true; }
   std::uint64_t page_size() const override { return 4096; }
 
  private:
-  static std::size_t fill(const std::map<std::uint64_t, std::uint64_t>& m, std::uint64_t first,
-                          std::span<std::uint64_t> out) {
-    std::fill(out.begin(), out.end(), 0);
-    for (auto it = m.lower_bound(first); it != m.end() && it->first - first < out.size(); ++it)
-      out[it->first - first] = it->second;
-    return out.size();
-  }
-
   std::string dir_;
   std::map<std::uint64_t, std::uint64_t> pagemap_, kpageflags_, kpagecount_;
   std::optional<std::uint64_t> pagemap_end_;
@@ -790,6 +782,14 @@ std::string trim_newline(std::string s) {
 }  // namespace
 
 // ---- public -------------------------------------------------------------------------
+
+std::size_t read_sparse_words(const std::map<std::uint64_t, std::uint64_t>& words, std::uint64_t first,
+                              std::span<std::uint64_t> out) {
+  std::fill(out.begin(), out.end(), 0);
+  for (auto it = words.lower_bound(first); it != words.end() && it->first - first < out.size(); ++it)
+    out[it->first - first] = it->second;
+  return out.size();
+}
 
 std::unique_ptr<ProcSource> make_live_proc_source() { return std::make_unique<LiveProcSource>(); }
 std::unique_ptr<ProcSource> make_recorded_proc_source(const std::string& dir) {

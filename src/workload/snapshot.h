@@ -71,6 +71,12 @@ class ProcSource {
   virtual std::uint64_t page_size() const = 0;
 };
 
+// For sources that hold pagemap / kpageflags words sparsely (a recording,
+// a test's model): out[i] = words[first + i], 0 where absent; returns
+// out.size().
+std::size_t read_sparse_words(const std::map<std::uint64_t, std::uint64_t>& words, std::uint64_t first,
+                              std::span<std::uint64_t> out);
+
 // The real /proc of this host. Keeps the pagemap of the last process and
 // /proc/kpageflags, /proc/kpagecount open between reads.
 std::unique_ptr<ProcSource> make_live_proc_source();

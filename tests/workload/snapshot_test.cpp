@@ -714,9 +714,11 @@ class ModelSource : public ProcSource {
   std::string read_text(int, std::string_view name) override {
     return name == "maps" ? maps : name == "smaps" ? smaps : std::string("model\n");
   }
-  std::size_t read_pagemap(int, std::uint64_t first, std::span<std::uint64_t> out) override { return fill(pagemap, first, out); }
+  std::size_t read_pagemap(int, std::uint64_t first, std::span<std::uint64_t> out) override {
+    return read_sparse_words(pagemap, first, out);
+  }
   std::size_t read_kpageflags(std::uint64_t first, std::span<std::uint64_t> out) override {
-    return fill(kpageflags, first, out);
+    return read_sparse_words(kpageflags, first, out);
   }
   std::size_t read_kpagecount(std::uint64_t, std::span<std::uint64_t> out) override {
     std::fill(out.begin(), out.end(), 1);
@@ -737,15 +739,6 @@ class ModelSource : public ProcSource {
       else out.emplace_back(va, va + 4096);
     }
     return out;
-  }
-
- private:
-  static std::size_t fill(const std::map<std::uint64_t, std::uint64_t>& m, std::uint64_t first,
-                          std::span<std::uint64_t> out) {
-    std::fill(out.begin(), out.end(), 0);
-    for (auto it = m.lower_bound(first); it != m.end() && it->first - first < out.size(); ++it)
-      out[it->first - first] = it->second;
-    return out.size();
   }
 };
 
