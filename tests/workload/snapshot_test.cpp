@@ -448,8 +448,11 @@ class ThpModeForTest {
 class Child {
  public:
   struct Region {
+    Region(std::uint64_t a, std::uint64_t n, int adv, std::uint64_t unmap = 0)
+        : addr(a), bytes(n), advice(adv), unmap_head(unmap) {}
     std::uint64_t addr, bytes;
-    int advice;  // MADV_HUGEPAGE / MADV_NOHUGEPAGE
+    int advice;               // MADV_HUGEPAGE / MADV_NOHUGEPAGE
+    std::uint64_t unmap_head;  // bytes unmapped from the start once touched
   };
 
   explicit Child(std::vector<Region> regions) : regions_(std::move(regions)) {
@@ -466,6 +469,7 @@ class Child {
         if (p != reinterpret_cast<void*>(r.addr) || ::madvise(p, r.bytes, r.advice) != 0) ok = 0;
         if (ok)
           for (std::uint64_t o = 0; o < r.bytes; o += 4096) static_cast<volatile char*>(p)[o] = 1;
+        if (ok && r.unmap_head && ::munmap(p, r.unmap_head) != 0) ok = 0;
       }
       // Raw system calls: a sanitizer's read/write interceptors touch its
       // own data lazily, which would change the child while we read it.
@@ -608,37 +612,10 @@ TEST(SnapshotLive, PartlyUnmappedThpIsPartial) {
   if (!thp_mode_allows("/sys/kernel/mm/transparent_hugepage/enabled"))
     GTEST_SKIP() << "THP is disabled on this host (transparent_hugepage/enabled = never)";
   // The child maps 4M and unmaps [0, 1M): the first 2M folio loses its first half.
-  int ready[2], go[2];
-  ASSERT_EQ(::pipe(ready), 0);
-  ASSERT_EQ(::pipe(go), 0);
-  const pid_t pid = ::fork();
-  if (pid == 0) {
-    ::close(ready[0]);
-    ::close(go[1]);
-    void* p = ::mmap(reinterpret_cast<void*>(kPlainAddr), 4 * M, PROT_READ | PROT_WRITE,
-                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
-    char ok = p == reinterpret_cast<void*>(kPlainAddr) && ::madvise(p, 4 * M, MADV_HUGEPAGE) == 0;
-    if (ok) {
-      for (std::uint64_t o = 0; o < 4 * M; o += 4096) static_cast<volatile char*>(p)[o] = 1;
-      ok = ::munmap(p, 1 * M) == 0;
-    }
-    if (::syscall(SYS_write, ready[1], &ok, 1) != 1) ::_exit(1);
-    char c;
-    while (::syscall(SYS_read, go[0], &c, 1) < 0) {
-    }
-    ::_exit(0);
-  }
-  ::close(ready[1]);
-  ::close(go[0]);
-  char ok = 0;
-  ASSERT_EQ(::read(ready[0], &ok, 1), 1);
-  ::close(ready[0]);
+  Child child({{kPlainAddr, 4 * M, MADV_HUGEPAGE, 1 * M}});
+  ASSERT_TRUE(child.ok());
   auto src = make_live_proc_source();
-  const ProcessSnapshot p = snapshot_process(*src, pid, {});
-  ::close(go[1]);
-  int st;
-  ::waitpid(pid, &st, 0);
-  ASSERT_TRUE(ok);
+  const ProcessSnapshot p = snapshot_process(*src, child.pid(), {});
   const VmaSnapshot& v = vma_at(p, kPlainAddr + 1 * M);
   EXPECT_EQ(v.stats.resident_bytes, 3 * M);
   EXPECT_EQ(v.stats.resident_bytes, v.stats.smaps_rss_bytes);
