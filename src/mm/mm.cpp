@@ -416,12 +416,7 @@ void Mm::tlb_finish_mmu(MmuGather& tlb) {
       for (const auto& t : tlb.tables) at.push_back(t.va);
       std::sort(at.begin(), at.end());
       at.erase(std::unique(at.begin(), at.end()), at.end());
-      if (!tables) {
-        flush_pmds(at);
-      } else {
-        ++sys_.stats().caller_tlbi;
-        for (std::uint64_t a : at) env_.flush_tlb_range_tables(TlbFlush{VirtAddr{a}, 1, true});
-      }
+      flush_pmds(at, /*last_level=*/!tables);
     }
   }
   pt_.release(tlb.tables);
@@ -1146,13 +1141,18 @@ void Mm::split_huge_pmd(const Vma& v, std::uint64_t haddr, PteSlot pmdp) {
 
 // A flush of whole PMD blocks: __flush_tlb_range with a PMD stride is one
 // TLBI per block, or the whole ASID past MAX_DVM_OPS of them.
-void Mm::flush_pmds(const std::vector<std::uint64_t>& haddrs) {
+void Mm::flush_pmds(const std::vector<std::uint64_t>& haddrs, bool last_level) {
   ++sys_.stats().caller_tlbi;
   if (haddrs.size() >= sys_.mem().geometry().ptrs_per_table()) {
     env_.flush_tlb_mm();
     return;
   }
-  for (std::uint64_t a : haddrs) env_.flush_tlb_page(VirtAddr{a}, true);
+  for (std::uint64_t a : haddrs) {
+    if (last_level)
+      env_.flush_tlb_page(VirtAddr{a}, true);
+    else
+      env_.flush_tlb_range_tables(TlbFlush{VirtAddr{a}, 1, true});
+  }
 }
 
 // wp_page_copy: a private copy of one page; the old PTE is cleared and

@@ -305,7 +305,9 @@ class Mm {
   // PTE pass that follows sees its pages (zap_pmd_range, change_pmd_range).
   template <class Fn>
   void for_each_huge_pmd(std::uint64_t start, std::uint64_t end, Fn&& whole);
-  void flush_pmds(const std::vector<std::uint64_t>& haddrs);
+  // One flush per PMD-stride address, or the whole ASID past Linux's limit;
+  // `last_level` false: the walk caches too (page tables were freed).
+  void flush_pmds(const std::vector<std::uint64_t>& haddrs, bool last_level = true);
 
   // ---- madvise FREE / COLD / PAGEOUT (mm/madvise.c) ----
   // split_folio: unmaps the folio's pages mapped at base_va (a PMD is split
