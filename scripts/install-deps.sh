@@ -1,11 +1,32 @@
 #!/usr/bin/env bash
-# Installs the Debian packages contpte needs to build and test, and only the
-# missing ones: on a ready machine it changes nothing and touches no network,
-# so setup.sh and test.sh can call it every time.
+# Usage: scripts/install-deps.sh [--test]
+# Installs the Debian 12 packages contpte needs, and only the missing ones: on
+# a ready machine it changes nothing and touches no network, so setup.sh and
+# test.sh can call it every time.
+#   (default)  what the build and every command of the tool need at run time:
+#              compiler, CMake, Ninja, the libraries, valgrind (`contpte
+#              record`), python3 (scripts/live-reference.py).
+#   --test     also what the tests and benchmarks need: GoogleTest and gmock
+#              (separate packages in Debian), Google Benchmark, clang 14 with
+#              its sanitizer runtime (the ASan+UBSan pass).
+# Starts from a bare `debootstrap --variant=minbase bookworm` root: nothing is
+# assumed present but apt and dpkg. No step needs git.
 set -euo pipefail
 
-packages=(cmake g++ clang libclang-rt-14-dev ninja-build libgtest-dev libbenchmark-dev
-          libcli11-dev libfmt-dev nlohmann-json3-dev libzstd-dev valgrind pkg-config)
+test=0
+case ${1:-} in
+  '') ;;
+  --test) test=1 ;;
+  *) echo "usage: scripts/install-deps.sh [--test]" >&2; exit 2 ;;
+esac
+
+packages=(ca-certificates cmake g++ ninja-build pkg-config
+          libcli11-dev libfmt-dev nlohmann-json3-dev libzstd-dev
+          valgrind python3)
+if ((test)); then
+  packages+=(libgtest-dev libgmock-dev libbenchmark-dev
+             clang libclang-rt-14-dev)
+fi
 
 if ! command -v dpkg-query >/dev/null 2>&1; then
   echo "install-deps: no dpkg-query (not Debian?); install these yourself: ${packages[*]}" >&2

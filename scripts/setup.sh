@@ -5,6 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# Only what the tool needs: no test or benchmark packages, nothing of them built.
 scripts/install-deps.sh
-scripts/build.sh build -DCMAKE_BUILD_TYPE=Release
+scripts/build.sh build -DCMAKE_BUILD_TYPE=Release -DCONTPTE_TESTS=OFF -DCONTPTE_BENCH=OFF
 exec build/contpte run

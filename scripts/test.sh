@@ -9,12 +9,12 @@ cd "$(dirname "$0")/.."
 
 dir=
 sanitize=0
-args=(-DCMAKE_BUILD_TYPE=Release -DCONTPTE_SANITIZE=OFF -DCONTPTE_BENCH=ON)
+args=(-DCMAKE_BUILD_TYPE=Release -DCONTPTE_SANITIZE=OFF -DCONTPTE_TESTS=ON -DCONTPTE_BENCH=ON)
 while (($#)); do
   case $1 in
     --sanitize)
       sanitize=1
-      args=(-DCONTPTE_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug -DCONTPTE_BENCH=OFF) ;;
+      args=(-DCONTPTE_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug -DCONTPTE_TESTS=ON -DCONTPTE_BENCH=OFF) ;;
     --build-dir)
       dir=${2:?--build-dir needs a directory}
       shift ;;
@@ -28,7 +28,7 @@ if [[ -z $dir ]]; then
   if ((sanitize)); then dir=build-asan; else dir=build; fi
 fi
 
-scripts/install-deps.sh
+scripts/install-deps.sh --test
 # The sanitizer pass builds with clang, so that one CI run checks both
 # compilers for warnings (the default pass uses the system c++, g++).
 if ((sanitize)) && command -v clang++ >/dev/null 2>&1 && [[ ! -f $dir/CMakeCache.txt ]]; then
