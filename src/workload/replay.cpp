@@ -238,6 +238,46 @@ class Replayer {
     cur_ = &maps_[pid_];
   }
   void apply(const TraceAccess& a) { access(a); }
+  void apply(const TraceBlock& b) {
+    Block blk{b.map, b.offset, b.sizes};
+    blocks_.push_back(std::move(blk));
+  }
+  void apply(const TraceRunBlock& r) { run_block(r.block); }
+  void apply(const TraceTime&) {}    // the order of the records is the time order already
+  void apply(const TraceThread&) {}  // threads share their process's address space and TLBs
+  void apply(const TraceFile&) {}
+  // The new program starts from an empty address space: the old
+  // program's mappings go (as exec's exec_mmap drops the old mm).
+  void apply(const TraceExec&) {
+    for (Map& mp : *cur_)
+      if (mp.placed) {
+        mm().munmap(mp.base, up(mp.base + mp.len) - mp.base);
+        mp.placed = false;
+      }
+  }
+
+ public:
+  // Each instruction of the block, in order: one fetch each.
+  void run_block(std::uint32_t id) {
+    if (id >= blocks_.size()) {
+      ++unresolved_;
+      return;
+    }
+    const Block& b = blocks_[id];
+    std::uint64_t off = b.offset;
+    for (std::uint8_t sz : b.sizes) {
+      access(TraceAccess{TraceAccessType::Instr, b.map, off, sz});
+      off += sz;
+    }
+  }
+
+ private:
+  struct Block {
+    std::uint32_t map;
+    std::uint64_t offset;
+    std::vector<std::uint8_t> sizes;
+  };
+  std::vector<Block> blocks_;
 
   RunMachine& m_;
   std::uint64_t page_;
@@ -288,6 +328,8 @@ RunResult replay_trace(const std::string& path, const BuiltinConfig& config, con
     while (auto rec = reader.next()) {
       if (const auto* a = std::get_if<TraceAccess>(&*rec))
         rp->access(*a);
+      else if (const auto* b = std::get_if<TraceRunBlock>(&*rec))
+        rp->run_block(b->block);
       else
         rp->record(*rec);
       if ((++records & 0xfffff) == 0 && opts.progress) opts.progress(reader.compressed_offset(), size);
