@@ -294,8 +294,9 @@ Scenario machine_for(const BuiltinConfig& config, const std::string& name) {
   return parse_scenario(config.header, name);
 }
 
-void finish(RunResult& r, const BuiltinConfig& config, const Replayer* rp, std::uint64_t records) {
+void finish(RunResult& r, const BuiltinConfig& config, const Replayer* rp, std::uint64_t records, TraceIsa isa) {
   r.config.name = std::string(config.name);
+  r.isa = std::string(trace_isa_name(isa));
   r.statements = static_cast<unsigned>(std::min<std::uint64_t>(records, ~0u));
   r.stats.emplace_back("replay_unresolved_accesses", rp ? double(rp->unresolved()) : 0.0);
   r.stats.emplace_back("replay_failed_mmaps", rp ? double(rp->failed_mmaps()) : 0.0);
@@ -310,7 +311,7 @@ RunResult replay_records(const TraceContents& trace, const BuiltinConfig& config
     rp.emplace(m, sc.header.geometry());
     for (const auto& rec : trace.records) rp->record(rec);
   });
-  finish(r, config, rp ? &*rp : nullptr, trace.records.size());
+  finish(r, config, rp ? &*rp : nullptr, trace.records.size(), trace.header.isa);
   return r;
 }
 
@@ -336,7 +337,7 @@ RunResult replay_trace(const std::string& path, const BuiltinConfig& config, con
     }
   });
   if (opts.progress) opts.progress(size, size);
-  finish(r, config, rp ? &*rp : nullptr, records);
+  finish(r, config, rp ? &*rp : nullptr, records, reader.header().isa);
   return r;
 }
 

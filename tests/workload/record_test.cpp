@@ -254,6 +254,7 @@ TEST(RecordQemu, SmallProgramRecordsAndReplaysClean) {
   EXPECT_EQ(run.stat("replay_failed_mmaps"), 0);
   EXPECT_GE(run.stat("faults_cow"), 1);
   EXPECT_EQ(run.exit_status(), 0);
+  EXPECT_EQ(run.isa, "x86-64");
   std::filesystem::remove(path);
 }
 
