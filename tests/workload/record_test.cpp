@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -256,6 +257,63 @@ TEST(RecordQemu, SmallProgramRecordsAndReplaysClean) {
   EXPECT_EQ(run.exit_status(), 0);
   EXPECT_EQ(run.isa, "x86-64");
   std::filesystem::remove(path);
+}
+
+// An arm64 sysroot: $CONTPTE_SYSROOT, else one scripts/arm64-sysroot.sh
+// fills under the temporary directory (once; it downloads ~4 MB). Empty
+// when neither works (the reason in `why`).
+std::string arm64_sysroot(std::string& why) {
+  if (const char* e = std::getenv("CONTPTE_SYSROOT"); e && *e) return e;
+  const auto dir = std::filesystem::temp_directory_path() / "contpte-test-sysroot-arm64";
+  if (std::filesystem::exists(dir / "bin/busybox") && std::filesystem::exists(dir / "bin/gzip")) return dir.string();
+  const std::string cmd = std::string(CONTPTE_SOURCE_DIR "/scripts/arm64-sysroot.sh ") + dir.string() + " >/dev/null 2>&1";
+  if (std::system(cmd.c_str()) != 0 || !std::filesystem::exists(dir / "bin/busybox")) {
+    why = "scripts/arm64-sysroot.sh could not download Debian's arm64 packages (no network?)";
+    return "";
+  }
+  return dir.string();
+}
+
+// Records an arm64 program from the sysroot and replays it.
+void record_arm64(const std::vector<std::string>& command, const std::string& sysroot, bool dynamic) {
+  RecordOptions o = qemu_options();
+  o.sysroot = sysroot;
+  const auto path = std::filesystem::temp_directory_path() / "contpte_record_arm64_test.trace";
+  const RecordResult r = record_command(command, path.string(), o);
+  EXPECT_EQ(r.exit_status, 0);
+  EXPECT_EQ(r.unparsed_lines, 0u);
+  EXPECT_GT(r.totals.accesses, 1000u);
+  const TraceContents c = read_trace_file(path.string());
+  EXPECT_EQ(c.header.isa, TraceIsa::Aarch64);
+  EXPECT_FALSE(all<TraceBlock>(c).empty());
+  // A64 instructions: every block's instructions are 4 bytes.
+  for (const auto& b : all<TraceBlock>(c))
+    for (auto sz : b.sizes) ASSERT_EQ(sz, 4u);
+  bool libc = false;
+  for (const auto& f : all<TraceFile>(c)) libc |= f.path.find("aarch64-linux-gnu/libc.so") != std::string::npos;
+  EXPECT_EQ(libc, dynamic);  // the sysroot's C library, mapped by the arm64 loader
+  const RunResult run = replay_records(c, *find_config("contpte-64k"), {});
+  EXPECT_EQ(run.stat("replay_unresolved_accesses"), 0);
+  EXPECT_EQ(run.isa, "aarch64");
+  std::filesystem::remove(path);
+}
+
+TEST(RecordQemu, Arm64StaticBusybox) {
+  if (const std::string why = qemu_unavailable(qemu_options()); !why.empty()) GTEST_SKIP() << why;
+  if (!program_in_path("qemu-aarch64")) GTEST_SKIP() << "qemu-aarch64 is not installed (qemu-user)";
+  std::string why;
+  const std::string root = arm64_sysroot(why);
+  if (root.empty()) GTEST_SKIP() << why;
+  record_arm64({root + "/bin/busybox", "echo", "hello"}, root, false);
+}
+
+TEST(RecordQemu, Arm64DynamicGzip) {
+  if (const std::string why = qemu_unavailable(qemu_options()); !why.empty()) GTEST_SKIP() << why;
+  if (!program_in_path("qemu-aarch64")) GTEST_SKIP() << "qemu-aarch64 is not installed (qemu-user)";
+  std::string why;
+  const std::string root = arm64_sysroot(why);
+  if (root.empty()) GTEST_SKIP() << why;
+  record_arm64({root + "/bin/gzip", "--version"}, root, true);
 }
 
 TEST(RecordQemu, NonElfProgramIsAnError) {
