@@ -7,8 +7,8 @@
 #include <gtest/gtest.h>
 
 #include "support/scenario_run.h"
-#include "workload/runner.h"
-#include "workload/scenario.h"
+#include "scenario/runner.h"
+#include "scenario/scenario.h"
 
 using namespace contpte;
 
@@ -251,37 +251,6 @@ TEST(MmFault, FragmentedMemoryFallsBackToSmallerOrders) {
       "mthp 64K\nmemory 64M\nmmap A 16M addr=0x4000000000\nwrite A 16M stride=64K\n"
       "expect stat anon_fault_fallback_64K == 0\nexpect cont A 16M\n");
   EXPECT_EQ(unfragmented.exit_status(), 0) << describe(unfragmented);
-}
-
-}  // namespace
-
-namespace {
-
-// exit tears down the whole address space: no range flush per mapping,
-// one flush_tlb_mm (arm64 tlb_flush with fullmm). Found by the workload
-// author: exit used to issue a range flush per VMA (one TLBI per page at
-// 16K pages).
-TEST(MmExit, ExitIssuesOneAsidFlushNotARangePerMapping) {
-  RunResult r = run(
-      "granule 16K\nmthp none\n"
-      "fork\nprocess 1\n"
-      "mmap A 16M addr=0x4000000000\nmmap B 8M addr=0x4040000000\n"
-      "write A 16M stride=16K\nwrite B 8M stride=16K\n"
-      "expect stat tlbi_instructions == 1\n"   // fork's flush_tlb_mm of the parent
-      "process 0\nexit 1\n"
-      "expect stat tlbi_instructions == 2\n"
-      "expect stat tlbi_instructions_asid == 2\n"
-      "expect stat folios_freed == 1536\n"
-      "expect violations 0\n");
-  EXPECT_TRUE(ran_ok(r));
-}
-
-// A faulting access is re-executed after the fault handler; the program
-// made one access, so `accesses` counts it once.
-TEST(MmFault, RetriedAccessesAreCountedOnce) {
-  RunResult r = run("mmap A 64K addr=0x4000000000\nwrite A 64K\nexpect stat accesses == 16\n"
-                    "expect stat faults == 16\n");
-  EXPECT_TRUE(ran_ok(r));
 }
 
 }  // namespace
