@@ -7,7 +7,7 @@
  * system calls with their arguments and results, sent in the order each
  * guest thread made them to the socket named by `sock=PATH`
  * (record_protocol.h). It interprets nothing: mappings, offsets and the
- * trace format are the recorder's (src/workload/record_qemu.cpp).
+ * trace format are the recorder's (src/trace/record_qemu.cpp).
  *
  * Speed is the point (docs/trace.md "Recording speed"): the hot callbacks
  * append a tag byte and a varint delta to the calling thread's buffer; a

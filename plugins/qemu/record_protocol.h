@@ -1,5 +1,5 @@
 /* plugins/qemu/record_protocol.h — what the contpte QEMU plugin sends to
- * `contpte record` (src/workload/record_qemu.cpp) over a Unix stream socket.
+ * `contpte record` (src/trace/record_qemu.cpp) over a Unix stream socket.
  * Shared by the C plugin and the C++ reader; docs/trace.md describes it.
  *
  * Each connection is one guest process (one qemu-user process): a HELLO
