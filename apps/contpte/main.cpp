@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "hw/tlb.h"
+#include "kernel/build.h"
 #include "report/explore_report.h"
 #include "report/report.h"
 #include "report/snapshot_report.h"
@@ -65,7 +66,30 @@ struct RunArgs {
   bool quiet = false;
   bool no_check = false;
   unsigned scale = 1;
+  std::string kernel;
 };
+
+// `--kernel DIR`: the engines of one Linux tree, built (or found in the
+// cache) on first use. Null with no --kernel; throws KernelError (exit 2).
+std::unique_ptr<kernel::KernelEngines> kernel_engines(const std::string& dir, RunOptions& opts) {
+  if (dir.empty()) return nullptr;
+  auto k = std::make_unique<kernel::KernelEngines>(dir, &std::cerr);
+  opts.kernel_engine = [p = k.get()](const Geometry& g, bool contpte) { return &p->get(g, contpte); };
+  return k;
+}
+
+// Errors of a tree or of a statement it cannot serve: exit 2, no report.
+template <class Fn>
+int kernel_guarded(const char* command, Fn&& fn) {
+  try {
+    return fn();
+  } catch (const kernel::KernelError& e) {
+    std::cerr << fmt::format("contpte {}: error: {}\n", command, e.what());
+  } catch (const ExternalEngineError& e) {
+    std::cerr << fmt::format("contpte {}: error: {}\n", command, e.what());
+  }
+  return kExitUsage;
+}
 
 // A progress bar on stderr when it is a terminal.
 void show_progress(std::size_t done, std::size_t total) {
@@ -130,6 +154,9 @@ int cmd_suite(const RunArgs& args, const char* argv0, const RunOptions& opts) {
     for (const auto& c : kBuiltinConfigs)
       if (args.config.empty() || c.name == args.config) jobs.push_back({f, &c});
   std::vector<RunResult> results;
+  if (opts.kernel_engine)  // build before the workers start: progress and errors in order
+    for (const Geometry& g : kGeometries)
+      for (bool contpte : {true, false}) opts.kernel_engine(g, contpte);
   try {
     results = run_jobs(jobs, opts, args.threads ? args.threads : std::max(1u, std::thread::hardware_concurrency()),
                        show_progress);
@@ -233,6 +260,10 @@ int cmd_run(const RunArgs& args, const char* argv0) {
     }
   }
   if (!args.replay.empty()) {
+    if (!args.kernel.empty()) {
+      std::cerr << "contpte run: error: --kernel does not apply to --replay yet (docs/kernel.md, limits)\n";
+      return kExitUsage;
+    }
     if (!args.files.empty()) {
       std::cerr << "contpte run: error: --replay takes no scenario files\n";
       return kExitUsage;
@@ -247,6 +278,7 @@ int cmd_run(const RunArgs& args, const char* argv0) {
     RunOptions opts;
     opts.check = !args.no_check;
     opts.scale = args.scale;
+    const auto engines = kernel_engines(args.kernel, opts);
     return cmd_suite(args, argv0, opts);
   }
 
@@ -257,6 +289,7 @@ int cmd_run(const RunArgs& args, const char* argv0) {
   if (args.trace) opts.trace = &std::cout;
   opts.check = !args.no_check;
   opts.scale = args.scale;
+  const auto engines = kernel_engines(args.kernel, opts);
   std::vector<RunResult> results;
   int status = kExitOk;
   for (const auto& sc : *scenarios) {
@@ -281,6 +314,7 @@ struct ExploreArgs {
   std::uint64_t max = 1'000'000;
   std::string json;
   bool no_check = false;
+  std::string kernel;
 };
 
 // `contpte explore`: each parallel block exhaustively (or up to --max), then
@@ -291,6 +325,7 @@ int cmd_explore(const ExploreArgs& args) {
   RunOptions opts;
   opts.check = !args.no_check;
   opts.explore_max = args.max;
+  const auto engines = kernel_engines(args.kernel, opts);
   std::vector<RunResult> results;
   int status = kExitOk;
   for (const auto& sc : *scenarios) {
@@ -424,6 +459,9 @@ int main(int argc, char** argv) {
   run->add_option("--config", run_args.config,
                   "run under a built-in configuration (its header lines override the file's); "
                   "see `contpte configs`");
+  run->add_option("--kernel", run_args.kernel,
+                  "run the arm64 contpte code of the Linux tree DIR instead of the built-in engine "
+                  "(docs/kernel.md)");
   run->add_option("--threads", run_args.threads, "runs in parallel (default: the number of cores)")
       ->check(CLI::Range(1u, 256u));
   run->add_flag("--trace", run_args.trace,
@@ -449,6 +487,9 @@ int main(int argc, char** argv) {
   explore->add_option("--max", explore_args.max, "explore at most N interleavings per block (default 1000000)")
       ->check(CLI::Range(std::uint64_t{1}, ~std::uint64_t{0}));
   explore->add_option("--json", explore_args.json, "write the report, with each counterexample, to FILE");
+  explore->add_option("--kernel", explore_args.kernel,
+                      "run the arm64 contpte code of the Linux tree DIR instead of the built-in engine "
+                      "(docs/kernel.md)");
   explore->add_flag("--no-check", explore_args.no_check,
                     "do not run the conformance checker in each state (expects and built-in properties only)");
 
@@ -485,8 +526,10 @@ int main(int argc, char** argv) {
     return kExitUsage;
   }
 
-  if (run->parsed()) return guarded("run", [&] { return cmd_run(run_args, argv[0]); });
-  if (explore->parsed()) return guarded("explore", [&] { return cmd_explore(explore_args); });
+  if (run->parsed())
+    return guarded("run", [&] { return kernel_guarded("run", [&] { return cmd_run(run_args, argv[0]); }); });
+  if (explore->parsed())
+    return guarded("explore", [&] { return kernel_guarded("explore", [&] { return cmd_explore(explore_args); }); });
   if (record->parsed()) return guarded("record", [&] { return cmd_record(record_out, record_cmd); });
   if (configs->parsed()) {
     for (const auto& c : kBuiltinConfigs) {

@@ -183,6 +183,21 @@ Features features_of(const Header& h) {
   return f;
 }
 
+// The engine seam: the machine's one choice of engine, made at run time —
+// the built-in engine in the header's variant, or (--kernel) the code of a
+// Linux tree built for this granule and configuration.
+Features machine_features(const Scenario& sc, const RunOptions& opts) {
+  Features f = features_of(sc.header);
+  if (!opts.kernel_engine) return f;
+  if (f.variant != Variant::Upstream && f.variant != Variant::Off)
+    throw ScenarioError(sc.file, fmt::format("`contpte {}` is a variant of contpte's own engine; with --kernel "
+                                             "only `contpte upstream` (CONFIG_ARM64_CONTPTE=y) and `contpte off` "
+                                             "(=n) name a build of the tree",
+                                             sc.header.variant));
+  f.external = opts.kernel_engine(sc.header.geometry(), f.variant == Variant::Upstream);
+  return f;
+}
+
 Pte make_pte(Pfn pfn, Prot p, bool young, bool dirty, unsigned shift) {
   // Linux's PAGE_* carry AF; scenarios make it explicit.
   Pte pte = pte_mkold(pfn_pte(pfn, pgprot_of(p), shift));
@@ -262,10 +277,10 @@ class Runner final : public RunMachine {
         opts_(opts),
         mem_(sc.header.granule, sc.header.memory),
         buddy_(mem_),
-        checker_(geo_, features_of(sc.header).bbml2_noabort),
+        checker_(geo_, machine_features(sc, opts).bbml2_noabort),
         mmu_(mem_, resolve_tlb_config(sc.header.tlb), sc.header.hafdbs,
              opts.check ? &checker_ : nullptr, sc.header.seed),
-        sys_(mem_, buddy_, features_of(sc.header), thp_settings(sc.header)),
+        sys_(mem_, buddy_, machine_features(sc, opts), thp_settings(sc.header)),
         rng_(sc.header.seed) {
     res_.scenario = sc.file;
     res_.config.granule = std::string(geo_.name);
@@ -289,6 +304,7 @@ class Runner final : public RunMachine {
       ++res_.statements;
       checker_.set_context(st.loc.line, res_.statements);
       exec(st);
+      engine_findings();
       if (opts_.check) settle();
       if (res_.error) break;
     }
@@ -525,6 +541,18 @@ class Runner final : public RunMachine {
     mmu_.on_tlbi(TlbiRequest{nr == 1 ? TlbiKind::Page : TlbiKind::Range, asid(), va, nr, true});
   }
 
+  // What foreign engine code did that no checker rule sees (a WARN, a write
+  // outside the caller's blocks, a wild access): findings of this statement.
+  void engine_findings() {
+    for (auto& p : procs_)
+      if (p.mm)
+        for (EngineFinding& f : p.mm->env().take_findings())
+          checker_.report_engine(f.kind == EngineFindingKind::KernelWarning ? Rule::KernelWarning
+                                 : f.kind == EngineFindingKind::OutOfRange  ? Rule::OutOfRange
+                                                                            : Rule::WildWrite,
+                                 std::move(f.detail));
+  }
+
   void settle() {
     checker_.settle(
         [&](std::uint16_t a, std::uint64_t va) {
@@ -553,7 +581,7 @@ class Runner final : public RunMachine {
     s.mem = &mem_;
     s.pt = &pt();
     s.asid = asid();
-    s.features = features_of(sc_.header);
+    s.features = machine_features(sc_, opts_);
     s.checker = opts_.check ? &checker_ : nullptr;
     for (const Branch& b : p.branches) {
       ExploreBranch eb;
