@@ -129,7 +129,8 @@ class Call {
   static std::uint64_t cmpxchg(const kx_env* e, std::uint64_t* p, std::uint64_t old,
                                std::uint64_t v, const char* fn) {
     Call& c = self(e);
-    if (!c.live(p, fn, "compare-exchanged")) return old + 1;  // fails: the caller re-reads
+    // Not performed, but reported as done: a retry loop around it ends.
+    if (!c.live(p, fn, "compare-exchanged")) return old;
     c.written(p, fn);
     return raw::cmpxchg(c.env_, slot(p), Pte{old}, Pte{v}).val;
   }

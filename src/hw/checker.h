@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "arch/pte.h"
+#include "engine/external.h"
 #include "hw/tlb.h"
 #include "hw/walker.h"
 
@@ -105,7 +106,7 @@ class Checker {
 
   // A finding of the engine seam (kernel_warning, out_of_range, wild_write),
   // at the current line; one per rule, detail and line.
-  void report_engine(Rule r, std::string detail);
+  void report_engine(const EngineFinding& f);
 
   std::vector<Violation>& violations() { return violations_; }
   const std::vector<Violation>& violations() const { return violations_; }

@@ -546,11 +546,8 @@ class Runner final : public RunMachine {
   void engine_findings() {
     for (auto& p : procs_)
       if (p.mm)
-        for (EngineFinding& f : p.mm->env().take_findings())
-          checker_.report_engine(f.kind == EngineFindingKind::KernelWarning ? Rule::KernelWarning
-                                 : f.kind == EngineFindingKind::OutOfRange  ? Rule::OutOfRange
-                                                                            : Rule::WildWrite,
-                                 std::move(f.detail));
+        for (const EngineFinding& f : p.mm->env().take_findings())
+          checker_.report_engine(f);
   }
 
   void settle() {
