@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "hw/tlb.h"
+#include "diff/diff.h"
 #include "kernel/build.h"
 #include "report/explore_report.h"
 #include "report/report.h"
@@ -348,6 +349,63 @@ int cmd_explore(const ExploreArgs& args) {
   return status;
 }
 
+struct DiffArgs {
+  std::string kernel;
+  std::string granule = "all";
+  unsigned runs = 400;
+  unsigned ops = 1000;
+  std::uint64_t seed = 1;
+  std::string out;
+};
+
+// `contpte diff --kernel DIR` (docs/kernel.md): 0 no divergence, 1 one
+// (its reproducer to -o FILE or stdout), 2 bad input. The last line is
+// always the count line.
+int cmd_diff(const DiffArgs& args) {
+  DiffOptions opts;
+  opts.runs = args.runs;
+  opts.ops = args.ops;
+  opts.seed = args.seed;
+  if (args.granule != "all") {
+    auto g = granule_from_name(args.granule);
+    if (!g) {
+      std::cerr << fmt::format("contpte diff: error: unknown granule '{}'; expected 4K, 16K, 64K or all\n", args.granule);
+      std::cout << "diff: 0 runs, 0 statements, 0 PTEs compared, 0 divergences\n";
+      return kExitUsage;
+    }
+    opts.granules = {*g};
+  }
+  DiffResult r;
+  try {
+    kernel::KernelEngines engines(args.kernel, &std::cerr);
+    for (Granule g : opts.granules) engines.get(geometry(g), true);  // build first: errors before any run
+    r = run_diff(opts, [&](const Geometry& g) -> const ExternalEngine& { return engines.get(g, true); },
+                 [](std::uint64_t done, std::uint64_t total) { show_progress(done, total); });
+  } catch (const kernel::KernelError& e) {
+    std::cerr << fmt::format("contpte diff: error: {}\n", e.what());
+    std::cout << "diff: 0 runs, 0 statements, 0 PTEs compared, 0 divergences\n";
+    return kExitUsage;
+  }
+  if (isatty(STDERR_FILENO)) std::cerr << "\r\033[K";
+  int status = kExitOk;
+  if (r.divergences) {
+    status = 1;
+    std::cout << "divergence: " << r.first << '\n';
+    if (args.out.empty()) {
+      std::cout << r.reproducer;
+    } else if (!write_file(args.out, r.reproducer)) {
+      std::cerr << fmt::format("contpte diff: error: cannot write '{}'\n", args.out);
+      status = kExitUsage;
+    } else {
+      std::cout << "reproducer written to " << args.out << '\n';
+    }
+  }
+  if (!r.divergences) std::cout << fmt::format("engines folded {} and unfolded {} blocks\n", r.folds, r.unfolds);
+  std::cout << fmt::format("diff: {} runs, {} statements, {} PTEs compared, {} divergences\n", r.runs, r.statements,
+                           r.ptes_compared, r.divergences);
+  return status;
+}
+
 struct SnapshotArgs {
   std::vector<int> pids;
   std::string cgroup;
@@ -477,6 +535,16 @@ int main(int argc, char** argv) {
   run->add_flag("--no-check", run_args.no_check,
                 "do not run the conformance checker (faster; no violations are found)");
 
+  DiffArgs diff_args;
+  CLI::App* diff = app.add_subcommand(
+      "diff", "run random PTE-level scenarios on the built-in engine and a Linux tree's code in lock-step "
+              "(exit 1: a divergence, with a reproducer)");
+  diff->add_option("--kernel", diff_args.kernel, "the Linux tree (docs/kernel.md)")->required();
+  diff->add_option("--granule", diff_args.granule, "4K, 16K, 64K or all (default all)");
+  diff->add_option("--runs", diff_args.runs, "runs per granule (default 400)")->check(CLI::Range(1u, 100000000u));
+  diff->add_option("--ops", diff_args.ops, "statements per run (default 1000)")->check(CLI::Range(1u, 100000000u));
+  diff->add_option("--seed", diff_args.seed, "random seed (default 1)");
+  diff->add_option("-o", diff_args.out, "write the reproducer scenario to FILE (only on a divergence)");
   CLI::App* presets = app.add_subcommand("presets", "list the TLB presets and their sources");
   CLI::App* configs = app.add_subcommand("configs", "list the built-in configurations and their header lines");
 
@@ -526,6 +594,7 @@ int main(int argc, char** argv) {
     return kExitUsage;
   }
 
+  if (diff->parsed()) return guarded("diff", [&] { return cmd_diff(diff_args); });
   if (run->parsed())
     return guarded("run", [&] { return kernel_guarded("run", [&] { return cmd_run(run_args, argv[0]); }); });
   if (explore->parsed())

@@ -10,6 +10,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "diff/diff.h"
 #include "kernel/build.h"
 #include "support/linux_tree.h"
 #include "support/scenario_run.h"
@@ -118,6 +119,43 @@ TEST(KernelFindings, CodeThatDoesNotCompileShowsTheErrorsAndTheSource) {
     EXPECT_NE(m.find("arch/arm64/mm/contpte.c:"), std::string::npos) << m;
   }
   fs::remove_all(t);
+}
+
+}  // namespace
+}  // namespace contpte::test
+
+namespace contpte::test {
+namespace {
+
+DiffResult diff_of(const std::string& tree, unsigned runs) {
+  kernel::KernelEngines engines(tree, nullptr);
+  DiffOptions o;
+  o.granules = {Granule::k4K};
+  o.runs = runs;
+  return run_diff(o, [&](const Geometry& g) -> const ExternalEngine& { return engines.get(g, true); });
+}
+
+TEST(KernelDiff, TheCleanTreeAgreesWithTheBuiltInEngine) {
+  CONTPTE_NEED_LINUX_TREE(tree);
+  const DiffResult r = diff_of(tree, 20);
+  EXPECT_EQ(r.divergences, 0u) << r.first << "\n" << r.reproducer;
+  EXPECT_EQ(r.statements, 20u * 1000u);
+  EXPECT_GT(r.folds, 0u);  // the generator reaches folds
+}
+
+TEST(KernelDiff, ConvertDroppingTheGatheredYoungBitIsCaught) {
+  CONTPTE_NEED_LINUX_TREE(tree);
+  const fs::path bad = mutated(tree, "young", "if (pte_young(ptent))\n\t\t\tpte = pte_mkyoung(pte);", "");
+  const DiffResult r = diff_of(bad.string(), 400);
+  EXPECT_EQ(r.divergences, 1u);
+  EXPECT_NE(r.reproducer.find("expect raw"), std::string::npos) << r.reproducer;
+  // The reproducer is a scenario the tree's code passes.
+  kernel::KernelEngines engines(bad.string(), nullptr);
+  RunOptions opts;
+  opts.kernel_engine = [&](const Geometry& g, bool on) { return &engines.get(g, on); };
+  const RunResult run = run_scenario(parse_scenario(r.reproducer, "repro.cpt"), opts);
+  EXPECT_EQ(run.failures.size(), 0u) << testing::describe(run);
+  fs::remove_all(bad);
 }
 
 }  // namespace
