@@ -437,15 +437,17 @@ class Runner final : public RunMachine {
             },
             [&](const SetPtes& s) {
               outside_vmas(st.loc, s.addr, s.nr);
-              seq_caller().set(s, make_pte(pfn_of(s.folio), s.prot, s.young, s.dirty, shift));
+              in_caller_range(s.addr, s.nr, [&] {
+                seq_caller().set(s, make_pte(pfn_of(s.folio), s.prot, s.young, s.dirty, shift));
+              });
             },
             [&](const PteOp& o) {
               outside_vmas(st.loc, o.addr, 1);
-              seq_caller().op(o);
+              in_caller_range(o.addr, 1, [&] { seq_caller().op(o); });
             },
             [&](const PteBatch& b) {
               outside_vmas(st.loc, b.addr, b.nr);
-              seq_caller().batch(b);
+              in_caller_range(b.addr, b.nr, [&] { seq_caller().batch(b); });
             },
             [&](const Mmap& m) { exec_mmap(st, m); },
             [&](const Munmap& m) {
@@ -472,7 +474,7 @@ class Runner final : public RunMachine {
             [&](const Reclaim& r) { exec_reclaim(r); },
             [&](const ModifyProt& m) {
               outside_vmas(st.loc, m.addr, m.nr);
-              seq_caller().modify_prot(m);
+              in_caller_range(m.addr, m.nr, [&] { seq_caller().modify_prot(m); });
             },
             [&](const Access& a) { exec_access(st, a); },
             [&](const SetAccessFlags& s) {
@@ -528,6 +530,36 @@ class Runner final : public RunMachine {
     return PteCaller<E>{e, geo_, chk, asid(), [this](VirtAddr va) { return slot(va); },
                         [this](VirtAddr va) { return stored(va); }, std::move(flush)};
   }
+  // out_of_range for the built-in engine: a PTE-level call may write only
+  // inside the contpte blocks that contain the range it was given. (An
+  // engine built from a Linux tree is checked by the seam itself,
+  // engine/external.h.)
+  template <class Fn>
+  void in_caller_range(VirtAddr addr, unsigned nr, Fn&& fn) {
+    if (env().features().external || !opts_.check || nr == 0) return fn();
+    struct Guard final : SimObserver {
+      const Pte* lo;
+      const Pte* hi;
+      Checker& chk;
+      SimEnv& env;
+      Guard(const Pte* l, const Pte* h, Checker& c, SimEnv& e) : lo(l), hi(h), chk(c), env(e) {
+        env.add_observer(this);
+      }
+      ~Guard() override { env.remove_observer(this); }
+      void on_pte_access(const PteAccess& a) override {
+        if (a.op != PteAccessOp::Load && (a.slot.ptr() < lo || a.slot.ptr() >= hi))
+          chk.report_engine(EngineFinding{EngineFindingKind::OutOfRange, a.slot.ptr(),
+                                          "the engine wrote a PTE outside the contpte blocks of the range "
+                                          "its caller passed"});
+      }
+    };
+    const unsigned cont = geo_.cont_ptes;
+    const Pte* lo = slot(addr).align_down(cont).ptr();
+    const Pte* hi = slot(addr + std::uint64_t{nr - 1} * geo_.page_size()).align_down(cont).ptr() + cont;
+    Guard g(lo, hi, checker_, env());
+    fn();
+  }
+
   PteCaller<SimEnv> seq_caller() {
     return pte_caller(env(), &checker_, [this](VirtAddr va, std::uint64_t nr) { caller_flush(va, nr); });
   }
