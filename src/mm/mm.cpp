@@ -22,7 +22,7 @@ MmSystem::MmSystem(PhysMem& mem, BuddyAllocator& buddy, Features features, ThpSe
     : mem_(mem), buddy_(buddy), features_(features), thp_(std::move(thp)) {
   // The shared zero page: one frame that every read fault of anonymous
   // memory maps (special: no folio refcounting, never folded).
-  auto z = buddy_.alloc_folio(0);
+  auto z = buddy_.alloc_folio(0, /*counted=*/false);
   if (!z) throw std::runtime_error("no memory for the zero page");
   zero_pfn_ = *z;
 }
@@ -30,7 +30,7 @@ MmSystem::MmSystem(PhysMem& mem, BuddyAllocator& buddy, Features features, ThpSe
 std::optional<Pfn> MmSystem::huge_zero_pfn() {
   if (!huge_zero_pfn_) {
     const Geometry& g = mem_.geometry();
-    huge_zero_pfn_ = buddy_.alloc_folio(g.pmd_shift() - g.page_shift);
+    huge_zero_pfn_ = buddy_.alloc_folio(g.pmd_shift() - g.page_shift, /*counted=*/false);
     if (huge_zero_pfn_) ++stats_.thp_zero_page_alloc;
   }
   return huge_zero_pfn_;
@@ -1360,6 +1360,7 @@ std::uint64_t Mm::age_young(std::uint64_t budget) {
       if (pmd_trans_huge(pmdv) && !is_huge_zero_pmd(pmdv)) {
         const std::uint64_t haddr = align_down(va, pmd);
         if (raw::ptep_test_and_clear_young(env_, VirtAddr{haddr}, *pmdp)) flush_pmds({haddr});
+        ++sys_.stats().reclaim_entries;
         budget -= std::min<std::uint64_t>(budget, std::uint64_t{1} << pmd_order());
       }
       if (!pmd_table(pmdv)) {
@@ -1372,6 +1373,7 @@ std::uint64_t Mm::age_young(std::uint64_t budget) {
         if (!pte_present(pte) || pte_special(pte)) continue;
         const bool block = pte_valid_cont(pte);
         ptep_clear_flush_young(env_, VirtAddr{va}, slot);
+        ++sys_.stats().reclaim_entries;
         // contpte ages the whole block: the checker is told so.
         if (sys_.checker) {
           if (block)

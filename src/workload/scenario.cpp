@@ -441,7 +441,7 @@ class Parser {
     std::optional<SourceLoc> Header::Given::*given;
   };
   static std::span<const HeaderInfo> header_keys() {
-    static constexpr std::array<HeaderInfo, 9> kHeader{{
+    static constexpr std::array<HeaderInfo, 10> kHeader{{
         {"granule", &Parser::parse_granule, &Header::Given::granule},
         {"contpte", &Parser::parse_contpte, &Header::Given::contpte},
         {"mthp", &Parser::parse_mthp, &Header::Given::mthp},
@@ -451,6 +451,7 @@ class Parser {
         {"memory", &Parser::parse_memory, &Header::Given::memory},
         {"fragment", &Parser::parse_fragment, &Header::Given::fragment},
         {"hafdbs", &Parser::parse_hafdbs, &Header::Given::hafdbs},
+        {"insns_per_access", &Parser::parse_insns_per_access, &Header::Given::insns_per_access},
     }};
     return kHeader;
   }
@@ -722,6 +723,16 @@ class Parser {
     if (*v < 0 || *v > 1) c.fail(t, fmt::format("fragment {} is out of range; expected a fraction from 0 to 1", t.text));
     out_.header.fragment = *v;
     c.finish("fragment FRACTION");
+  }
+
+  void parse_insns_per_access(LineCursor& c, const Token&) {
+    const Token t = c.take("a number of instructions");
+    const auto v = scan_double(t.text);
+    if (!v) c.fail(t, fmt::format("bad insns_per_access '{}'; expected a decimal number", t.text));
+    if (!(*v >= 0 && *v <= 1e6))
+      c.fail(t, fmt::format("insns_per_access {} is out of range; expected a number from 0 to 1000000", t.text));
+    out_.header.insns_per_access = *v;
+    c.finish("insns_per_access N");
   }
 
   void parse_hafdbs(LineCursor& c, const Token&) {
@@ -1048,8 +1059,11 @@ class Parser {
   Mmap parse_mmap(LineCursor& c, const Token&) {
     Mmap m;
     std::tie(m.name, m.name_loc) = mapping_name(c);
+    // Any byte count, as mmap(2) takes: the mapping (and a file's page
+    // cache) covers it rounded up to whole pages of the granule.
     const Token sz = c.take("a size");
-    m.size = length(c, sz, "size");
+    m.size = size(c, sz, "size");
+    if (m.size == 0) c.fail(sz, "size must not be zero");
     Options o(c, "mmap", {"prot", "file", "addr", "align"}, {"private", "shared", "anon"});
     o.exclusive("private", "shared");
     o.exclusive("anon", "file");
