@@ -29,9 +29,16 @@ ROWS = [
 BASE = "base-4k"
 
 
-def replay(contpte, trace, config):
-    with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as f:
-        out = f.name
+def replay(contpte, trace, config, cache):
+    """The replay's stats; with `cache`, kept in TRACE.CONFIG.json and reused
+    while newer than the trace."""
+    out = f"{trace}.{config}.json"
+    if cache and os.path.exists(out) and os.path.getmtime(out) > os.path.getmtime(trace):
+        with open(out) as f:
+            return json.load(f)["runs"][0]["stats"]
+    if not cache:
+        fd, out = tempfile.mkstemp(suffix=".json")
+        os.close(fd)
     try:
         p = subprocess.run([contpte, "run", "--quiet", "--replay", trace, "--config", config, "--json", out],
                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -40,13 +47,16 @@ def replay(contpte, trace, config):
         with open(out) as f:
             return json.load(f)["runs"][0]["stats"]
     finally:
-        os.unlink(out)
+        if not cache:
+            os.unlink(out)
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--contpte", default="build/contpte")
     ap.add_argument("--json", help="also write the sums per configuration here")
+    ap.add_argument("--cache", action="store_true", help="keep each replay's report as TRACE.CONFIG.json and reuse it")
+    ap.add_argument("--replay-only", action="store_true", help="only replay (with --cache), print nothing")
     ap.add_argument("traces", nargs="+")
     a = ap.parse_args()
     for t in a.traces:
@@ -60,12 +70,14 @@ def main():
     for config in [BASE] + [r[1] for r in ROWS]:
         s = dict.fromkeys(keys, 0.0)
         for t in a.traces:
-            st = replay(a.contpte, t, config)
+            st = replay(a.contpte, t, config, a.cache)
             for k in keys:
                 s[k] += st.get(k, 0)
         s["memory"] = s["peak_rss_bytes"] + s["peak_pgtable_bytes"]
         sums[config] = s
         print(f"replayed {config}", file=sys.stderr)
+    if a.replay_only:
+        return 0
     b = sums[BASE]
 
     def pct(c, k):

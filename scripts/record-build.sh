@@ -6,7 +6,7 @@
 #   scripts/record-build.sh [-c CONTPTE] OUTDIR [FILE.c ...]
 #
 # Records, one trace per process, what a gcc build of the C files runs:
-# cc1 (the compiler proper) and as for each file, then ld linking them.
+# cc1 (the compiler proper), as and ld for each file.
 # Each command is the one `gcc -###` prints, run under `contpte record`
 # (the valgrind recorder today: it does not follow exec, so each process is
 # recorded on its own and scripts/compare-build.py adds the processes up).
@@ -31,7 +31,6 @@ OUT=$(realpath "$OUT")
 CONTPTE=$(realpath "$CONTPTE")
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
-objs=""
 for f in "$@"; do
   b=$(basename "$f" .c)
   cp "$f" "$WORK/$b.c"
@@ -43,10 +42,11 @@ for f in "$@"; do
   (cd "$WORK" && eval "\"$CONTPTE\" record -o \"$OUT/cc1-$b.trace\" -- $cc1")
   echo "recording as $b.s" >&2
   (cd "$WORK" && eval "\"$CONTPTE\" record -o \"$OUT/as-$b.trace\" -- $as")
-  objs="$objs $b.o"
+  # The link, as collect2 would run ld (without the LTO plugin, which the
+  # -O0 objects do not need); each zlib example is a program of its own.
+  (cd "$WORK" && gcc -### "$b.o" -lz -o "$b") 2>"$WORK/$b.link"
+  ld=$(grep '/collect2 ' "$WORK/$b.link" | sed 's|^ *[^ ]*/collect2 |ld |; s|-plugin [^ ]*||; s|"-plugin-opt=[^"]*"||g')
+  echo "recording ld $b" >&2
+  (cd "$WORK" && eval "\"$CONTPTE\" record -o \"$OUT/ld-$b.trace\" -- $ld")
 done
-(cd "$WORK" && gcc -### $objs -o prog) 2>"$WORK/link.cmds"
-ld=$(grep '/collect2 ' "$WORK/link.cmds" | sed 's|^ *[^ ]*/collect2 |ld |')
-echo "recording ld" >&2
-(cd "$WORK" && eval "\"$CONTPTE\" record -o \"$OUT/ld.trace\" -- $ld")
 ls -l "$OUT" >&2
