@@ -125,9 +125,11 @@ TEST_P(BuddyAllocatorTest, FragmentPutsTheFractionOfFreeFramesAtOrderZero) {
       buddy.fragment(f, seed);
       EXPECT_EQ(buddy.free_frames(), free);
       const auto want = static_cast<std::uint64_t>(f * double(free) + 0.5);
-      // The order-0 list also holds the buddy the first allocation left.
+      // The order-0 list also holds the buddy the first allocation left
+      // and, when the last block is taken in part, one order-0 frame of
+      // its remainder.
       EXPECT_GE(buddy.free_blocks(0), want) << "fraction " << f << " seed " << seed;
-      EXPECT_LE(buddy.free_blocks(0), want + 1) << "fraction " << f << " seed " << seed;
+      EXPECT_LE(buddy.free_blocks(0), want + 2) << "fraction " << f << " seed " << seed;
     }
 }
 
