@@ -837,6 +837,10 @@ FolioInfo StepEnv::folio_of(Pfn pfn) const { return x_->impl_->setup.mem->folio_
 const Features& StepEnv::features() const { return x_->impl_->setup.features; }
 const Geometry& StepEnv::geometry() const { return x_->impl_->geo; }
 void StepEnv::lockless_retry() { x_->impl_->lockless_retry(branch_); }
+bool StepEnv::is_pte_word(const Pte* p) const { return x_->impl_->setup.mem->is_table_word(p); }
+void StepEnv::engine_finding(EngineFinding f) {
+  if (Checker* c = checker()) c->report_engine(f);
+}
 void StepEnv::caller_flush(VirtAddr va, std::uint64_t nr) {
   ++caller_tlbi_;
   x_->impl_->tlbi(branch_, {nr == 1 ? TlbiKind::Page : TlbiKind::Range, asid(), va, nr, true});

@@ -33,6 +33,7 @@
 #include <vector>
 
 #include "engine/env.h"
+#include "engine/external.h"
 #include "hw/checker.h"
 #include "hw/page_table.h"
 #include "hw/phys_mem.h"
@@ -90,6 +91,10 @@ class StepEnv {
   EngineCounters& counters() { return counters_; }
   // ptep_get_lockless calls this before it starts again on a torn block.
   void lockless_retry();
+  // An engine built from a Linux tree (engine/external.h): its accesses
+  // are checked against the live tables, its findings fail the execution.
+  bool is_pte_word(const Pte* p) const;
+  void engine_finding(EngineFinding f);
 
   // ---- the caller's side ----
   // The TLB flush a core-mm caller issues after the arch call (flush_tlb_page
