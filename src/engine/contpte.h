@@ -13,8 +13,6 @@
 namespace contpte {
 namespace contpte_detail {
 
-inline std::uint64_t align_down(std::uint64_t v, std::uint64_t a) { return v & ~(a - 1); }
-
 template <Env E>
 bool mm_is_user(const E& env) {
   // Kernel mappings cannot tolerate the transient faults a fold or unfold
