@@ -355,7 +355,8 @@ struct Explorer::Impl {
     if (!chk) return;
     for (; violations_seen < chk->violations().size(); ++violations_seen) {
       const Violation& v = chk->violations()[violations_seen];
-      fail(v.rule, fmt::format("{} at {:#x}: {}", v.rule, v.va, v.detail), v.va);
+      const std::string rule(rule_name(v.rule));
+      fail(rule, fmt::format("{} at {:#x}: {}", rule, v.va.val, v.detail), v.va.val);
     }
   }
 

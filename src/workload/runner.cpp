@@ -487,7 +487,7 @@ class Runner final : public RunMachine {
             [&](const ExpectViolation& e) {
               std::uint64_t found = 0;
               for (auto& v : checker_.violations())
-                if (v.rule == e.rule && !v.claimed) {
+                if (rule_name(v.rule) == e.rule && !v.claimed) {
                   v.claimed = true;
                   ++found;
                 }
