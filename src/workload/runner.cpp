@@ -175,11 +175,23 @@ struct FolioDecl {
   unsigned order;
 };
 
-Features features_of(const Header& h) {
+// The core a run executes on, in one place: the header's `tlb` (a preset
+// or a JSON file) with the header's CPU-feature overrides applied —
+// `hafdbs on|off`, and `contpte bbml2`, the shorthand for Linux 6.17's
+// contpte on a core whose FEAT_BBML2_NOABORT is turned on for the run.
+TlbConfig run_core(const Header& h) {
+  TlbConfig c = resolve_tlb_config(h.tlb);
+  if (h.hafdbs) c.hafdbs = *h.hafdbs;
+  if (*variant_from_name(h.variant) == Variant::Bbml2) c.bbml2_noabort = true;
+  return c;
+}
+
+// What the engine may ask: the kernel's behaviour and the core's features.
+Features features_of(const Header& h, const TlbConfig& core) {
   Features f;
   f.variant = *variant_from_name(h.variant);
-  f.bbml2_noabort = f.variant == Variant::Bbml2;
-  f.hafdbs = h.hafdbs;
+  f.bbml2_noabort = core.bbml2_noabort;
+  f.hafdbs = core.hafdbs;
   return f;
 }
 
@@ -261,11 +273,12 @@ class Runner final : public RunMachine {
         geo_(sc.header.geometry()),
         opts_(opts),
         mem_(sc.header.granule, sc.header.memory),
+        core_(run_core(sc.header)),
+        features_(features_of(sc.header, core_)),
         buddy_(mem_),
-        checker_(geo_, features_of(sc.header).bbml2_noabort),
-        mmu_(mem_, resolve_tlb_config(sc.header.tlb), sc.header.hafdbs,
-             opts.check ? &checker_ : nullptr, sc.header.seed),
-        sys_(mem_, buddy_, features_of(sc.header), thp_settings(sc.header)),
+        checker_(geo_, features_.bbml2_noabort),
+        mmu_(mem_, core_, features_.hafdbs, opts.check ? &checker_ : nullptr, sc.header.seed),
+        sys_(mem_, buddy_, features_, thp_settings(sc.header)),
         rng_(sc.header.seed) {
     res_.scenario = sc.file;
     res_.config.granule = std::string(geo_.name);
@@ -553,7 +566,7 @@ class Runner final : public RunMachine {
     s.mem = &mem_;
     s.pt = &pt();
     s.asid = asid();
-    s.features = features_of(sc_.header);
+    s.features = features_;
     s.checker = opts_.check ? &checker_ : nullptr;
     for (const Branch& b : p.branches) {
       ExploreBranch eb;
@@ -987,6 +1000,8 @@ class Runner final : public RunMachine {
   const Geometry& geo_;
   const RunOptions& opts_;
   PhysMem mem_;
+  TlbConfig core_;     // the core, the header's overrides applied (run_core)
+  Features features_;  // what the engine asks about it
   BuddyAllocator buddy_;
   Checker checker_;
   Mmu mmu_;

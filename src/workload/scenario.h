@@ -187,7 +187,7 @@ struct Header {
   std::uint64_t seed = 1;
   std::uint64_t memory = std::uint64_t{8} << 30;  // bytes
   double fragment = 0.0;                          // in [0, 1]
-  bool hafdbs = true;
+  std::optional<bool> hafdbs;  // `hafdbs on|off`; unset: the core's (TlbConfig::hafdbs)
 
   // Where each header statement was given (its keyword); unset = default.
   struct Given {
