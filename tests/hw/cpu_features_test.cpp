@@ -15,7 +15,7 @@
 #include <unistd.h>
 
 #include "engine/pgtable.h"
-#include "engine_world.h"
+#include "engine/engine_world.h"
 #include "support/scenario_run.h"
 
 namespace contpte::test {
