@@ -283,6 +283,13 @@ struct ExploreArgs {
   bool no_check = false;
 };
 
+// Several files: a counterexample (1) outranks a bound reached without one
+// (3), which outranks a proof (0).
+int worse_explore_status(int a, int b) {
+  auto rank = [](int s) { return s == 0 ? 0 : s == 3 ? 1 : s == 1 ? 2 : 3; };
+  return rank(a) >= rank(b) ? a : b;
+}
+
 // `contpte explore`: each parallel block exhaustively (or up to --max), then
 // the rest of the scenario from the block's seeded interleaving.
 int cmd_explore(const ExploreArgs& args) {
@@ -304,7 +311,7 @@ int cmd_explore(const ExploreArgs& args) {
     if (r.explorations.empty()) std::cout << sc.file << ": no parallel block to explore\n";
     print_explorations(std::cout, r);
     print_summary(std::cout, r);
-    status = std::max(status, r.exit_status());
+    status = worse_explore_status(status, r.exit_status());
   }
   if (!args.json.empty() && !write_file(args.json, json_report(results).dump(2) + "\n")) {
     std::cerr << fmt::format("contpte explore: error: cannot write '{}'\n", args.json);

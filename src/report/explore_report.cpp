@@ -21,6 +21,24 @@ char branch_name(unsigned b) { return static_cast<char>('A' + b); }
 
 double rate(const ExploreResult& x) { return x.seconds > 0 ? double(x.executions) / x.seconds : 0.0; }
 
+// How a branch ended over the explored interleavings: "completed in every
+// interleaving", or the counts of each way it ended.
+std::string outcome_text(const ExploreResult& x, std::size_t b) {
+  if (b >= x.outcomes.size()) return "";
+  const BranchOutcomes& o = x.outcomes[b];
+  if (o.always_completed()) return "completed in every interleaving";
+  std::string t;
+  auto add = [&](std::uint64_t n, std::string_view what) {
+    if (!n) return;
+    t += fmt::format("{}{} in {}", t.empty() ? "" : ", ", what, n);
+  };
+  add(o.completed, "completed");
+  add(o.faulted, "faulted");
+  add(o.unmapped, "UNMAPPED");
+  add(o.stuck, "never finished");
+  return t + fmt::format(" (first: {})", o.first_fault);
+}
+
 }  // namespace
 
 void print_explorations(std::ostream& out, const RunResult& r) {
@@ -35,7 +53,8 @@ void print_explorations(std::ostream& out, const RunResult& r) {
     out << fmt::format("  configuration: granule {}, contpte {}, tlb {}\n", r.config.granule, r.config.contpte,
                        r.config.tlb);
     for (std::size_t i = 0; i < b.branches.size(); ++i)
-      out << fmt::format("  {}  line {:<4} {}\n", branch_name(static_cast<unsigned>(i)), b.lines[i], b.branches[i]);
+      out << fmt::format("  {}  line {:<4} {}   [{}]\n", branch_name(static_cast<unsigned>(i)), b.lines[i],
+                         b.branches[i], outcome_text(x, i));
     for (const ExploreFailure& f : x.failures) {
       out << fmt::format("  counterexample for {} ({} steps, the shortest found):\n", f.rule, f.steps.size());
       for (std::size_t i = 0; i < f.steps.size(); ++i) {
@@ -46,9 +65,11 @@ void print_explorations(std::ostream& out, const RunResult& r) {
                            s.note.empty() ? "" : "  ; " + s.note, marked ? "   <== " + f.mark_note : "");
       }
     }
-    out << fmt::format("  explored {} interleaving{} ({} cut as equivalent, {} steps){}, {:.3f} s, {:.0f}/s\n",
-                       x.executions, x.executions == 1 ? "" : "s", x.sleep_blocked, x.steps,
-                       x.exhausted ? ", exhausted" : ", BOUNDED: not exhausted (raise --max)", x.seconds, rate(x));
+    out << fmt::format("  explored {} class{} of interleavings ({} cut as equivalent, {} steps{}){}, {:.3f} s, {:.0f}/s\n",
+                       x.executions, x.executions == 1 ? "" : "es", x.sleep_blocked, x.steps,
+                       x.reader_states ? fmt::format(", {} reader states", x.reader_states) : "",
+                       x.exhausted ? ", exhausted" : ", BOUNDED: not exhausted (raise --max): no proof", x.seconds,
+                       rate(x));
     if (x.failing) out << fmt::format("  {} failing interleaving{}\n", x.failing, x.failing == 1 ? "" : "s");
   }
 }
@@ -62,12 +83,26 @@ nlohmann::json explorations_json(const RunResult& r) {
                      {"branches", b.branches},
                      {"executions", x.executions},
                      {"sleep_blocked", x.sleep_blocked},
+                     {"classes", x.executions},
+                     {"reader_states", x.reader_states},
                      {"steps", x.steps},
                      {"failing", x.failing},
                      {"exhausted", x.exhausted},
                      {"seconds", x.seconds},
                      {"verdict", x.failed() ? "fail" : "pass"},
-                     {"failures", nlohmann::json::array()}};
+                     {"failures", nlohmann::json::array()},
+                     {"outcomes", nlohmann::json::array()}};
+    for (std::size_t i = 0; i < x.outcomes.size() && i < b.branches.size(); ++i) {
+      const BranchOutcomes& o = x.outcomes[i];
+      j["outcomes"].push_back({{"branch", std::string(1, branch_name(static_cast<unsigned>(i)))},
+                               {"line", b.lines[i]},
+                               {"completed", o.completed},
+                               {"faulted", o.faulted},
+                               {"unmapped", o.unmapped},
+                               {"never_finished", o.stuck},
+                               {"always_completed", o.always_completed()},
+                               {"first_fault", o.first_fault}});
+    }
     for (const ExploreFailure& f : x.failures) {
       nlohmann::json steps = nlohmann::json::array();
       for (const StepRecord& s : f.steps)
@@ -86,6 +121,30 @@ nlohmann::json explorations_json(const RunResult& r) {
                                {"marked", f.marked >= 0 ? nlohmann::json(f.marked + 1) : nlohmann::json()},
                                {"steps", steps}});
     }
+    out.push_back(std::move(j));
+  }
+  return out;
+}
+
+void print_parallel_runs(std::ostream& out, const RunResult& r) {
+  for (const ParallelRun& p : r.parallel_runs) {
+    out << fmt::format("  {}:{}: parallel block, seeded interleaving:\n", p.loc.file, p.loc.line);
+    for (std::size_t i = 0; i < p.branches.size(); ++i)
+      out << fmt::format("    {}  line {:<4} {}   [{}]\n", branch_name(static_cast<unsigned>(i)), p.lines[i],
+                         p.branches[i], p.outcomes[i]);
+  }
+}
+
+nlohmann::json parallel_runs_json(const RunResult& r) {
+  nlohmann::json out = nlohmann::json::array();
+  for (const ParallelRun& p : r.parallel_runs) {
+    nlohmann::json j{{"line", p.loc.line}, {"branches", nlohmann::json::array()}};
+    for (std::size_t i = 0; i < p.branches.size(); ++i)
+      j["branches"].push_back({{"branch", std::string(1, branch_name(static_cast<unsigned>(i)))},
+                               {"line", p.lines[i]},
+                               {"text", p.branches[i]},
+                               {"outcome", p.outcomes[i]},
+                               {"completed", p.outcomes[i] == "completed"}});
     out.push_back(std::move(j));
   }
   return out;

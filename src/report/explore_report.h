@@ -22,4 +22,10 @@ void print_explorations(std::ostream& out, const RunResult& r);
 //  "seconds", "verdict", "failure": {"rule", "verdict", "va", "marked", "steps": [...]}}
 nlohmann::json explorations_json(const RunResult& r);
 
+// Each parallel block as `contpte run` executed it: how every branch ended
+// (an access that did not complete says why).
+void print_parallel_runs(std::ostream& out, const RunResult& r);
+// [{"line", "branches": [{"branch", "line", "text", "outcome", "completed"}]}]
+nlohmann::json parallel_runs_json(const RunResult& r);
+
 }  // namespace contpte

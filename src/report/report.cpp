@@ -54,6 +54,7 @@ nlohmann::json run_json(const RunResult& r) {
   };
   if (r.error) run["error"] = *r.error;
   if (!r.explorations.empty()) run["explore"] = explorations_json(r);
+  if (!r.parallel_runs.empty()) run["parallel"] = parallel_runs_json(r);
   return run;
 }
 
@@ -83,6 +84,7 @@ void print_summary(std::ostream& out, const RunResult& r) {
   for (const auto& v : r.violations)
     if (!v.claimed)
       out << fmt::format("  {}:{}: violation {} at {:#x}\n", r.scenario, v.line, v.rule, v.va);
+  print_parallel_runs(out, r);
   if (r.error) out << "  error: " << *r.error << '\n';
 }
 

@@ -53,6 +53,9 @@ int RunResult::exit_status() const {
     if (x.result.failed()) return 1;
   for (const auto& v : violations)
     if (!v.claimed) return 1;
+  // Only an exhausted exploration is a proof.
+  for (const auto& x : explorations)
+    if (!x.result.exhausted) return 3;
   return 0;
 }
 
@@ -550,6 +553,7 @@ class Runner final : public RunMachine {
   // exists before the block starts: allocating a table is not a step.
   ExploreSetup parallel_setup(const Parallel& p) {
     ExploreSetup s;
+    s.source = sc_.file;
     s.mem = &mem_;
     s.pt = &pt();
     s.asid = asid();
@@ -568,6 +572,7 @@ class Runner final : public RunMachine {
                        eb.kind = ExploreBranch::Kind::Hw;
                        eb.va = resolve(h.addr);
                        eb.access = mem_access(h.kind);
+                       eb.no_vma = !cur().mm->vmas().empty() && !cur().mm->find_vma(eb.va.val);
                        slot(eb.va);
                      },
                      [&](const LocklessRead& r) {
@@ -680,8 +685,18 @@ class Runner final : public RunMachine {
       for (const StepRecord& r : k.steps)
         *opts_.trace << fmt::format("  {}:{}: {}{}\n", st.loc.file, p.branches[r.branch].loc.line,
                                     format_step(r, geo_.page_shift), r.note.empty() ? "" : "  ; " + r.note);
-    if (!k.problems.empty())
-      res_.error = fmt::format("{}:{}: {}", st.loc.file, st.loc.line, k.problems.front());
+    ParallelRun pr;
+    pr.loc = st.loc;
+    for (std::size_t i = 0; i < p.branches.size(); ++i) {
+      pr.branches.push_back(p.branches[i].text);
+      pr.lines.push_back(p.branches[i].loc.line);
+      pr.outcomes.push_back(i < k.outcomes.size() ? k.outcomes[i] : std::string("?"));
+    }
+    res_.parallel_runs.push_back(std::move(pr));
+    if (!k.problems.empty()) {
+      const auto& pb = k.problems.front();
+      res_.error = fmt::format("{}:{}: {}", st.loc.file, pb.line, pb.text);
+    }
   }
 
   void exec_mmap(const Statement& st, const Mmap& m) {

@@ -49,6 +49,16 @@ struct BlockExploration {
   ExploreResult result;
 };
 
+// One `parallel` block as `contpte run` executed it (its seeded
+// interleaving): how each branch ended ("completed", "faulted: ...",
+// "unmapped: ...", "never finished").
+struct ParallelRun {
+  SourceLoc loc;                      // the `parallel` line
+  std::vector<std::string> branches;  // each branch's source text
+  std::vector<unsigned> lines;        // and line
+  std::vector<std::string> outcomes;  // and how it ended
+};
+
 struct RunResult {
   std::string scenario;  // file name as given
   RunConfig config;
@@ -61,8 +71,11 @@ struct RunResult {
   std::vector<Violation> violations;
   std::optional<std::string> error;  // run error, e.g. an unhandled fault
   std::vector<BlockExploration> explorations;  // `contpte explore`: one per parallel block
+  std::vector<ParallelRun> parallel_runs;      // every parallel block, as run (seeded)
 
-  // 0 every expect held; 1 a failure, an unclaimed violation or a run error.
+  // 0 every expect held; 1 a failure, an unclaimed violation or a run error;
+  // 3 (`contpte explore`) otherwise, when an exploration reached its bound:
+  // nothing failed, but nothing is proved either.
   int exit_status() const;
   double stat(std::string_view name) const;
 };
