@@ -16,8 +16,8 @@
 
 #include <fmt/format.h>
 
-#include "workload/runner.h"
-#include "workload/scenario.h"
+#include "scenario/runner.h"
+#include "scenario/scenario.h"
 
 namespace {
 
