@@ -22,6 +22,8 @@
 #include "report/explore_report.h"
 #include "report/report.h"
 #include "report/snapshot_report.h"
+#include "sweep/version.h"
+#include "sweep_cli.h"
 #include "workload/configs.h"
 #include "workload/record.h"
 #include "workload/replay.h"
@@ -414,6 +416,8 @@ int guarded(const char* command, Fn&& fn) {
 int main(int argc, char** argv) {
   CLI::App app{"contpte — the arm64 transparent contiguous-PTE layer, simulated and checked"};
   app.require_subcommand(1);
+  app.set_version_flag("--version", sweep::version_string());
+  const auto sweep_cmd = add_sweep_command(app);
 
   RunArgs run_args;
   CLI::App* run = app.add_subcommand(
@@ -480,12 +484,15 @@ int main(int argc, char** argv) {
     return app.exit(e);
   } catch (const CLI::CallForAllHelp& e) {
     return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e);
   } catch (const CLI::ParseError& e) {
     std::cerr << "contpte: error: " << e.what() << "\n";
     return kExitUsage;
   }
 
   if (run->parsed()) return guarded("run", [&] { return cmd_run(run_args, argv[0]); });
+  if (sweep_cmd->parsed()) return guarded("sweep", [&] { return sweep_cmd->run(argv[0]); });
   if (explore->parsed()) return guarded("explore", [&] { return cmd_explore(explore_args); });
   if (record->parsed()) return guarded("record", [&] { return cmd_record(record_out, record_cmd); });
   if (configs->parsed()) {

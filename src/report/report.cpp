@@ -17,6 +17,8 @@ nlohmann::json stat_json(double v) {
   return v;
 }
 
+}  // namespace
+
 nlohmann::json run_json(const RunResult& r) {
   nlohmann::json stats = nlohmann::json::object();
   for (const auto& [k, v] : r.stats) stats[k] = stat_json(v);
@@ -56,8 +58,6 @@ nlohmann::json run_json(const RunResult& r) {
   if (!r.explorations.empty()) run["explore"] = explorations_json(r);
   return run;
 }
-
-}  // namespace
 
 nlohmann::json json_report(const std::vector<RunResult>& runs) {
   nlohmann::json out{{"version", 1}, {"runs", nlohmann::json::array()}};

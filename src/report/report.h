@@ -16,6 +16,10 @@
 
 namespace contpte {
 
+// One run as the report's `runs` list holds it (sweep lines reuse its
+// stats, expects and violations).
+nlohmann::json run_json(const RunResult& r);
+
 // The report as JSON: {"version": 1, "runs": [...]}.
 nlohmann::json json_report(const std::vector<RunResult>& runs);
 
