@@ -18,9 +18,9 @@
 #include "sweep/plan.h"
 #include "sweep/results.h"
 #include "sweep/version.h"
-#include "workload/configs.h"
-#include "workload/runner.h"
-#include "workload/scenario.h"
+#include "scenario/configs.h"
+#include "scenario/runner.h"
+#include "scenario/scenario.h"
 
 namespace py = pybind11;
 using namespace contpte;

@@ -13,7 +13,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "workload/snapshot.h"
+#include "hostproc/snapshot.h"
 
 namespace contpte {
 

@@ -11,8 +11,8 @@
 
 #include "hw/tlb.h"
 #include "sweep/sha256.h"
-#include "workload/configs.h"
-#include "workload/trace.h"
+#include "scenario/configs.h"
+#include "trace/trace.h"
 
 namespace fs = std::filesystem;
 

@@ -11,11 +11,11 @@
 
 #include "report/report.h"
 #include "sweep/results.h"
-#include "workload/configs.h"
-#include "workload/replay.h"
-#include "workload/runner.h"
-#include "workload/scenario.h"
-#include "workload/trace.h"
+#include "scenario/configs.h"
+#include "trace/replay.h"
+#include "scenario/runner.h"
+#include "scenario/scenario.h"
+#include "trace/trace.h"
 
 namespace contpte::sweep {
 
