@@ -15,9 +15,11 @@ PhysMem::PhysMem(Granule granule, std::uint64_t ram_bytes)
     : geo_(contpte::geometry(granule)), ram_bytes_(ram_bytes), next_table_pa_(ram_bytes) {}
 
 PhysAddr PhysMem::alloc_table() {
+  ++tables_allocated_;
   if (!free_tables_.empty()) {
     const PhysAddr pa{free_tables_.back()};
     free_tables_.pop_back();
+    peak_live_tables_ = std::max(peak_live_tables_, live_tables());
     return pa;  // zeroed when freed
   }
   const std::size_t bytes = geo_.page_size();
@@ -32,6 +34,7 @@ PhysAddr PhysMem::alloc_table() {
   const std::uint64_t pa = next_table_pa_;
   next_table_pa_ += bytes;
   ++nr_tables_;
+  peak_live_tables_ = std::max(peak_live_tables_, live_tables());
   return PhysAddr{pa};
 }
 

@@ -18,6 +18,7 @@
 #include "hw/sim_env.h"
 #include "mm/buddy.h"
 #include "mm/mm.h"
+#include "scenario/estimate.h"
 #include "scenario/pte_statements.h"
 #include "scenario/scale.h"
 
@@ -44,8 +45,15 @@ const std::vector<std::string>& stat_names() {
       "thp_zero_page_alloc", "folio_splits",      "pglazyfree",
       "pglazyfreed",       "pgdeactivate",        "faults_file",
       "faultaround_pages", "pagecache_folios",    "pagecache_bytes", "shmem_folios",
-      "pgtables_freed",    "pgtable_bytes"};
-  return names;
+      "pgtables_freed",    "pgtable_bytes",       "instructions",       "peak_rss_bytes",
+      "peak_pgtable_bytes", "pgtable_allocs",     "reclaim_entries"};
+  // Then the time estimate's (scenario/estimate.h).
+  static const std::vector<std::string> all = [] {
+    std::vector<std::string> v = names;
+    v.insert(v.end(), estimate_stat_names().begin(), estimate_stat_names().end());
+    return v;
+  }();
+  return all;
 }
 
 int RunResult::exit_status() const {
@@ -322,6 +330,7 @@ class Runner final : public RunMachine {
   void end_step() override {
     if (opts_.check) settle();
   }
+  void count_instructions(std::uint64_t n) override { instructions_ = instructions_.value_or(0) + n; }
 
  private:
   // ---- processes ----
@@ -900,6 +909,21 @@ class Runner final : public RunMachine {
     if (name == "pgtables_freed") return double(ms.pgtables_freed);
     // Page-table memory in use now, every process's (PageTables in meminfo).
     if (name == "pgtable_bytes") return double(mem_.live_tables() * geo_.page_size());
+    if (name.starts_with("est_"))
+      for (const auto& [k, v] : estimate_time(mmu_.config(), geo_.page_size(),
+                                              [&](std::string_view n) { return stat_value(n, cov); }))
+        if (k == name) return v;
+    if (name == "peak_pgtable_bytes") return double(mem_.peak_live_tables() * geo_.page_size());
+    if (name == "pgtable_allocs") return double(mem_.tables_allocated());
+    // Every folio allocated, whole, at the most at once: anonymous, shmem
+    // and page cache (the zero pages excluded). RSS as a page size costs it.
+    if (name == "peak_rss_bytes") return double(buddy_.peak_used_frames() * geo_.page_size());
+    if (name == "reclaim_entries") return double(ms.reclaim_entries);
+    // A driven run (a replay) counts the program's instructions; a
+    // scenario states its instructions per access.
+    if (name == "instructions")
+      return instructions_ ? double(*instructions_)
+                           : double(mmu_.stats().accesses) * sc_.header.insns_per_access;
     if (name == "bytes_zeroed") return double(ms.bytes_zeroed);
     if (name == "bytes_copied") return double(ms.bytes_copied);
     if (name == "thp_fault_alloc") return double(ms.thp_fault_alloc);
@@ -969,7 +993,14 @@ class Runner final : public RunMachine {
   std::vector<std::pair<std::string, double>> collect_stats() {
     std::vector<std::pair<std::string, double>> out;
     const Coverage cov = coverage();  // one scan of every page table, not one per stat
-    for (const auto& n : stat_names()) out.emplace_back(n, stat_value(n, &cov));
+    for (const auto& n : stat_names())
+      if (!n.starts_with("est_")) out.emplace_back(n, stat_value(n, &cov));
+    const auto est = estimate_time(mmu_.config(), geo_.page_size(), [&](std::string_view n) {
+      for (const auto& [k, v] : out)
+        if (k == n) return v;
+      return 0.0;
+    });
+    out.insert(out.end(), est.begin(), est.end());
     // The per-size mTHP counters, as /sys/kernel/mm/transparent_hugepage/
     // hugepages-<size>/stats names them.
     for (const auto& [order, n] : sys_.stats().anon_fault_alloc)
@@ -996,6 +1027,7 @@ class Runner final : public RunMachine {
   std::size_t cur_ = 0;
   std::mt19937_64 rng_;
   std::uint64_t caller_tlbi_ = 0;
+  std::optional<std::uint64_t> instructions_;  // counted by a driven run
   std::size_t index_ = 0;  // of the statement being executed
   std::map<std::string, FolioDecl> folios_;
   RunResult res_;

@@ -105,6 +105,9 @@ class RunMachine {
   virtual bool access(std::size_t pid, std::uint64_t va, MemAccess kind) = 0;
   // The end of a step for the conformance checker (a statement's end).
   virtual void end_step() = 0;
+  // User instructions the driven program executed (the `instructions`
+  // stat; without a call, a run counts accesses x insns_per_access).
+  virtual void count_instructions(std::uint64_t n) = 0;
 };
 
 // Builds the machine `sc.header` describes (sc's statements are not run),

@@ -616,7 +616,7 @@ TEST(TlbJson, EveryErrorNamesTheFileAndTheField) {
   EXPECT_EQ(json_error(R"({"l2": {"ways": 0}})"), "my-core.json: l2.ways: 0 must be at least 1");
   EXPECT_EQ(json_error(R"({"l3": {}})"),
             "my-core.json: l3: unknown field; expected one of name, description, base, l1d, l1i, "
-            "l2, walk_cache_entries, walk_access_cycles, tlbi_range, hafdbs_random_pte, sources");
+            "l2, walk_cache_entries, walk_access_cycles, tlbi_range, hafdbs_random_pte, costs, sources");
   EXPECT_EQ(json_error(R"({"l1d": {"assoc": 4}})"),
             "my-core.json: l1d.assoc: unknown field; expected one of entries, ways, replacement, "
             "cont, hit_cycles");
