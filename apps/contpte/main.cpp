@@ -18,6 +18,7 @@
 
 #include <unistd.h>
 
+#include "cli_messages.h"
 #include "hw/tlb.h"
 #include "report/explore_report.h"
 #include "report/report.h"
@@ -58,7 +59,9 @@ struct RunArgs {
   std::vector<std::string> files;
   std::string json;
   std::string svg;
-  std::string config;
+  std::vector<std::string> configs;  // --config, repeatable
+  std::string tlb;                   // --tlb NAME|FILE
+  bool compare = false;
   std::string replay;
   unsigned threads = 0;
   bool trace = false;
@@ -117,8 +120,13 @@ std::optional<std::vector<Scenario>> load_all(const std::vector<std::string>& fi
   return scenarios;
 }
 
+unsigned threads_of(const RunArgs& args) {
+  return args.threads ? args.threads : std::max(1u, std::thread::hardware_concurrency());
+}
+
 // The main job: every built-in workload under every built-in configuration.
-int cmd_suite(const RunArgs& args, const char* argv0, const RunOptions& opts) {
+int cmd_suite(const RunArgs& args, const std::vector<const BuiltinConfig*>& configs, const char* argv0,
+              const RunOptions& opts) {
   const auto files = builtin_scenarios(argv0);
   if (files.empty()) {
     std::cerr << "contpte run: error: the built-in workloads were not found (looked in " CONTPTE_EXAMPLES_DIR
@@ -128,11 +136,11 @@ int cmd_suite(const RunArgs& args, const char* argv0, const RunOptions& opts) {
   std::vector<SuiteJob> jobs;
   for (const auto& f : files)
     for (const auto& c : kBuiltinConfigs)
-      if (args.config.empty() || c.name == args.config) jobs.push_back({f, &c});
+      if (configs.empty() || std::find(configs.begin(), configs.end(), &c) != configs.end())
+        jobs.push_back({f, &c, args.tlb});
   std::vector<RunResult> results;
   try {
-    results = run_jobs(jobs, opts, args.threads ? args.threads : std::max(1u, std::thread::hardware_concurrency()),
-                       show_progress);
+    results = run_jobs(jobs, opts, threads_of(args), show_progress);
   } catch (const ScenarioError& e) {
     std::cerr << e.what() << '\n';
     return kExitUsage;
@@ -167,8 +175,7 @@ int cmd_replay(const RunArgs& args, const BuiltinConfig* config) {
     if (config)
       results.push_back(replay_trace(args.replay, *config, opts));
     else
-      results = replay_compare(args.replay, opts,
-                               args.threads ? args.threads : std::max(1u, std::thread::hardware_concurrency()));
+      results = replay_compare(args.replay, opts, threads_of(args));
   } catch (const TraceError& e) {
     if (isatty(STDERR_FILENO)) std::cerr << "\r\033[K";  // the progress bar
     std::cerr << e.what() << '\n';
@@ -220,17 +227,94 @@ int cmd_record(const std::string& out, const std::vector<std::string>& command) 
   return kExitOk;
 }
 
-int cmd_run(const RunArgs& args, const char* argv0) {
-  const BuiltinConfig* config = nullptr;
-  if (!args.config.empty()) {
-    config = find_config(args.config);
+// Whether a scenario acts through the memory manager (mappings, processes):
+// only those run unchanged under another granule (--compare).
+bool uses_memory_manager(const Scenario& sc) {
+  for (const Statement& st : sc.statements)
+    if (std::holds_alternative<Mmap>(st.op) || std::holds_alternative<Brk>(st.op)) return true;
+  return false;
+}
+
+// The user's files: each under its own header, under each --config, or
+// (--compare) under every built-in configuration or those given; run in
+// parallel, reported in input order.
+int cmd_files(const RunArgs& args, const std::vector<const BuiltinConfig*>& given) {
+  std::vector<const BuiltinConfig*> configs = given;
+  if (args.compare && configs.empty())
+    for (const auto& c : kBuiltinConfigs) configs.push_back(&c);
+  if (configs.empty()) configs.push_back(nullptr);
+  std::vector<SuiteJob> jobs;
+  for (const auto& f : args.files)
+    for (const BuiltinConfig* c : configs) jobs.push_back({f, c, args.tlb});
+
+  // Every input error before anything runs, each said once.
+  std::vector<Scenario> scenarios;
+  std::vector<std::string> errors;
+  for (const auto& j : jobs) {
+    try {
+      scenarios.push_back(load_job(j));
+      if (args.compare && !uses_memory_manager(scenarios.back()))
+        throw ScenarioError(SourceLoc{scenarios.back().file, 1, 1},
+                            "--compare applies to memory-manager scenarios (mmap, brk, ...); a PTE-level "
+                            "scenario chooses its own granule and addresses");
+    } catch (const ScenarioError& e) {
+      if (std::find(errors.begin(), errors.end(), e.what()) == errors.end()) errors.push_back(e.what());
+    }
+  }
+  if (!errors.empty()) {
+    for (const auto& e : errors) std::cerr << e << '\n';
+    return kExitUsage;
+  }
+
+  RunOptions opts;
+  if (args.trace) opts.trace = &std::cout;
+  opts.check = !args.no_check;
+  opts.scale = args.scale;
+  std::vector<RunResult> results;
+  try {
+    // --trace prints as the runs go: one at a time.
+    results = run_loaded(scenarios, jobs, opts, args.trace ? 1 : threads_of(args),
+                         jobs.size() > 1 ? show_progress : std::function<void(std::size_t, std::size_t)>{});
+  } catch (const ScenarioError& e) {
+    // An input error only visible while running: still exit 2, no report.
+    if (isatty(STDERR_FILENO)) std::cerr << "\r\033[K";
+    std::cerr << e.what() << '\n';
+    return kExitUsage;
+  }
+  int status = kExitOk;
+  for (const auto& r : results) {
+    status = std::max(status, r.exit_status());
+    if (r.exit_status() != 0 || (!args.quiet && !args.compare)) print_summary(std::cout, r);
+  }
+  if (args.compare)
+    print_comparison(std::cout, results);
+  else if (results.size() > 1)
+    print_totals(std::cout, results);
+  return write_reports(args, results) ? status : kExitUsage;
+}
+
+int cmd_run(RunArgs args, const char* argv0) {
+  if (!args.tlb.empty()) {
+    // A file named on the command line is relative to the current directory
+    // (a scenario's own `tlb` line is relative to the scenario).
+    if (tlb_names_file(args.tlb)) args.tlb = fs::absolute(args.tlb).lexically_normal().string();
+    try {
+      resolve_tlb_config(args.tlb);
+    } catch (const std::exception& e) {
+      std::cerr << fmt::format("contpte run: error: --tlb: {}\n", e.what());
+      return kExitUsage;
+    }
+  }
+  std::vector<const BuiltinConfig*> configs;
+  for (const auto& name : args.configs) {
+    const BuiltinConfig* config = find_config(name);
     if (!config) {
       std::string names;
       for (const auto& c : kBuiltinConfigs) names += std::string(names.empty() ? "" : ", ") + std::string(c.name);
-      std::cerr << fmt::format("contpte run: error: unknown configuration '{}'; expected one of: {}\n",
-                               args.config, names);
+      std::cerr << fmt::format("contpte run: error: unknown configuration '{}'; expected one of: {}\n", name, names);
       return kExitUsage;
     }
+    if (std::find(configs.begin(), configs.end(), config) == configs.end()) configs.push_back(config);
   }
   if (!args.replay.empty()) {
     if (!args.files.empty()) {
@@ -241,39 +325,29 @@ int cmd_run(const RunArgs& args, const char* argv0) {
       std::cerr << "contpte run: error: --scale does not apply to --replay (a trace has fixed addresses)\n";
       return kExitUsage;
     }
-    return cmd_replay(args, config);
+    if (configs.size() > 1) {
+      std::cerr << "contpte run: error: --replay takes one --config (without it, every built-in configuration is "
+                   "compared)\n";
+      return kExitUsage;
+    }
+    if (!args.tlb.empty()) {
+      std::cerr << "contpte run: error: --tlb does not apply to --replay yet (replays run on the default core)\n";
+      return kExitUsage;
+    }
+    return cmd_replay(args, configs.empty() ? nullptr : configs.front());
   }
   if (args.files.empty()) {
+    if (args.compare) {
+      std::cerr << "contpte run: error: --compare takes scenario files (without files, the main job already "
+                   "compares every built-in configuration)\n";
+      return kExitUsage;
+    }
     RunOptions opts;
     opts.check = !args.no_check;
     opts.scale = args.scale;
-    return cmd_suite(args, argv0, opts);
+    return cmd_suite(args, configs, argv0, opts);
   }
-
-  const auto scenarios = load_all(args.files, config ? config->header : std::string_view{});
-  if (!scenarios) return kExitUsage;
-
-  RunOptions opts;
-  if (args.trace) opts.trace = &std::cout;
-  opts.check = !args.no_check;
-  opts.scale = args.scale;
-  std::vector<RunResult> results;
-  int status = kExitOk;
-  for (const auto& sc : *scenarios) {
-    try {
-      results.push_back(run_scenario(sc, opts));
-      if (config) results.back().config.name = std::string(config->name);
-    } catch (const ScenarioError& e) {
-      // An input error only visible while running: still exit 2, no report.
-      std::cerr << e.what() << '\n';
-      return kExitUsage;
-    }
-    status = std::max(status, results.back().exit_status());
-    if (!args.quiet || results.back().exit_status() != 0) print_summary(std::cout, results.back());
-  }
-  if (results.size() > 1) print_totals(std::cout, results);
-
-  return write_reports(args, results) ? status : kExitUsage;
+  return cmd_files(args, configs);
 }
 
 struct ExploreArgs {
@@ -291,15 +365,27 @@ int cmd_explore(const ExploreArgs& args) {
   RunOptions opts;
   opts.check = !args.no_check;
   opts.explore_max = args.max;
+  const bool tty = isatty(STDERR_FILENO);
+  bool progress_shown = false;
+  if (tty)
+    opts.explore_progress = [&progress_shown](const std::string& where, std::uint64_t n, double seconds) {
+      std::cerr << fmt::format("\rexploring {}: {} executions, {:.0f}/s\033[K", where, n,
+                               seconds > 0 ? double(n) / seconds : 0.0)
+                << std::flush;
+      progress_shown = true;
+    };
   std::vector<RunResult> results;
   int status = kExitOk;
   for (const auto& sc : *scenarios) {
     try {
       results.push_back(run_scenario(sc, opts));
     } catch (const ScenarioError& e) {
+      if (progress_shown) std::cerr << "\r\033[K";
       std::cerr << e.what() << '\n';
       return kExitUsage;
     }
+    if (progress_shown) std::cerr << "\r\033[K" << std::flush;
+    progress_shown = false;
     const RunResult& r = results.back();
     if (r.explorations.empty()) std::cout << sc.file << ": no parallel block to explore\n";
     print_explorations(std::cout, r);
@@ -321,6 +407,8 @@ struct SnapshotArgs {
   unsigned periodic_ms = 0;
   unsigned samples = 10;
   bool rollup = false;
+  bool all_vmas = false;
+  std::size_t top = 10;
   bool no_pfn = false;
 };
 
@@ -353,6 +441,13 @@ int cmd_snapshot(const SnapshotArgs& args) {
       std::cerr << fmt::format("contpte snapshot: error: pid {}: no such process\n", pid);
       return kExitUsage;
     }
+  ThpHostSettings thp;
+  try {
+    thp = read_thp_settings();
+  } catch (const SnapshotError& e) {
+    std::cerr << "contpte snapshot: error: " << e.what() << '\n';
+    return kExitUsage;
+  }
   const auto src = make_live_proc_source();
   const unsigned samples = args.periodic_ms ? args.samples : 1;
   nlohmann::json series = nlohmann::json::array();
@@ -381,8 +476,12 @@ int cmd_snapshot(const SnapshotArgs& args) {
       print_sample_line(std::cout, set, t_ms);
       series.push_back(snapshot_sample_json(set, t_ms, args.rollup));
     } else {
-      print_snapshot(std::cout, set, args.rollup);
+      print_snapshot(std::cout, set, SnapshotPrint{args.rollup, args.all_vmas ? 0 : args.top, &thp});
       single = snapshot_json(set, args.rollup);
+      single["verdict"] = snapshot_verdict(set.total, std::all_of(set.processes.begin(), set.processes.end(),
+                                                                  [](const auto& p) { return p.pfns; }),
+                                           thp);
+      single["host_thp"] = thp_settings_json(thp);
     }
   }
   if (!args.json.empty()) {
@@ -421,11 +520,18 @@ int main(int argc, char** argv) {
   run->add_option("files", run_args.files, "scenario files (.cpt)");
   run->add_option("--json", run_args.json, "write the machine-readable report to FILE");
   run->add_option("--svg", run_args.svg, "write a chart of speedup and memory cost to FILE");
-  run->add_option("--config", run_args.config,
+  run->add_option("--config", run_args.configs,
                   "run under a built-in configuration (its header lines override the file's); "
-                  "see `contpte configs`");
+                  "repeat for several; see `contpte configs`")
+      ->allow_extra_args(false);
+  run->add_flag("--compare", run_args.compare,
+                "run each memory-manager scenario under every built-in configuration (or each --config) and "
+                "print the main job's table per file");
+  run->add_option("--tlb", run_args.tlb,
+                  "run on this TLB core: a preset (`contpte presets`) or a JSON file (docs/tlb-json.md); "
+                  "overrides the file's `tlb` line");
   run->add_option("--threads", run_args.threads, "runs in parallel (default: the number of cores)")
-      ->check(CLI::Range(1u, 256u));
+      ->check(cli::positive_integer(256));
   run->add_flag("--trace", run_args.trace,
                 "print every PTE load, store, exchange and TLB invalidation the engine makes");
   run->add_option("--replay", run_args.replay,
@@ -435,7 +541,7 @@ int main(int argc, char** argv) {
   run->add_option("--scale", run_args.scale,
                   "run each workload N times larger: mappings, ranges and access counts grow N "
                   "times (docs/workloads.md)")
-      ->check(CLI::Range(1u, 1000u));
+      ->check(cli::positive_integer(1000));
   run->add_flag("--no-check", run_args.no_check,
                 "do not run the conformance checker (faster; no violations are found)");
 
@@ -447,7 +553,7 @@ int main(int argc, char** argv) {
       "explore", "explore every interleaving of each parallel block of scenarios (exit 1: a counterexample)");
   explore->add_option("files", explore_args.files, "scenario files (.cpt)")->required();
   explore->add_option("--max", explore_args.max, "explore at most N interleavings per block (default 1000000)")
-      ->check(CLI::Range(std::uint64_t{1}, ~std::uint64_t{0}));
+      ->check(cli::positive_integer());
   explore->add_option("--json", explore_args.json, "write the report, with each counterexample, to FILE");
   explore->add_flag("--no-check", explore_args.no_check,
                     "do not run the conformance checker in each state (expects and built-in properties only)");
@@ -465,10 +571,13 @@ int main(int argc, char** argv) {
   snapshot->add_option("pids", snap_args.pids, "process ids")->check(CLI::Range(1, 0x7fffffff));
   snapshot->add_option("--cgroup", snap_args.cgroup, "also every process of this cgroup (v2 directory)");
   snapshot->add_flag("--rollup", snap_args.rollup, "totals per process only, no row per VMA");
+  snapshot->add_flag("--all-vmas", snap_args.all_vmas, "a row for every VMA with resident pages (default: the --top)");
+  snapshot->add_option("--top", snap_args.top, "rows for the N VMAs with the most resident bytes (default 10)")
+      ->check(cli::positive_integer(1000000));
   snapshot->add_option("--periodic", snap_args.periodic_ms, "repeat every MS milliseconds, one line per sample")
-      ->check(CLI::Range(1u, 3600000u));
+      ->check(cli::positive_integer(3600000));
   snapshot->add_option("--samples", snap_args.samples, "with --periodic: how many samples (default 10)")
-      ->check(CLI::Range(1u, 1000000u));
+      ->check(cli::positive_integer(1000000));
   snapshot->add_option("--json", snap_args.json, "write the machine-readable report to FILE");
   snapshot->add_option("--cont", snap_args.cont, "also count contiguous blocks of SIZE (e.g. 32K); 64K and 2M always");
   snapshot->add_flag("--no-pfn", snap_args.no_pfn,
@@ -481,7 +590,7 @@ int main(int argc, char** argv) {
   } catch (const CLI::CallForAllHelp& e) {
     return app.exit(e);
   } catch (const CLI::ParseError& e) {
-    std::cerr << "contpte: error: " << e.what() << "\n";
+    std::cerr << cli::parse_error_message(app, e) << "\n";
     return kExitUsage;
   }
 

@@ -785,6 +785,9 @@ struct Explorer::Impl {
     for (;;) {
       const bool complete = execute();
       if (complete) ++result.executions;
+      if (complete && setup.progress && result.executions % ExploreSetup::kProgressEvery == 0)
+        setup.progress(result.executions,
+                       std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
       merge_failures();
       reset_world();
       if (!next_schedule()) {

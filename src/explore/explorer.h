@@ -134,6 +134,10 @@ struct ExploreSetup {
   // false: every interleaving, no partial-order reduction (tests compare the
   // final states both reach).
   bool reduce = true;
+  // Called every kProgressEvery complete executions of explore() with the
+  // count so far and the seconds since it began (a terminal's progress line).
+  std::function<void(std::uint64_t executions, double seconds)> progress;
+  static constexpr std::uint64_t kProgressEvery = 1024;
 };
 
 struct ExploreFailure {

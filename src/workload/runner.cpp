@@ -270,7 +270,7 @@ class Runner final : public RunMachine {
     res_.scenario = sc.file;
     res_.config.granule = std::string(geo_.name);
     res_.config.contpte = sc.header.variant;
-    res_.config.tlb = sc.header.tlb;
+    res_.config.tlb = mmu_.config().name;  // the core's name, not the JSON file's path
     for (const auto& [size, policy] : sc.header.thp)
       if (policy != ThpPolicy::Never) res_.config.mthp.push_back(format_size(size));
     if (sc.header.fragment > 0) buddy_.fragment(sc.header.fragment, sc.header.seed);
@@ -315,8 +315,8 @@ class Runner final : public RunMachine {
     procs_.at(pid).mm->exit_mmap();
     procs_[pid].alive = false;
   }
-  bool access(std::size_t pid, std::uint64_t va, MemAccess kind) override {
-    return !try_access(procs_[pid], VirtAddr{va}, kind);
+  bool access(std::size_t pid, std::uint64_t va, MemAccess kind, bool continued) override {
+    return !try_access(procs_[pid], VirtAddr{va}, kind, continued);
   }
   void end_step() override {
     if (opts_.check) settle();
@@ -661,7 +661,12 @@ class Runner final : public RunMachine {
   // `contpte explore` explores the block first; both commands then run it
   // in one seeded interleaving and go on from there.
   void exec_parallel(const Statement& st, const Parallel& p) {
-    Explorer x(parallel_setup(p));
+    ExploreSetup setup = parallel_setup(p);
+    if (opts_.explore_max && opts_.explore_progress)
+      setup.progress = [this, where = fmt::format("{}:{}", st.loc.file, st.loc.line)](std::uint64_t n, double s) {
+        opts_.explore_progress(where, n, s);
+      };
+    Explorer x(std::move(setup));
     if (opts_.explore_max) {
       BlockExploration be;
       be.loc = st.loc;
@@ -765,10 +770,10 @@ class Runner final : public RunMachine {
 
   // The path of every user access; nullopt when it completed, else why not
   // ("Translation at level 3; SIGSEGV: no mapping").
-  std::optional<std::string> try_access(Proc& p, VirtAddr va, MemAccess kind) {
+  std::optional<std::string> try_access(Proc& p, VirtAddr va, MemAccess kind, bool continued = false) {
     Mm& mm = *p.mm;
     for (int attempt = 0;; ++attempt) {
-      const AccessResult r = mmu_.access(mm.page_table(), mm.asid(), va, kind, /*retry=*/attempt > 0);
+      const AccessResult r = mmu_.access(mm.page_table(), mm.asid(), va, kind, /*retry=*/continued || attempt > 0);
       if (r.fault == Fault::None) return std::nullopt;
       std::string why;
       if (attempt >= 3) {

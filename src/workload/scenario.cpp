@@ -9,6 +9,8 @@
 
 #include "workload/scenario.h"
 
+#include "hw/tlb.h"
+
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -698,9 +700,15 @@ class Parser {
     return bytes;
   }
 
+  // A core's JSON file is found relative to the scenario file, as a C
+  // #include is, so a scenario runs the same from any directory.
   void parse_tlb(LineCursor& c, const Token&) {
     out_.header.tlb = std::string(c.take("a TLB preset name or JSON file").text);
     c.finish("tlb NAME");
+    const std::filesystem::path path(out_.header.tlb);
+    const std::filesystem::path dir = std::filesystem::path(file_).parent_path();
+    if (tlb_names_file(out_.header.tlb) && path.is_relative() && !dir.empty())
+      out_.header.tlb = (dir / path).lexically_normal().string();
   }
 
   void parse_seed(LineCursor& c, const Token&) {

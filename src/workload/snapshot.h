@@ -187,6 +187,28 @@ SnapshotSet snapshot_processes(ProcSource& src, const std::vector<int>& pids, co
 // under /sys/fs/cgroup). Throws SnapshotError naming the file.
 std::vector<int> cgroup_pids(const std::string& path);
 
+// ---- the host's THP settings -----------------------------------------------
+
+// /sys/kernel/mm/transparent_hugepage as the snapshot's verdict needs it:
+// the top-level `enabled` and `defrag`, and per mTHP size the
+// hugepages-<N>kB/enabled policy (Linux 6.8+). Each value is the bracketed
+// word of its file ("always [madvise] never" -> "madvise").
+struct ThpHostSettings {
+  bool present = false;  // the directory exists (THP built in)
+  std::string dir;       // where it was read
+  std::string enabled;   // always | madvise | never
+  std::string defrag;    // always | defer | defer+madvise | madvise | never ("" when absent)
+  std::map<std::uint64_t, std::string> sizes;  // folio bytes -> always | inherit | madvise | never
+  // The policy anonymous faults apply to folios of `bytes`: `inherit`
+  // resolved to `enabled`; "" when the kernel offers no such size.
+  std::string effective(std::uint64_t bytes) const;
+};
+
+// Reads the settings under `dir`; a missing directory gives present=false.
+// Throws SnapshotError naming the file when one holds no single bracketed
+// choice.
+ThpHostSettings read_thp_settings(const std::string& dir = "/sys/kernel/mm/transparent_hugepage");
+
 // "64K" -> 65536; accepts B/K/M/G suffixes; a power of two, at least 4K.
 // Throws SnapshotError("--cont: ...").
 std::uint64_t parse_size(std::string_view text, std::string_view what);

@@ -604,6 +604,24 @@ TEST(TlbJson, BaseSelectsAnotherPreset) {
   EXPECT_FALSE(c.tlbi_range);
 }
 
+// Issue 25: a core that changes only `entries` keeps the base structure's
+// organisation while it stays valid, instead of failing on the base's ways.
+TEST(TlbJson, EntriesAloneKeepTheBaseOrganisation) {
+  // neoverse-n1: L1D fully associative (48), L2 5-way (1280).
+  const TlbConfig fa = parse_tlb_config_json(R"({"l1d": {"entries": 64}})", "big-l1.json");
+  EXPECT_EQ(fa.l1d.entries, 64u);
+  EXPECT_EQ(fa.l1d.ways, 64u);  // still fully associative
+  const TlbConfig set = parse_tlb_config_json(R"({"l2": {"entries": 2560}})", "big-l2.json");
+  EXPECT_EQ(set.l2.entries, 2560u);
+  EXPECT_EQ(set.l2.ways, 5u);  // still 5-way, now 512 sets
+  const TlbConfig both = parse_tlb_config_json(R"({"l2": {"entries": 2048, "ways": 8}})", "x.json");
+  EXPECT_EQ(both.l2.ways, 8u);
+  EXPECT_EQ(json_error(R"({"l2": {"entries": 1024}})"),
+            "my-core.json: l2.ways: the base's 5 ways do not divide entries 1024; give ways");
+  EXPECT_EQ(json_error(R"({"l2": {"entries": 4}})"),
+            "my-core.json: l2.ways: the base's 5 ways do not divide entries 4; give ways");
+}
+
 TEST(TlbJson, EveryErrorNamesTheFileAndTheField) {
   EXPECT_EQ(json_error(R"({"l2": {"ways": 7}})"),
             "my-core.json: l2.ways: 7 does not divide entries 1280");
