@@ -53,6 +53,10 @@ constexpr const Geometry& geometry(Granule g) {
   return kGeometries[static_cast<std::size_t>(g)];
 }
 
+// ALIGN_DOWN / ALIGN (include/linux/align.h) for a power-of-two `a`.
+constexpr std::uint64_t align_down(std::uint64_t v, std::uint64_t a) { return v & ~(a - 1); }
+constexpr std::uint64_t align_up(std::uint64_t v, std::uint64_t a) { return (v + a - 1) & ~(a - 1); }
+
 inline constexpr unsigned kVaBits = 48;
 inline constexpr std::uint64_t kUserVaEnd = std::uint64_t{1} << kVaBits;
 

@@ -1,7 +1,7 @@
 #include "hw/mmu.h"
 
 #include "hw/page_table.h"
-#include "hw/tlb_impl.h"
+#include "hw/tlb_fill.h"
 
 #include <utility>
 
@@ -114,7 +114,7 @@ AccessResult Mmu::access_l1(const PageTable& pt, std::uint16_t asid, VirtAddr va
   return access_l1_probe(pt, asid, va, kind, l1);
 }
 
-// The rest of the L1 lookup (inlined from tlb_impl.h), then a hit or the
+// The rest of the L1 lookup (inlined from tlb_fill.h), then a hit or the
 // miss.
 AccessResult Mmu::access_l1_probe(const PageTable& pt, std::uint16_t asid, VirtAddr va,
                                   MemAccess kind, Tlb& l1) {

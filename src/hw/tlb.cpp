@@ -29,8 +29,9 @@
 // showed absent, and for the usual way counts (4, 5, 8) runs with the set's
 // layout a compile-time constant: a miss costs a few hundred instructions
 // end to end, and every one of them showed in the issue-10 profile.
-// Tlb::Impl itself is in hw/tlb_impl.h, so that the MMU's fused miss path
-// (Mmu::miss_fast) can inline the L2 lookup and the fills of both levels.
+// Tlb::Impl itself is in hw/tlb_impl.h (its fills in hw/tlb_fill.h), so
+// that the MMU's fused miss path (Mmu::miss_fast) can inline the L2 lookup
+// and the fills of both levels.
 #include "hw/tlb.h"
 
 #include <algorithm>
@@ -40,7 +41,7 @@
 #include <string>
 #include <utility>
 
-#include "hw/tlb_impl.h"
+#include "hw/tlb_fill.h"
 
 namespace contpte {
 

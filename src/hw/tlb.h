@@ -153,7 +153,7 @@ class Tlb {
   [[gnu::noinline]] void fill_general(const TlbEntry& e, std::uint64_t va);
   // The MMU's fused miss path (Mmu::miss_fast) inlines the lookup of its
   // L2 and the fills of both levels: these two are defined in
-  // hw/tlb_impl.h, which only tlb.cpp and mmu.cpp include.
+  // hw/tlb_fill.h, which only tlb.cpp and mmu.cpp include.
   friend class Mmu;
   inline const TlbEntry* lookup_after_mru(std::uint16_t asid, std::uint64_t va);
   inline bool filtered_out(std::uint16_t asid, std::uint64_t va);

@@ -8,6 +8,18 @@
 // contpte engine's public API, at the point where the kernel calls it.
 // Must not know: scenarios, report formats, the TLB model (flushes are
 // requested through the Env, as mmu_gather and flush_tlb_range do).
+//
+// One file per seam, named after the Linux source it models:
+//   mm_system.cpp   MmSystem: rmap map counts, lazyfree, zero pages, files
+//   vma.cpp         VMAs: mmap, brk, split/merge, anon_vma, mprotect
+//   walk.h/.cpp     shared walks (folio batches, huge PMDs) and flushes
+//   zap.cpp         munmap, MADV_DONTNEED, exit: zap + mmu_gather
+//   fault.cpp       handle_mm_fault, the anonymous fault (mTHP orders)
+//   fork.cpp        fork's copy_page_range and copy-on-write
+//   huge_memory.cpp PMD-sized THP
+//   filemap.cpp     page cache, readahead, fault-around, shmem
+//   madvise.cpp     MADV_FREE / COLD / PAGEOUT, split_folio
+//   reclaim.cpp     LRU aging (folio_referenced)
 #pragma once
 
 #include <cstdint>
@@ -247,17 +259,22 @@ class Mm {
   void exit_mmap();
 
  private:
+  // ---- VMAs (vma.cpp) ----
   PgProt vm_page_prot(const Vma& v) const;
   void split_vma_at(std::uint64_t addr);
   void merge_around(std::uint64_t addr);
   // anon_vma_prepare for the VMA holding `va`: before the first anonymous
   // folio (or COW copy, or huge zero PMD) of a private mapping.
   void anon_vma_prepare(std::uint64_t va);
+
+  // ---- shared walks and flushes (walk.h, walk.cpp) ----
   // Calls fn(va, slot, first pte, nr) for each run of present PTEs of one
   // folio (folio_pte_batch) in [start, end), never across a PTE page; the
   // first pte is made writable if any of the run is.
   template <class Fn>
   void for_each_present_batch(std::uint64_t start, std::uint64_t end, Fn&& fn);
+
+  // ---- unmapping (zap.cpp) ----
   // What one mmu_gather collected while unmapping; tlb_finish_mmu turns it
   // into one flush and then frees the tables.
   struct MmuGather {
@@ -272,9 +289,11 @@ class Mm {
   // neighbours' end (`floor`) and start (`ceiling`, 0: none).
   void free_pgtables(std::uint64_t start, std::uint64_t end, MmuGather& tlb);
   void tlb_finish_mmu(MmuGather& tlb);
+
+  // ---- the anonymous fault (fault.cpp) ----
   FaultResult do_anonymous_page(const Vma& v, std::uint64_t va, PteSlot ptep, bool write);
 
-  // ---- file mappings (mm/filemap.c, mm/readahead.c, do_fault) ----
+  // ---- file mappings (filemap.cpp: mm/filemap.c, mm/readahead.c, do_fault) ----
   FaultResult do_fault(const Vma& v, std::uint64_t va, PteSlot ptep, bool write);
   // filemap_fault: the page-cache page of file page `index`, reading it
   // (and a readahead window around it) on a miss.
@@ -289,7 +308,7 @@ class Mm {
     return v.pgoff + ((va - v.start) >> sys_.mem().geometry().page_shift);
   }
 
-  // ---- PMD-sized THP (mm/huge_memory.c); nullopt = VM_FAULT_FALLBACK ----
+  // ---- PMD-sized THP (huge_memory.cpp); nullopt = VM_FAULT_FALLBACK ----
   unsigned pmd_order() const;
   bool thp_pmd_allowed(const Vma& v, std::uint64_t haddr) const;
   bool is_huge_zero_pmd(Pte pmd) const;
@@ -302,14 +321,16 @@ class Mm {
   void split_huge_pmd(const Vma& v, std::uint64_t haddr, PteSlot pmdp);
   // Calls whole(haddr, pmdp, pmd) for each huge PMD that [start, end)
   // covers entirely; one it covers in part is split to PTEs first, so the
-  // PTE pass that follows sees its pages (zap_pmd_range, change_pmd_range).
+  // PTE pass that follows sees its pages (zap_pmd_range, change_pmd_range;
+  // walk.h).
   template <class Fn>
   void for_each_huge_pmd(std::uint64_t start, std::uint64_t end, Fn&& whole);
   // One flush per PMD-stride address, or the whole ASID past Linux's limit;
-  // `last_level` false: the walk caches too (page tables were freed).
+  // `last_level` false: the walk caches too (page tables were freed);
+  // walk.cpp.
   void flush_pmds(const std::vector<std::uint64_t>& haddrs, bool last_level = true);
 
-  // ---- madvise FREE / COLD / PAGEOUT (mm/madvise.c) ----
+  // ---- madvise FREE / COLD / PAGEOUT (madvise.cpp) ----
   // split_folio: unmaps the folio's pages mapped at base_va (a PMD is split
   // first), splits it to order-0 folios and maps the pages back, one
   // set_pte_at each — no block can fold again. Only for a folio this
@@ -321,8 +342,12 @@ class Mm {
   template <class Fn>
   void for_each_madvise_folio(std::uint64_t start, std::uint64_t end, Fn&& fn);
   bool exclusive(const FolioInfo& f) const;
+
+  // ---- copy-on-write (fork.cpp) ----
   FaultResult do_wp_page(const Vma& v, std::uint64_t va, PteSlot ptep, Pte orig);
   void wp_page_copy(const Vma& v, std::uint64_t va, PteSlot ptep, Pte orig);
+
+  // ---- fault.cpp, walk.cpp ----
   std::vector<unsigned> thp_orders(const Vma& v) const;
   bool pte_range_none(std::uint64_t start, unsigned nr);
   std::uint64_t folio_pte_batch(PteSlot ptep, Pte* pte, std::uint64_t max_nr);

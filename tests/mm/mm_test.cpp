@@ -1,8 +1,8 @@
 // The memory manager's decisions, each against what Linux 6.18 does, seen
-// through scenarios: mTHP order choice and fallback, zero page, COW copy vs
-// reuse (and the unfold reuse causes), fork's write-protect, munmap's
-// batching and freeing, mprotect's batched rewrite, VMA merging, and the
-// errors a scenario gets for misuse.
+// through scenarios: munmap's batching and freeing, mprotect's batched
+// rewrite, VMA merging and placement, exit's flush, and the errors a
+// scenario gets for misuse. Faults: fault_test.cpp; fork and COW:
+// fork_test.cpp; PMD THP: huge_memory_test.cpp; madvise: madvise_test.cpp.
 
 #include <gtest/gtest.h>
 
@@ -14,121 +14,8 @@ using namespace contpte;
 
 namespace {
 
-using contpte::testing::describe;
 using contpte::testing::ran_ok;
 using contpte::testing::run;
-
-TEST(MmFault, WriteFaultMapsTheLargestAllowedFolioAsOneContBlock) {
-  RunResult r = run(
-      "mthp 64K\n"
-      "mmap A 256K addr=0x4000000000\n"
-      "write A+0x5000 4K\n"
-      "expect cont A 64K\n"
-      "expect nocont A+0x10000 192K\n"
-      "expect stat anon_fault_alloc_64K == 1\n"
-      "expect stat folds == 0\n"
-      "expect pte A+0x5000 dirty=1 write=1 young=1\n");
-  EXPECT_TRUE(ran_ok(r));
-}
-
-TEST(MmFault, WithoutMthpEveryFaultIsOnePage) {
-  RunResult r = run(
-      "mmap A 64K addr=0x4000000000\n"
-      "write A 64K\n"
-      "expect nocont A 64K\n"
-      "expect stat faults_anon == 16\n");
-  EXPECT_TRUE(ran_ok(r));
-}
-
-TEST(MmFault, OrderMustFitTheVmaAndEmptyPtes) {
-  RunResult r = run(
-      "mthp 64K\n"
-      "mmap A 96K addr=0x4000000000\n"   // the second 64K block is cut by the VMA end
-      "write A+0x10000 4K\n"
-      "expect nocont A+0x10000 32K\n"
-      "expect stat anon_fault_alloc_64K == 0\n"
-      "read A 4K\n"                       // zero page in the first block
-      "write A+0x8000 4K\n"               // block not empty: order 0
-      "expect nocont A 64K\n"
-      "expect stat faults_zero == 1\n");
-  EXPECT_TRUE(ran_ok(r));
-}
-
-TEST(MmFault, AllocationFailureFallsBackAndIsCounted) {
-  // 2M of RAM, one frame of it the zero page: 31 aligned 64K blocks are
-  // left; the 32nd fault falls back to a single page.
-  RunResult r = run(
-      "mthp 64K\n"
-      "memory 2M\n"
-      "mmap A 4M addr=0x4000000000\n"
-      "write A 2M stride=64K\n"
-      "expect stat anon_fault_alloc_64K == 31\n"
-      "expect stat anon_fault_fallback_64K == 1\n"
-      "expect nocont A+0x1f0000 64K\n");
-  EXPECT_TRUE(ran_ok(r));
-}
-
-TEST(MmCow, ForkWriteProtectsBothAndTheChildWriteCopiesOnePage) {
-  RunResult r = run(
-      "mthp 64K\n"
-      "mmap A 64K addr=0x4000000000\n"
-      "write A 64K\n"
-      "fork\n"
-      "expect cont A 64K\n"
-      "expect pte A write=0 dirty=1\n"
-      "process 1\n"
-      "expect cont A 64K\n"
-      "expect pte A write=0 young=0\n"
-      "write A+0x3000 4K\n"
-      "expect nocont A 64K\n"               // the copy's ptep_clear_flush unfolded it
-      "expect stat faults_cow == 1\n"
-      "expect pte A+0x3000 write=1\n"
-      "process 0\n"
-      "expect cont A 64K\n"
-      "expect violations 0\n");
-  EXPECT_TRUE(ran_ok(r));
-}
-
-TEST(MmCow, ExclusiveLargeFolioIsReusedAndItsBlockStaysUnfolded) {
-  RunResult r = run(
-      "mthp 64K\n"
-      "mmap A 64K addr=0x4000000000\n"
-      "write A 64K\n"
-      "fork\n"
-      "exit 1\n"
-      "write A+0x4000 4K\n"
-      "expect stat faults_reuse == 1\n"
-      "expect stat reuse_unfolds == 1\n"
-      "expect nocont A 64K\n"
-      "write A+0x5000 4K\n"
-      "expect stat faults_reuse == 2\n"
-      "expect nocont A 64K\n"
-      "expect stat folds == 0\n");
-  EXPECT_TRUE(ran_ok(r));
-}
-
-TEST(MmCow, ForkWriteProtectsABatchWhoseLaterPagesWereReused) {
-  // After reuse page by page, one folio's PTEs differ in write permission;
-  // fork batches them (folio_pte_batch merges the write bit) and must
-  // write-protect them all, or the parent's writes would reach the child.
-  RunResult r = run(
-      "mthp 64K\n"
-      "mmap A 64K addr=0x4000000000\n"
-      "write A 64K\n"
-      "fork\n"
-      "exit 1\n"
-      "write A+0x4000 4K\n"               // reused: only this PTE writable
-      "expect pte A write=0\n"
-      "expect pte A+0x4000 write=1\n"
-      "fork\n"
-      "expect pte A+0x4000 write=0\n"
-      "process 2\n"
-      "expect pte A+0x4000 write=0\n"
-      "process 0\n"
-      "write A+0x4000 4K\n"
-      "expect stat faults_cow == 1\n");
-  EXPECT_TRUE(ran_ok(r));
-}
 
 TEST(MmMunmap, PartialUnmapKeepsTheFolioAndFullUnmapFreesIt) {
   RunResult r = run(
@@ -230,33 +117,6 @@ TEST(MmErrors, WriteToReadOnlyMappingIsARunError) {
   EXPECT_EQ(r.exit_status(), 1);
 }
 
-}  // namespace
-
-namespace {
-
-TEST(MmFault, FragmentedMemoryFallsBackToSmallerOrders) {
-  // Every max-order block but the one the zero page split is fragmented to
-  // order 0: the few 64K blocks left go first, then faults fall back.
-  RunResult r = run(
-      "mthp 64K\n"
-      "memory 64M\n"
-      "fragment 1\n"
-      "mmap A 16M addr=0x4000000000\n"
-      "write A 16M stride=64K\n"
-      "expect stat anon_fault_fallback_64K > 0\n"
-      "expect stat anon_fault_alloc_64K > 0\n"
-      "expect violations 0\n");
-  EXPECT_EQ(r.exit_status(), 0) << describe(r);
-  RunResult unfragmented = run(
-      "mthp 64K\nmemory 64M\nmmap A 16M addr=0x4000000000\nwrite A 16M stride=64K\n"
-      "expect stat anon_fault_fallback_64K == 0\nexpect cont A 16M\n");
-  EXPECT_EQ(unfragmented.exit_status(), 0) << describe(unfragmented);
-}
-
-}  // namespace
-
-namespace {
-
 // exit tears down the whole address space: no range flush per mapping,
 // one flush_tlb_mm (arm64 tlb_flush with fullmm). Found by the workload
 // author: exit used to issue a range flush per VMA (one TLBI per page at
@@ -273,14 +133,6 @@ TEST(MmExit, ExitIssuesOneAsidFlushNotARangePerMapping) {
       "expect stat tlbi_instructions_asid == 2\n"
       "expect stat folios_freed == 1536\n"
       "expect violations 0\n");
-  EXPECT_TRUE(ran_ok(r));
-}
-
-// A faulting access is re-executed after the fault handler; the program
-// made one access, so `accesses` counts it once.
-TEST(MmFault, RetriedAccessesAreCountedOnce) {
-  RunResult r = run("mmap A 64K addr=0x4000000000\nwrite A 64K\nexpect stat accesses == 16\n"
-                    "expect stat faults == 16\n");
   EXPECT_TRUE(ran_ok(r));
 }
 
