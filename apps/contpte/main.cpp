@@ -1,5 +1,5 @@
 // contpte — command-line front end. A thin layer: parse flags, load
-// scenarios, run them, print and write the report. Exit status (DESIGN.md):
+// scenarios, run them, print and write the report. Exit status (docs/design.md):
 // 0 every expect held; 1 an expect failed, an unclaimed violation or a run
 // error; 2 bad input or usage (nothing is run, no report is written).
 
@@ -355,6 +355,7 @@ struct ExploreArgs {
   std::uint64_t max = 1'000'000;
   std::string json;
   bool no_check = false;
+  bool verbose = false;
 };
 
 // `contpte explore`: each parallel block exhaustively (or up to --max), then
@@ -386,10 +387,12 @@ int cmd_explore(const ExploreArgs& args) {
     }
     if (progress_shown) std::cerr << "\r\033[K" << std::flush;
     progress_shown = false;
+    // The seeded run's summary first, the explorations, and the file's
+    // verdict last: what a reader sees at the end is the answer.
     const RunResult& r = results.back();
-    if (r.explorations.empty()) std::cout << sc.file << ": no parallel block to explore\n";
-    print_explorations(std::cout, r);
     print_summary(std::cout, r);
+    print_explorations(std::cout, r, args.verbose);
+    print_explore_verdict(std::cout, r);
     status = std::max(status, r.exit_status());
   }
   if (!args.json.empty() && !write_file(args.json, json_report(results).dump(2) + "\n")) {
@@ -555,6 +558,9 @@ int main(int argc, char** argv) {
   explore->add_option("--max", explore_args.max, "explore at most N interleavings per block (default 1000000)")
       ->check(cli::positive_integer());
   explore->add_option("--json", explore_args.json, "write the report, with each counterexample, to FILE");
+  explore->add_flag("-v,--verbose", explore_args.verbose,
+                    "list every step of every counterexample (default: runs of like steps collapsed, a "
+                    "counterexample equal to one printed named, not repeated)");
   explore->add_flag("--no-check", explore_args.no_check,
                     "do not run the conformance checker in each state (expects and built-in properties only)");
 

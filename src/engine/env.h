@@ -49,7 +49,7 @@ struct FolioInfo {
   std::uint64_t nr_pages = 0;
 };
 
-// ---- variants (DESIGN.md "Semantics to respect") -------------------------
+// ---- variants (docs/design.md "Semantics to respect") -------------------------
 enum class Variant : std::uint8_t { Upstream, Nofold, Off, Naive, Bbml2 };
 
 struct VariantInfo {
@@ -103,6 +103,42 @@ struct TlbFlush {
   VirtAddr start;
   std::uint64_t nr_pages;
   bool sync;
+};
+
+// Where the engine is, for the explorer's counterexamples: an Env with
+// enter_function / leave_function is told the Linux function each step
+// belongs to (contpte_convert, __set_ptes, ...). The scope costs nothing on
+// an Env without them (the simulator's, the benchmarks'): the primary
+// template below is empty and its constructor does nothing.
+struct EngineWhere {
+  std::string_view function;  // innermost engine function
+  std::string_view within;    // the one that called it, if any
+};
+
+template <class E>
+concept TracksEngineFunctions = requires(E& e, std::string_view fn, EngineWhere w) {
+  { e.enter_function(fn) } -> std::same_as<EngineWhere>;
+  e.leave_function(w);
+};
+
+template <class E>
+class EngineScope {
+ public:
+  constexpr EngineScope(E&, std::string_view) {}
+};
+
+template <class E>
+  requires TracksEngineFunctions<E>
+class EngineScope<E> {
+ public:
+  EngineScope(E& env, std::string_view fn) : env_(env), prev_(env.enter_function(fn)) {}
+  ~EngineScope() { env_.leave_function(prev_); }
+  EngineScope(const EngineScope&) = delete;
+  EngineScope& operator=(const EngineScope&) = delete;
+
+ private:
+  E& env_;
+  EngineWhere prev_;
 };
 
 template <class E>

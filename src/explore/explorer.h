@@ -67,6 +67,9 @@ struct StepRecord {
   Pte before{}, after{};  // the PTE word before and after (memory steps)
   bool wrote = false;     // the word changed
   std::string note;       // e.g. "translation fault: waits for the page-table lock"
+  // The engine function (and its caller) the step belongs to, from the
+  // EngineScope markers (engine/env.h); empty for hardware and lock steps.
+  EngineWhere where;
 };
 
 // The engine's Env inside the explorer: each memory or TLB operation is a
@@ -90,6 +93,9 @@ class StepEnv {
   EngineCounters& counters() { return counters_; }
   // ptep_get_lockless calls this before it starts again on a torn block.
   void lockless_retry();
+  // EngineScope: the function the branch's next steps belong to.
+  EngineWhere enter_function(std::string_view fn);
+  void leave_function(EngineWhere previous);
 
   // ---- the caller's side ----
   // The TLB flush a core-mm caller issues after the arch call (flush_tlb_page

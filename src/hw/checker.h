@@ -1,4 +1,4 @@
-// hw/checker.h — the conformance checker (DESIGN.md "Conformance rules").
+// hw/checker.h — the conformance checker (docs/design.md "Conformance rules").
 //
 // Owns: one small predicate per rule, each run where the hardware would be
 // hurt — misprogrammed on every walk that reads a valid CONT entry,

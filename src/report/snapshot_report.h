@@ -2,7 +2,7 @@
 //
 // Owns: the table of a snapshot (per process, per VMA, folio sizes and
 // cont_bytes), the one-line-per-sample form of --periodic, and the JSON
-// report with the keys of DESIGN.md ("version", "processes", "pid", "comm",
+// report with the keys of docs/design.md ("version", "processes", "pid", "comm",
 // "vmas", "start", "end", "perms", "name", "resident_bytes", "folio_bytes",
 // "cont_bytes", "total") plus the rest (docs/snapshot.md).
 // Must not know: how /proc is read.

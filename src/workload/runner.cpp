@@ -23,7 +23,7 @@
 namespace contpte {
 
 const std::vector<std::string>& stat_names() {
-  // The first ten are DESIGN.md's stable keys; the rest are the engine's.
+  // The first ten are docs/design.md's stable keys; the rest are the engine's.
   static const std::vector<std::string> names{
       "accesses",          "tlb_misses",          "walks",
       "walk_cycles",       "faults",              "folds",
@@ -71,7 +71,7 @@ struct Overloaded : Ts... {
 template <class... Ts>
 Overloaded(Ts...) -> Overloaded<Ts...>;
 
-// PTE-level statements: the engine API called directly (SCENARIO.md).
+// PTE-level statements: the engine API called directly (docs/scenario.md).
 bool is_pte_level(const EngineOp& op) {
   return std::holds_alternative<SetPtes>(op) || std::holds_alternative<PteOp>(op) ||
          std::holds_alternative<PteBatch>(op) || std::holds_alternative<ModifyProt>(op) ||
@@ -384,7 +384,7 @@ class Runner final : public RunMachine {
     return r;
   }
 
-  // A PTE-level statement acts outside every mapping (SCENARIO.md): inside
+  // A PTE-level statement acts outside every mapping (docs/scenario.md): inside
   // a VMA it would bypass the memory manager's own bookkeeping.
   void outside_vmas(const SourceLoc& loc, VirtAddr va, std::uint64_t nr) {
     const std::uint64_t end = va.val + nr * geo_.page_size();

@@ -330,6 +330,9 @@ struct member_result<R (C::*)(A...)> {
   using type = R;
 };
 
+// The forms of `expect` (parse_expect takes each).
+constexpr std::array<std::string_view, 7> kExpectForms{"cont", "nocont", "pte", "raw", "stat", "violations",
+                                                       "violation"};
 constexpr std::array<std::string_view, 3> kBranchWords{"engine", "hw", "reader"};
 static_assert(static_cast<std::size_t>(BranchKind::Engine) == 0 && static_cast<std::size_t>(BranchKind::Hw) == 1 &&
                   static_cast<std::size_t>(BranchKind::Reader) == 2,
@@ -398,6 +401,7 @@ class Parser {
     else
       return {name, &Parser::invoke<Op, Fn>, nullptr};
   }
+  friend ScenarioVocabulary contpte::scenario_vocabulary();
   static std::span<const StatementInfo> statements() {
     static constexpr std::array kStatements{
         entry<&Parser::parse_alloc>("alloc"),
@@ -1198,7 +1202,7 @@ class Parser {
   }
 
   Op parse_expect(LineCursor& c, const Token&) {
-    const Token form = c.take("cont, nocont, pte, raw, stat, violations or violation");
+    const Token form = c.take(fmt::format("one of: {}", join(kExpectForms)));
     const std::string_view f = form.text;
     if (f == "cont" || f == "nocont") {
       ExpectCont e;
@@ -1225,9 +1229,7 @@ class Parser {
       c.finish("expect violation RULE [N]");
       return e;
     }
-    c.fail(form, fmt::format("unknown expectation '{}'; expected one of: cont, nocont, pte, raw, stat, "
-                             "violations, violation",
-                             f));
+    c.fail(form, fmt::format("unknown expectation '{}'; expected one of: {}", f, join(kExpectForms)));
   }
 
   ExpectPte expect_pte(LineCursor& c, bool raw) {
@@ -1337,6 +1339,16 @@ Scenario load_scenario(const std::filesystem::path& path, std::string_view force
   // fread reports a directory (EISDIR) or an I/O error only through ferror.
   if (std::ferror(f.get())) throw fail(errno);
   return parse_scenario(text, name, forced_header);
+}
+
+ScenarioVocabulary scenario_vocabulary() {
+  ScenarioVocabulary v;
+  for (const auto& s : Parser::statements()) v.statements.push_back(s.name);
+  for (const auto& h : Parser::header_keys()) v.header_keys.push_back(h.name);
+  v.block_words = {"parallel", "end"};
+  v.branch_kinds.assign(kBranchWords.begin(), kBranchWords.end());
+  v.expect_forms.assign(kExpectForms.begin(), kExpectForms.end());
+  return v;
 }
 
 }  // namespace contpte

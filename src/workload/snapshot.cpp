@@ -724,7 +724,7 @@ class VmaScanner {
     }
   }
 
-  // cont_bytes (DESIGN.md): blocks of B bytes, B-aligned in VA, wholly in
+  // cont_bytes (docs/design.md): blocks of B bytes, B-aligned in VA, wholly in
   // the VMA (one VMA = one protection; the uffd-wp bit must agree too, it
   // is a PTE bit), every page present, PFNs consecutive from a B-aligned
   // PFN, all in one folio. Consecutive PFNs in one naturally aligned folio

@@ -6,7 +6,7 @@
 // /proc/kpagecount); identifying the folio behind every resident page; the
 // per-VMA and per-process statistics: resident bytes, folio sizes split into
 // aligned / unaligned / partially mapped for anon and file, PMD- vs
-// PTE-mapped, and `cont_bytes` per block size (DESIGN.md "Interfaces").
+// PTE-mapped, and `cont_bytes` per block size (docs/design.md "Interfaces").
 // All /proc access goes through ProcSource, so tests feed recorded files.
 // Must not know: report formats (report/snapshot_report.h prints and writes).
 #pragma once
@@ -138,13 +138,13 @@ struct SnapshotStats {
   std::uint64_t inconsistent_pages = 0; // folio layout changed while being read
   // Folio size in bytes -> split; anon and file apart.
   std::map<std::uint64_t, FolioSplit> anon_folios, file_folios;
-  // Block size in bytes -> bytes in blocks contpte could map (DESIGN.md cont_bytes).
+  // Block size in bytes -> bytes in blocks contpte could map (docs/design.md cont_bytes).
   std::map<std::uint64_t, std::uint64_t> cont_bytes;
   // Block size -> bytes in blocks that are fully resident and virtually
   // aligned: all that can be said without PFNs, an upper bound of cont_bytes.
   std::map<std::uint64_t, std::uint64_t> resident_block_bytes;
 
-  // folio_bytes of DESIGN.md: size -> bytes, anon and file together.
+  // folio_bytes of docs/design.md: size -> bytes, anon and file together.
   std::map<std::uint64_t, std::uint64_t> folio_bytes() const;
   SnapshotStats& operator+=(const SnapshotStats& o);
 };

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The CLI's contract (DESIGN.md "Interfaces"): exit 0 / 1 / 2, errors naming
+# The CLI's contract (docs/design.md "Interfaces"): exit 0 / 1 / 2, errors naming
 # FILE:LINE:COL, no report written on bad input, highest status wins.
 set -u
 bin=$1

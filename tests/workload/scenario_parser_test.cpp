@@ -1,4 +1,4 @@
-// Tests of workload/scenario: every statement of SCENARIO.md parses into the
+// Tests of workload/scenario: every statement of docs/scenario.md parses into the
 // AST it describes, every class of input error is reported with its exact
 // text (FILE:LINE:COL and message), the Linux reference scenarios parse, and
 // mutated input never does anything but parse or throw ScenarioError.
