@@ -30,14 +30,30 @@ bool is_memory_step(StepKind k) {
          k == StepKind::HwWalk || k == StepKind::HwUpdate;
 }
 
-// "contpte_convert › __set_ptes", "contpte_try_fold", or "" (hardware, lock).
-std::string where_name(const StepRecord& s) {
-  if (s.where.function.empty()) return {};
+// The function an engine branch's statement calls: "engine ptep_set_wrprotect
+// 0x40000000" -> "ptep_set_wrprotect".
+std::string_view statement_function(std::string_view branch) {
+  if (!branch.starts_with("engine ")) return {};
+  branch.remove_prefix(7);
+  return branch.substr(0, branch.find(' '));
+}
+
+// "contpte_convert › __set_ptes", "contpte_try_fold", the statement's own
+// function for a step it makes outside any marked one, or "" (hardware,
+// lock).
+std::string where_name(const StepRecord& s, const BlockExploration& b) {
+  if (s.where.function.empty()) {
+    if (s.kind == StepKind::Acquire || s.kind == StepKind::Release || s.branch >= b.branches.size()) return {};
+    if (s.kind != StepKind::Load && s.kind != StepKind::Store && s.kind != StepKind::Xchg &&
+        s.kind != StepKind::Cmpxchg && s.kind != StepKind::Tlbi)
+      return {};
+    return std::string(statement_function(b.branches[s.branch]));
+  }
   if (s.where.within.empty()) return std::string(s.where.function);
   return fmt::format("{} › {}", s.where.within, s.where.function);
 }
-std::string where_suffix(const StepRecord& s) {
-  const std::string w = where_name(s);
+std::string where_suffix(const StepRecord& s, const BlockExploration& b) {
+  const std::string w = where_name(s, b);
   return w.empty() ? std::string() : fmt::format("  [{}]", w);
 }
 
@@ -79,7 +95,7 @@ void print_step(std::ostream& out, const BlockExploration& b, const ExploreFailu
   const bool marked = static_cast<int>(i) == f.marked;
   out << fmt::format("  {}{:>4}  {}  line {:<4} {}{}{}{}\n", marked ? ">>" : "  ", i + 1, branch_name(s.branch),
                      b.lines[s.branch], format_step(s, shift), s.note.empty() ? "" : "  ; " + s.note,
-                     where_suffix(s), marked ? "   <== " + f.mark_note : "");
+                     where_suffix(s, b), marked ? "   <== " + f.mark_note : "");
 }
 
 // Runs of at least this many like steps print as one line.
@@ -101,9 +117,10 @@ void print_counterexample(std::ostream& out, const BlockExploration& b, const Ex
     const StepRecord& last = f.steps[j - 1];
     const std::string shape = s.wrote ? pte_shape(s.before, shift) + " -> " + pte_shape(s.after, shift)
                                       : pte_shape(s.before, shift);
-    out << fmt::format("  {:>8}  {}  line {:<4} {} ×{} {:#x}–{:#x}  {}{}\n",
+    // Width 6 in code points: the numbers line up with single steps' "  >>  26".
+    out << fmt::format("  {:>6}  {}  line {:<4} {} ×{} {:#x}–{:#x}  {}{}\n",
                        fmt::format("{}–{}", i + 1, j), branch_name(s.branch), b.lines[s.branch],
-                       step_kind_name(s.kind), j - i, s.va, last.va, shape, where_suffix(s));
+                       step_kind_name(s.kind), j - i, s.va, last.va, shape, where_suffix(s, b));
     i = j;
   }
 }
