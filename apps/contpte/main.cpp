@@ -23,12 +23,12 @@
 #include "report/explore_report.h"
 #include "report/report.h"
 #include "report/snapshot_report.h"
-#include "workload/configs.h"
-#include "workload/record.h"
-#include "workload/replay.h"
-#include "workload/runner.h"
-#include "workload/scenario.h"
-#include "workload/snapshot.h"
+#include "scenario/configs.h"
+#include "trace/record.h"
+#include "trace/replay.h"
+#include "scenario/runner.h"
+#include "scenario/scenario.h"
+#include "hostproc/snapshot.h"
 
 namespace fs = std::filesystem;
 using namespace contpte;

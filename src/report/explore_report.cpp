@@ -8,7 +8,8 @@
 #include <fmt/format.h>
 
 #include "arch/granule.h"
-#include "workload/pte_format.h"
+#include "arch/pte_format.h"
+#include "explore/step_format.h"
 
 namespace contpte {
 

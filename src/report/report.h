@@ -12,7 +12,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "workload/runner.h"
+#include "scenario/runner.h"
 
 namespace contpte {
 

@@ -14,7 +14,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "workload/snapshot.h"
+#include "hostproc/snapshot.h"
 
 namespace contpte {
 

@@ -20,9 +20,9 @@
 #include "hw/sim_env.h"
 #include "mm/buddy.h"
 #include "report/explore_report.h"
-#include "workload/pte_statements.h"
-#include "workload/runner.h"
-#include "workload/scenario.h"
+#include "scenario/pte_statements.h"
+#include "scenario/runner.h"
+#include "scenario/scenario.h"
 
 namespace fs = std::filesystem;
 using namespace contpte;
@@ -280,7 +280,7 @@ Outcome explore_random(std::uint64_t seed, bool reduce, Variant variant) {
   s.reduce = reduce;
   ExploreBranch e;
   e.label = "engine op " + std::to_string(op);
-  // The statement as the runner executes it (workload/pte_statements.h):
+  // The statement as the runner executes it (scenario/pte_statements.h):
   // the arch call, the caller's flush and what the checker is told.
   e.body = [=, &pt](StepEnv& se) {
     const VirtAddr va = base + std::uint64_t{page} * 4096;

@@ -9,8 +9,8 @@
 #include <gtest/gtest.h>
 
 #include "hw/checker.h"
-#include "workload/runner.h"
-#include "workload/scenario.h"
+#include "scenario/runner.h"
+#include "scenario/scenario.h"
 
 using namespace contpte;
 

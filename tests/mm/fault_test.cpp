@@ -5,8 +5,8 @@
 #include <gtest/gtest.h>
 
 #include "support/scenario_run.h"
-#include "workload/runner.h"
-#include "workload/scenario.h"
+#include "scenario/runner.h"
+#include "scenario/scenario.h"
 
 using namespace contpte;
 
@@ -83,14 +83,6 @@ TEST(MmFault, FragmentedMemoryFallsBackToSmallerOrders) {
       "mthp 64K\nmemory 64M\nmmap A 16M addr=0x4000000000\nwrite A 16M stride=64K\n"
       "expect stat anon_fault_fallback_64K == 0\nexpect cont A 16M\n");
   EXPECT_EQ(unfragmented.exit_status(), 0) << describe(unfragmented);
-}
-
-// A faulting access is re-executed after the fault handler; the program
-// made one access, so `accesses` counts it once.
-TEST(MmFault, RetriedAccessesAreCountedOnce) {
-  RunResult r = run("mmap A 64K addr=0x4000000000\nwrite A 64K\nexpect stat accesses == 16\n"
-                    "expect stat faults == 16\n");
-  EXPECT_TRUE(ran_ok(r));
 }
 
 }  // namespace
