@@ -83,9 +83,6 @@ constexpr std::string_view kM1Measured =
 // bench/kernel_costs (docs/estimate.md: how each constant is derived). No
 // arm64 machine was at hand: these are an x86-64 host's figures, the same
 // for every preset; a JSON core can give its own.
-constexpr std::string_view kHost =
-    "measured by bench/kernel_costs on the project's build machine (2-vCPU AMD EPYC VM, 2.45 GHz, "
-    "Linux 6.18; median CPU time of 5 runs; an x86-64 host, not this core): ";
 constexpr std::string_view kBaseCpi =
     "unknown: assumed 1.0 (one instruction per cycle). It sets only the user-work part, the "
     "same in every configuration, so it scales the relative changes, not their signs or order";
