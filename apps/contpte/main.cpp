@@ -20,6 +20,8 @@
 
 #include "cli_messages.h"
 #include "hw/tlb.h"
+#include "diff/diff.h"
+#include "kernel/build.h"
 #include "report/explore_report.h"
 #include "report/report.h"
 #include "report/snapshot_report.h"
@@ -68,7 +70,30 @@ struct RunArgs {
   bool quiet = false;
   bool no_check = false;
   unsigned scale = 1;
+  std::string kernel;
 };
+
+// `--kernel DIR`: the engines of one Linux tree, built (or found in the
+// cache) on first use. Null with no --kernel; throws KernelError (exit 2).
+std::unique_ptr<kernel::KernelEngines> kernel_engines(const std::string& dir, RunOptions& opts) {
+  if (dir.empty()) return nullptr;
+  auto k = std::make_unique<kernel::KernelEngines>(dir, &std::cerr);
+  opts.kernel_engine = [p = k.get()](const Geometry& g, bool contpte) { return &p->get(g, contpte); };
+  return k;
+}
+
+// Errors of a tree or of a statement it cannot serve: exit 2, no report.
+template <class Fn>
+int kernel_guarded(const char* command, Fn&& fn) {
+  try {
+    return fn();
+  } catch (const kernel::KernelError& e) {
+    std::cerr << fmt::format("contpte {}: error: {}\n", command, e.what());
+  } catch (const ExternalEngineError& e) {
+    std::cerr << fmt::format("contpte {}: error: {}\n", command, e.what());
+  }
+  return kExitUsage;
+}
 
 // A progress bar on stderr when it is a terminal.
 void show_progress(std::size_t done, std::size_t total) {
@@ -139,6 +164,9 @@ int cmd_suite(const RunArgs& args, const std::vector<const BuiltinConfig*>& conf
       if (configs.empty() || std::find(configs.begin(), configs.end(), &c) != configs.end())
         jobs.push_back({f, &c, args.tlb});
   std::vector<RunResult> results;
+  if (opts.kernel_engine)  // build before the workers start: progress and errors in order
+    for (const Geometry& g : kGeometries)
+      for (bool contpte : {true, false}) opts.kernel_engine(g, contpte);
   try {
     results = run_jobs(jobs, opts, threads_of(args), show_progress);
   } catch (const ScenarioError& e) {
@@ -270,6 +298,7 @@ int cmd_files(const RunArgs& args, const std::vector<const BuiltinConfig*>& give
   if (args.trace) opts.trace = &std::cout;
   opts.check = !args.no_check;
   opts.scale = args.scale;
+  const auto engines = kernel_engines(args.kernel, opts);
   std::vector<RunResult> results;
   try {
     // --trace prints as the runs go: one at a time.
@@ -317,6 +346,10 @@ int cmd_run(RunArgs args, const char* argv0) {
     if (std::find(configs.begin(), configs.end(), config) == configs.end()) configs.push_back(config);
   }
   if (!args.replay.empty()) {
+    if (!args.kernel.empty()) {
+      std::cerr << "contpte run: error: --kernel does not apply to --replay yet (docs/kernel.md, limits)\n";
+      return kExitUsage;
+    }
     if (!args.files.empty()) {
       std::cerr << "contpte run: error: --replay takes no scenario files\n";
       return kExitUsage;
@@ -345,6 +378,7 @@ int cmd_run(RunArgs args, const char* argv0) {
     RunOptions opts;
     opts.check = !args.no_check;
     opts.scale = args.scale;
+    const auto engines = kernel_engines(args.kernel, opts);
     return cmd_suite(args, configs, argv0, opts);
   }
   return cmd_files(args, configs);
@@ -356,6 +390,7 @@ struct ExploreArgs {
   std::string json;
   bool no_check = false;
   bool verbose = false;
+  std::string kernel;
 };
 
 // `contpte explore`: each parallel block exhaustively (or up to --max), then
@@ -366,6 +401,7 @@ int cmd_explore(const ExploreArgs& args) {
   RunOptions opts;
   opts.check = !args.no_check;
   opts.explore_max = args.max;
+  const auto engines = kernel_engines(args.kernel, opts);
   const bool tty = isatty(STDERR_FILENO);
   bool progress_shown = false;
   if (tty)
@@ -399,6 +435,63 @@ int cmd_explore(const ExploreArgs& args) {
     std::cerr << fmt::format("contpte explore: error: cannot write '{}'\n", args.json);
     return kExitUsage;
   }
+  return status;
+}
+
+struct DiffArgs {
+  std::string kernel;
+  std::string granule = "all";
+  unsigned runs = 400;
+  unsigned ops = 1000;
+  std::uint64_t seed = 1;
+  std::string out;
+};
+
+// `contpte diff --kernel DIR` (docs/kernel.md): 0 no divergence, 1 one
+// (its reproducer to -o FILE or stdout), 2 bad input. The last line is
+// always the count line.
+int cmd_diff(const DiffArgs& args) {
+  DiffOptions opts;
+  opts.runs = args.runs;
+  opts.ops = args.ops;
+  opts.seed = args.seed;
+  if (args.granule != "all") {
+    auto g = granule_from_name(args.granule);
+    if (!g) {
+      std::cerr << fmt::format("contpte diff: error: unknown granule '{}'; expected 4K, 16K, 64K or all\n", args.granule);
+      std::cout << "diff: 0 runs, 0 statements, 0 PTEs compared, 0 divergences\n";
+      return kExitUsage;
+    }
+    opts.granules = {*g};
+  }
+  DiffResult r;
+  try {
+    kernel::KernelEngines engines(args.kernel, &std::cerr);
+    for (Granule g : opts.granules) engines.get(geometry(g), true);  // build first: errors before any run
+    r = run_diff(opts, [&](const Geometry& g) -> const ExternalEngine& { return engines.get(g, true); },
+                 [](std::uint64_t done, std::uint64_t total) { show_progress(done, total); });
+  } catch (const kernel::KernelError& e) {
+    std::cerr << fmt::format("contpte diff: error: {}\n", e.what());
+    std::cout << "diff: 0 runs, 0 statements, 0 PTEs compared, 0 divergences\n";
+    return kExitUsage;
+  }
+  if (isatty(STDERR_FILENO)) std::cerr << "\r\033[K";
+  int status = kExitOk;
+  if (r.divergences) {
+    status = 1;
+    std::cout << "divergence: " << r.first << '\n';
+    if (args.out.empty()) {
+      std::cout << r.reproducer;
+    } else if (!write_file(args.out, r.reproducer)) {
+      std::cerr << fmt::format("contpte diff: error: cannot write '{}'\n", args.out);
+      status = kExitUsage;
+    } else {
+      std::cout << "reproducer written to " << args.out << '\n';
+    }
+  }
+  if (!r.divergences) std::cout << fmt::format("engines folded {} and unfolded {} blocks\n", r.folds, r.unfolds);
+  std::cout << fmt::format("diff: {} runs, {} statements, {} PTEs compared, {} divergences\n", r.runs, r.statements,
+                           r.ptes_compared, r.divergences);
   return status;
 }
 
@@ -527,6 +620,9 @@ int main(int argc, char** argv) {
                   "run under a built-in configuration (its header lines override the file's); "
                   "repeat for several; see `contpte configs`")
       ->allow_extra_args(false);
+  run->add_option("--kernel", run_args.kernel,
+                  "run the arm64 contpte code of the Linux tree DIR instead of the built-in engine "
+                  "(docs/kernel.md)");
   run->add_flag("--compare", run_args.compare,
                 "run each memory-manager scenario under every built-in configuration (or each --config) and "
                 "print the main job's table per file");
@@ -548,6 +644,16 @@ int main(int argc, char** argv) {
   run->add_flag("--no-check", run_args.no_check,
                 "do not run the conformance checker (faster; no violations are found)");
 
+  DiffArgs diff_args;
+  CLI::App* diff = app.add_subcommand(
+      "diff", "run random PTE-level scenarios on the built-in engine and a Linux tree's code in lock-step "
+              "(exit 1: a divergence, with a reproducer)");
+  diff->add_option("--kernel", diff_args.kernel, "the Linux tree (docs/kernel.md)")->required();
+  diff->add_option("--granule", diff_args.granule, "4K, 16K, 64K or all (default all)");
+  diff->add_option("--runs", diff_args.runs, "runs per granule (default 400)")->check(CLI::Range(1u, 100000000u));
+  diff->add_option("--ops", diff_args.ops, "statements per run (default 1000)")->check(CLI::Range(1u, 100000000u));
+  diff->add_option("--seed", diff_args.seed, "random seed (default 1)");
+  diff->add_option("-o", diff_args.out, "write the reproducer scenario to FILE (only on a divergence)");
   CLI::App* presets = app.add_subcommand("presets", "list the TLB presets and their sources");
   CLI::App* configs = app.add_subcommand("configs", "list the built-in configurations and their header lines");
 
@@ -561,6 +667,9 @@ int main(int argc, char** argv) {
   explore->add_flag("-v,--verbose", explore_args.verbose,
                     "list every step of every counterexample (default: runs of like steps collapsed, a "
                     "counterexample equal to one printed named, not repeated)");
+  explore->add_option("--kernel", explore_args.kernel,
+                      "run the arm64 contpte code of the Linux tree DIR instead of the built-in engine "
+                      "(docs/kernel.md)");
   explore->add_flag("--no-check", explore_args.no_check,
                     "do not run the conformance checker in each state (expects and built-in properties only)");
 
@@ -600,8 +709,11 @@ int main(int argc, char** argv) {
     return kExitUsage;
   }
 
-  if (run->parsed()) return guarded("run", [&] { return cmd_run(run_args, argv[0]); });
-  if (explore->parsed()) return guarded("explore", [&] { return cmd_explore(explore_args); });
+  if (diff->parsed()) return guarded("diff", [&] { return cmd_diff(diff_args); });
+  if (run->parsed())
+    return guarded("run", [&] { return kernel_guarded("run", [&] { return cmd_run(run_args, argv[0]); }); });
+  if (explore->parsed())
+    return guarded("explore", [&] { return kernel_guarded("explore", [&] { return cmd_explore(explore_args); }); });
   if (record->parsed()) return guarded("record", [&] { return cmd_record(record_out, record_cmd); });
   if (configs->parsed()) {
     for (const auto& c : kBuiltinConfigs) {

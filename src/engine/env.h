@@ -73,12 +73,18 @@ constexpr std::optional<Variant> variant_from_name(std::string_view s) {
   return std::nullopt;
 }
 
+struct ExternalEngine;  // engine/external.h
+
 struct Features {
   Variant variant = Variant::Upstream;
   // FEAT_BBML2_NOABORT: the CPU tolerates TLB entries of different sizes
   // for one address, so convert may skip its invalidation (Linux 6.17).
   bool bbml2_noabort = false;
   bool hafdbs = true;  // FEAT_HAFDBS: hardware updates AF and dirty
+  // The engine seam: non-null, every arch call of engine/pgtable.h runs the
+  // code of a Linux tree (src/kernel) instead of this engine; `variant` is
+  // then Upstream or Off, whichever configuration the tree was built in.
+  const ExternalEngine* external = nullptr;
 };
 
 // Counters the engine keeps (JSON `stats` keys).

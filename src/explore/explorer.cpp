@@ -849,6 +849,10 @@ EngineWhere StepEnv::enter_function(std::string_view fn) {
   return prev;
 }
 void StepEnv::leave_function(EngineWhere previous) { x_->impl_->where[branch_] = previous; }
+bool StepEnv::is_pte_word(const Pte* p) const { return x_->impl_->setup.mem->is_table_word(p); }
+void StepEnv::engine_finding(EngineFinding f) {
+  if (Checker* c = checker()) c->report_engine(f);
+}
 void StepEnv::caller_flush(VirtAddr va, std::uint64_t nr) {
   EngineScope<StepEnv> scope(*this, nr == 1 ? "flush_tlb_page (core mm)" : "flush_tlb_range (core mm)");
   ++caller_tlbi_;

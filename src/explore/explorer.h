@@ -33,6 +33,7 @@
 #include <vector>
 
 #include "engine/env.h"
+#include "engine/external.h"
 #include "hw/checker.h"
 #include "hw/page_table.h"
 #include "hw/phys_mem.h"
@@ -96,6 +97,10 @@ class StepEnv {
   // EngineScope: the function the branch's next steps belong to.
   EngineWhere enter_function(std::string_view fn);
   void leave_function(EngineWhere previous);
+  // An engine built from a Linux tree (engine/external.h): its accesses
+  // are checked against the live tables, its findings fail the execution.
+  bool is_pte_word(const Pte* p) const;
+  void engine_finding(EngineFinding f);
 
   // ---- the caller's side ----
   // The TLB flush a core-mm caller issues after the arch call (flush_tlb_page

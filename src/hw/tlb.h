@@ -80,6 +80,21 @@ struct TlbStructureConfig {
   unsigned hit_cycles = 0;   // extra latency of a hit at this level
 };
 
+// What the time estimate (docs/estimate.md) charges for work that is not
+// translation: the core's clock and base CPI for user instructions, and the
+// kernel's costs for faults, PTE writes, zeroing, copying, TLB maintenance
+// and reclaim. Each has a source line in TlbConfig::sources ("costs.NAME").
+struct CoreCosts {
+  double clock_ghz = 3.0;          // core clock: cycles per nanosecond
+  double base_cpi = 1.0;           // cycles per user instruction, translation apart
+  double fault_ns = 2700;          // one page fault: entry, exit, handle_mm_fault, its folio
+  double pte_ns = 200;             // one PTE written (set, cleared or changed)
+  double zero_bytes_per_ns = 16;   // clear_page bandwidth
+  double copy_bytes_per_ns = 6.7;  // copy_user_highpage bandwidth
+  double tlbi_ns = 100;            // one TLBI instruction with its DSB
+  double reclaim_page_ns = 160;    // one page aged (and deactivated) by reclaim
+};
+
 // A core's TLB hierarchy: L1 data, L1 instruction, unified L2, walk cache.
 struct TlbConfig {
   std::string name;          // preset name, or the JSON file's "name"
@@ -89,6 +104,7 @@ struct TlbConfig {
   unsigned walk_access_cycles = 0;  // cost of one descriptor read by the walker
   bool tlbi_range = false;          // FEAT_TLBIRANGE
   bool hafdbs_random_pte = false;   // HW sets AF/dirty in a random PTE of a block
+  CoreCosts costs;                  // the time estimate's constants
   // Where each number comes from: "field: source" lines, "unknown" allowed.
   std::vector<std::pair<std::string, std::string>> sources;
 };

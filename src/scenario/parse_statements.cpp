@@ -280,8 +280,11 @@ std::pair<std::string, SourceLoc> Parser::mapping_name(LineCursor& c) {
 Mmap Parser::parse_mmap(LineCursor& c, const Token&) {
   Mmap m;
   std::tie(m.name, m.name_loc) = mapping_name(c);
+  // Any byte count, as mmap(2) takes: the mapping (and a file's page
+  // cache) covers it rounded up to whole pages of the granule.
   const Token sz = c.take("a size");
-  m.size = length(c, sz, "size");
+  m.size = size(c, sz, "size");
+  if (m.size == 0) c.fail(sz, "size must not be zero");
   Options o(c, "mmap", {"prot", "file", "addr", "align"}, {"private", "shared", "anon"});
   o.exclusive("private", "shared");
   o.exclusive("anon", "file");

@@ -126,6 +126,7 @@ class Parser {
   void parse_memory(LineCursor& c, const Token&);
   void parse_fragment(LineCursor& c, const Token&);
   void parse_hafdbs(LineCursor& c, const Token&);
+  void parse_insns_per_access(LineCursor& c, const Token&);
 
   // The header ends at the first operation (or the end of the file): from
   // here on the granule is fixed.

@@ -18,6 +18,7 @@
 #include "hw/sim_env.h"
 #include "mm/buddy.h"
 #include "mm/mm.h"
+#include "scenario/estimate.h"
 #include "scenario/pte_statements.h"
 #include "scenario/scale.h"
 
@@ -44,8 +45,15 @@ const std::vector<std::string>& stat_names() {
       "thp_zero_page_alloc", "folio_splits",      "pglazyfree",
       "pglazyfreed",       "pgdeactivate",        "faults_file",
       "faultaround_pages", "pagecache_folios",    "pagecache_bytes", "shmem_folios",
-      "pgtables_freed",    "pgtable_bytes"};
-  return names;
+      "pgtables_freed",    "pgtable_bytes",       "instructions",       "peak_rss_bytes",
+      "peak_pgtable_bytes", "pgtable_allocs",     "reclaim_entries"};
+  // Then the time estimate's (scenario/estimate.h).
+  static const std::vector<std::string> all = [] {
+    std::vector<std::string> v = names;
+    v.insert(v.end(), estimate_stat_names().begin(), estimate_stat_names().end());
+    return v;
+  }();
+  return all;
 }
 
 int RunResult::exit_status() const {
@@ -184,6 +192,21 @@ Features features_of(const Header& h) {
   return f;
 }
 
+// The engine seam: the machine's one choice of engine, made at run time —
+// the built-in engine in the header's variant, or (--kernel) the code of a
+// Linux tree built for this granule and configuration.
+Features machine_features(const Scenario& sc, const RunOptions& opts) {
+  Features f = features_of(sc.header);
+  if (!opts.kernel_engine) return f;
+  if (f.variant != Variant::Upstream && f.variant != Variant::Off)
+    throw ScenarioError(sc.file, fmt::format("`contpte {}` is a variant of contpte's own engine; with --kernel "
+                                             "only `contpte upstream` (CONFIG_ARM64_CONTPTE=y) and `contpte off` "
+                                             "(=n) name a build of the tree",
+                                             sc.header.variant));
+  f.external = opts.kernel_engine(sc.header.geometry(), f.variant == Variant::Upstream);
+  return f;
+}
+
 Pte make_pte(Pfn pfn, Prot p, bool young, bool dirty, unsigned shift) {
   // Linux's PAGE_* carry AF; scenarios make it explicit.
   Pte pte = pte_mkold(pfn_pte(pfn, pgprot_of(p), shift));
@@ -263,10 +286,10 @@ class Runner final : public RunMachine {
         opts_(opts),
         mem_(sc.header.granule, sc.header.memory),
         buddy_(mem_),
-        checker_(geo_, features_of(sc.header).bbml2_noabort),
+        checker_(geo_, machine_features(sc, opts).bbml2_noabort),
         mmu_(mem_, resolve_tlb_config(sc.header.tlb), sc.header.hafdbs,
              opts.check ? &checker_ : nullptr, sc.header.seed),
-        sys_(mem_, buddy_, features_of(sc.header), thp_settings(sc.header)),
+        sys_(mem_, buddy_, machine_features(sc, opts), thp_settings(sc.header)),
         rng_(sc.header.seed) {
     res_.scenario = sc.file;
     res_.config.granule = std::string(geo_.name);
@@ -290,6 +313,7 @@ class Runner final : public RunMachine {
       ++res_.statements;
       checker_.set_context(st.loc.line, res_.statements);
       exec(st);
+      engine_findings();
       if (opts_.check) settle();
       if (res_.error) break;
     }
@@ -322,6 +346,7 @@ class Runner final : public RunMachine {
   void end_step() override {
     if (opts_.check) settle();
   }
+  void count_instructions(std::uint64_t n) override { instructions_ = instructions_.value_or(0) + n; }
 
  private:
   // ---- processes ----
@@ -422,15 +447,17 @@ class Runner final : public RunMachine {
             },
             [&](const SetPtes& s) {
               outside_vmas(st.loc, s.addr, s.nr);
-              seq_caller().set(s, make_pte(pfn_of(s.folio), s.prot, s.young, s.dirty, shift));
+              in_caller_range(s.addr, s.nr, [&] {
+                seq_caller().set(s, make_pte(pfn_of(s.folio), s.prot, s.young, s.dirty, shift));
+              });
             },
             [&](const PteOp& o) {
               outside_vmas(st.loc, o.addr, 1);
-              seq_caller().op(o);
+              in_caller_range(o.addr, 1, [&] { seq_caller().op(o); });
             },
             [&](const PteBatch& b) {
               outside_vmas(st.loc, b.addr, b.nr);
-              seq_caller().batch(b);
+              in_caller_range(b.addr, b.nr, [&] { seq_caller().batch(b); });
             },
             [&](const Mmap& m) { exec_mmap(st, m); },
             [&](const Munmap& m) {
@@ -457,7 +484,7 @@ class Runner final : public RunMachine {
             [&](const Reclaim& r) { exec_reclaim(r); },
             [&](const ModifyProt& m) {
               outside_vmas(st.loc, m.addr, m.nr);
-              seq_caller().modify_prot(m);
+              in_caller_range(m.addr, m.nr, [&] { seq_caller().modify_prot(m); });
             },
             [&](const Access& a) { exec_access(st, a); },
             [&](const SetAccessFlags& s) {
@@ -513,6 +540,36 @@ class Runner final : public RunMachine {
     return PteCaller<E>{e, geo_, chk, asid(), [this](VirtAddr va) { return slot(va); },
                         [this](VirtAddr va) { return stored(va); }, std::move(flush)};
   }
+  // out_of_range for the built-in engine: a PTE-level call may write only
+  // inside the contpte blocks that contain the range it was given. (An
+  // engine built from a Linux tree is checked by the seam itself,
+  // engine/external.h.)
+  template <class Fn>
+  void in_caller_range(VirtAddr addr, unsigned nr, Fn&& fn) {
+    if (env().features().external || !opts_.check || nr == 0) return fn();
+    struct Guard final : SimObserver {
+      const Pte* lo;
+      const Pte* hi;
+      Checker& chk;
+      SimEnv& env;
+      Guard(const Pte* l, const Pte* h, Checker& c, SimEnv& e) : lo(l), hi(h), chk(c), env(e) {
+        env.add_observer(this);
+      }
+      ~Guard() override { env.remove_observer(this); }
+      void on_pte_access(const PteAccess& a) override {
+        if (a.op != PteAccessOp::Load && (a.slot.ptr() < lo || a.slot.ptr() >= hi))
+          chk.report_engine(EngineFinding{EngineFindingKind::OutOfRange, a.slot.ptr(),
+                                          "the engine wrote a PTE outside the contpte blocks of the range "
+                                          "its caller passed"});
+      }
+    };
+    const unsigned cont = geo_.cont_ptes;
+    const Pte* lo = slot(addr).align_down(cont).ptr();
+    const Pte* hi = slot(addr + std::uint64_t{nr - 1} * geo_.page_size()).align_down(cont).ptr() + cont;
+    Guard g(lo, hi, checker_, env());
+    fn();
+  }
+
   PteCaller<SimEnv> seq_caller() {
     return pte_caller(env(), &checker_, [this](VirtAddr va, std::uint64_t nr) { caller_flush(va, nr); });
   }
@@ -524,6 +581,15 @@ class Runner final : public RunMachine {
   void caller_flush(VirtAddr va, std::uint64_t nr) {
     ++caller_tlbi_;
     mmu_.on_tlbi(TlbiRequest{nr == 1 ? TlbiKind::Page : TlbiKind::Range, asid(), va, nr, true});
+  }
+
+  // What foreign engine code did that no checker rule sees (a WARN, a write
+  // outside the caller's blocks, a wild access): findings of this statement.
+  void engine_findings() {
+    for (auto& p : procs_)
+      if (p.mm)
+        for (const EngineFinding& f : p.mm->env().take_findings())
+          checker_.report_engine(f);
   }
 
   void settle() {
@@ -554,7 +620,7 @@ class Runner final : public RunMachine {
     s.mem = &mem_;
     s.pt = &pt();
     s.asid = asid();
-    s.features = features_of(sc_.header);
+    s.features = machine_features(sc_, opts_);
     s.checker = opts_.check ? &checker_ : nullptr;
     for (const Branch& b : p.branches) {
       ExploreBranch eb;
@@ -905,6 +971,21 @@ class Runner final : public RunMachine {
     if (name == "pgtables_freed") return double(ms.pgtables_freed);
     // Page-table memory in use now, every process's (PageTables in meminfo).
     if (name == "pgtable_bytes") return double(mem_.live_tables() * geo_.page_size());
+    if (name.starts_with("est_"))
+      for (const auto& [k, v] : estimate_time(mmu_.config(), geo_.page_size(),
+                                              [&](std::string_view n) { return stat_value(n, cov); }))
+        if (k == name) return v;
+    if (name == "peak_pgtable_bytes") return double(mem_.peak_live_tables() * geo_.page_size());
+    if (name == "pgtable_allocs") return double(mem_.tables_allocated());
+    // Every folio allocated, whole, at the most at once: anonymous, shmem
+    // and page cache (the zero pages excluded). RSS as a page size costs it.
+    if (name == "peak_rss_bytes") return double(buddy_.peak_used_frames() * geo_.page_size());
+    if (name == "reclaim_entries") return double(ms.reclaim_entries);
+    // A driven run (a replay) counts the program's instructions; a
+    // scenario states its instructions per access.
+    if (name == "instructions")
+      return instructions_ ? double(*instructions_)
+                           : double(mmu_.stats().accesses) * sc_.header.insns_per_access;
     if (name == "bytes_zeroed") return double(ms.bytes_zeroed);
     if (name == "bytes_copied") return double(ms.bytes_copied);
     if (name == "thp_fault_alloc") return double(ms.thp_fault_alloc);
@@ -974,7 +1055,14 @@ class Runner final : public RunMachine {
   std::vector<std::pair<std::string, double>> collect_stats() {
     std::vector<std::pair<std::string, double>> out;
     const Coverage cov = coverage();  // one scan of every page table, not one per stat
-    for (const auto& n : stat_names()) out.emplace_back(n, stat_value(n, &cov));
+    for (const auto& n : stat_names())
+      if (!n.starts_with("est_")) out.emplace_back(n, stat_value(n, &cov));
+    const auto est = estimate_time(mmu_.config(), geo_.page_size(), [&](std::string_view n) {
+      for (const auto& [k, v] : out)
+        if (k == n) return v;
+      return 0.0;
+    });
+    out.insert(out.end(), est.begin(), est.end());
     // The per-size mTHP counters, as /sys/kernel/mm/transparent_hugepage/
     // hugepages-<size>/stats names them.
     for (const auto& [order, n] : sys_.stats().anon_fault_alloc)
@@ -1001,6 +1089,7 @@ class Runner final : public RunMachine {
   std::size_t cur_ = 0;
   std::mt19937_64 rng_;
   std::uint64_t caller_tlbi_ = 0;
+  std::optional<std::uint64_t> instructions_;  // counted by a driven run
   std::size_t index_ = 0;  // of the statement being executed
   std::map<std::string, FolioDecl> folios_;
   RunResult res_;

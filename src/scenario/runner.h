@@ -25,6 +25,8 @@
 
 namespace contpte {
 
+struct ExternalEngine;
+
 // A configuration as the report names it: a built-in one, or `file` when the
 // scenario's own header is used.
 struct RunConfig {
@@ -81,6 +83,11 @@ struct RunOptions {
   // `--scale N`: run the scenario N times larger (scenario/scale.h: every
   // mapping, range and access count grows N times). run_driven ignores it.
   std::uint64_t scale = 1;
+  // `--kernel DIR`: the engine seam's choice. Set, every engine call runs the
+  // code of a Linux tree built for the run's granule and configuration
+  // (true: CONFIG_ARM64_CONTPTE=y for `contpte upstream`, false for `off`);
+  // other variants are a ScenarioError. Unset: the built-in engine.
+  std::function<const ExternalEngine*(const Geometry&, bool contpte)> kernel_engine;
 };
 
 // The names `expect stat` and the report know, in report order.
@@ -111,6 +118,9 @@ class RunMachine {
   virtual bool access(std::size_t pid, std::uint64_t va, MemAccess kind, bool continued = false) = 0;
   // The end of a step for the conformance checker (a statement's end).
   virtual void end_step() = 0;
+  // User instructions the driven program executed (the `instructions`
+  // stat; without a call, a run counts accesses x insns_per_access).
+  virtual void count_instructions(std::uint64_t n) = 0;
 };
 
 // Builds the machine `sc.header` describes (sc's statements are not run),

@@ -120,7 +120,7 @@ auto Parser::find_statement(std::string_view word) -> const StatementInfo* {
 }
 
 auto Parser::header_keys() -> std::span<const HeaderInfo> {
-  static constexpr std::array<HeaderInfo, 9> kHeader{{
+  static constexpr std::array<HeaderInfo, 10> kHeader{{
       {"granule", &Parser::parse_granule, &Header::Given::granule},
       {"contpte", &Parser::parse_contpte, &Header::Given::contpte},
       {"mthp", &Parser::parse_mthp, &Header::Given::mthp},
@@ -130,6 +130,7 @@ auto Parser::header_keys() -> std::span<const HeaderInfo> {
       {"memory", &Parser::parse_memory, &Header::Given::memory},
       {"fragment", &Parser::parse_fragment, &Header::Given::fragment},
       {"hafdbs", &Parser::parse_hafdbs, &Header::Given::hafdbs},
+      {"insns_per_access", &Parser::parse_insns_per_access, &Header::Given::insns_per_access},
   }};
   return kHeader;
 }
@@ -397,6 +398,16 @@ void Parser::parse_fragment(LineCursor& c, const Token&) {
   if (*v < 0 || *v > 1) c.fail(t, fmt::format("fragment {} is out of range; expected a fraction from 0 to 1", t.text));
   out_.header.fragment = *v;
   c.finish("fragment FRACTION");
+}
+
+void Parser::parse_insns_per_access(LineCursor& c, const Token&) {
+  const Token t = c.take("a number of instructions");
+  const auto v = scan_double(t.text);
+  if (!v) c.fail(t, fmt::format("bad insns_per_access '{}'; expected a decimal number", t.text));
+  if (!(*v >= 0 && *v <= 1e6))
+    c.fail(t, fmt::format("insns_per_access {} is out of range; expected a number from 0 to 1000000", t.text));
+  out_.header.insns_per_access = *v;
+  c.finish("insns_per_access N");
 }
 
 void Parser::parse_hafdbs(LineCursor& c, const Token&) {

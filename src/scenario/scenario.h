@@ -188,10 +188,15 @@ struct Header {
   std::uint64_t memory = std::uint64_t{8} << 30;  // bytes
   double fragment = 0.0;                          // in [0, 1]
   bool hafdbs = true;
+  // User instructions per `read|write|exec` access, for the time estimate's
+  // user work (a scenario has no instruction stream; docs/estimate.md).
+  double insns_per_access = kDefaultInsnsPerAccess;
+  static constexpr double kDefaultInsnsPerAccess = 3.0;
 
   // Where each header statement was given (its keyword); unset = default.
   struct Given {
-    std::optional<SourceLoc> granule, contpte, mthp, thp, tlb, seed, memory, fragment, hafdbs;
+    std::optional<SourceLoc> granule, contpte, mthp, thp, tlb, seed, memory, fragment, hafdbs,
+        insns_per_access;
   } given;
 
   ThpPolicy thp_policy(std::uint64_t folio_bytes) const {

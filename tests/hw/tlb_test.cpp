@@ -481,7 +481,10 @@ const std::vector<std::string> kFields{
     "l1d.entries", "l1d.ways", "l1d.replacement", "l1d.cont", "l1d.hit_cycles",
     "l1i.entries", "l1i.ways", "l1i.replacement", "l1i.cont", "l1i.hit_cycles",
     "l2.entries",  "l2.ways",  "l2.replacement",  "l2.cont",  "l2.hit_cycles",
-    "walk_cache_entries", "walk_access_cycles", "tlbi_range", "hafdbs_random_pte"};
+    "walk_cache_entries", "walk_access_cycles", "tlbi_range", "hafdbs_random_pte",
+    // The kernel-cost constants of the time estimate (docs/estimate.md).
+    "costs.clock_ghz", "costs.base_cpi", "costs.fault_ns", "costs.pte_ns",
+    "costs.zero_bytes_per_ns", "costs.copy_bytes_per_ns", "costs.tlbi_ns", "costs.reclaim_page_ns"};
 
 TEST(TlbPresets, EveryPresetIsWellFormedAndEveryFieldHasASource) {
   std::set<std::string_view> names;
@@ -545,7 +548,7 @@ TEST(TlbPresets, ListingNamesEveryPresetItsGeometryAndSources) {
   EXPECT_NE(s.find("  L1D  48 entries, fully associative, lru, contiguous block: one-entry, "
                    "hit +1 cycle\n"),
             std::string::npos);
-  EXPECT_NE(s.find("    l2.entries          Cortex-A76 Core TRM (Arm 100798, r3p0) A5.2.3"),
+  EXPECT_NE(s.find("    l2.entries               Cortex-A76 Core TRM (Arm 100798, r3p0) A5.2.3"),
             std::string::npos);
   EXPECT_NE(s.find("FEAT_TLBIRANGE no"), std::string::npos);
   EXPECT_NE(s.find("FEAT_TLBIRANGE yes"), std::string::npos);
@@ -634,7 +637,7 @@ TEST(TlbJson, EveryErrorNamesTheFileAndTheField) {
   EXPECT_EQ(json_error(R"({"l2": {"ways": 0}})"), "my-core.json: l2.ways: 0 must be at least 1");
   EXPECT_EQ(json_error(R"({"l3": {}})"),
             "my-core.json: l3: unknown field; expected one of name, description, base, l1d, l1i, "
-            "l2, walk_cache_entries, walk_access_cycles, tlbi_range, hafdbs_random_pte, sources");
+            "l2, walk_cache_entries, walk_access_cycles, tlbi_range, hafdbs_random_pte, costs, sources");
   EXPECT_EQ(json_error(R"({"l1d": {"assoc": 4}})"),
             "my-core.json: l1d.assoc: unknown field; expected one of entries, ways, replacement, "
             "cont, hit_cycles");
