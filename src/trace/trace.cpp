@@ -264,7 +264,7 @@ bool TraceReader::refill() {
     if (in_used_ == in_size_) {
       if (!frame_done_)
         throw TraceError(name_, in_pos_, true,
-                         in_pos_ == 0 ? "not a contpte trace: the file is empty"
+                         in_pos_ == 0 ? "not a contpte trace: the file is empty (truncated, or its recording never finished)"
                                      : "truncated: the file ends inside the zstd frame");
       return false;
     }
