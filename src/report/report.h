@@ -1,7 +1,7 @@
 // report/report.h — what `contpte run` prints and writes.
 //
 // Owns: the human-readable summary of runs and the JSON report with the
-// stable keys of SCENARIO.md ("version", "runs", "config", "stats",
+// stable keys of docs/scenario.md ("version", "runs", "config", "stats",
 // "expects", "violations").
 // Must not know: how runs are executed.
 #pragma once
