@@ -196,7 +196,7 @@ TEST(Plan, BadSpecsAreErrorsNamingWhere) {
             d / "s.json: error: unknown field 'input'; expected inputs, configs, cores, seeds, scale");
   EXPECT_EQ(msg(R"({"inputs": "builtin", "configs": ["thp-2m"]})"),
             "contpte sweep: error: unknown configuration 'thp-2m'; expected one of: base-4k, thp-4k, mthp-64k, "
-            "contpte-64k, gran-16k, gran-64k");
+            "contpte-64k, gran-16k, gran-64k, base-16k, base-64k");
   EXPECT_EQ(msg(R"({"inputs": ["nope.cpt"]})"), d / "nope.cpt: error: no such file or directory");
   EXPECT_NE(msg(R"({"inputs": "builtin", "cores": ["neoverse-n9"]})").find("neither a TLB preset"), std::string::npos);
   EXPECT_NE(msg(R"({"inputs": "builtin", "seeds": 0})").find("seeds"), std::string::npos) << msg(R"({"inputs": "builtin", "seeds": 0})");
