@@ -172,6 +172,7 @@ struct Explorer::Impl {
   std::vector<ExploreFailure> exec_failures;  // this execution's, one per rule
   KeptRun* kept = nullptr;
   ExploreResult result;
+  std::array<EngineWhere, kMaxBranches> where{};  // per branch: the engine function it is in
 
   unsigned nbranches() const { return static_cast<unsigned>(setup.branches.size()); }
   const ExploreBranch& spec(unsigned b) const { return setup.branches[b]; }
@@ -432,6 +433,7 @@ struct Explorer::Impl {
     runs[b].clock = c;
     rec.branch = b;
     rec.kind = f.kind;
+    rec.where = where[b];
     steps.push_back(std::move(rec));
     fps.push_back(f);
     clocks.push_back(c);
@@ -1198,6 +1200,9 @@ struct Explorer::Impl {
     for (;;) {
       const bool complete = execute();
       if (complete) ++result.executions;
+      if (complete && setup.progress && result.executions % ExploreSetup::kProgressEvery == 0)
+        setup.progress(result.executions,
+                       std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
       merge_failures();
       reset_world();
       if (!next_schedule()) {
@@ -1250,7 +1255,19 @@ FolioInfo StepEnv::folio_of(Pfn pfn) const { return x_->impl_->setup.mem->folio_
 const Features& StepEnv::features() const { return x_->impl_->setup.features; }
 const Geometry& StepEnv::geometry() const { return x_->impl_->geo; }
 void StepEnv::lockless_retry() { x_->impl_->lockless_retry(branch_); }
+EngineWhere StepEnv::enter_function(std::string_view fn) {
+  EngineWhere& w = x_->impl_->where[branch_];
+  const EngineWhere prev = w;
+  w = EngineWhere{fn, prev.function};
+  return prev;
+}
+void StepEnv::leave_function(EngineWhere previous) { x_->impl_->where[branch_] = previous; }
+bool StepEnv::is_pte_word(const Pte* p) const { return x_->impl_->setup.mem->is_table_word(p); }
+void StepEnv::engine_finding(EngineFinding f) {
+  if (Checker* c = checker()) c->report_engine(f);
+}
 void StepEnv::caller_flush(VirtAddr va, std::uint64_t nr) {
+  EngineScope<StepEnv> scope(*this, nr == 1 ? "flush_tlb_page (core mm)" : "flush_tlb_range (core mm)");
   ++caller_tlbi_;
   x_->impl_->tlbi(branch_, {nr == 1 ? TlbiKind::Page : TlbiKind::Range, asid(), va, nr, true});
 }

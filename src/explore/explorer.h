@@ -33,6 +33,7 @@
 #include <vector>
 
 #include "engine/env.h"
+#include "engine/external.h"
 #include "hw/checker.h"
 #include "hw/page_table.h"
 #include "hw/phys_mem.h"
@@ -67,6 +68,9 @@ struct StepRecord {
   Pte before{}, after{};  // the PTE word before and after (memory steps)
   bool wrote = false;     // the word changed
   std::string note;       // e.g. "translation fault: waits for the page-table lock"
+  // The engine function (and its caller) the step belongs to, from the
+  // EngineScope markers (engine/env.h); empty for hardware and lock steps.
+  EngineWhere where;
 };
 
 // The engine's Env inside the explorer: each memory or TLB operation is a
@@ -90,6 +94,13 @@ class StepEnv {
   EngineCounters& counters() { return counters_; }
   // ptep_get_lockless calls this before it starts again on a torn block.
   void lockless_retry();
+  // EngineScope: the function the branch's next steps belong to.
+  EngineWhere enter_function(std::string_view fn);
+  void leave_function(EngineWhere previous);
+  // An engine built from a Linux tree (engine/external.h): its accesses
+  // are checked against the live tables, its findings fail the execution.
+  bool is_pte_word(const Pte* p) const;
+  void engine_finding(EngineFinding f);
 
   // ---- the caller's side ----
   // The TLB flush a core-mm caller issues after the arch call (flush_tlb_page
@@ -170,6 +181,10 @@ struct ExploreSetup {
   bool observe_readers = true;
   // Called with each complete execution's final state (tests).
   std::function<void(const FinalState&)> on_final;
+  // Called every kProgressEvery complete executions of explore() with the
+  // count so far and the seconds since it began (a terminal's progress line).
+  std::function<void(std::uint64_t executions, double seconds)> progress;
+  static constexpr std::uint64_t kProgressEvery = 1024;
 };
 
 struct ExploreFailure {

@@ -45,6 +45,20 @@ void PhysMem::free_table(PhysAddr pa) {
   free_tables_.push_back(pa.val);
 }
 
+bool PhysMem::is_table_word(const Pte* p) const {
+  const std::size_t words_per_chunk = kChunkBytes / sizeof(Pte);
+  for (std::size_t c = 0; c < chunks_.size(); ++c) {
+    const Pte* base = chunks_[c].get();
+    if (p < base || p >= base + words_per_chunk) continue;
+    const std::size_t idx = c * tables_per_chunk() +
+                            static_cast<std::size_t>(p - base) / geo_.ptrs_per_table();
+    if (idx >= nr_tables_) return false;
+    const std::uint64_t pa = ram_bytes_ + (std::uint64_t{idx} << geo_.page_shift);
+    return std::find(free_tables_.begin(), free_tables_.end(), pa) == free_tables_.end();
+  }
+  return false;
+}
+
 void PhysMem::add_folio(Pfn head, unsigned order) {
   folios_[head.val] = std::uint64_t{1} << order;
 }

@@ -63,6 +63,10 @@ class PhysMem {
   // mmu_gather flush.
   void free_table(PhysAddr pa);
 
+  // Whether `p` is a descriptor word of a table page in use (not freed):
+  // the only memory an engine call may touch (wild_write otherwise).
+  bool is_table_word(const Pte* p) const;
+
   // Folio registry: which frames form one folio (page_folio()).
   void add_folio(Pfn head, unsigned order);
   void remove_folio(Pfn head);

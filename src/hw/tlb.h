@@ -190,6 +190,9 @@ struct TlbPreset {
 const std::vector<TlbPreset>& tlb_presets();
 // The `default` preset's name.
 std::string_view default_tlb_preset();
+// Whether `tlb NAME` names a JSON file rather than a preset: it contains a
+// '/' or ends in ".json" (docs/tlb-json.md).
+bool tlb_names_file(std::string_view name_or_path);
 // A preset by name, or a JSON file describing a core (see docs/tlb-json.md).
 // Throws std::runtime_error with a message naming the file/field on error.
 TlbConfig resolve_tlb_config(std::string_view name_or_path);

@@ -83,9 +83,6 @@ constexpr std::string_view kM1Measured =
 // bench/kernel_costs (docs/estimate.md: how each constant is derived). No
 // arm64 machine was at hand: these are an x86-64 host's figures, the same
 // for every preset; a JSON core can give its own.
-constexpr std::string_view kHost =
-    "measured by bench/kernel_costs on the project's build machine (2-vCPU AMD EPYC VM, 2.45 GHz, "
-    "Linux 6.18; median CPU time of 5 runs; an x86-64 host, not this core): ";
 constexpr std::string_view kBaseCpi =
     "unknown: assumed 1.0 (one instruction per cycle). It sets only the user-work part, the "
     "same in every configuration, so it scales the relative changes, not their signs or order";
@@ -354,9 +351,26 @@ class JsonLoader {
     set_source(c, field, "given by " + file_ + " (no source stated)");
   }
 
+  // A structure that sets `entries` without `ways` keeps the base's
+  // organisation when it stays valid: a fully associative one stays fully
+  // associative, an N-way one stays N-way if N divides the new entries.
   void load_structure(const nlohmann::json& j, const std::string& key, TlbStructureConfig& s,
                       TlbConfig& c) const {
     if (!j.is_object()) fail(key, "expected an object, got " + j.dump());
+    if (j.contains("entries") && !j.contains("ways")) {
+      const TlbStructureConfig base = s;
+      load_fields(j, key, s, c);
+      if (s.entries == 0 || s.entries > (1u << 20)) return;  // check_structure says why
+      if (base.ways == base.entries) s.ways = s.entries;
+      else if (s.entries % base.ways != 0 || base.ways > s.entries)
+        fail(key + ".ways", "the base's " + std::to_string(base.ways) + " ways do not divide entries " +
+                                std::to_string(s.entries) + "; give ways");
+      return;
+    }
+    load_fields(j, key, s, c);
+  }
+
+  void load_fields(const nlohmann::json& j, const std::string& key, TlbStructureConfig& s, TlbConfig& c) const {
     for (const auto& [k, v] : j.items()) {
       const std::string field = key + "." + k;
       if (k == "entries") {
@@ -522,13 +536,15 @@ TlbConfig parse_tlb_config_json(std::string_view text, std::string_view file) {
   return JsonLoader(file).load(text);
 }
 
+bool tlb_names_file(std::string_view name_or_path) {
+  return name_or_path.find('/') != std::string_view::npos ||
+         (name_or_path.size() > 5 && name_or_path.substr(name_or_path.size() - 5) == ".json");
+}
+
 TlbConfig resolve_tlb_config(std::string_view name_or_path) {
   if (const TlbPreset* p = find_preset(name_or_path)) return p->make();
   const std::string path(name_or_path);
-  const bool looks_like_file =
-      path.find('/') != std::string::npos ||
-      (path.size() > 5 && path.compare(path.size() - 5, 5, ".json") == 0);
-  if (!looks_like_file)
+  if (!tlb_names_file(path))
     throw std::runtime_error("unknown TLB preset '" + path + "'; expected one of " +
                              preset_names() + ", default, or a JSON file (NAME.json)");
   std::ifstream in(path, std::ios::binary);

@@ -17,6 +17,8 @@ nlohmann::json stat_json(double v) {
   return v;
 }
 
+}  // namespace
+
 nlohmann::json run_json(const RunResult& r) {
   nlohmann::json stats = nlohmann::json::object();
   for (const auto& [k, v] : r.stats) stats[k] = stat_json(v);
@@ -58,8 +60,6 @@ nlohmann::json run_json(const RunResult& r) {
   return run;
 }
 
-}  // namespace
-
 nlohmann::json json_report(const std::vector<RunResult>& runs) {
   nlohmann::json out{{"version", 1}, {"runs", nlohmann::json::array()}};
   for (const auto& r : runs) out["runs"].push_back(run_json(r));
@@ -68,8 +68,8 @@ nlohmann::json json_report(const std::vector<RunResult>& runs) {
 
 void print_summary(std::ostream& out, const RunResult& r) {
   const char* verdict = r.exit_status() == 0 ? "ok" : "FAILED";
-  out << fmt::format("{} [{}: {} {}]: {} — {} statements, expects {} passed, {} failed\n", r.scenario,
-                     r.config.name, r.config.granule, r.config.contpte, verdict, r.statements,
+  out << fmt::format("{} [{}: {} {}, tlb {}]: {} — {} statements, expects {} passed, {} failed\n", r.scenario,
+                     r.config.name, r.config.granule, r.config.contpte, r.config.tlb, verdict, r.statements,
                      r.expects_passed, r.expects_failed);
   std::string counters;
   for (const auto& [k, v] : r.stats) {
@@ -178,8 +178,20 @@ void print_estimate(std::ostream& out, const std::vector<const RunResult*>& rs, 
 void print_comparison(std::ostream& out, const std::vector<RunResult>& runs, std::string_view baseline) {
   for (const auto& [scenario, rs] : by_workload(runs)) {
     const RunResult* base = find_run(rs, baseline);
-    out << fmt::format("\n{} ({} accesses)\n", workload_name(scenario),
-                       static_cast<std::uint64_t>(rs.front()->stat("accesses")));
+    // A replayed program's accesses are the same under every configuration
+    // (unless some were skipped: the notes say so); a scenario's statement
+    // without a count touches each page once, so larger pages make fewer.
+    // When they differ the header gives each, not one of them.
+    const double accesses = rs.front()->stat("accesses");
+    if (std::all_of(rs.begin(), rs.end(), [&](const RunResult* r) { return r->stat("accesses") == accesses; })) {
+      out << fmt::format("\n{} ({} accesses)\n", workload_name(scenario), static_cast<std::uint64_t>(accesses));
+    } else {
+      std::string each;
+      for (const RunResult* r : rs)
+        each += fmt::format("{}{} {}", each.empty() ? "" : ", ", r->config.name,
+                            static_cast<std::uint64_t>(r->stat("accesses")));
+      out << fmt::format("\n{} (accesses differ by configuration: {})\n", workload_name(scenario), each);
+    }
     out << fmt::format("  {:<12} {:>8} {:>12} {:>8} {:>8} {:>8} {:>7} {:>7} {:>7} {:>6} {:>8} {:>7} {:>8}  {}\n",
                        "config", "TLB MPKI", "walk cycles", "faults", "zeroed", "copied", "folds", "unfolds",
                        "tlbi", "cont%", "RSS", "PT", "speedup", "");

@@ -25,7 +25,7 @@
 namespace contpte {
 
 const std::vector<std::string>& stat_names() {
-  // The first ten are DESIGN.md's stable keys; the rest are the engine's.
+  // The first ten are docs/design.md's stable keys; the rest are the engine's.
   static const std::vector<std::string> names{
       "accesses",          "tlb_misses",          "walks",
       "walk_cycles",       "faults",              "folds",
@@ -83,7 +83,7 @@ struct Overloaded : Ts... {
 template <class... Ts>
 Overloaded(Ts...) -> Overloaded<Ts...>;
 
-// PTE-level statements: the engine API called directly (SCENARIO.md).
+// PTE-level statements: the engine API called directly (docs/scenario.md).
 bool is_pte_level(const EngineOp& op) {
   return std::holds_alternative<SetPtes>(op) || std::holds_alternative<PteOp>(op) ||
          std::holds_alternative<PteBatch>(op) || std::holds_alternative<ModifyProt>(op) ||
@@ -195,6 +195,21 @@ Features features_of(const Header& h) {
   return f;
 }
 
+// The engine seam: the machine's one choice of engine, made at run time —
+// the built-in engine in the header's variant, or (--kernel) the code of a
+// Linux tree built for this granule and configuration.
+Features machine_features(const Scenario& sc, const RunOptions& opts) {
+  Features f = features_of(sc.header);
+  if (!opts.kernel_engine) return f;
+  if (f.variant != Variant::Upstream && f.variant != Variant::Off)
+    throw ScenarioError(sc.file, fmt::format("`contpte {}` is a variant of contpte's own engine; with --kernel "
+                                             "only `contpte upstream` (CONFIG_ARM64_CONTPTE=y) and `contpte off` "
+                                             "(=n) name a build of the tree",
+                                             sc.header.variant));
+  f.external = opts.kernel_engine(sc.header.geometry(), f.variant == Variant::Upstream);
+  return f;
+}
+
 Pte make_pte(Pfn pfn, Prot p, bool young, bool dirty, unsigned shift) {
   // Linux's PAGE_* carry AF; scenarios make it explicit.
   Pte pte = pte_mkold(pfn_pte(pfn, pgprot_of(p), shift));
@@ -274,15 +289,15 @@ class Runner final : public RunMachine {
         opts_(opts),
         mem_(sc.header.granule, sc.header.memory),
         buddy_(mem_),
-        checker_(geo_, features_of(sc.header).bbml2_noabort),
+        checker_(geo_, machine_features(sc, opts).bbml2_noabort),
         mmu_(mem_, resolve_tlb_config(sc.header.tlb), sc.header.hafdbs,
              opts.check ? &checker_ : nullptr, sc.header.seed),
-        sys_(mem_, buddy_, features_of(sc.header), thp_settings(sc.header)),
+        sys_(mem_, buddy_, machine_features(sc, opts), thp_settings(sc.header)),
         rng_(sc.header.seed) {
     res_.scenario = sc.file;
     res_.config.granule = std::string(geo_.name);
     res_.config.contpte = sc.header.variant;
-    res_.config.tlb = sc.header.tlb;
+    res_.config.tlb = mmu_.config().name;  // the core's name, not the JSON file's path
     for (const auto& [size, policy] : sc.header.thp)
       if (policy != ThpPolicy::Never) res_.config.mthp.push_back(format_size(size));
     if (sc.header.fragment > 0) buddy_.fragment(sc.header.fragment, sc.header.seed);
@@ -301,6 +316,7 @@ class Runner final : public RunMachine {
       ++res_.statements;
       checker_.set_context(st.loc.line, res_.statements);
       exec(st);
+      engine_findings();
       if (opts_.check) settle();
       if (res_.error) break;
     }
@@ -327,8 +343,8 @@ class Runner final : public RunMachine {
     procs_.at(pid).mm->exit_mmap();
     procs_[pid].alive = false;
   }
-  bool access(std::size_t pid, std::uint64_t va, MemAccess kind) override {
-    return !try_access(procs_[pid], VirtAddr{va}, kind);
+  bool access(std::size_t pid, std::uint64_t va, MemAccess kind, bool continued) override {
+    return !try_access(procs_[pid], VirtAddr{va}, kind, continued);
   }
   void end_step() override {
     if (opts_.check) settle();
@@ -397,7 +413,7 @@ class Runner final : public RunMachine {
     return r;
   }
 
-  // A PTE-level statement acts outside every mapping (SCENARIO.md): inside
+  // A PTE-level statement acts outside every mapping (docs/scenario.md): inside
   // a VMA it would bypass the memory manager's own bookkeeping.
   void outside_vmas(const SourceLoc& loc, VirtAddr va, std::uint64_t nr) {
     const std::uint64_t end = va.val + nr * geo_.page_size();
@@ -434,15 +450,17 @@ class Runner final : public RunMachine {
             },
             [&](const SetPtes& s) {
               outside_vmas(st.loc, s.addr, s.nr);
-              seq_caller().set(s, make_pte(pfn_of(s.folio), s.prot, s.young, s.dirty, shift));
+              in_caller_range(s.addr, s.nr, [&] {
+                seq_caller().set(s, make_pte(pfn_of(s.folio), s.prot, s.young, s.dirty, shift));
+              });
             },
             [&](const PteOp& o) {
               outside_vmas(st.loc, o.addr, 1);
-              seq_caller().op(o);
+              in_caller_range(o.addr, 1, [&] { seq_caller().op(o); });
             },
             [&](const PteBatch& b) {
               outside_vmas(st.loc, b.addr, b.nr);
-              seq_caller().batch(b);
+              in_caller_range(b.addr, b.nr, [&] { seq_caller().batch(b); });
             },
             [&](const Mmap& m) { exec_mmap(st, m); },
             [&](const Munmap& m) {
@@ -469,7 +487,7 @@ class Runner final : public RunMachine {
             [&](const Reclaim& r) { exec_reclaim(r); },
             [&](const ModifyProt& m) {
               outside_vmas(st.loc, m.addr, m.nr);
-              seq_caller().modify_prot(m);
+              in_caller_range(m.addr, m.nr, [&] { seq_caller().modify_prot(m); });
             },
             [&](const Access& a) { exec_access(st, a); },
             [&](const SetAccessFlags& s) {
@@ -525,6 +543,36 @@ class Runner final : public RunMachine {
     return PteCaller<E>{e, geo_, chk, asid(), [this](VirtAddr va) { return slot(va); },
                         [this](VirtAddr va) { return stored(va); }, std::move(flush)};
   }
+  // out_of_range for the built-in engine: a PTE-level call may write only
+  // inside the contpte blocks that contain the range it was given. (An
+  // engine built from a Linux tree is checked by the seam itself,
+  // engine/external.h.)
+  template <class Fn>
+  void in_caller_range(VirtAddr addr, unsigned nr, Fn&& fn) {
+    if (env().features().external || !opts_.check || nr == 0) return fn();
+    struct Guard final : SimObserver {
+      const Pte* lo;
+      const Pte* hi;
+      Checker& chk;
+      SimEnv& env;
+      Guard(const Pte* l, const Pte* h, Checker& c, SimEnv& e) : lo(l), hi(h), chk(c), env(e) {
+        env.add_observer(this);
+      }
+      ~Guard() override { env.remove_observer(this); }
+      void on_pte_access(const PteAccess& a) override {
+        if (a.op != PteAccessOp::Load && (a.slot.ptr() < lo || a.slot.ptr() >= hi))
+          chk.report_engine(EngineFinding{EngineFindingKind::OutOfRange, a.slot.ptr(),
+                                          "the engine wrote a PTE outside the contpte blocks of the range "
+                                          "its caller passed"});
+      }
+    };
+    const unsigned cont = geo_.cont_ptes;
+    const Pte* lo = slot(addr).align_down(cont).ptr();
+    const Pte* hi = slot(addr + std::uint64_t{nr - 1} * geo_.page_size()).align_down(cont).ptr() + cont;
+    Guard g(lo, hi, checker_, env());
+    fn();
+  }
+
   PteCaller<SimEnv> seq_caller() {
     return pte_caller(env(), &checker_, [this](VirtAddr va, std::uint64_t nr) { caller_flush(va, nr); });
   }
@@ -536,6 +584,15 @@ class Runner final : public RunMachine {
   void caller_flush(VirtAddr va, std::uint64_t nr) {
     ++caller_tlbi_;
     mmu_.on_tlbi(TlbiRequest{nr == 1 ? TlbiKind::Page : TlbiKind::Range, asid(), va, nr, true});
+  }
+
+  // What foreign engine code did that no checker rule sees (a WARN, a write
+  // outside the caller's blocks, a wild access): findings of this statement.
+  void engine_findings() {
+    for (auto& p : procs_)
+      if (p.mm)
+        for (const EngineFinding& f : p.mm->env().take_findings())
+          checker_.report_engine(f);
   }
 
   void settle() {
@@ -567,7 +624,7 @@ class Runner final : public RunMachine {
     s.mem = &mem_;
     s.pt = &pt();
     s.asid = asid();
-    s.features = features_of(sc_.header);
+    s.features = machine_features(sc_, opts_);
     s.checker = opts_.check ? &checker_ : nullptr;
     for (const Branch& b : p.branches) {
       ExploreBranch eb;
@@ -676,7 +733,12 @@ class Runner final : public RunMachine {
   // `contpte explore` explores the block first; both commands then run it
   // in one seeded interleaving and go on from there.
   void exec_parallel(const Statement& st, const Parallel& p) {
-    Explorer x(parallel_setup(p));
+    ExploreSetup setup = parallel_setup(p);
+    if (opts_.explore_max && opts_.explore_progress)
+      setup.progress = [this, where = fmt::format("{}:{}", st.loc.file, st.loc.line)](std::uint64_t n, double s) {
+        opts_.explore_progress(where, n, s);
+      };
+    Explorer x(std::move(setup));
     if (opts_.explore_max) {
       BlockExploration be;
       be.loc = st.loc;
@@ -790,10 +852,10 @@ class Runner final : public RunMachine {
 
   // The path of every user access; nullopt when it completed, else why not
   // ("Translation at level 3; SIGSEGV: no mapping").
-  std::optional<std::string> try_access(Proc& p, VirtAddr va, MemAccess kind) {
+  std::optional<std::string> try_access(Proc& p, VirtAddr va, MemAccess kind, bool continued = false) {
     Mm& mm = *p.mm;
     for (int attempt = 0;; ++attempt) {
-      const AccessResult r = mmu_.access(mm.page_table(), mm.asid(), va, kind, /*retry=*/attempt > 0);
+      const AccessResult r = mmu_.access(mm.page_table(), mm.asid(), va, kind, /*retry=*/continued || attempt > 0);
       if (r.fault == Fault::None) return std::nullopt;
       std::string why;
       if (attempt >= 3) {

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The CLI's contract (DESIGN.md "Interfaces"): exit 0 / 1 / 2, errors naming
+# The CLI's contract (docs/design.md "Interfaces"): exit 0 / 1 / 2, errors naming
 # FILE:LINE:COL, no report written on bad input, highest status wins.
 set -u
 bin=$1
@@ -92,7 +92,7 @@ else
   echo "skip record/replay checks: valgrind is not installed"
 fi
 "$bin" run --replay "$tmp/good.cpt" >"$tmp/out" 2>&1; check "not a trace" 2 $?
-grep -q "good.cpt: error: at compressed byte" "$tmp/out" || { echo "FAIL not-a-trace message"; cat "$tmp/out"; fail=1; }
+grep -q "good.cpt: error: at byte 0: not a contpte trace" "$tmp/out" || { echo "FAIL not-a-trace message"; cat "$tmp/out"; fail=1; }
 if command -v zstd >/dev/null 2>&1; then
   # A well-formed header of a future version 2: refused at byte 8.
   printf 'CPTTRACE\x02\x00\xff\x00\x00' | zstd -q >"$tmp/v2.trace"

@@ -1,4 +1,4 @@
-// Every conformance rule (DESIGN.md "Conformance rules") has a scenario that
+// Every conformance rule (docs/design.md "Conformance rules") has a scenario that
 // triggers it and the same workload done by the upstream engine, which must
 // be silent. Tests assert the rule's name in the findings, not only the
 // exit status.

@@ -1,4 +1,4 @@
-// Tests of scenario/scenario: every statement of SCENARIO.md parses into the
+// Tests of scenario/scenario: every statement of docs/scenario.md parses into the
 // AST it describes, every class of input error is reported with its exact
 // text (FILE:LINE:COL and message), the Linux reference scenarios parse, and
 // mutated input never does anything but parse or throw ScenarioError.
@@ -556,8 +556,8 @@ TEST(ScenarioErrors, MissingOperands) {
             "t.cpt:1:18: error: expect pte needs at least one of: present=, pfn=, write=, dirty=, young=, cont=, "
             "huge=");
   EXPECT_EQ(error_of("expect\n"),
-            "t.cpt:1:7: error: expected cont, nocont, pte, raw, stat, violations or violation after 'expect', "
-            "found end of line");
+            "t.cpt:1:7: error: expected one of: cont, nocont, pte, raw, stat, violations, violation after "
+            "'expect', found end of line");
 }
 
 TEST(ScenarioErrors, BadValues) {
