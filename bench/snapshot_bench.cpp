@@ -20,7 +20,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "workload/snapshot.h"
+#include "hostproc/snapshot.h"
 
 namespace {
 

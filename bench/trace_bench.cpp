@@ -7,7 +7,7 @@
 #include <fstream>
 #include <random>
 
-#include "workload/replay.h"
+#include "trace/replay.h"
 
 namespace contpte {
 namespace {

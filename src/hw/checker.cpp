@@ -21,6 +21,15 @@ void Checker::report(Rule r, std::uint64_t va, std::vector<std::pair<std::uint64
   violations_.push_back(std::move(v));
 }
 
+void Checker::report_engine(const EngineFinding& f) {
+  const Rule r = f.kind == EngineFindingKind::KernelWarning ? Rule::KernelWarning
+                 : f.kind == EngineFindingKind::OutOfRange  ? Rule::OutOfRange
+                                                            : Rule::WildWrite;
+  if (!seen_detail_.emplace(static_cast<int>(r), f.detail, line_).second) return;
+  ++counts_[static_cast<std::size_t>(r)];
+  violations_.push_back(Violation{r, VirtAddr{0}, {}, f.detail, line_, step_, false});
+}
+
 // Rule 1. Arm ARM D8.7.1 (the Contiguous bit): if the entries of a block
 // do not all have the hint, map a contiguous output range, or carry the
 // same attributes, the TLB may cache any of them for the whole range —

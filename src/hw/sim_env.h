@@ -10,9 +10,13 @@
 // Env that yields at each of these calls.
 #pragma once
 
+#include <set>
+#include <string>
+#include <utility>
 #include <vector>
 
 #include "engine/env.h"
+#include "engine/external.h"
 #include "hw/page_table.h"
 #include "hw/phys_mem.h"
 
@@ -84,8 +88,16 @@ class SimEnv {
   const Geometry& geometry() const { return mem_.geometry(); }
   bool mm_is_user() const { return true; }
   EngineCounters& counters() { return counters_; }
+  // Used by an engine built from a Linux tree (engine/external.h) only.
+  bool is_pte_word(const Pte* p) const { return mem_.is_table_word(p); }
+  void engine_finding(EngineFinding f) { findings_.push_back(std::move(f)); }
+  void engine_fallback(const char* name) { fallbacks_used_.insert(name); }
 
   // ---- simulator side ----
+  // Findings of foreign engine code since the last take (the runner turns
+  // them into violations at the statement that made them).
+  std::vector<EngineFinding> take_findings() { return std::exchange(findings_, {}); }
+  const std::set<std::string>& fallbacks_used() const { return fallbacks_used_; }
   // __flush_tlb_range with last_level = false: the TLB entries of the range
   // and the walk-cache entries that lead to it (tlb_finish_mmu after
   // free_pgtables). Not part of the engine's Env: the engine frees no table.
@@ -113,6 +125,8 @@ class SimEnv {
   std::uint16_t asid_;
   EngineCounters counters_;
   std::vector<SimObserver*> observers_;
+  std::vector<EngineFinding> findings_;
+  std::set<std::string> fallbacks_used_;
 };
 
 static_assert(Env<SimEnv>);

@@ -1,4 +1,4 @@
-// Every conformance rule (DESIGN.md "Conformance rules") has a scenario that
+// Every conformance rule (docs/design.md "Conformance rules") has a scenario that
 // triggers it and the same workload done by the upstream engine, which must
 // be silent. Tests assert the rule's name in the findings, not only the
 // exit status.
@@ -9,8 +9,8 @@
 #include <gtest/gtest.h>
 
 #include "hw/checker.h"
-#include "workload/runner.h"
-#include "workload/scenario.h"
+#include "scenario/runner.h"
+#include "scenario/scenario.h"
 
 using namespace contpte;
 

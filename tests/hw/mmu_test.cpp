@@ -9,8 +9,8 @@
 #include "hw/page_table.h"
 #include "hw/sim_env.h"
 #include "mm/buddy.h"
-#include "workload/runner.h"
-#include "workload/scenario.h"
+#include "scenario/runner.h"
+#include "scenario/scenario.h"
 
 using namespace contpte;
 

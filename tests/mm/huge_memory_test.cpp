@@ -7,8 +7,8 @@
 #include <gtest/gtest.h>
 
 #include "support/scenario_run.h"
-#include "workload/runner.h"
-#include "workload/scenario.h"
+#include "scenario/runner.h"
+#include "scenario/scenario.h"
 
 using namespace contpte;
 

@@ -9,8 +9,8 @@
 #include <string>
 
 #include "support/scenario_run.h"
-#include "workload/runner.h"
-#include "workload/scenario.h"
+#include "scenario/runner.h"
+#include "scenario/scenario.h"
 
 using namespace contpte;
 

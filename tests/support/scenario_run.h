@@ -7,8 +7,8 @@
 #include <string>
 #include <string_view>
 
-#include "workload/runner.h"
-#include "workload/scenario.h"
+#include "scenario/runner.h"
+#include "scenario/scenario.h"
 
 namespace contpte::testing {
 

@@ -1,0 +1,203 @@
+#include "trace/record.h"
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <sstream>
+
+#include "trace/replay.h"
+
+namespace contpte {
+namespace {
+
+using A = TraceAccessType;
+
+// Converts a canned valgrind log; `children` by pid.
+TraceContents convert(const std::string& log, const std::map<long, std::string>& children = {},
+                      RecordResult* res = nullptr) {
+  std::ostringstream out;
+  TraceWriter w(out, TraceHeader{kTraceVersion, {"prog"}});
+  std::istringstream in(log);
+  const RecordResult r = convert_log(in, w, [&](long pid) -> std::unique_ptr<std::istream> {
+    auto it = children.find(pid);
+    if (it == children.end()) return nullptr;
+    return std::make_unique<std::istringstream>(it->second);
+  });
+  if (res) *res = r;
+  std::istringstream back(out.str());
+  TraceReader rd(back, "converted");
+  TraceContents c;
+  c.header = rd.header();
+  while (auto rec = rd.next()) c.records.push_back(*rec);
+  return c;
+}
+
+template <class T>
+std::vector<T> all(const TraceContents& c) {
+  std::vector<T> v;
+  for (const auto& r : c.records)
+    if (const auto* x = std::get_if<T>(&r)) v.push_back(*x);
+  return v;
+}
+
+TEST(RecordParser, AccessesBecomeMappingRelative) {
+  const auto c = convert(
+      "==1== Lackey, an example Valgrind tool\n"
+      "I  04001000,3\n"
+      " L 04001ff8,8\n"
+      "SYSCALL[1,1](9) sys_mmap ( 0x0, 8192, 3, 34, 4294967295, 0 ) --> [pre-success] Success(0x4835000) \n"
+      " S 04836000,8\n"
+      " M 04835010,4\n"
+      "I  04001003,2\n");
+  const auto maps = all<TraceMmap>(c);
+  ASSERT_EQ(maps.size(), 2u);
+  // The loader's text: an implicit 2 MiB window, seen first by a fetch.
+  EXPECT_EQ(maps[0], (TraceMmap{2 << 20, 7, trace_map::kImplicit, std::nullopt, 0}));
+  EXPECT_EQ(maps[1], (TraceMmap{8192, 3, 0, std::nullopt, 0}));
+  const auto acc = all<TraceAccess>(c);
+  ASSERT_EQ(acc.size(), 5u);
+  EXPECT_EQ(acc[0], (TraceAccess{A::Instr, 0, 0x1000, 3}));
+  EXPECT_EQ(acc[1], (TraceAccess{A::Load, 0, 0x1ff8, 8}));
+  EXPECT_EQ(acc[2], (TraceAccess{A::Store, 1, 0x1000, 8}));
+  EXPECT_EQ(acc[3], (TraceAccess{A::Modify, 1, 0x10, 4}));
+  EXPECT_EQ(acc[4], (TraceAccess{A::Instr, 0, 0x1003, 2}));
+  EXPECT_EQ(c.header.command, std::vector<std::string>{"prog"});
+}
+
+TEST(RecordParser, SyscallsSplitPerMappingAndAsyncResultsComplete) {
+  const auto c = convert(
+      "SYSCALL[1,1](9) sys_mmap ( 0x0, 8192, 3, 34, 4294967295, 0 ) --> [pre-success] Success(0x10000) \n"
+      "SYSCALL[1,1](9) sys_mmap ( 0x0, 4096, 1, 2, 4, 0 ) --> [pre-success] Success(0x12000) \n"
+      // mprotect across both mappings: one record each.
+      "SYSCALL[1,1](10) sys_mprotect ( 0x11000, 8192, 0 )[sync] --> Success(0x0) \n"
+      "SYSCALL[1,1](28) sys_madvise ( 0x10000, 4096, 4 ) --> [async] ... \n"
+      " S 00010008,8\n"
+      "SYSCALL[1,1](28) ... [async] --> Success(0x0) \n"
+      // A failed call changes nothing.
+      "SYSCALL[1,1](11) sys_munmap ( 0x10000, 4096 )[sync] --> Failure(0x16) \n"
+      "SYSCALL[1,1](11) sys_munmap ( 0x11000, 8192 )[sync] --> Success(0x0) \n");
+  const auto maps = all<TraceMmap>(c);
+  ASSERT_EQ(maps.size(), 2u);
+  EXPECT_EQ(maps[1].flags, trace_map::kFile);
+  EXPECT_EQ(all<TraceMprotect>(c),
+            (std::vector<TraceMprotect>{{0, 0x1000, 0x1000, 0}, {1, 0, 0x1000, 0}}));
+  EXPECT_EQ(all<TraceMadvise>(c), (std::vector<TraceMadvise>{{0, 0, 0x1000, 4}}));
+  EXPECT_EQ(all<TraceMunmap>(c), (std::vector<TraceMunmap>{{0, 0x1000, 0x1000}, {1, 0, 0x1000}}));
+  // The madvise completed after the store: records keep program order.
+  std::size_t store = 0, madv = 0;
+  for (std::size_t i = 0; i < c.records.size(); ++i) {
+    if (std::holds_alternative<TraceAccess>(c.records[i])) store = i;
+    if (std::holds_alternative<TraceMadvise>(c.records[i])) madv = i;
+  }
+  EXPECT_LT(store, madv);
+}
+
+TEST(RecordParser, LoaderSegmentsStayInsideTheirReservation) {
+  const auto c = convert(
+      "SYSCALL[1,1](9) sys_mmap ( 0x0, 1974096, 1, 2050, 4, 0 ) --> [pre-success] Success(0x4847000) \n"
+      "SYSCALL[1,1](9) sys_mmap ( 0x486d000, 1400832, 5, 2066, 4, 155648 ) --> [pre-success] Success(0x486d000) \n"
+      "I  0486d010,4\n");
+  const auto maps = all<TraceMmap>(c);
+  ASSERT_EQ(maps.size(), 2u);
+  ASSERT_TRUE(maps[1].within.has_value());
+  EXPECT_EQ(*maps[1].within, 0u);
+  EXPECT_EQ(maps[1].within_offset, 0x26000u);
+  EXPECT_EQ(maps[1].flags, trace_map::kFile | trace_map::kFixed);
+  EXPECT_EQ(all<TraceAccess>(c), (std::vector<TraceAccess>{{A::Instr, 1, 0x10, 4}}));
+}
+
+TEST(RecordParser, BrkMremapAndFork) {
+  RecordResult res;
+  const auto c = convert(
+      "SYSCALL[1,1](12) sys_brk ( 0x0 ) --> [pre-success] Success(0x4035000) \n"
+      "SYSCALL[1,1](12) sys_brk ( 0x4045000 ) --> [pre-success] Success(0x4045000) \n"
+      " S 04044ff8,8\n"
+      "SYSCALL[1,1](12) sys_brk ( 0x4056100 ) --> [pre-success] Success(0x4056100) \n"
+      "SYSCALL[1,1](9) sys_mmap ( 0x0, 524288, 3, 34, 4294967295, 0 ) --> [pre-success] Success(0x4a2c000) \n"
+      "SYSCALL[1,1](25) sys_mremap ( 0x4a2c000, 524288, 2097152, 0x1 ) --> [pre-success] Success(0x4a2c000) \n"
+      "SYSCALL[1,1](25) sys_mremap ( 0x4a2c000, 2097152, 4194304, 0x1 ) --> [pre-success] Success(0x5000000) \n"
+      // A thread (CLONE_VM) shares the stream; a fork gets its own.
+      "SYSCALL[1,1](56) sys_clone ( 3d0f00, 0x0, 0x0, 0x0, 0x0 ) --> [pre-success] Success(0x3) \n"
+      "SYSCALL[1,1](56) sys_clone ( 1200011, 0x0, 0x0, 0x4a29a10, 0x0 )   clone(fork): process 1 created child 2\n"
+      " --> [pre-success] Success(0x2) \n"
+      " S 05000000,8\n"
+      "SYSCALL[1,1](231) exit_group( 0 ) --> [pre-success] Success(0x0) \n",
+      {{2, "==2== \n --> [pre-success] Success(0x0) \n S 05000008,8\n S 04035000,8\n"}}, &res);
+  const auto maps = all<TraceMmap>(c);
+  ASSERT_EQ(maps.size(), 2u);
+  EXPECT_EQ(maps[0], (TraceMmap{0x10000, 3, trace_map::kHeap, std::nullopt, 0}));
+  EXPECT_EQ(all<TraceBrk>(c), (std::vector<TraceBrk>{{0, 0x22000}}));
+  EXPECT_EQ(all<TraceMremap>(c), (std::vector<TraceMremap>{{1, 2 << 20, false}, {1, 4 << 20, true}}));
+  EXPECT_EQ(all<TraceFork>(c), (std::vector<TraceFork>{{1}}));
+  EXPECT_EQ(all<TraceStream>(c), (std::vector<TraceStream>{{1}}));
+  EXPECT_EQ(all<TraceExit>(c).size(), 2u);
+  // Parent then child, each relative to the mapping they inherited.
+  EXPECT_EQ(all<TraceAccess>(c), (std::vector<TraceAccess>{{A::Store, 0, 0xfff8, 8},
+                                                            {A::Store, 2, 0, 8},
+                                                            {A::Store, 2, 8, 8},
+                                                            {A::Store, 0, 0, 8}}));
+  EXPECT_EQ(res.streams, 2u);
+  EXPECT_EQ(res.unparsed_lines, 0u);
+}
+
+TEST(RecordParser, AnotherThreadsOutputMayFollowASyscallOnItsLine) {
+  RecordResult res;
+  const auto c = convert(
+      "SYSCALL[1,1](9) sys_mmap ( 0x0, 8192, 3, 34, 4294967295, 0 ) --> [pre-success] Success(0x10000) \n"
+      "SYSCALL[1,1](28) sys_madvise ( 0x10000, 4096, 4 ) --> [async] ... \n"
+      "SYSCALL[1,1](56) sys_clone ( 3d0f00, 0x0, 0x0, 0x0, 0x0 ) --> [pre-success] Success(0xe9b) I  00010010,3\n"
+      "SYSCALL[1,1](56) sys_clone ( 3d0f00, 0x0 ) --> [pre-success] Success(0xea8)  S 00010020,8\n"
+      "SYSCALL[1,1](56) sys_clone ( 3d0f00 ) --> [pre-success] Success(0xeec) SYSCALL[1,2](28) ... [async] --> "
+      "Success(0x0) \n"
+      // vfork has CLONE_VM, but valgrind runs it as a fork.
+      "SYSCALL[1,1](56) sys_clone ( 4111, 0x4844ff0, 0x0, 0x0, 0x0 )   clone(fork): process 1 created child 7\n"
+      " --> [pre-success] Success(0x7) \n",
+      {}, &res);
+  EXPECT_EQ(all<TraceAccess>(c), (std::vector<TraceAccess>{{A::Instr, 0, 0x10, 3}, {A::Store, 0, 0x20, 8}}));
+  EXPECT_TRUE(all<TraceMadvise>(c).empty());  // thread 1's madvise is still pending; thread 2 had none
+  EXPECT_EQ(all<TraceFork>(c).size(), 1u);
+  EXPECT_EQ(res.streams, 2u);
+  EXPECT_EQ(res.unparsed_lines, 0u);
+}
+
+// The whole path: a real program under valgrind, recorded and replayed.
+TEST(Record, SmallProgramRecordsAndReplaysClean) {
+  if (!program_in_path("valgrind")) GTEST_SKIP() << "valgrind is not installed (scripts/install-deps.sh)";
+  const auto path = std::filesystem::temp_directory_path() / "contpte_record_test.trace";
+  const RecordResult r = record_command({CONTPTE_RECORD_HELPER}, path.string());
+  EXPECT_EQ(r.exit_status, 0);
+  EXPECT_EQ(r.streams, 2u);  // the helper forks once
+  EXPECT_GT(r.totals.accesses, 10000u);
+  const TraceContents c = read_trace_file(path.string());
+  EXPECT_EQ(c.header.command, std::vector<std::string>{CONTPTE_RECORD_HELPER});
+  // The helper's own calls are all there.
+  bool mmap_1m = false;
+  for (const auto& m : all<TraceMmap>(c)) mmap_1m |= m.len == (1 << 20) && m.flags == 0;
+  EXPECT_TRUE(mmap_1m);
+  bool dontneed = false;
+  for (const auto& m : all<TraceMadvise>(c)) dontneed |= m.advice == trace_madv::kDontNeed && m.len == (1 << 19);
+  EXPECT_TRUE(dontneed);
+  EXPECT_FALSE(all<TraceMprotect>(c).empty());
+  EXPECT_FALSE(all<TraceMunmap>(c).empty());
+  EXPECT_FALSE(all<TraceMremap>(c).empty());
+  bool heap = false;
+  for (const auto& m : all<TraceMmap>(c)) heap |= (m.flags & trace_map::kHeap) != 0;
+  EXPECT_TRUE(heap);  // made by the first sbrk, grown by the second
+  EXPECT_FALSE(all<TraceBrk>(c).empty());
+  EXPECT_EQ(all<TraceFork>(c).size(), 1u);
+  const RunResult run = replay_records(c, *find_config("contpte-64k"), {});
+  EXPECT_EQ(run.stat("replay_unresolved_accesses"), 0);
+  EXPECT_EQ(run.stat("replay_failed_mmaps"), 0);
+  EXPECT_GE(run.stat("faults_cow"), 1);  // the child's writes after fork
+  EXPECT_EQ(run.exit_status(), 0);
+  std::filesystem::remove(path);
+}
+
+TEST(Record, MissingValgrindIsAnError) {
+  RecordOptions o;
+  o.valgrind = "contpte-no-such-valgrind";
+  EXPECT_THROW(record_command({"/bin/true"}, "/dev/null", o), RecordError);
+}
+
+}  // namespace
+}  // namespace contpte
