@@ -11,7 +11,10 @@
 #   --test     also what the tests and benchmarks need: GoogleTest and gmock
 #              (separate packages in Debian), Google Benchmark, clang 14 with
 #              its sanitizer runtime (the ASan+UBSan pass), xz-utils
-#              (scripts/linux-tree.sh unpacks Debian's linux-source-6.12).
+#              (scripts/linux-tree.sh unpacks Debian's linux-source-6.12),
+#              slurm-wlm + munge (the one-node Slurm sweep test), GNU
+#              parallel (the parallel sweep recipe's test), pybind11-dev +
+#              python3-dev (the Python module, optional for the tool itself).
 # Starts from a bare `debootstrap --variant=minbase bookworm` root: nothing is
 # assumed present but apt and dpkg. No step needs git.
 set -euo pipefail
@@ -28,7 +31,8 @@ packages=(ca-certificates cmake g++ gcc ninja-build pkg-config
           qemu-user proot valgrind python3)
 if ((test)); then
   packages+=(libgtest-dev libgmock-dev libbenchmark-dev
-             clang libclang-rt-14-dev xz-utils)
+             clang libclang-rt-14-dev xz-utils
+             slurm-wlm munge parallel pybind11-dev python3-dev)
 fi
 
 if ! command -v dpkg-query >/dev/null 2>&1; then

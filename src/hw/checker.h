@@ -1,4 +1,4 @@
-// hw/checker.h — the conformance checker (DESIGN.md "Conformance rules").
+// hw/checker.h — the conformance checker (docs/design.md "Conformance rules").
 //
 // Owns: one small predicate per rule, each run where the hardware would be
 // hurt — misprogrammed on every walk that reads a valid CONT entry,
@@ -18,6 +18,7 @@
 #include <tuple>
 #include <functional>
 #include <map>
+#include <optional>
 #include <set>
 #include <string>
 #include <string_view>
@@ -41,12 +42,19 @@ inline constexpr std::array<std::string_view, 8> kRules{
     "misprogrammed", "tlb_conflict", "stale_translation", "lost_dirty", "lost_young",
     "kernel_warning", "out_of_range", "wild_write"};
 constexpr std::string_view rule_name(Rule r) { return kRules[static_cast<std::size_t>(r)]; }
+// The rule called `name` (an `expect violation RULE`); nullopt if none is.
+constexpr std::optional<Rule> rule_from_name(std::string_view name) {
+  for (std::size_t i = 0; i < kRules.size(); ++i)
+    if (kRules[i] == name) return static_cast<Rule>(i);
+  return std::nullopt;
+}
 
-// A finding: {"rule", "va", "ptes": [{"va", "value"}...], "line", "step"}.
+// A finding: {"rule", "va", "ptes": [{"va", "value"}...], "line", "step"}
+// (`rule` printed by its name, rule_name).
 struct Violation {
-  std::string rule;
-  std::uint64_t va = 0;
-  std::vector<std::pair<std::uint64_t, std::uint64_t>> ptes;  // (va, stored word)
+  Rule rule = Rule::Misprogrammed;
+  VirtAddr va;
+  std::vector<std::pair<VirtAddr, Pte>> ptes;  // (va, stored word)
   std::string detail;  // one sentence: what was seen
   unsigned line = 0;
   std::uint64_t step = 0;

@@ -17,6 +17,8 @@ nlohmann::json stat_json(double v) {
   return v;
 }
 
+}  // namespace
+
 nlohmann::json run_json(const RunResult& r) {
   nlohmann::json stats = nlohmann::json::object();
   for (const auto& [k, v] : r.stats) stats[k] = stat_json(v);
@@ -27,9 +29,9 @@ nlohmann::json run_json(const RunResult& r) {
   for (const auto& v : r.violations) {
     nlohmann::json ptes = nlohmann::json::array();
     for (const auto& [va, value] : v.ptes)
-      ptes.push_back({{"va", fmt::format("{:#x}", va)}, {"value", fmt::format("{:#018x}", value)}});
-    violations.push_back({{"rule", v.rule},
-                          {"va", fmt::format("{:#x}", v.va)},
+      ptes.push_back({{"va", fmt::format("{:#x}", va.val)}, {"value", fmt::format("{:#018x}", value.val)}});
+    violations.push_back({{"rule", std::string(rule_name(v.rule))},
+                          {"va", fmt::format("{:#x}", v.va.val)},
                           {"ptes", ptes},
                           {"line", v.line},
                           {"step", v.step},
@@ -55,10 +57,9 @@ nlohmann::json run_json(const RunResult& r) {
   if (r.error) run["error"] = *r.error;
   if (r.isa) run["isa"] = *r.isa;
   if (!r.explorations.empty()) run["explore"] = explorations_json(r);
+  if (!r.parallel_runs.empty()) run["parallel"] = parallel_runs_json(r);
   return run;
 }
-
-}  // namespace
 
 nlohmann::json json_report(const std::vector<RunResult>& runs) {
   nlohmann::json out{{"version", 1}, {"runs", nlohmann::json::array()}};
@@ -68,8 +69,8 @@ nlohmann::json json_report(const std::vector<RunResult>& runs) {
 
 void print_summary(std::ostream& out, const RunResult& r) {
   const char* verdict = r.exit_status() == 0 ? "ok" : "FAILED";
-  out << fmt::format("{} [{}: {} {}]: {} — {} statements, expects {} passed, {} failed\n", r.scenario,
-                     r.config.name, r.config.granule, r.config.contpte, verdict, r.statements,
+  out << fmt::format("{} [{}: {} {}, tlb {}]: {} — {} statements, expects {} passed, {} failed\n", r.scenario,
+                     r.config.name, r.config.granule, r.config.contpte, r.config.tlb, verdict, r.statements,
                      r.expects_passed, r.expects_failed);
   std::string counters;
   for (const auto& [k, v] : r.stats) {
@@ -83,7 +84,8 @@ void print_summary(std::ostream& out, const RunResult& r) {
     out << fmt::format("  {}:{}: expect failed: {}\n", f.loc.file, f.loc.line, f.message);
   for (const auto& v : r.violations)
     if (!v.claimed)
-      out << fmt::format("  {}:{}: violation {} at {:#x}\n", r.scenario, v.line, v.rule, v.va);
+      out << fmt::format("  {}:{}: violation {} at {:#x}\n", r.scenario, v.line, rule_name(v.rule), v.va.val);
+  print_parallel_runs(out, r);
   if (r.error) out << "  error: " << *r.error << '\n';
 }
 
@@ -177,8 +179,20 @@ void print_estimate(std::ostream& out, const std::vector<const RunResult*>& rs, 
 void print_comparison(std::ostream& out, const std::vector<RunResult>& runs, std::string_view baseline) {
   for (const auto& [scenario, rs] : by_workload(runs)) {
     const RunResult* base = find_run(rs, baseline);
-    out << fmt::format("\n{} ({} accesses)\n", workload_name(scenario),
-                       static_cast<std::uint64_t>(rs.front()->stat("accesses")));
+    // A replayed program's accesses are the same under every configuration
+    // (unless some were skipped: the notes say so); a scenario's statement
+    // without a count touches each page once, so larger pages make fewer.
+    // When they differ the header gives each, not one of them.
+    const double accesses = rs.front()->stat("accesses");
+    if (std::all_of(rs.begin(), rs.end(), [&](const RunResult* r) { return r->stat("accesses") == accesses; })) {
+      out << fmt::format("\n{} ({} accesses)\n", workload_name(scenario), static_cast<std::uint64_t>(accesses));
+    } else {
+      std::string each;
+      for (const RunResult* r : rs)
+        each += fmt::format("{}{} {}", each.empty() ? "" : ", ", r->config.name,
+                            static_cast<std::uint64_t>(r->stat("accesses")));
+      out << fmt::format("\n{} (accesses differ by configuration: {})\n", workload_name(scenario), each);
+    }
     out << fmt::format("  {:<12} {:>8} {:>12} {:>8} {:>8} {:>8} {:>7} {:>7} {:>7} {:>6} {:>8} {:>7} {:>8}  {}\n",
                        "config", "TLB MPKI", "walk cycles", "faults", "zeroed", "copied", "folds", "unfolds",
                        "tlbi", "cont%", "RSS", "PT", "speedup", "");

@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <functional>
 #include <optional>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -39,11 +40,18 @@ inline constexpr std::array<BuiltinConfig, 8> kBuiltinConfigs{{
 
 const BuiltinConfig* find_config(std::string_view name);
 
-// One scenario file under one configuration (none: its own header).
+// One scenario file under one configuration (none: its own header), and
+// optionally on another TLB core (`--tlb`: a preset or an absolute path).
 struct SuiteJob {
   std::filesystem::path file;
   const BuiltinConfig* config = nullptr;
+  std::string tlb = {};
+  // The header lines that replace the file's: the configuration's, then `tlb`.
+  std::string forced_header() const;
 };
+
+// Loads and validates the job's scenario; throws ScenarioError.
+Scenario load_job(const SuiteJob& job);
 
 // Calls fn(0) ... fn(n - 1) on up to `threads` threads (the caller's among
 // them); the first exception any call threw is rethrown after all finish.
@@ -55,5 +63,9 @@ void parallel_for(std::size_t n, unsigned threads, const std::function<void(std:
 // calling thread's point of view serialized.
 std::vector<RunResult> run_jobs(const std::vector<SuiteJob>& jobs, const RunOptions& opts, unsigned threads,
                                 const std::function<void(std::size_t, std::size_t)>& progress = {});
+// The same for scenarios already loaded (scenarios[i] is jobs[i]'s).
+std::vector<RunResult> run_loaded(const std::vector<Scenario>& scenarios, const std::vector<SuiteJob>& jobs,
+                                  const RunOptions& opts, unsigned threads,
+                                  const std::function<void(std::size_t, std::size_t)>& progress = {});
 
 }  // namespace contpte

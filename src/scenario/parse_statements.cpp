@@ -421,7 +421,7 @@ Access Parser::parse_access(LineCursor& c, const Token& kw) {
 }
 
 Op Parser::parse_expect(LineCursor& c, const Token&) {
-  const Token form = c.take("cont, nocont, pte, raw, stat, violations or violation");
+  const Token form = c.take(fmt::format("one of: {}", join(kExpectForms)));
   const std::string_view f = form.text;
   if (f == "cont" || f == "nocont") {
     ExpectCont e;
@@ -448,9 +448,7 @@ Op Parser::parse_expect(LineCursor& c, const Token&) {
     c.finish("expect violation RULE [N]");
     return e;
   }
-  c.fail(form, fmt::format("unknown expectation '{}'; expected one of: cont, nocont, pte, raw, stat, "
-                           "violations, violation",
-                           f));
+  c.fail(form, fmt::format("unknown expectation '{}'; expected one of: {}", f, join(kExpectForms)));
 }
 
 ExpectPte Parser::expect_pte(LineCursor& c, bool raw) {

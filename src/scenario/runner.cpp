@@ -25,7 +25,7 @@
 namespace contpte {
 
 const std::vector<std::string>& stat_names() {
-  // The first ten are DESIGN.md's stable keys; the rest are the engine's.
+  // The first ten are docs/design.md's stable keys; the rest are the engine's.
   static const std::vector<std::string> names{
       "accesses",          "tlb_misses",          "walks",
       "walk_cycles",       "faults",              "folds",
@@ -62,6 +62,9 @@ int RunResult::exit_status() const {
     if (x.result.failed()) return 1;
   for (const auto& v : violations)
     if (!v.claimed) return 1;
+  // Only an exhausted exploration is a proof.
+  for (const auto& x : explorations)
+    if (!x.result.exhausted) return 3;
   return 0;
 }
 
@@ -80,7 +83,7 @@ struct Overloaded : Ts... {
 template <class... Ts>
 Overloaded(Ts...) -> Overloaded<Ts...>;
 
-// PTE-level statements: the engine API called directly (SCENARIO.md).
+// PTE-level statements: the engine API called directly (docs/scenario.md).
 bool is_pte_level(const EngineOp& op) {
   return std::holds_alternative<SetPtes>(op) || std::holds_alternative<PteOp>(op) ||
          std::holds_alternative<PteBatch>(op) || std::holds_alternative<ModifyProt>(op) ||
@@ -184,19 +187,31 @@ struct FolioDecl {
   unsigned order;
 };
 
-Features features_of(const Header& h) {
+// The core a run executes on, in one place: the header's `tlb` (a preset
+// or a JSON file) with the header's CPU-feature overrides applied —
+// `hafdbs on|off`, and `contpte bbml2`, the shorthand for Linux 6.17's
+// contpte on a core whose FEAT_BBML2_NOABORT is turned on for the run.
+TlbConfig run_core(const Header& h) {
+  TlbConfig c = resolve_tlb_config(h.tlb);
+  if (h.hafdbs) c.hafdbs = *h.hafdbs;
+  if (*variant_from_name(h.variant) == Variant::Bbml2) c.bbml2_noabort = true;
+  return c;
+}
+
+// What the engine may ask: the kernel's behaviour and the core's features.
+Features features_of(const Header& h, const TlbConfig& core) {
   Features f;
   f.variant = *variant_from_name(h.variant);
-  f.bbml2_noabort = f.variant == Variant::Bbml2;
-  f.hafdbs = h.hafdbs;
+  f.bbml2_noabort = core.bbml2_noabort;
+  f.hafdbs = core.hafdbs;
   return f;
 }
 
 // The engine seam: the machine's one choice of engine, made at run time —
 // the built-in engine in the header's variant, or (--kernel) the code of a
 // Linux tree built for this granule and configuration.
-Features machine_features(const Scenario& sc, const RunOptions& opts) {
-  Features f = features_of(sc.header);
+Features machine_features(const Scenario& sc, const TlbConfig& core, const RunOptions& opts) {
+  Features f = features_of(sc.header, core);
   if (!opts.kernel_engine) return f;
   if (f.variant != Variant::Upstream && f.variant != Variant::Off)
     throw ScenarioError(sc.file, fmt::format("`contpte {}` is a variant of contpte's own engine; with --kernel "
@@ -285,16 +300,17 @@ class Runner final : public RunMachine {
         geo_(sc.header.geometry()),
         opts_(opts),
         mem_(sc.header.granule, sc.header.memory),
+        core_(run_core(sc.header)),
+        features_(machine_features(sc, core_, opts)),
         buddy_(mem_),
-        checker_(geo_, machine_features(sc, opts).bbml2_noabort),
-        mmu_(mem_, resolve_tlb_config(sc.header.tlb), sc.header.hafdbs,
-             opts.check ? &checker_ : nullptr, sc.header.seed),
-        sys_(mem_, buddy_, machine_features(sc, opts), thp_settings(sc.header)),
+        checker_(geo_, features_.bbml2_noabort),
+        mmu_(mem_, core_, features_.hafdbs, opts.check ? &checker_ : nullptr, sc.header.seed),
+        sys_(mem_, buddy_, features_, thp_settings(sc.header)),
         rng_(sc.header.seed) {
     res_.scenario = sc.file;
     res_.config.granule = std::string(geo_.name);
     res_.config.contpte = sc.header.variant;
-    res_.config.tlb = sc.header.tlb;
+    res_.config.tlb = mmu_.config().name;  // the core's name, not the JSON file's path
     for (const auto& [size, policy] : sc.header.thp)
       if (policy != ThpPolicy::Never) res_.config.mthp.push_back(format_size(size));
     if (sc.header.fragment > 0) buddy_.fragment(sc.header.fragment, sc.header.seed);
@@ -340,8 +356,8 @@ class Runner final : public RunMachine {
     procs_.at(pid).mm->exit_mmap();
     procs_[pid].alive = false;
   }
-  bool access(std::size_t pid, std::uint64_t va, MemAccess kind) override {
-    return !try_access(procs_[pid], VirtAddr{va}, kind);
+  bool access(std::size_t pid, std::uint64_t va, MemAccess kind, bool continued) override {
+    return !try_access(procs_[pid], VirtAddr{va}, kind, continued);
   }
   void end_step() override {
     if (opts_.check) settle();
@@ -410,7 +426,7 @@ class Runner final : public RunMachine {
     return r;
   }
 
-  // A PTE-level statement acts outside every mapping (SCENARIO.md): inside
+  // A PTE-level statement acts outside every mapping (docs/scenario.md): inside
   // a VMA it would bypass the memory manager's own bookkeeping.
   void outside_vmas(const SourceLoc& loc, VirtAddr va, std::uint64_t nr) {
     const std::uint64_t end = va.val + nr * geo_.page_size();
@@ -515,7 +531,7 @@ class Runner final : public RunMachine {
             [&](const ExpectViolation& e) {
               std::uint64_t found = 0;
               for (auto& v : checker_.violations())
-                if (v.rule == e.rule && !v.claimed) {
+                if (rule_name(v.rule) == e.rule && !v.claimed) {
                   v.claimed = true;
                   ++found;
                 }
@@ -617,10 +633,11 @@ class Runner final : public RunMachine {
   // exists before the block starts: allocating a table is not a step.
   ExploreSetup parallel_setup(const Parallel& p) {
     ExploreSetup s;
+    s.source = sc_.file;
     s.mem = &mem_;
     s.pt = &pt();
     s.asid = asid();
-    s.features = machine_features(sc_, opts_);
+    s.features = features_;
     s.checker = opts_.check ? &checker_ : nullptr;
     for (const Branch& b : p.branches) {
       ExploreBranch eb;
@@ -635,6 +652,7 @@ class Runner final : public RunMachine {
                        eb.kind = ExploreBranch::Kind::Hw;
                        eb.va = resolve(h.addr);
                        eb.access = mem_access(h.kind);
+                       eb.no_vma = !cur().mm->vmas().empty() && !cur().mm->find_vma(eb.va.val);
                        slot(eb.va);
                      },
                      [&](const LocklessRead& r) {
@@ -728,7 +746,12 @@ class Runner final : public RunMachine {
   // `contpte explore` explores the block first; both commands then run it
   // in one seeded interleaving and go on from there.
   void exec_parallel(const Statement& st, const Parallel& p) {
-    Explorer x(parallel_setup(p));
+    ExploreSetup setup = parallel_setup(p);
+    if (opts_.explore_max && opts_.explore_progress)
+      setup.progress = [this, where = fmt::format("{}:{}", st.loc.file, st.loc.line)](std::uint64_t n, double s) {
+        opts_.explore_progress(where, n, s);
+      };
+    Explorer x(std::move(setup));
     if (opts_.explore_max) {
       BlockExploration be;
       be.loc = st.loc;
@@ -747,8 +770,18 @@ class Runner final : public RunMachine {
       for (const StepRecord& r : k.steps)
         *opts_.trace << fmt::format("  {}:{}: {}{}\n", st.loc.file, p.branches[r.branch].loc.line,
                                     format_step(r, geo_.page_shift), r.note.empty() ? "" : "  ; " + r.note);
-    if (!k.problems.empty())
-      res_.error = fmt::format("{}:{}: {}", st.loc.file, st.loc.line, k.problems.front());
+    ParallelRun pr;
+    pr.loc = st.loc;
+    for (std::size_t i = 0; i < p.branches.size(); ++i) {
+      pr.branches.push_back(p.branches[i].text);
+      pr.lines.push_back(p.branches[i].loc.line);
+      pr.outcomes.push_back(i < k.outcomes.size() ? k.outcomes[i] : std::string("?"));
+    }
+    res_.parallel_runs.push_back(std::move(pr));
+    if (!k.problems.empty()) {
+      const auto& pb = k.problems.front();
+      res_.error = fmt::format("{}:{}: {}", st.loc.file, pb.line, pb.text);
+    }
   }
 
   void exec_mmap(const Statement& st, const Mmap& m) {
@@ -832,10 +865,10 @@ class Runner final : public RunMachine {
 
   // The path of every user access; nullopt when it completed, else why not
   // ("Translation at level 3; SIGSEGV: no mapping").
-  std::optional<std::string> try_access(Proc& p, VirtAddr va, MemAccess kind) {
+  std::optional<std::string> try_access(Proc& p, VirtAddr va, MemAccess kind, bool continued = false) {
     Mm& mm = *p.mm;
     for (int attempt = 0;; ++attempt) {
-      const AccessResult r = mmu_.access(mm.page_table(), mm.asid(), va, kind, /*retry=*/attempt > 0);
+      const AccessResult r = mmu_.access(mm.page_table(), mm.asid(), va, kind, /*retry=*/continued || attempt > 0);
       if (r.fault == Fault::None) return std::nullopt;
       std::string why;
       if (attempt >= 3) {
@@ -1076,6 +1109,8 @@ class Runner final : public RunMachine {
   const Geometry& geo_;
   const RunOptions& opts_;
   PhysMem mem_;
+  TlbConfig core_;     // the core, the header's overrides applied (run_core)
+  Features features_;  // what the engine asks about it
   BuddyAllocator buddy_;
   Checker checker_;
   Mmu mmu_;

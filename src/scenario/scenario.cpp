@@ -12,6 +12,7 @@
 #include <charconv>
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
 #include <limits>
 #include <memory>
 #include <span>
@@ -23,6 +24,7 @@
 #include <utility>
 #include <vector>
 
+#include "hw/tlb.h"
 #include "scenario/parser.h"
 
 namespace contpte {
@@ -366,9 +368,15 @@ std::uint64_t Parser::folio_size(const LineCursor& c, const Token& t) {
   return bytes;
 }
 
+// A core's JSON file is found relative to the scenario file, as a C
+// #include is, so a scenario runs the same from any directory.
 void Parser::parse_tlb(LineCursor& c, const Token&) {
   out_.header.tlb = std::string(c.take("a TLB preset name or JSON file").text);
   c.finish("tlb NAME");
+  const std::filesystem::path path(out_.header.tlb);
+  const std::filesystem::path dir = std::filesystem::path(file_).parent_path();
+  if (tlb_names_file(out_.header.tlb) && path.is_relative() && !dir.empty())
+    out_.header.tlb = (dir / path).lexically_normal().string();
 }
 
 void Parser::parse_seed(LineCursor& c, const Token&) {
@@ -457,6 +465,16 @@ Scenario load_scenario(const std::filesystem::path& path, std::string_view force
   // fread reports a directory (EISDIR) or an I/O error only through ferror.
   if (std::ferror(f.get())) throw fail(errno);
   return parse_scenario(text, name, forced_header);
+}
+
+ScenarioVocabulary scenario_vocabulary() {
+  ScenarioVocabulary v;
+  for (const auto& s : Parser::statements()) v.statements.push_back(s.name);
+  for (const auto& h : Parser::header_keys()) v.header_keys.push_back(h.name);
+  v.block_words = {"parallel", "end"};
+  v.branch_kinds.assign(cpt::kBranchWords.begin(), cpt::kBranchWords.end());
+  v.expect_forms.assign(cpt::kExpectForms.begin(), cpt::kExpectForms.end());
+  return v;
 }
 
 }  // namespace contpte

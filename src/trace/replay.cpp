@@ -75,10 +75,12 @@ class Replayer {
     const std::uint64_t va = maps[a.map].base + a.offset;
     const MemAccess kind = access_kind(a.type);
     instructions_ += a.type == TraceAccessType::Instr;
-    if (!m_.access(pid_, va, kind)) ++unresolved_;
-    // An access that straddles a page boundary translates both pages.
+    bool ok = m_.access(pid_, va, kind);
+    // An access that straddles a page boundary translates both pages, but
+    // stays one access: `accesses` is the program's count in every granule.
     const std::uint64_t last = va + a.size - 1;
-    if ((last ^ va) >> shift_ && !m_.access(pid_, last, kind)) ++unresolved_;
+    if ((last ^ va) >> shift_) ok = m_.access(pid_, last, kind, /*continued=*/true) && ok;
+    if (!ok) ++unresolved_;
   }
 
   std::uint64_t unresolved() const { return unresolved_; }
@@ -321,7 +323,7 @@ RunResult replay_records(const TraceContents& trace, const BuiltinConfig& config
 
 RunResult replay_trace(const std::string& path, const BuiltinConfig& config, const ReplayOptions& opts) {
   std::ifstream in(path, std::ios::binary);
-  if (!in) throw TraceError(path, 0, false, "cannot open the file");
+  if (!in) throw TraceError::cannot_open(path);
   std::error_code ec;
   const std::uint64_t size = std::filesystem::file_size(path, ec);
   TraceReader reader(in, path);
