@@ -29,6 +29,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 
 #include "record_protocol.h"
 #include "trace/record.h"
@@ -157,6 +158,7 @@ struct PendingSyscall {
 struct Proc {
   int fd = -1;
   long pid = 0;
+  long ppid = 0;
   bool hello = false;
   bool closed = false;
   std::optional<std::uint32_t> stream;  // once its place in the trace is known
@@ -226,9 +228,15 @@ class Merger {
     for (auto& up : procs) finish_if_done(*up);
   }
 
-  // The first process, or a fork's or an exec's.
-  void place(Proc& p) {
+  // The first process, or a fork's or an exec's. `final`: no more data will
+  // come, place it even if its parent never reported its fork.
+  void place(Proc& p, bool final = false) {
     if (p.stream || !p.hello) return;
+    place_once(p, final);
+    if (p.stream) live_pids_.insert(p.pid);
+  }
+
+  void place_once(Proc& p, bool final) {
     if (auto it = forked_.find(p.pid); it != forked_.end()) {
       ForkedChild f = std::move(it->second);
       forked_.erase(it);
@@ -259,6 +267,11 @@ class Merger {
       p.space.emplace(w_);
       return;
     }
+    // A child can connect before its parent's fork has been merged (the
+    // parent's chunk holding the fork's return is still queued, or not yet
+    // read): wait for it, else the child would become an unrelated process
+    // and the fork would be recorded twice.
+    if (!final && live_pids_.count(p.ppid)) return;
     // A process whose parent was not recorded: a new stream, forked from
     // the first one and then exec'd (it shares nothing).
     switch_to(0, 0);
@@ -305,6 +318,7 @@ class Merger {
       exec_waiting_[p.pid] = *p.stream;  // its next program connects with the same pid
       return;
     }
+    live_pids_.erase(p.pid);
     switch_to(*p.stream, 0);
     w_.write(TraceExit{});
   }
@@ -322,6 +336,7 @@ class Merger {
         std::uint64_t w[5];
         std::memcpy(w, m, sizeof w);
         p.pid = static_cast<long>(w[1]);
+        p.ppid = static_cast<long>(w[2]);
         p.hello = true;
         if (!start_ns) start_ns = w[4];
       } else if (kind == CPT_MSG_CHUNK && len >= 16) {
@@ -519,6 +534,7 @@ class Merger {
   RecordResult& res_;
   TraceIsa isa_;
   std::map<long, ForkedChild> forked_;              // by child pid
+  std::set<long> live_pids_;                        // placed processes not yet ended
   std::map<long, std::uint32_t> exec_waiting_;      // by pid: the stream an exec continues
   std::map<std::pair<std::string, std::uint64_t>, std::uint32_t> files_;
   std::uint32_t cur_stream_ = 0, cur_tid_ = 0;
@@ -651,7 +667,8 @@ RecordResult record_with_qemu(const std::vector<std::string>& command, const std
     for (auto& p : procs) open |= !p->closed;
     if (exited && !open && ready <= 0) break;
   }
-  for (auto& p : procs) merger.place(*p);
+  merger.drain(procs, true);  // the parents' last forks first
+  for (auto& p : procs) merger.place(*p, /*final=*/true);
   merger.drain(procs, true);
   merger.finish_all();
   while (waitpid(-1, nullptr, 0) > 0) {

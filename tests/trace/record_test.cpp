@@ -1,6 +1,7 @@
 #include "trace/record.h"
 
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <cstdlib>
 #include <filesystem>
@@ -165,7 +166,7 @@ TEST(RecordParser, AnotherThreadsOutputMayFollowASyscallOnItsLine) {
 // The whole path: a real program under valgrind, recorded and replayed.
 TEST(Record, SmallProgramRecordsAndReplaysClean) {
   if (!program_in_path("valgrind")) GTEST_SKIP() << "valgrind is not installed (scripts/install-deps.sh)";
-  const auto path = std::filesystem::temp_directory_path() / "contpte_record_test.trace";
+  const auto path = std::filesystem::temp_directory_path() / ("contpte_record_test-" + std::to_string(::getpid()) + ".trace");
   RecordOptions o;
   o.recorder = Recorder::Valgrind;
   const RecordResult r = record_command({CONTPTE_RECORD_HELPER}, path.string(), o);
@@ -215,7 +216,7 @@ RecordOptions qemu_options() {
 
 TEST(RecordQemu, SmallProgramRecordsAndReplaysClean) {
   if (const std::string why = qemu_unavailable(qemu_options()); !why.empty()) GTEST_SKIP() << why;
-  const auto path = std::filesystem::temp_directory_path() / "contpte_record_qemu_test.trace";
+  const auto path = std::filesystem::temp_directory_path() / ("contpte_record_qemu_test-" + std::to_string(::getpid()) + ".trace");
   const RecordResult r = record_command({CONTPTE_RECORD_HELPER}, path.string(), qemu_options());
   EXPECT_EQ(r.exit_status, 0);
   EXPECT_EQ(r.unparsed_lines, 0u);
@@ -264,7 +265,7 @@ TEST(RecordQemu, SmallProgramRecordsAndReplaysClean) {
 // when neither works (the reason in `why`).
 std::string arm64_sysroot(std::string& why) {
   if (const char* e = std::getenv("CONTPTE_SYSROOT"); e && *e) return e;
-  const auto dir = std::filesystem::temp_directory_path() / "contpte-test-sysroot-arm64";
+  const auto dir = std::filesystem::temp_directory_path() / ("contpte-test-sysroot-arm64-" + std::to_string(::getpid()));
   if (std::filesystem::exists(dir / "bin/busybox") && std::filesystem::exists(dir / "bin/gzip")) return dir.string();
   const std::string cmd = std::string(CONTPTE_SOURCE_DIR "/scripts/arm64-sysroot.sh ") + dir.string() + " >/dev/null 2>&1";
   if (std::system(cmd.c_str()) != 0 || !std::filesystem::exists(dir / "bin/busybox")) {
@@ -278,7 +279,7 @@ std::string arm64_sysroot(std::string& why) {
 void record_arm64(const std::vector<std::string>& command, const std::string& sysroot, bool dynamic) {
   RecordOptions o = qemu_options();
   o.sysroot = sysroot;
-  const auto path = std::filesystem::temp_directory_path() / "contpte_record_arm64_test.trace";
+  const auto path = std::filesystem::temp_directory_path() / ("contpte_record_arm64_test-" + std::to_string(::getpid()) + ".trace");
   const RecordResult r = record_command(command, path.string(), o);
   EXPECT_EQ(r.exit_status, 0);
   EXPECT_EQ(r.unparsed_lines, 0u);

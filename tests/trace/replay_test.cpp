@@ -1,6 +1,7 @@
 #include "trace/replay.h"
 
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
@@ -203,7 +204,7 @@ TEST(Replay, PropertyUnresolvedAccessesMatchAPageModel) {
 }
 
 TEST(Replay, FromAFileUnderEveryConfiguration) {
-  const auto path = std::filesystem::temp_directory_path() / "contpte_replay_test.trace";
+  const auto path = std::filesystem::temp_directory_path() / ("contpte_replay_test-" + std::to_string(::getpid()) + ".trace");
   {
     std::ofstream out(path, std::ios::binary);
     TraceWriter w(out, TraceHeader{kTraceVersion, {"prog"}});
