@@ -192,93 +192,95 @@ class Call {
 
 inline std::uint64_t* word(PteSlot p) { return reinterpret_cast<std::uint64_t*>(p.ptr()); }
 
-// One function per arch call of engine/pgtable.h, same arguments.
+// One function per arch call of engine/pgtable.h, same arguments. Out of line and cold: the
+// built-in engine's hot paths test `Features::external` first, and the call
+// with its Call guard (a destructor, exceptions) must not be inlined there.
 template <Env E>
-Pte ptep_get(const ExternalEngine& x, E& env, PteSlot p) {
+[[gnu::noinline, gnu::cold]] Pte ptep_get(const ExternalEngine& x, E& env, PteSlot p) {
   Call<E> c(x, env, "ptep_get", p, 0);
   return Pte{x.api->ptep_get(word(p))};
 }
 template <Env E>
-Pte ptep_get_lockless(const ExternalEngine& x, E& env, PteSlot p) {
+[[gnu::noinline, gnu::cold]] Pte ptep_get_lockless(const ExternalEngine& x, E& env, PteSlot p) {
   Call<E> c(x, env, "ptep_get_lockless", p, 0);
   return Pte{x.api->ptep_get_lockless(word(p))};
 }
 template <Env E>
-void set_ptes(const ExternalEngine& x, E& env, VirtAddr a, PteSlot p, Pte pte, unsigned nr) {
+[[gnu::noinline, gnu::cold]] void set_ptes(const ExternalEngine& x, E& env, VirtAddr a, PteSlot p, Pte pte, unsigned nr) {
   Call<E> c(x, env, "set_ptes", p, nr);
   x.api->set_ptes(a.val, word(p), pte.val, nr);
 }
 template <Env E>
-void pte_clear(const ExternalEngine& x, E& env, VirtAddr a, PteSlot p) {
+[[gnu::noinline, gnu::cold]] void pte_clear(const ExternalEngine& x, E& env, VirtAddr a, PteSlot p) {
   Call<E> c(x, env, "pte_clear", p, 1);
   x.api->pte_clear(a.val, word(p));
 }
 template <Env E>
-Pte ptep_get_and_clear(const ExternalEngine& x, E& env, VirtAddr a, PteSlot p) {
+[[gnu::noinline, gnu::cold]] Pte ptep_get_and_clear(const ExternalEngine& x, E& env, VirtAddr a, PteSlot p) {
   Call<E> c(x, env, "ptep_get_and_clear", p, 1);
   return Pte{x.api->ptep_get_and_clear(a.val, word(p))};
 }
 template <Env E>
-void clear_full_ptes(const ExternalEngine& x, E& env, VirtAddr a, PteSlot p, unsigned nr, bool full) {
+[[gnu::noinline, gnu::cold]] void clear_full_ptes(const ExternalEngine& x, E& env, VirtAddr a, PteSlot p, unsigned nr, bool full) {
   Call<E> c(x, env, "clear_full_ptes", p, nr);
   need(x, x.api->clear_full_ptes, "clear_full_ptes")(a.val, word(p), nr, full);
 }
 template <Env E>
-Pte get_and_clear_full_ptes(const ExternalEngine& x, E& env, VirtAddr a, PteSlot p, unsigned nr,
+[[gnu::noinline, gnu::cold]] Pte get_and_clear_full_ptes(const ExternalEngine& x, E& env, VirtAddr a, PteSlot p, unsigned nr,
                             bool full) {
   Call<E> c(x, env, "get_and_clear_full_ptes", p, nr);
   return Pte{need(x, x.api->get_and_clear_full_ptes, "get_and_clear_full_ptes")(a.val, word(p), nr, full)};
 }
 template <Env E>
-bool ptep_test_and_clear_young(const ExternalEngine& x, E& env, VirtAddr a, PteSlot p) {
+[[gnu::noinline, gnu::cold]] bool ptep_test_and_clear_young(const ExternalEngine& x, E& env, VirtAddr a, PteSlot p) {
   Call<E> c(x, env, "ptep_test_and_clear_young", p, 1);
   return x.api->ptep_test_and_clear_young(a.val, word(p)) != 0;
 }
 template <Env E>
-bool ptep_clear_flush_young(const ExternalEngine& x, E& env, VirtAddr a, PteSlot p) {
+[[gnu::noinline, gnu::cold]] bool ptep_clear_flush_young(const ExternalEngine& x, E& env, VirtAddr a, PteSlot p) {
   Call<E> c(x, env, "ptep_clear_flush_young", p, 1);
   return x.api->ptep_clear_flush_young(a.val, word(p)) != 0;
 }
 template <Env E>
-void wrprotect_ptes(const ExternalEngine& x, E& env, VirtAddr a, PteSlot p, unsigned nr) {
+[[gnu::noinline, gnu::cold]] void wrprotect_ptes(const ExternalEngine& x, E& env, VirtAddr a, PteSlot p, unsigned nr) {
   Call<E> c(x, env, "wrprotect_ptes", p, nr);
   need(x, x.api->wrprotect_ptes, "wrprotect_ptes")(a.val, word(p), nr);
 }
 template <Env E>
-void clear_young_dirty_ptes(const ExternalEngine& x, E& env, VirtAddr a, PteSlot p, unsigned nr,
+[[gnu::noinline, gnu::cold]] void clear_young_dirty_ptes(const ExternalEngine& x, E& env, VirtAddr a, PteSlot p, unsigned nr,
                             unsigned flags) {
   Call<E> c(x, env, "clear_young_dirty_ptes", p, nr);
   need(x, x.api->clear_young_dirty_ptes, "clear_young_dirty_ptes")(a.val, word(p), nr, flags);
 }
 template <Env E>
-bool ptep_set_access_flags(const ExternalEngine& x, E& env, VirtAddr a, PteSlot p, Pte entry,
+[[gnu::noinline, gnu::cold]] bool ptep_set_access_flags(const ExternalEngine& x, E& env, VirtAddr a, PteSlot p, Pte entry,
                            bool dirty) {
   Call<E> c(x, env, "ptep_set_access_flags", p, 1);
   return x.api->ptep_set_access_flags(a.val, word(p), entry.val, dirty) != 0;
 }
 template <Env E>
-Pte ptep_modify_prot_start(const ExternalEngine& x, E& env, VirtAddr a, PteSlot p) {
+[[gnu::noinline, gnu::cold]] Pte ptep_modify_prot_start(const ExternalEngine& x, E& env, VirtAddr a, PteSlot p) {
   Call<E> c(x, env, "ptep_modify_prot_start", p, 1);
   return Pte{x.api->ptep_modify_prot_start(a.val, word(p))};
 }
 template <Env E>
-void ptep_modify_prot_commit(const ExternalEngine& x, E& env, VirtAddr a, PteSlot p, Pte old, Pte pte) {
+[[gnu::noinline, gnu::cold]] void ptep_modify_prot_commit(const ExternalEngine& x, E& env, VirtAddr a, PteSlot p, Pte old, Pte pte) {
   Call<E> c(x, env, "ptep_modify_prot_commit", p, 1);
   x.api->ptep_modify_prot_commit(a.val, word(p), old.val, pte.val);
 }
 template <Env E>
-Pte modify_prot_start_ptes(const ExternalEngine& x, E& env, VirtAddr a, PteSlot p, unsigned nr) {
+[[gnu::noinline, gnu::cold]] Pte modify_prot_start_ptes(const ExternalEngine& x, E& env, VirtAddr a, PteSlot p, unsigned nr) {
   Call<E> c(x, env, "modify_prot_start_ptes", p, nr);
   return Pte{x.api->modify_prot_start_ptes(a.val, word(p), nr)};
 }
 template <Env E>
-void modify_prot_commit_ptes(const ExternalEngine& x, E& env, VirtAddr a, PteSlot p, Pte old, Pte pte,
+[[gnu::noinline, gnu::cold]] void modify_prot_commit_ptes(const ExternalEngine& x, E& env, VirtAddr a, PteSlot p, Pte old, Pte pte,
                              unsigned nr) {
   Call<E> c(x, env, "modify_prot_commit_ptes", p, nr);
   x.api->modify_prot_commit_ptes(a.val, word(p), old.val, pte.val, nr);
 }
 template <Env E>
-unsigned pte_batch_hint(const ExternalEngine& x, const E&, PteSlot p, Pte pte) {
+[[gnu::noinline, gnu::cold]] unsigned pte_batch_hint(const ExternalEngine& x, const E&, PteSlot p, Pte pte) {
   return x.api->pte_batch_hint(word(p), pte.val);  // pure: no memory access
 }
 
