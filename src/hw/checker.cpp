@@ -29,6 +29,13 @@ void Checker::report_engine(const EngineFinding& f) {
   violations_.push_back(Violation{std::string(rule_name(r)), 0, {}, f.detail, line_, step_, false});
 }
 
+void Checker::report_fault_loop(std::uint64_t va, unsigned line, Pte pte, std::string detail) {
+  if (!seen_.emplace(static_cast<int>(Rule::FaultLoop), va, line).second) return;
+  ++counts_[static_cast<std::size_t>(Rule::FaultLoop)];
+  violations_.push_back(Violation{std::string(rule_name(Rule::FaultLoop)), va, {{va, pte.val}}, std::move(detail),
+                                  line, step_, false});
+}
+
 // Rule 1. Arm ARM D8.7.1 (the Contiguous bit): if the entries of a block
 // do not all have the hint, map a contiguous output range, or carry the
 // same attributes, the TLB may cache any of them for the whole range —
