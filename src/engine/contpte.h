@@ -13,8 +13,6 @@
 namespace contpte {
 namespace contpte_detail {
 
-inline std::uint64_t align_down(std::uint64_t v, std::uint64_t a) { return v & ~(a - 1); }
-
 template <Env E>
 bool mm_is_user(const E& env) {
   // Kernel mappings cannot tolerate the transient faults a fold or unfold
@@ -55,8 +53,11 @@ void convert(E& env, VirtAddr addr, PteSlot ptep, Pte pte) {
   // With FEAT_BBML2_NOABORT overlapping entries of different sizes do not
   // abort; a walk between clear and rewrite just faults and retries on the
   // PTL, and the stale entries agree with the new ones on output and
-  // attributes, so Linux 6.17 elides this invalidation.
-  if (variant != Variant::Bbml2 && variant != Variant::Naive)
+  // attributes, so Linux 6.17 (`bbml2`) elides this invalidation — on a CPU
+  // that has the feature (system_supports_bbml2_noabort), a property of the
+  // core, not of the kernel.
+  const bool elide = variant == Variant::Bbml2 && env.features().bbml2_noabort;
+  if (!elide && variant != Variant::Naive)
     detail::flush_tlb_range(env, start_addr, cont, /*sync=*/true);
 
   raw::set_ptes(env, start_addr, start_ptep, pte, cont);

@@ -62,7 +62,7 @@ inline constexpr std::array<VariantInfo, 5> kVariants{{
     {"nofold", Variant::Nofold, "upstream without the fold a single-PTE write may trigger"},
     {"off", Variant::Off, "never set PTE_CONT (CONFIG_ARM64_CONTPTE=n)"},
     {"naive", Variant::Naive, "convert reads and rewrites without clearing first (racy demo)"},
-    {"bbml2", Variant::Bbml2, "upstream on FEAT_BBML2_NOABORT: no TLBI inside convert"},
+    {"bbml2", Variant::Bbml2, "Linux 6.17: no TLBI inside convert on a FEAT_BBML2_NOABORT core (turned on for the run)"},
 }};
 constexpr std::string_view variant_name(Variant v) {
   return kVariants[static_cast<std::size_t>(v)].name;
@@ -75,6 +75,12 @@ constexpr std::optional<Variant> variant_from_name(std::string_view s) {
 
 struct ExternalEngine;  // engine/external.h
 
+// What the engine may ask about the machine it runs on: the kernel's
+// behaviour (`variant`) and the CPU's features (cpus_have_final_cap). The
+// CPU features are properties of the core (TlbConfig in hw/tlb.h, cited in
+// the presets); the machine copies them here once per run, with the
+// scenario's overrides applied (`hafdbs on|off`; `contpte bbml2` turns
+// bbml2_noabort on).
 struct Features {
   Variant variant = Variant::Upstream;
   // FEAT_BBML2_NOABORT: the CPU tolerates TLB entries of different sizes

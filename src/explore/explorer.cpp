@@ -480,7 +480,8 @@ struct Explorer::Impl {
     if (!chk) return;
     for (; violations_seen < chk->violations().size(); ++violations_seen) {
       const Violation& v = chk->violations()[violations_seen];
-      fail(v.rule, fmt::format("{} at {:#x}: {}", v.rule, v.va, v.detail), v.va);
+      const std::string rule(rule_name(v.rule));
+      fail(rule, fmt::format("{} at {:#x}: {}", rule, v.va.val, v.detail), v.va.val);
     }
   }
 
@@ -803,7 +804,7 @@ struct Explorer::Impl {
   void report_fault_loop(unsigned b, const std::string& fault, Pte pte) {
     const ExploreBranch& s = spec(b);
     if (!chk) return;
-    chk->report_fault_loop(s.va.val, s.line, pte,
+    chk->report_fault_loop(s.va, s.line, pte,
                            fmt::format("{} faulted again ({}) after its fault handler (ptep_set_access_flags) "
                                        "left the PTE still faulting for it: a walker without hardware A/D "
                                        "updates would fault forever",

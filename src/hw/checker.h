@@ -18,6 +18,7 @@
 #include <tuple>
 #include <functional>
 #include <map>
+#include <optional>
 #include <set>
 #include <string>
 #include <string_view>
@@ -43,12 +44,19 @@ inline constexpr std::array<std::string_view, 9> kRules{
     "misprogrammed", "tlb_conflict", "stale_translation", "lost_dirty", "lost_young",
     "kernel_warning", "out_of_range", "wild_write", "fault_loop"};
 constexpr std::string_view rule_name(Rule r) { return kRules[static_cast<std::size_t>(r)]; }
+// The rule called `name` (an `expect violation RULE`); nullopt if none is.
+constexpr std::optional<Rule> rule_from_name(std::string_view name) {
+  for (std::size_t i = 0; i < kRules.size(); ++i)
+    if (kRules[i] == name) return static_cast<Rule>(i);
+  return std::nullopt;
+}
 
-// A finding: {"rule", "va", "ptes": [{"va", "value"}...], "line", "step"}.
+// A finding: {"rule", "va", "ptes": [{"va", "value"}...], "line", "step"}
+// (`rule` printed by its name, rule_name).
 struct Violation {
-  std::string rule;
-  std::uint64_t va = 0;
-  std::vector<std::pair<std::uint64_t, std::uint64_t>> ptes;  // (va, stored word)
+  Rule rule = Rule::Misprogrammed;
+  VirtAddr va;
+  std::vector<std::pair<VirtAddr, Pte>> ptes;  // (va, stored word)
   std::string detail;  // one sentence: what was seen
   unsigned line = 0;
   std::uint64_t step = 0;
@@ -115,7 +123,7 @@ class Checker {
   // the reason its fault handler had just handled, and the handler left
   // `pte` still faulting for it: a walker that reads each descriptor alone
   // would fault forever.
-  void report_fault_loop(std::uint64_t va, unsigned line, Pte pte, std::string detail);
+  void report_fault_loop(VirtAddr va, unsigned line, Pte pte, std::string detail);
 
   std::vector<Violation>& violations() { return violations_; }
   const std::vector<Violation>& violations() const { return violations_; }

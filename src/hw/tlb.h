@@ -102,7 +102,13 @@ struct TlbConfig {
   TlbStructureConfig l1d, l1i, l2;
   unsigned walk_cache_entries = 0;  // non-leaf descriptors cached (0: none)
   unsigned walk_access_cycles = 0;  // cost of one descriptor read by the walker
-  bool tlbi_range = false;          // FEAT_TLBIRANGE
+  // The CPU features the kernel asks about (cpus_have_final_cap,
+  // system_supports_*): properties of the core, each cited in the presets.
+  // The machine turns them, with the scenario's overrides (`hafdbs on|off`;
+  // `contpte bbml2` turns bbml2_noabort on), into the engine's Features.
+  bool tlbi_range = false;          // FEAT_TLBIRANGE: range TLBI instructions
+  bool hafdbs = true;               // FEAT_HAFDBS: hardware updates AF and dirty
+  bool bbml2_noabort = false;       // FEAT_BBML2_NOABORT: block-size changes without aborts
   bool hafdbs_random_pte = false;   // HW sets AF/dirty in a random PTE of a block
   CoreCosts costs;                  // the time estimate's constants
   // Where each number comes from: "field: source" lines, "unknown" allowed.

@@ -54,6 +54,8 @@ struct PresetRow {
   Cited<unsigned> walk_cache_entries;
   Cited<unsigned> walk_access_cycles;
   Cited<bool> tlbi_range;        // FEAT_TLBIRANGE
+  Cited<bool> hafdbs;            // FEAT_HAFDBS
+  Cited<bool> bbml2_noabort;     // FEAT_BBML2_NOABORT
   Cited<bool> hafdbs_random_pte; // a stress switch, not a property of silicon
   CostRow costs;
 };
@@ -75,6 +77,14 @@ constexpr std::string_view kHafdbsSwitch =
 constexpr std::string_view kV1Trm =
     "Neoverse V1 TRM (Arm 101427), MMU chapter 'TLB organization' (figure as recalled from the "
     "TRM; its text was not available to re-check here)";
+constexpr std::string_view kQemuMmfr1 =
+    "ID_AA64MMFR1_EL1 = 0x10212122 in QEMU's model of this core (target/arm/tcg/cpu64.c, "
+    "values taken from the TRM): HAFDBS field [3:0] = 2, hardware updates of both the access "
+    "flag and the dirty state";
+constexpr std::string_view kBbml2AllowList =
+    "Linux 6.17 turns FEAT_BBML2_NOABORT on only for the CPUs on its MIDR allow-list "
+    "(arch/arm64/kernel/cpufeature.c, has_bbml2_noabort; BBML2 alone does not promise "
+    "no-abort), which does not name this core";
 constexpr std::string_view kM1Measured =
     "third-party microbenchmark figure commonly quoted for the M1/A14 Firestorm core; not "
     "Apple documentation, and not re-checked here";
@@ -152,6 +162,8 @@ constexpr PresetRow kNeoverseN1{
     {false, "Neoverse N1 is Armv8.2-A and FEAT_TLBIRANGE is an Armv8.4 feature; QEMU's "
             "neoverse-n1 model gives ID_AA64ISAR0_EL1 = 0x0000100010211120 (TLB field "
             "[59:56] = 0)"},
+    {true, kQemuMmfr1},
+    {false, kBbml2AllowList},
     {false, kHafdbsSwitch},
     host_costs(3.0, "Ampere Altra Q80-30, the machine of the published mTHP/contpte kernel-build "
                     "measurements, runs its Neoverse N1 cores at 3.0 GHz (Ampere Altra product brief)"),
@@ -183,6 +195,8 @@ constexpr PresetRow kNeoverseV1{
     {true, "Neoverse V1 implements Armv8.4-A, from which FEAT_TLBIRANGE is mandatory (Arm "
            "ARM); caveat: QEMU's neoverse-v1 model, which copies ID_AA64ISAR0_EL1 = "
            "0x1011111110212120 from the TRM, reads TLB = 0 there"},
+    {true, kQemuMmfr1},
+    {false, kBbml2AllowList},
     {false, kHafdbsSwitch},
     host_costs(2.6, "AWS Graviton3 (Neoverse V1) runs at 2.6 GHz (AWS EC2 C7g instance documentation)"),
 };
@@ -214,6 +228,9 @@ constexpr PresetRow kAppleM1{
         "known"},
     {true, "unknown: ID_AA64ISAR0_EL1 not checked; assumed yes, since M1 is described as "
            "Armv8.4-A or later and FEAT_TLBIRANGE is mandatory from Armv8.4"},
+    {true, "unknown: no document read here gives Firestorm's ID_AA64MMFR1_EL1.HAFDBS; assumed "
+           "yes (hardware A/D), as on the Arm cores"},
+    {false, kBbml2AllowList},
     {false, kHafdbsSwitch},
     host_costs(3.2, "Apple's published peak clock of the M1 performance cores, 3.2 GHz"),
 };
@@ -224,9 +241,10 @@ constexpr std::string_view kDefaultPreset = "neoverse-n1";
 // Field names, as in the JSON format and the `sources` lines.
 constexpr std::array<std::string_view, 5> kStructureFields{"entries", "ways", "replacement",
                                                            "cont", "hit_cycles"};
-constexpr std::array<std::string_view, 12> kTopFields{
+constexpr std::array<std::string_view, 14> kTopFields{
     "name", "description", "base", "l1d", "l1i", "l2", "walk_cache_entries",
-    "walk_access_cycles", "tlbi_range", "hafdbs_random_pte", "costs", "sources"};
+    "walk_access_cycles", "tlbi_range", "hafdbs", "bbml2_noabort", "hafdbs_random_pte",
+    "costs", "sources"};
 constexpr std::array<std::string_view, 8> kCostFields{
     "clock_ghz", "base_cpi", "fault_ns", "pte_ns", "zero_bytes_per_ns", "copy_bytes_per_ns",
     "tlbi_ns", "reclaim_page_ns"};
@@ -267,6 +285,8 @@ TlbConfig to_config(const PresetRow& p) {
   c.walk_cache_entries = p.walk_cache_entries.value;
   c.walk_access_cycles = p.walk_access_cycles.value;
   c.tlbi_range = p.tlbi_range.value;
+  c.hafdbs = p.hafdbs.value;
+  c.bbml2_noabort = p.bbml2_noabort.value;
   c.hafdbs_random_pte = p.hafdbs_random_pte.value;
   add_structure_sources(c, "l1d", p.l1d);
   add_structure_sources(c, "l1i", p.l1i);
@@ -274,6 +294,8 @@ TlbConfig to_config(const PresetRow& p) {
   c.sources.emplace_back("walk_cache_entries", std::string(p.walk_cache_entries.source));
   c.sources.emplace_back("walk_access_cycles", std::string(p.walk_access_cycles.source));
   c.sources.emplace_back("tlbi_range", std::string(p.tlbi_range.source));
+  c.sources.emplace_back("hafdbs", std::string(p.hafdbs.source));
+  c.sources.emplace_back("bbml2_noabort", std::string(p.bbml2_noabort.source));
   c.sources.emplace_back("hafdbs_random_pte", std::string(p.hafdbs_random_pte.source));
   const std::array<const Cited<double>*, 8> costs{
       &p.costs.clock_ghz, &p.costs.base_cpi,          &p.costs.fault_ns, &p.costs.pte_ns,
@@ -484,6 +506,12 @@ class JsonLoader {
       } else if (k == "tlbi_range") {
         c.tlbi_range = get_bool(v, k);
         mark_given(c, k);
+      } else if (k == "hafdbs") {
+        c.hafdbs = get_bool(v, k);
+        mark_given(c, k);
+      } else if (k == "bbml2_noabort") {
+        c.bbml2_noabort = get_bool(v, k);
+        mark_given(c, k);
       } else if (k == "hafdbs_random_pte") {
         c.hafdbs_random_pte = get_bool(v, k);
         mark_given(c, k);
@@ -586,6 +614,8 @@ std::string format_presets() {
     o << "  walk cache " << c.walk_cache_entries << " entries, " << c.walk_access_cycles
       << " cycles per descriptor read; FEAT_TLBIRANGE " << (c.tlbi_range ? "yes" : "no")
       << "; HW A/D in a random PTE of a block " << (c.hafdbs_random_pte ? "on" : "off") << '\n';
+    o << "  FEAT_HAFDBS " << (c.hafdbs ? "yes" : "no") << "; FEAT_BBML2_NOABORT "
+      << (c.bbml2_noabort ? "yes" : "no") << '\n';
     o << "  costs: " << c.costs.clock_ghz << " GHz, CPI " << c.costs.base_cpi << ", fault "
       << c.costs.fault_ns << " ns, PTE " << c.costs.pte_ns << " ns, zero " << c.costs.zero_bytes_per_ns
       << " B/ns, copy " << c.costs.copy_bytes_per_ns << " B/ns, TLBI " << c.costs.tlbi_ns

@@ -274,6 +274,11 @@ class Mm {
   // first pte is made writable if any of the run is.
   template <class Fn>
   void for_each_present_batch(std::uint64_t start, std::uint64_t end, Fn&& fn);
+  // The walk both of those and madvise's share: pmd_entry(addr, next) per
+  // PMD-sized step first (true: handled), then fn per present batch; see
+  // walk.h.
+  template <class PmdFn, class Fn>
+  void walk_range(std::uint64_t start, std::uint64_t end, PmdFn&& pmd_entry, Fn&& fn);
 
   // ---- unmapping (zap.cpp) ----
   // What one mmu_gather collected while unmapping; tlb_finish_mmu turns it

@@ -29,9 +29,9 @@ nlohmann::json run_json(const RunResult& r) {
   for (const auto& v : r.violations) {
     nlohmann::json ptes = nlohmann::json::array();
     for (const auto& [va, value] : v.ptes)
-      ptes.push_back({{"va", fmt::format("{:#x}", va)}, {"value", fmt::format("{:#018x}", value)}});
-    violations.push_back({{"rule", v.rule},
-                          {"va", fmt::format("{:#x}", v.va)},
+      ptes.push_back({{"va", fmt::format("{:#x}", va.val)}, {"value", fmt::format("{:#018x}", value.val)}});
+    violations.push_back({{"rule", std::string(rule_name(v.rule))},
+                          {"va", fmt::format("{:#x}", v.va.val)},
                           {"ptes", ptes},
                           {"line", v.line},
                           {"step", v.step},
@@ -83,7 +83,7 @@ void print_summary(std::ostream& out, const RunResult& r) {
     out << fmt::format("  {}:{}: expect failed: {}\n", f.loc.file, f.loc.line, f.message);
   for (const auto& v : r.violations)
     if (!v.claimed)
-      out << fmt::format("  {}:{}: violation {} at {:#x}\n", r.scenario, v.line, v.rule, v.va);
+      out << fmt::format("  {}:{}: violation {} at {:#x}\n", r.scenario, v.line, rule_name(v.rule), v.va.val);
   print_parallel_runs(out, r);
   if (r.error) out << "  error: " << *r.error << '\n';
 }

@@ -189,19 +189,31 @@ struct FolioDecl {
   unsigned order;
 };
 
-Features features_of(const Header& h) {
+// The core a run executes on, in one place: the header's `tlb` (a preset
+// or a JSON file) with the header's CPU-feature overrides applied —
+// `hafdbs on|off`, and `contpte bbml2`, the shorthand for Linux 6.17's
+// contpte on a core whose FEAT_BBML2_NOABORT is turned on for the run.
+TlbConfig run_core(const Header& h) {
+  TlbConfig c = resolve_tlb_config(h.tlb);
+  if (h.hafdbs) c.hafdbs = *h.hafdbs;
+  if (*variant_from_name(h.variant) == Variant::Bbml2) c.bbml2_noabort = true;
+  return c;
+}
+
+// What the engine may ask: the kernel's behaviour and the core's features.
+Features features_of(const Header& h, const TlbConfig& core) {
   Features f;
   f.variant = *variant_from_name(h.variant);
-  f.bbml2_noabort = f.variant == Variant::Bbml2;
-  f.hafdbs = h.hafdbs;
+  f.bbml2_noabort = core.bbml2_noabort;
+  f.hafdbs = core.hafdbs;
   return f;
 }
 
 // The engine seam: the machine's one choice of engine, made at run time —
 // the built-in engine in the header's variant, or (--kernel) the code of a
 // Linux tree built for this granule and configuration.
-Features machine_features(const Scenario& sc, const RunOptions& opts) {
-  Features f = features_of(sc.header);
+Features machine_features(const Scenario& sc, const TlbConfig& core, const RunOptions& opts) {
+  Features f = features_of(sc.header, core);
   if (opts.test_features) opts.test_features(f);  // tests only
   if (!opts.kernel_engine) return f;
   if (f.variant != Variant::Upstream && f.variant != Variant::Off)
@@ -291,11 +303,12 @@ class Runner final : public RunMachine {
         geo_(sc.header.geometry()),
         opts_(opts),
         mem_(sc.header.granule, sc.header.memory),
+        core_(run_core(sc.header)),
+        features_(machine_features(sc, core_, opts)),
         buddy_(mem_),
-        checker_(geo_, machine_features(sc, opts).bbml2_noabort),
-        mmu_(mem_, resolve_tlb_config(sc.header.tlb), sc.header.hafdbs,
-             opts.check ? &checker_ : nullptr, sc.header.seed),
-        sys_(mem_, buddy_, machine_features(sc, opts), thp_settings(sc.header)),
+        checker_(geo_, features_.bbml2_noabort),
+        mmu_(mem_, core_, features_.hafdbs, opts.check ? &checker_ : nullptr, sc.header.seed),
+        sys_(mem_, buddy_, features_, thp_settings(sc.header)),
         rng_(sc.header.seed) {
     res_.scenario = sc.file;
     res_.config.granule = std::string(geo_.name);
@@ -522,7 +535,7 @@ class Runner final : public RunMachine {
             [&](const ExpectViolation& e) {
               std::uint64_t found = 0;
               for (auto& v : checker_.violations())
-                if (v.rule == e.rule && !v.claimed) {
+                if (rule_name(v.rule) == e.rule && !v.claimed) {
                   v.claimed = true;
                   ++found;
                 }
@@ -628,7 +641,7 @@ class Runner final : public RunMachine {
     s.mem = &mem_;
     s.pt = &pt();
     s.asid = asid();
-    s.features = machine_features(sc_, opts_);
+    s.features = features_;
     s.checker = opts_.check ? &checker_ : nullptr;
     for (const Branch& b : p.branches) {
       ExploreBranch eb;
@@ -914,7 +927,7 @@ class Runner final : public RunMachine {
       if (f == AccessFault::None) return;
       if (f == handled && left_faulting) {
         if (opts_.check)
-          checker_.report_fault_loop(va.val, st.loc.line, w.desc,
+          checker_.report_fault_loop(va, st.loc.line, w.desc,
                                      fmt::format("{} faulted again ({}) after its fault handler "
                                                  "(ptep_set_access_flags) left the PTE still faulting for it: a "
                                                  "walker without hardware A/D updates would fault forever",
@@ -1163,6 +1176,8 @@ class Runner final : public RunMachine {
   const Geometry& geo_;
   const RunOptions& opts_;
   PhysMem mem_;
+  TlbConfig core_;     // the core, the header's overrides applied (run_core)
+  Features features_;  // what the engine asks about it
   BuddyAllocator buddy_;
   Checker checker_;
   Mmu mmu_;

@@ -188,7 +188,7 @@ struct Header {
   std::uint64_t seed = 1;
   std::uint64_t memory = std::uint64_t{8} << 30;  // bytes
   double fragment = 0.0;                          // in [0, 1]
-  bool hafdbs = true;
+  std::optional<bool> hafdbs;  // `hafdbs on|off`; unset: the core's (TlbConfig::hafdbs)
   // User instructions per `read|write|exec` access, for the time estimate's
   // user work (a scenario has no instruction stream; docs/estimate.md).
   double insns_per_access = kDefaultInsnsPerAccess;

@@ -68,7 +68,7 @@ std::vector<std::string> rules(const ExploreResult& x) {
 
 std::vector<std::string> violation_rules(const RunResult& r) {
   std::vector<std::string> out;
-  for (const auto& v : r.violations) out.push_back(v.rule);
+  for (const auto& v : r.violations) out.emplace_back(rule_name(v.rule));
   return out;
 }
 
@@ -188,7 +188,7 @@ TEST(ExploreDev, RunFindsTheFaultLoopAtTopLevelWithTheGatheredCheck) {
   EXPECT_FALSE(loop.error) << *loop.error;
   ASSERT_EQ(violation_rules(loop), std::vector<std::string>{"fault_loop"});
   EXPECT_EQ(loop.violations[0].line, 5u);
-  EXPECT_EQ(loop.violations[0].va, 0x40000000u);
+  EXPECT_EQ(loop.violations[0].va.val, 0x40000000u);
   EXPECT_EQ(loop.violations[0].detail,
             "dev write 0x40000000 faulted again (permission fault (read-only)) after its fault handler "
             "(ptep_set_access_flags) left the PTE still faulting for it: a walker without hardware A/D updates would "

@@ -58,7 +58,7 @@ RunResult run_file(const std::string& file, const std::string& tree, bool explor
 
 bool has(const RunResult& r, std::string_view rule) {
   for (const auto& v : r.violations)
-    if (v.rule == rule) return true;
+    if (rule_name(v.rule) == rule) return true;
   return false;
 }
 

@@ -5,6 +5,8 @@
 
 #include "scenario/scenario.h"
 
+#include "hw/checker.h"
+
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 
@@ -59,7 +61,7 @@ TEST(ScenarioHeader, DefaultsWhenNothingIsGiven) {
   EXPECT_EQ(h.seed, 1u);
   EXPECT_EQ(h.memory, std::uint64_t{8} << 30);
   EXPECT_EQ(h.fragment, 0.0);
-  EXPECT_TRUE(h.hafdbs);
+  EXPECT_FALSE(h.hafdbs.has_value()) << "unset: the core's FEAT_HAFDBS";
   EXPECT_FALSE(h.given.granule || h.given.contpte || h.given.mthp || h.given.thp || h.given.tlb ||
                h.given.seed || h.given.memory || h.given.fragment || h.given.hafdbs);
 }
@@ -86,7 +88,7 @@ TEST(ScenarioHeader, EveryKey) {
   EXPECT_EQ(h.seed, 42u);
   EXPECT_EQ(h.memory, std::uint64_t{4} << 30);
   EXPECT_DOUBLE_EQ(h.fragment, 0.3);
-  EXPECT_FALSE(h.hafdbs);
+  EXPECT_EQ(h.hafdbs, std::optional<bool>(false));
   ASSERT_TRUE(h.given.contpte);
   EXPECT_EQ(*h.given.contpte, (SourceLoc{"t.cpt", 2, 1}));
   EXPECT_TRUE(h.given.mthp && h.given.tlb && h.given.seed && h.given.memory && h.given.fragment &&
@@ -368,8 +370,11 @@ TEST(ScenarioErrors, DevAccesses) {
             "t.cpt:2:8: error: 'dev' cannot be an engine branch; expected a PTE-level or mm statement");
 }
 
-// Every rule of docs/design.md can be claimed.
+// Every rule of docs/design.md can be claimed: the scenario's names are the
+// checker's, in its order.
 TEST(ScenarioStatements, ExpectViolationTakesEveryRule) {
+  ASSERT_EQ(kRuleNames.size(), kRules.size());
+  for (std::size_t i = 0; i < kRules.size(); ++i) EXPECT_EQ(kRuleNames[i], kRules[i]);
   for (std::string_view rule : kRuleNames) {
     const Scenario s = parse(fmt::format("expect violation {}\n", rule));
     EXPECT_EQ(op<ExpectViolation>(s, 0).rule, rule);
