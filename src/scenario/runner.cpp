@@ -11,6 +11,7 @@
 #include "arch/pte_format.h"
 #include "engine/pgtable.h"
 #include "explore/step_format.h"
+#include "hw/access_fault.h"
 #include "hw/checker.h"
 #include "hw/mmu.h"
 #include "hw/page_table.h"
@@ -18,6 +19,7 @@
 #include "hw/sim_env.h"
 #include "mm/buddy.h"
 #include "mm/mm.h"
+#include "mm/pte_fault.h"
 #include "scenario/estimate.h"
 #include "scenario/pte_statements.h"
 #include "scenario/scale.h"
@@ -212,6 +214,7 @@ Features features_of(const Header& h, const TlbConfig& core) {
 // Linux tree built for this granule and configuration.
 Features machine_features(const Scenario& sc, const TlbConfig& core, const RunOptions& opts) {
   Features f = features_of(sc.header, core);
+  if (opts.test_features) opts.test_features(f);  // tests only
   if (!opts.kernel_engine) return f;
   if (f.variant != Variant::Upstream && f.variant != Variant::Off)
     throw ScenarioError(sc.file, fmt::format("`contpte {}` is a variant of contpte's own engine; with --kernel "
@@ -503,6 +506,7 @@ class Runner final : public RunMachine {
               in_caller_range(m.addr, m.nr, [&] { seq_caller().modify_prot(m); });
             },
             [&](const Access& a) { exec_access(st, a); },
+            [&](const DevAccess& d) { exec_dev(st, d); },
             [&](const SetAccessFlags& s) {
               outside_vmas(st.loc, s.addr, 1);
               seq_caller().set_access_flags(
@@ -659,6 +663,19 @@ class Runner final : public RunMachine {
                        eb.kind = ExploreBranch::Kind::Reader;
                        eb.va = resolve(r.addr);
                        eb.slot = slot(eb.va);
+                     },
+                     [&](const DevAccess& d) {
+                       eb.kind = ExploreBranch::Kind::Hw;
+                       eb.device = true;
+                       eb.va = resolve(d.addr);
+                       eb.access = mem_access(d.kind);
+                       if (const Vma* v = cur().mm->find_vma(eb.va.val))
+                         throw ScenarioError(d.addr.loc,
+                                             fmt::format("a dev branch inside a mapping ({:#x}-{:#x}) of process {}: "
+                                                         "the memory manager's fault path does not run inside "
+                                                         "parallel blocks; a top-level 'dev' statement uses it",
+                                                         v->start, v->end, cur_));
+                       slot(eb.va);
                      },
                  },
                  b.op);
@@ -880,6 +897,56 @@ class Runner final : public RunMachine {
       }
       return fmt::format("{} at level {}; {}", fault_name(r.fault), r.level, why);
     }
+  }
+
+  // `dev read|write ADDR`: a device walker without HTTU reads the leaf
+  // descriptor alone (docs/explore.md, "Device walkers and `fault_loop`").
+  // A fault is handled inside a mapping by the memory manager's own fault
+  // path (handle_mm_fault), outside every mapping by the PTE-level handler
+  // (mm/pte_fault.h); then the access retries. The fault just handled
+  // again, with the PTE as the handler left it, is fault_loop.
+  void exec_dev(const Statement& st, const DevAccess& d) {
+    const VirtAddr va = resolve(d.addr);
+    const MemAccess kind = mem_access(d.kind);
+    const bool write = kind == MemAccess::Write;
+    Mm& mm = *cur().mm;
+    const Walker walker(mem_);
+    auto walk = [&] { return walker.walk(mm.page_table().root(), mm.asid(), va, nullptr); };
+    auto fault_of = [&](const WalkResult& w) { return access_fault(w.valid, w.desc, kind, /*hafdbs=*/false); };
+    auto error = [&](AccessFault f, std::string_view why) {
+      res_.error = fmt::format("{}:{}: dev {} {:#x} in process {}: {}; {}", st.loc.file, st.loc.line,
+                               name(d.kind), va.val, cur_, access_fault_name(f), why);
+    };
+    AccessFault handled = AccessFault::None;
+    bool left_faulting = false;
+    // Each retry either completes, loops or handles another reason; the
+    // reasons are few, so this bound is only a guard.
+    for (int attempt = 0; attempt < 8; ++attempt) {
+      const WalkResult w = walk();
+      const AccessFault f = fault_of(w);
+      if (f == AccessFault::None) return;
+      if (f == handled && left_faulting) {
+        if (opts_.check)
+          checker_.report_fault_loop(va, st.loc.line, w.desc,
+                                     fmt::format("{} faulted again ({}) after its fault handler "
+                                                 "(ptep_set_access_flags) left the PTE still faulting for it: a "
+                                                 "walker without hardware A/D updates would fault forever",
+                                                 st.text, access_fault_name(f)));
+        return;
+      }
+      handled = f;
+      if (mm.find_vma(va.val)) {
+        if (mm.handle_fault(va.val, write, /*exec=*/false) != FaultResult::Handled)
+          return error(f, "SIGSEGV: the mapping does not permit it");
+      } else {
+        const auto s = pt().pte_slot(va, /*alloc=*/false);
+        if (!s) return error(f, kNoValidPte);
+        if (const auto why = handle_pte_level_fault(env(), VirtAddr{align_down(va.val, geo_.page_size())}, *s, write))
+          return error(f, *why);
+      }
+      left_faulting = fault_of(walk()) == handled;
+    }
+    error(handled, "the fault handler did not resolve it");
   }
 
   // `read|write|exec ADDR LEN [stride] [count] [pattern]`.
