@@ -180,7 +180,7 @@ struct ForkedChild {
 
 class Merger {
  public:
-  Merger(TraceWriter& w, RecordResult& res, TraceIsa isa) : w_(w), res_(res), isa_(isa) {}
+  Merger(TraceWriter& w, RecordResult& res) : w_(w), res_(res) {}
 
   // Reads what `p` has sent; false at its end.
   bool receive(Proc& p) {
@@ -532,7 +532,6 @@ class Merger {
 
   TraceWriter& w_;
   RecordResult& res_;
-  TraceIsa isa_;
   std::map<long, ForkedChild> forked_;              // by child pid
   std::set<long> live_pids_;                        // placed processes not yet ended
   std::map<long, std::uint32_t> exec_waiting_;      // by pid: the stream an exec continues
@@ -634,7 +633,7 @@ RecordResult record_with_qemu(const std::vector<std::string>& command, const std
   header.isa = guest.isa;
   TraceWriter writer(out, header, 1);
   RecordResult res;
-  Merger merger(writer, res, guest.isa);
+  Merger merger(writer, res);
   std::vector<std::unique_ptr<Proc>> procs;
   const pid_t pid = spawn(argv);
   int wstatus = 0;
