@@ -22,6 +22,7 @@
 #include "report/explore_report.h"
 #include "report/report.h"
 #include "report/snapshot_report.h"
+#include "report/trace_printer.h"
 #include "scenario/configs.h"
 #include "trace/record.h"
 #include "trace/replay.h"
@@ -254,7 +255,8 @@ int cmd_run(const RunArgs& args, const char* argv0) {
   if (!scenarios) return kExitUsage;
 
   RunOptions opts;
-  if (args.trace) opts.trace = &std::cout;
+  TracePrinter trace(std::cout);
+  if (args.trace) opts.trace = &trace;
   opts.check = !args.no_check;
   opts.scale = args.scale;
   std::vector<RunResult> results;

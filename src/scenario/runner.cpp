@@ -10,16 +10,14 @@
 
 #include "arch/pte_format.h"
 #include "engine/pgtable.h"
-#include "explore/step_format.h"
 #include "hw/checker.h"
-#include "hw/mmu.h"
 #include "hw/page_table.h"
-#include "hw/phys_mem.h"
 #include "hw/sim_env.h"
-#include "mm/buddy.h"
+#include "hw/tlb.h"
 #include "mm/mm.h"
 #include "scenario/pte_statements.h"
 #include "scenario/scale.h"
+#include "sim/machine.h"
 
 namespace contpte {
 
@@ -100,76 +98,6 @@ std::string_view planned_in(const Op& op) {
   return "not modelled";
 }
 
-
-// Prints every PTE access and TLB invalidation with the statement that
-// made it: what a kernel engineer reads to see why a block folded or not.
-class TraceObserver final : public SimObserver {
- public:
-  TraceObserver(std::ostream& out, const PageTable& pt) : out_(out), pt_(pt) {}
-  void set_statement(const Statement* s) { cur_ = s; }
-  void set_enabled(bool on) { enabled_ = on; }
-
-  void on_pte_access(const PteAccess& a) override {
-    if (!enabled_) return;
-    static constexpr std::string_view kOps[] = {"load", "store", "xchg", "cmpxchg"};
-    const unsigned shift = pt_.geometry().page_shift;
-    const auto va = pt_.va_of(a.slot);
-    std::string where = va ? fmt::format("{:#x}", va->val) : std::string("?");
-    if (!va)
-      if (const auto pmd = pt_.pmd_va_of(a.slot)) where = fmt::format("pmd {:#x}", pmd->val);
-    std::string what = fmt::format("{:<7} {}", kOps[static_cast<int>(a.op)], where);
-    if (a.op == PteAccessOp::Load)
-      out_ << prefix() << what << "  " << format_pte(a.before, shift) << '\n';
-    else if (a.op == PteAccessOp::Cmpxchg && a.before != a.expected)
-      out_ << prefix() << what << "  failed, found " << format_pte(a.before, shift) << '\n';
-    else
-      out_ << prefix() << what << "  " << format_pte(a.before, shift) << "\n"
-           << prefix() << std::string(9 + where.size(), ' ') << "-> "
-           << format_pte(a.after, shift) << '\n';
-  }
-  void on_tlbi(const TlbiRequest& r) override {
-    if (!enabled_) return;
-    switch (r.kind) {
-      case TlbiKind::Page:
-        out_ << prefix() << fmt::format("tlbi    page {:#x}{}\n", r.start.val, r.sync ? "" : " (nosync)");
-        break;
-      case TlbiKind::Range:
-        out_ << prefix()
-             << fmt::format("tlbi    range {:#x} pages={}{}{}\n", r.start.val, r.nr_pages,
-                            r.sync ? "" : " (nosync)", r.last_level ? "" : " +walk caches");
-        break;
-      case TlbiKind::Mm:
-        out_ << prefix() << "tlbi    mm\n";
-        break;
-    }
-  }
-
- private:
-  std::string prefix() const {
-    if (!cur_) return "  ";
-    return fmt::format("  {}:{}: ", cur_->loc.file, cur_->loc.line);
-  }
-  std::ostream& out_;
-  const PageTable& pt_;
-  const Statement* cur_ = nullptr;
-  bool enabled_ = true;
-};
-
-// Feeds every PTE word the engine (or raw_set) writes to the checker's
-// access/dirty bookkeeping.
-class CheckerFeed final : public SimObserver {
- public:
-  CheckerFeed(Checker& c, const PageTable& pt, std::uint16_t asid) : c_(c), pt_(pt), asid_(asid) {}
-  void on_pte_access(const PteAccess& a) override {
-    if (a.op == PteAccessOp::Load || a.before == a.after) return;
-    if (auto va = pt_.va_of(a.slot)) c_.on_pte_write(asid_, va->val, a.before, a.after);
-  }
-
- private:
-  Checker& c_;
-  const PageTable& pt_;
-  std::uint16_t asid_;
-};
 
 struct FolioDecl {
   Pfn head;
@@ -255,18 +183,31 @@ ThpSettings thp_settings(const Header& h) {
   return t;
 }
 
+MachineSpec machine_spec(const Header& h, bool check) {
+  MachineSpec m;
+  m.granule = h.granule;
+  m.memory = h.memory;
+  m.fragment = h.fragment;
+  m.seed = h.seed;
+  m.tlb = resolve_tlb_config(h.tlb);
+  m.hafdbs = h.hafdbs;
+  m.features = features_of(h);
+  m.thp = thp_settings(h);
+  m.check = check;
+  return m;
+}
+
+// The interpreter of scenario statements over a Machine: names (folios,
+// mappings, the current process), expectations, the PTE-level statements
+// with their core-mm caller, parallel blocks through the explorer.
 class Runner final : public RunMachine {
  public:
   Runner(const Scenario& sc, const RunOptions& opts)
       : sc_(sc),
         geo_(sc.header.geometry()),
         opts_(opts),
-        mem_(sc.header.granule, sc.header.memory),
-        buddy_(mem_),
-        checker_(geo_, features_of(sc.header).bbml2_noabort),
-        mmu_(mem_, resolve_tlb_config(sc.header.tlb), sc.header.hafdbs,
-             opts.check ? &checker_ : nullptr, sc.header.seed),
-        sys_(mem_, buddy_, features_of(sc.header), thp_settings(sc.header)),
+        m_(machine_spec(sc.header, opts.check), opts.trace),
+        names_(1),
         rng_(sc.header.seed) {
     res_.scenario = sc.file;
     res_.config.granule = std::string(geo_.name);
@@ -274,98 +215,59 @@ class Runner final : public RunMachine {
     res_.config.tlb = sc.header.tlb;
     for (const auto& [size, policy] : sc.header.thp)
       if (policy != ThpPolicy::Never) res_.config.mthp.push_back(format_size(size));
-    if (sc.header.fragment > 0) buddy_.fragment(sc.header.fragment, sc.header.seed);
-    sys_.observers.push_back(&mmu_);
-    if (opts.check) sys_.checker = &checker_;
-    add_process(std::make_unique<Mm>(sys_, 0, asid_of(0)));
   }
 
   RunResult run() {
     for (std::size_t i = 0; i < sc_.statements.size(); ++i) {
       const Statement& st = sc_.statements[i];
       index_ = i;
-      for (auto& p : procs_)
-        if (p.trace) p.trace->set_statement(&st);
-      if (opts_.trace) *opts_.trace << st.loc.file << ':' << st.loc.line << ": " << st.text << '\n';
+      if (opts_.trace) opts_.trace->on_statement(st);
       ++res_.statements;
-      checker_.set_context(st.loc.line, res_.statements);
+      m_.set_context(st.loc.line, res_.statements);
       exec(st);
-      if (opts_.check) settle();
+      m_.settle();
       if (res_.error) break;
     }
-    res_.violations = checker_.violations();
-    res_.stats = collect_stats();
-    return std::move(res_);
+    return finish();
   }
 
   RunResult run_driven(const std::function<void(RunMachine&)>& drive) {
     drive(*this);
-    res_.violations = checker_.violations();
+    return finish();
+  }
+
+  // ---- RunMachine ----
+  Mm& mm(std::size_t pid) override { return m_.mm(pid); }
+  std::size_t fork(std::size_t parent) override { return m_.fork(parent); }
+  void exit(std::size_t pid) override { m_.exit(pid); }
+  bool access(std::size_t pid, std::uint64_t va, MemAccess kind) override {
+    return !m_.access(pid, VirtAddr{va}, kind);
+  }
+  void end_step() override { m_.settle(); }
+
+ private:
+  RunResult finish() {
+    res_.violations = m_.checker().violations();
     res_.stats = collect_stats();
     return std::move(res_);
   }
 
-  // ---- RunMachine ----
-  Mm& mm(std::size_t pid) override { return *procs_.at(pid).mm; }
-  std::size_t fork(std::size_t parent) override {
-    const std::size_t child = procs_.size();
-    add_process(procs_.at(parent).mm->fork(static_cast<unsigned>(child), asid_of(child)));
-    return child;
-  }
-  void exit(std::size_t pid) override {
-    procs_.at(pid).mm->exit_mmap();
-    procs_[pid].alive = false;
-  }
-  bool access(std::size_t pid, std::uint64_t va, MemAccess kind) override {
-    return !try_access(procs_[pid], VirtAddr{va}, kind);
-  }
-  void end_step() override {
-    if (opts_.check) settle();
-  }
-
- private:
-  // ---- processes ----
-  struct Proc {
-    std::unique_ptr<Mm> mm;
-    std::unique_ptr<TraceObserver> trace;
-    std::unique_ptr<CheckerFeed> feed;
-    std::map<std::string, std::pair<std::uint64_t, std::uint64_t>> names;  // start, size
-    bool alive = true;
-  };
-  static std::uint16_t asid_of(std::size_t pid) { return static_cast<std::uint16_t>(pid + 1); }
-  Proc& cur() { return procs_[cur_]; }
-  SimEnv& env() { return cur().mm->env(); }
-  PageTable& pt() { return cur().mm->page_table(); }
-  std::uint16_t asid() { return cur().mm->asid(); }
-  Proc* proc_by_asid(std::uint16_t a) {
-    const std::size_t i = a - 1u;
-    return i < procs_.size() ? &procs_[i] : nullptr;
-  }
-  Proc& add_process(std::unique_ptr<Mm> mm) {
-    Proc p;
-    p.mm = std::move(mm);
-    if (opts_.trace) {
-      p.trace = std::make_unique<TraceObserver>(*opts_.trace, p.mm->page_table());
-      p.mm->env().add_observer(p.trace.get());
-    }
-    if (opts_.check) {
-      p.feed = std::make_unique<CheckerFeed>(checker_, p.mm->page_table(), p.mm->asid());
-      p.mm->env().add_observer(p.feed.get());
-    }
-    procs_.push_back(std::move(p));
-    return procs_.back();
-  }
+  // ---- the current process ----
+  using Names = std::map<std::string, std::pair<std::uint64_t, std::uint64_t>>;  // start, size
+  Mm& cur() { return m_.mm(cur_); }
+  Names& cur_names() { return names_[cur_]; }
+  SimEnv& env() { return m_.env(cur_); }
+  PageTable& pt() { return cur().page_table(); }
+  std::uint16_t asid() { return cur().asid(); }
 
   // ---- addresses and folios ----
   Pfn pfn_of(const FolioRef& f) const { return folios_.at(f.folio).head + f.index; }
   PteSlot slot(VirtAddr va) { return *pt().pte_slot(va, /*alloc=*/true); }
-  Pte stored(VirtAddr va) { return stored_in(cur(), va); }
-  // The stored leaf word: a PTE, or a huge PMD's block advanced to va's page.
-  static Pte stored_in(Proc& p, VirtAddr va) { return p.mm->leaf_pte(va.val, /*gathered=*/false); }
+  Pte stored(VirtAddr va) { return m_.stored(cur_, va); }
   VirtAddr resolve(const AddrExpr& a) {
     if (!a.mapping) return VirtAddr{a.offset};
-    auto it = cur().names.find(*a.mapping);
-    if (it == cur().names.end())
+    auto it = cur_names().find(*a.mapping);
+    if (it == cur_names().end())
       throw ScenarioError(a.loc, fmt::format("no mapping named '{}' in process {}", *a.mapping, cur_));
     if (a.offset >= it->second.second)
       throw ScenarioError(a.loc, fmt::format("offset {:#x} is past the end of '{}' ({})", a.offset,
@@ -373,23 +275,11 @@ class Runner final : public RunMachine {
     return VirtAddr{it->second.first + a.offset};
   }
 
-  // Reads for expectations and dumps are not part of the scenario's work:
-  // keep them out of the trace.
-  template <class Fn>
-  auto quietly(Fn&& fn) {
-    for (auto& p : procs_)
-      if (p.trace) p.trace->set_enabled(false);
-    auto r = fn();
-    for (auto& p : procs_)
-      if (p.trace) p.trace->set_enabled(true);
-    return r;
-  }
-
   // A PTE-level statement acts outside every mapping (SCENARIO.md): inside
   // a VMA it would bypass the memory manager's own bookkeeping.
   void outside_vmas(const SourceLoc& loc, VirtAddr va, std::uint64_t nr) {
     const std::uint64_t end = va.val + nr * geo_.page_size();
-    for (const auto& [s, v] : cur().mm->vmas())
+    for (const auto& [s, v] : cur().vmas())
       if (s < end && va.val < v.end)
         throw ScenarioError(loc, fmt::format("PTE-level statement inside a mapping ({:#x}-{:#x}) of "
                                                 "process {}; PTE-level statements act outside every mmap",
@@ -411,11 +301,11 @@ class Runner final : public RunMachine {
     std::visit(
         Overloaded{
             [&](const Alloc& a) {
-              auto pfn = buddy_.alloc_folio(a.order);
+              auto pfn = m_.buddy().alloc_folio(a.order);
               if (!pfn) {
                 res_.error = fmt::format("{}:{}: alloc {} order={}: out of memory ({} frames free)",
                                          st.loc.file, st.loc.line, a.name, a.order,
-                                         buddy_.free_frames());
+                                         m_.buddy().free_frames());
                 return;
               }
               folios_[a.name] = FolioDecl{*pfn, a.order};
@@ -435,24 +325,22 @@ class Runner final : public RunMachine {
             [&](const Mmap& m) { exec_mmap(st, m); },
             [&](const Munmap& m) {
               const VirtAddr a = resolve(m.addr);
-              cur().mm->munmap(a.val, m.len);
+              cur().munmap(a.val, m.len);
             },
             [&](const Brk& b) { exec_brk(st, b); },
             [&](const Mprotect& m) {
               const VirtAddr a = resolve(m.addr);
-              cur().mm->mprotect(a.val, m.len, m.prot);
+              cur().mprotect(a.val, m.len, m.prot);
             },
             [&](const Madvise& m) { exec_madvise(st, m); },
             [&](const Fork&) {
-              const std::size_t child = procs_.size();
-              auto names = cur().names;
-              auto mm = cur().mm->fork(static_cast<unsigned>(child), asid_of(child));
-              add_process(std::move(mm)).names = std::move(names);
+              Names names = cur_names();
+              m_.fork(cur_);
+              names_.push_back(std::move(names));
             },
             [&](const Process& p) { cur_ = p.id; },
             [&](const Exit& e) {
-              procs_[e.id].mm->exit_mmap();
-              procs_[e.id].alive = false;
+              m_.exit(e.id);
             },
             [&](const Reclaim& r) { exec_reclaim(r); },
             [&](const ModifyProt& m) {
@@ -481,13 +369,13 @@ class Runner final : public RunMachine {
             },
             [&](const ExpectViolations& e) {
               std::uint64_t unclaimed = 0;
-              for (const auto& v : checker_.violations()) unclaimed += !v.claimed;
+              for (const auto& v : m_.checker().violations()) unclaimed += !v.claimed;
               expect_result(st, unclaimed == e.count,
                             fmt::format("expect violations {}: found {} unclaimed", e.count, unclaimed));
             },
             [&](const ExpectViolation& e) {
               std::uint64_t found = 0;
-              for (auto& v : checker_.violations())
+              for (auto& v : m_.checker().violations())
                 if (v.rule == e.rule && !v.claimed) {
                   v.claimed = true;
                   ++found;
@@ -514,32 +402,12 @@ class Runner final : public RunMachine {
                         [this](VirtAddr va) { return stored(va); }, std::move(flush)};
   }
   PteCaller<SimEnv> seq_caller() {
-    return pte_caller(env(), &checker_, [this](VirtAddr va, std::uint64_t nr) { caller_flush(va, nr); });
+    return pte_caller(env(), &m_.checker(),
+                      [this](VirtAddr va, std::uint64_t nr) { m_.caller_flush(cur_, va, nr); });
   }
   Pte raw_pte(const RawSet& r) const {
     Pte v = make_pte(pfn_of(r.pfn), r.prot, r.young, r.dirty, geo_.page_shift);
     return r.cont ? pte_mkcont(v) : v;
-  }
-
-  void caller_flush(VirtAddr va, std::uint64_t nr) {
-    ++caller_tlbi_;
-    mmu_.on_tlbi(TlbiRequest{nr == 1 ? TlbiKind::Page : TlbiKind::Range, asid(), va, nr, true});
-  }
-
-  void settle() {
-    checker_.settle(
-        [&](std::uint16_t a, std::uint64_t va) {
-          Proc* p = proc_by_asid(a);
-          if (!p) return Pte{};
-          return quietly([&] {
-            auto s = p->mm->page_table().pte_slot(VirtAddr{va}, false);
-            return s ? ptep_get(p->mm->env(), *s) : Pte{};
-          });
-        },
-        [&](std::uint16_t a, std::uint64_t va) {
-          Proc* p = proc_by_asid(a);
-          return p ? stored_in(*p, VirtAddr{va}) : Pte{};
-        });
   }
 
   // ---- parallel blocks ----
@@ -551,11 +419,11 @@ class Runner final : public RunMachine {
   // exists before the block starts: allocating a table is not a step.
   ExploreSetup parallel_setup(const Parallel& p) {
     ExploreSetup s;
-    s.mem = &mem_;
+    s.mem = &m_.memory();
     s.pt = &pt();
     s.asid = asid();
     s.features = features_of(sc_.header);
-    s.checker = opts_.check ? &checker_ : nullptr;
+    s.checker = m_.checking() ? &m_.checker() : nullptr;
     for (const Branch& b : p.branches) {
       ExploreBranch eb;
       eb.label = b.text;
@@ -673,27 +541,24 @@ class Runner final : public RunMachine {
       be.result = x.explore(*opts_.explore_max);
       res_.explorations.push_back(std::move(be));
     }
-    const KeptRun k = x.run_seeded(sc_.header.seed + index_, opts_.check ? &checker_ : nullptr);
-    for (const TlbiRequest& r : k.tlbis) mmu_.on_tlbi(r);  // broadcast: this CPU's TLBs too
+    const KeptRun k = x.run_seeded(sc_.header.seed + index_, m_.checking() ? &m_.checker() : nullptr);
+    m_.broadcast_tlbis(cur_, k.tlbis, k.caller_tlbi);  // this CPU's TLBs too
     env().counters() += k.counters;
-    caller_tlbi_ += k.caller_tlbi;
     if (opts_.trace)
-      for (const StepRecord& r : k.steps)
-        *opts_.trace << fmt::format("  {}:{}: {}{}\n", st.loc.file, p.branches[r.branch].loc.line,
-                                    format_step(r, geo_.page_shift), r.note.empty() ? "" : "  ; " + r.note);
+      for (const StepRecord& r : k.steps) opts_.trace->on_block_step(st, p.branches[r.branch].loc, r, geo_.page_shift);
     if (!k.problems.empty())
       res_.error = fmt::format("{}:{}: {}", st.loc.file, st.loc.line, k.problems.front());
   }
 
   void exec_mmap(const Statement& st, const Mmap& m) {
-    if (cur().names.count(m.name))
+    if (cur_names().count(m.name))
       throw ScenarioError(m.name_loc, fmt::format("mapping '{}' already exists in process {}", m.name, cur_));
     // A shared anonymous mapping is backed by a shmem object of its own
     // (shmem_zero_setup), which fork's child shares.
     const bool shmem = m.shared && !m.file;
     const std::string shmem_name = fmt::format("shmem:{}:{}", cur_, m.name);
     const std::string* file = m.file ? &*m.file : shmem ? &shmem_name : nullptr;
-    auto start = cur().mm->mmap(m.size, m.prot, m.shared,
+    auto start = cur().mmap(m.size, m.prot, m.shared,
                                 m.addr ? std::optional<std::uint64_t>(m.addr->val) : std::nullopt,
                                 m.align.value_or(0), file, shmem);
     if (!start) {
@@ -701,23 +566,23 @@ class Runner final : public RunMachine {
                                m.addr ? "the range is already mapped" : "no free range of that size");
       return;
     }
-    cur().names[m.name] = {*start, m.size};
+    cur_names()[m.name] = {*start, m.size};
   }
 
   // `brk NAME SIZE`: NAME is a heap whose break moves to NAME + SIZE.
   void exec_brk(const Statement& st, const Brk& b) {
-    auto it = cur().names.find(b.name);
-    if (it == cur().names.end())
+    auto it = cur_names().find(b.name);
+    if (it == cur_names().end())
       throw ScenarioError(b.name_loc, fmt::format("no mapping named '{}' in process {}", b.name, cur_));
     auto& [start, size] = it->second;
-    if (const Vma* v = cur().mm->find_vma(start); v && (v->file >= 0 || v->shared))
+    if (const Vma* v = cur().find_vma(start); v && (v->file >= 0 || v->shared))
       throw ScenarioError(b.name_loc, fmt::format("brk moves the break of a private anonymous heap; '{}' is {}",
                                                   b.name, v->shared ? "shared" : "file-backed"));
     if (b.size > kUserVaEnd - start)
       throw ScenarioError(st.loc, fmt::format("brk {} {}: the heap would end past the 48-bit user address "
                                               "space ({:#x})",
                                               b.name, format_size(b.size), kUserVaEnd));
-    if (!cur().mm->brk(start + size, start + b.size)) {
+    if (!cur().brk(start + size, start + b.size)) {
       res_.error = fmt::format("{}:{}: brk {}: the range after the heap is already mapped", st.loc.file,
                                st.loc.line, b.name);
       return;
@@ -727,7 +592,7 @@ class Runner final : public RunMachine {
 
   void exec_madvise(const Statement& st, const Madvise& m) {
     const VirtAddr a = resolve(m.addr);
-    Mm& mm = *cur().mm;
+    Mm& mm = cur();
     switch (m.advice) {
       case Advice::DontNeed: mm.madvise_dontneed(a.val, m.len); break;
       case Advice::Free: mm.madvise_free(a.val, m.len); break;
@@ -749,38 +614,19 @@ class Runner final : public RunMachine {
   // `pages` PTEs (Mm::age_young).
   void exec_reclaim(const Reclaim& r) {
     std::uint64_t budget = r.pages.value_or(~std::uint64_t{0});
-    for (auto& p : procs_)
-      if (p.alive) budget = p.mm->age_young(budget);
+    for (std::size_t pid = 0; pid < m_.processes(); ++pid)
+      if (m_.alive(pid)) budget = m_.mm(pid).age_young(budget);
   }
 
   // One access; a fault goes to the memory manager (handle_mm_fault) and the
   // access is retried, as the CPU re-executes the faulting instruction. A
   // fault it cannot resolve is the process's SIGSEGV: a run error.
   bool access_one(const Statement& st, AccessKind ak, MemAccess kind, VirtAddr va) {
-    const auto why = try_access(cur(), va, kind);
+    const auto why = m_.access(cur_, va, kind);
     if (!why) return true;
     res_.error = fmt::format("{}:{}: {} {:#x} in process {}: {}", st.loc.file, st.loc.line, name(ak), va.val,
                              cur_, *why);
     return false;
-  }
-
-  // The path of every user access; nullopt when it completed, else why not
-  // ("Translation at level 3; SIGSEGV: no mapping").
-  std::optional<std::string> try_access(Proc& p, VirtAddr va, MemAccess kind) {
-    Mm& mm = *p.mm;
-    for (int attempt = 0;; ++attempt) {
-      const AccessResult r = mmu_.access(mm.page_table(), mm.asid(), va, kind, /*retry=*/attempt > 0);
-      if (r.fault == Fault::None) return std::nullopt;
-      std::string why;
-      if (attempt >= 3) {
-        why = "the fault handler did not resolve it";
-      } else {
-        const FaultResult fr = mm.handle_fault(va.val, kind == MemAccess::Write, kind == MemAccess::Exec);
-        if (fr == FaultResult::Handled) continue;
-        why = mm.find_vma(va.val) ? "SIGSEGV: the mapping does not permit it" : "SIGSEGV: no mapping";
-      }
-      return fmt::format("{} at level {}; {}", fault_name(r.fault), r.level, why);
-    }
   }
 
   // `read|write|exec ADDR LEN [stride] [count] [pattern]`.
@@ -835,7 +681,7 @@ class Runner final : public RunMachine {
   void exec_expect_pte(const Statement& st, const ExpectPte& e) {
     const unsigned shift = geo_.page_shift;
     const VirtAddr va = resolve(e.addr);
-    const Pte pte = e.raw ? stored(va) : quietly([&] { return cur().mm->leaf_pte(va.val, /*gathered=*/true); });
+    const Pte pte = e.raw ? stored(va) : m_.quietly([&] { return cur().leaf_pte(va.val, /*gathered=*/true); });
     std::string wrong;
     auto check = [&](std::string_view key, std::optional<bool> want, bool got) {
       if (want && *want != got) wrong += fmt::format(" {}={} (expected {})", key, int(got), int(*want));
@@ -868,10 +714,10 @@ class Runner final : public RunMachine {
   Coverage coverage() {
     Coverage c;
     const unsigned n = geo_.ptrs_per_table();
-    for (auto& p : procs_) {
-      if (!p.alive) continue;
-      c.pmd_pages += p.mm->pmd_mapped_pages();
-      p.mm->page_table().for_each_pte_page([&](VirtAddr, PteSlot s) {
+    for (std::size_t pid = 0; pid < m_.processes(); ++pid) {
+      if (!m_.alive(pid)) continue;
+      c.pmd_pages += m_.mm(pid).pmd_mapped_pages();
+      m_.mm(pid).page_table().for_each_pte_page([&](VirtAddr, PteSlot s) {
         for (unsigned i = 0; i < n; ++i) {
           const Pte pte = s.ptr()[i];
           if (!pte_present(pte)) continue;
@@ -886,9 +732,8 @@ class Runner final : public RunMachine {
   // `cov`: the page-table scan, when the caller already made it (the end
   // of a run asks for both cont_coverage and rss_bytes).
   double stat_value(std::string_view name, const Coverage* cov = nullptr) {
-    EngineCounters k;
-    for (auto& p : procs_) k += p.mm->env().counters();
-    MmStats& ms = sys_.stats();
+    const EngineCounters k = m_.engine_counters();
+    MmStats& ms = m_.system().stats();
     if (name == "mm_faults") return double(ms.faults);
     if (name == "faults_anon") return double(ms.faults_anon);
     if (name == "faults_zero") return double(ms.faults_zero);
@@ -899,7 +744,7 @@ class Runner final : public RunMachine {
     if (name == "folios_freed") return double(ms.folios_freed);
     if (name == "pgtables_freed") return double(ms.pgtables_freed);
     // Page-table memory in use now, every process's (PageTables in meminfo).
-    if (name == "pgtable_bytes") return double(mem_.live_tables() * geo_.page_size());
+    if (name == "pgtable_bytes") return double(m_.memory().live_tables() * geo_.page_size());
     if (name == "bytes_zeroed") return double(ms.bytes_zeroed);
     if (name == "bytes_copied") return double(ms.bytes_copied);
     if (name == "thp_fault_alloc") return double(ms.thp_fault_alloc);
@@ -920,7 +765,7 @@ class Runner final : public RunMachine {
     for (const auto& [order, n] : ms.split)
       if (name == fmt::format("split_{}", format_size(geo_.page_size() << order))) return double(n);
     if (name == "tlb_mpki") {
-      const MmuStats& m = mmu_.stats();
+      const MmuStats& m = m_.mmu().stats();
       return m.accesses ? 1000.0 * double(m.tlb_misses) / double(m.accesses) : 0.0;
     }
     for (const auto& [order, n] : ms.anon_fault_alloc)
@@ -941,7 +786,7 @@ class Runner final : public RunMachine {
       const Coverage c = cov ? *cov : coverage();
       return double((c.present + c.pmd_pages) * geo_.page_size());
     }
-    const MmuStats& m = mmu_.stats();
+    const MmuStats& m = m_.mmu().stats();
     if (name == "accesses") return double(m.accesses);
     if (name == "tlb_misses") return double(m.tlb_misses);
     if (name == "walks") return double(m.walks);
@@ -953,16 +798,16 @@ class Runner final : public RunMachine {
     if (name == "translation_cycles") return double(m.cycles);
     if (name == "hw_af_updates") return double(m.hw_af_updates);
     if (name == "hw_dirty_updates") return double(m.hw_dirty_updates);
-    if (name == "caller_tlbi") return double(caller_tlbi_ + ms.caller_tlbi);
+    if (name == "caller_tlbi") return double(m_.caller_tlbi() + ms.caller_tlbi);
     if (name == "tlbi_instructions") return double(m.tlbi_va + m.tlbi_range + m.tlbi_asid + m.tlbi_all);
     if (name == "tlbi_instructions_va") return double(m.tlbi_va);
     if (name == "tlbi_instructions_range") return double(m.tlbi_range);
     if (name == "tlbi_instructions_asid") return double(m.tlbi_asid);
     if (name == "tlbi_instructions_all") return double(m.tlbi_all);
     if (name == "tlb_overlaps") return double(m.tlb_overlaps);
-    if (name == "violations") return double(checker_.violations().size());
+    if (name == "violations") return double(m_.checker().violations().size());
     for (std::size_t r = 0; r < kRules.size(); ++r)
-      if (name == fmt::format("violations_{}", kRules[r])) return double(checker_.count(Rule(r)));
+      if (name == fmt::format("violations_{}", kRules[r])) return double(m_.checker().count(Rule(r)));
     return 0.0;
   }
 
@@ -972,14 +817,14 @@ class Runner final : public RunMachine {
     for (const auto& n : stat_names()) out.emplace_back(n, stat_value(n, &cov));
     // The per-size mTHP counters, as /sys/kernel/mm/transparent_hugepage/
     // hugepages-<size>/stats names them.
-    for (const auto& [order, n] : sys_.stats().anon_fault_alloc)
+    for (const auto& [order, n] : m_.system().stats().anon_fault_alloc)
       out.emplace_back(fmt::format("anon_fault_alloc_{}", format_size(geo_.page_size() << order)), double(n));
-    for (const auto& [order, n] : sys_.stats().anon_fault_fallback)
+    for (const auto& [order, n] : m_.system().stats().anon_fault_fallback)
       out.emplace_back(fmt::format("anon_fault_fallback_{}", format_size(geo_.page_size() << order)),
                        double(n));
-    for (const auto& [order, n] : sys_.stats().split)
+    for (const auto& [order, n] : m_.system().stats().split)
       out.emplace_back(fmt::format("split_{}", format_size(geo_.page_size() << order)), double(n));
-    for (const auto& [order, n] : sys_.stats().pagecache_alloc)
+    for (const auto& [order, n] : m_.system().stats().pagecache_alloc)
       out.emplace_back(fmt::format("pagecache_alloc_{}", format_size(geo_.page_size() << order)), double(n));
     return out;
   }
@@ -987,15 +832,10 @@ class Runner final : public RunMachine {
   const Scenario& sc_;
   const Geometry& geo_;
   const RunOptions& opts_;
-  PhysMem mem_;
-  BuddyAllocator buddy_;
-  Checker checker_;
-  Mmu mmu_;
-  MmSystem sys_;
-  std::vector<Proc> procs_;
+  Machine m_;
+  std::vector<Names> names_;  // each process's mappings, by pid
   std::size_t cur_ = 0;
   std::mt19937_64 rng_;
-  std::uint64_t caller_tlbi_ = 0;
   std::size_t index_ = 0;  // of the statement being executed
   std::map<std::string, FolioDecl> folios_;
   RunResult res_;
