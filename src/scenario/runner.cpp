@@ -18,33 +18,9 @@
 #include "scenario/pte_statements.h"
 #include "scenario/scale.h"
 #include "sim/machine.h"
+#include "sim/stats.h"
 
 namespace contpte {
-
-const std::vector<std::string>& stat_names() {
-  // The first ten are DESIGN.md's stable keys; the rest are the engine's.
-  static const std::vector<std::string> names{
-      "accesses",          "tlb_misses",          "walks",
-      "walk_cycles",       "faults",              "folds",
-      "unfolds",           "tlbi",                "cont_coverage",
-      "rss_bytes",         "pte_stores",          "tlbi_pages",
-      "tlb_hits_l1",       "tlb_hits_l2",         "walk_mem_accesses",
-      "translation_cycles", "hw_af_updates",      "hw_dirty_updates",
-      "caller_tlbi",       "tlbi_instructions",   "tlbi_instructions_va",
-      "tlbi_instructions_range", "tlbi_instructions_asid", "tlbi_instructions_all",
-      "tlb_overlaps",      "violations",          "violations_misprogrammed",
-      "violations_tlb_conflict", "violations_stale_translation", "violations_lost_dirty",
-      "violations_lost_young", "mm_faults",        "faults_anon",
-      "faults_zero",       "faults_cow",          "faults_reuse",
-      "faults_access",     "reuse_unfolds",       "folios_freed",
-      "bytes_zeroed",      "bytes_copied",        "tlb_mpki",
-      "thp_fault_alloc",   "thp_fault_fallback",  "thp_split_pmd",
-      "thp_zero_page_alloc", "folio_splits",      "pglazyfree",
-      "pglazyfreed",       "pgdeactivate",        "faults_file",
-      "faultaround_pages", "pagecache_folios",    "pagecache_bytes", "shmem_folios",
-      "pgtables_freed",    "pgtable_bytes"};
-  return names;
-}
 
 int RunResult::exit_status() const {
   if (error || expects_failed > 0) return 1;
@@ -248,7 +224,7 @@ class Runner final : public RunMachine {
  private:
   RunResult finish() {
     res_.violations = m_.checker().violations();
-    res_.stats = collect_stats();
+    res_.stats = collect_stats(m_);
     return std::move(res_);
   }
 
@@ -362,7 +338,8 @@ class Runner final : public RunMachine {
             [&](const ExpectCont& e) { exec_expect_cont(st, e); },
             [&](const ExpectPte& e) { exec_expect_pte(st, e); },
             [&](const ExpectStat& e) {
-              const double v = stat_value(e.name);
+              StatReader r(m_);
+              const double v = stat_value(r, e.name).value_or(0.0);
               expect_result(st, compare(v, e.op, e.value),
                             fmt::format("expect stat {} {} {}: found {}", e.name, name(e.op),
                                         format_stat(e.value), format_stat(v)));
@@ -705,130 +682,6 @@ class Runner final : public RunMachine {
                               format_pte(pte, shift)));
   }
 
-  // ---- stats ----
-  struct Coverage {
-    std::uint64_t present = 0, cont = 0;
-    std::uint64_t pmd_pages = 0;  // mapped by huge PMDs: in rss, not PTEs
-  };
-  // Over every live process's page table.
-  Coverage coverage() {
-    Coverage c;
-    const unsigned n = geo_.ptrs_per_table();
-    for (std::size_t pid = 0; pid < m_.processes(); ++pid) {
-      if (!m_.alive(pid)) continue;
-      c.pmd_pages += m_.mm(pid).pmd_mapped_pages();
-      m_.mm(pid).page_table().for_each_pte_page([&](VirtAddr, PteSlot s) {
-        for (unsigned i = 0; i < n; ++i) {
-          const Pte pte = s.ptr()[i];
-          if (!pte_present(pte)) continue;
-          ++c.present;
-          c.cont += pte_valid_cont(pte);
-        }
-      });
-    }
-    return c;
-  }
-
-  // `cov`: the page-table scan, when the caller already made it (the end
-  // of a run asks for both cont_coverage and rss_bytes).
-  double stat_value(std::string_view name, const Coverage* cov = nullptr) {
-    const EngineCounters k = m_.engine_counters();
-    MmStats& ms = m_.system().stats();
-    if (name == "mm_faults") return double(ms.faults);
-    if (name == "faults_anon") return double(ms.faults_anon);
-    if (name == "faults_zero") return double(ms.faults_zero);
-    if (name == "faults_cow") return double(ms.faults_cow);
-    if (name == "faults_reuse") return double(ms.faults_reuse);
-    if (name == "faults_access") return double(ms.faults_access);
-    if (name == "reuse_unfolds") return double(ms.reuse_unfolds);
-    if (name == "folios_freed") return double(ms.folios_freed);
-    if (name == "pgtables_freed") return double(ms.pgtables_freed);
-    // Page-table memory in use now, every process's (PageTables in meminfo).
-    if (name == "pgtable_bytes") return double(m_.memory().live_tables() * geo_.page_size());
-    if (name == "bytes_zeroed") return double(ms.bytes_zeroed);
-    if (name == "bytes_copied") return double(ms.bytes_copied);
-    if (name == "thp_fault_alloc") return double(ms.thp_fault_alloc);
-    if (name == "thp_fault_fallback") return double(ms.thp_fault_fallback);
-    if (name == "thp_split_pmd") return double(ms.thp_split_pmd);
-    if (name == "thp_zero_page_alloc") return double(ms.thp_zero_page_alloc);
-    if (name == "folio_splits") return double(ms.folio_splits);
-    if (name == "pglazyfree") return double(ms.pglazyfree);
-    if (name == "pglazyfreed") return double(ms.pglazyfreed);
-    if (name == "pgdeactivate") return double(ms.pgdeactivate);
-    if (name == "faults_file") return double(ms.faults_file);
-    if (name == "faultaround_pages") return double(ms.faultaround_pages);
-    if (name == "pagecache_folios") return double(ms.pagecache_folios);
-    if (name == "shmem_folios") return double(ms.shmem_folios);
-    if (name == "pagecache_bytes") return double(ms.pagecache_bytes);
-    for (const auto& [order, n] : ms.pagecache_alloc)
-      if (name == fmt::format("pagecache_alloc_{}", format_size(geo_.page_size() << order))) return double(n);
-    for (const auto& [order, n] : ms.split)
-      if (name == fmt::format("split_{}", format_size(geo_.page_size() << order))) return double(n);
-    if (name == "tlb_mpki") {
-      const MmuStats& m = m_.mmu().stats();
-      return m.accesses ? 1000.0 * double(m.tlb_misses) / double(m.accesses) : 0.0;
-    }
-    for (const auto& [order, n] : ms.anon_fault_alloc)
-      if (name == fmt::format("anon_fault_alloc_{}", format_size(geo_.page_size() << order))) return double(n);
-    for (const auto& [order, n] : ms.anon_fault_fallback)
-      if (name == fmt::format("anon_fault_fallback_{}", format_size(geo_.page_size() << order)))
-        return double(n);
-    if (name == "folds") return double(k.folds);
-    if (name == "unfolds") return double(k.unfolds);
-    if (name == "tlbi") return double(k.tlbi);
-    if (name == "tlbi_pages") return double(k.tlbi_pages);
-    if (name == "pte_stores") return double(k.pte_stores);
-    if (name == "cont_coverage") {
-      const Coverage c = cov ? *cov : coverage();
-      return c.present ? double(c.cont) / double(c.present) : 0.0;
-    }
-    if (name == "rss_bytes") {
-      const Coverage c = cov ? *cov : coverage();
-      return double((c.present + c.pmd_pages) * geo_.page_size());
-    }
-    const MmuStats& m = m_.mmu().stats();
-    if (name == "accesses") return double(m.accesses);
-    if (name == "tlb_misses") return double(m.tlb_misses);
-    if (name == "walks") return double(m.walks);
-    if (name == "walk_cycles") return double(m.walk_cycles);
-    if (name == "faults") return double(m.faults);
-    if (name == "tlb_hits_l1") return double(m.l1_hits);
-    if (name == "tlb_hits_l2") return double(m.l2_hits);
-    if (name == "walk_mem_accesses") return double(m.walk_mem_accesses);
-    if (name == "translation_cycles") return double(m.cycles);
-    if (name == "hw_af_updates") return double(m.hw_af_updates);
-    if (name == "hw_dirty_updates") return double(m.hw_dirty_updates);
-    if (name == "caller_tlbi") return double(m_.caller_tlbi() + ms.caller_tlbi);
-    if (name == "tlbi_instructions") return double(m.tlbi_va + m.tlbi_range + m.tlbi_asid + m.tlbi_all);
-    if (name == "tlbi_instructions_va") return double(m.tlbi_va);
-    if (name == "tlbi_instructions_range") return double(m.tlbi_range);
-    if (name == "tlbi_instructions_asid") return double(m.tlbi_asid);
-    if (name == "tlbi_instructions_all") return double(m.tlbi_all);
-    if (name == "tlb_overlaps") return double(m.tlb_overlaps);
-    if (name == "violations") return double(m_.checker().violations().size());
-    for (std::size_t r = 0; r < kRules.size(); ++r)
-      if (name == fmt::format("violations_{}", kRules[r])) return double(m_.checker().count(Rule(r)));
-    return 0.0;
-  }
-
-  std::vector<std::pair<std::string, double>> collect_stats() {
-    std::vector<std::pair<std::string, double>> out;
-    const Coverage cov = coverage();  // one scan of every page table, not one per stat
-    for (const auto& n : stat_names()) out.emplace_back(n, stat_value(n, &cov));
-    // The per-size mTHP counters, as /sys/kernel/mm/transparent_hugepage/
-    // hugepages-<size>/stats names them.
-    for (const auto& [order, n] : m_.system().stats().anon_fault_alloc)
-      out.emplace_back(fmt::format("anon_fault_alloc_{}", format_size(geo_.page_size() << order)), double(n));
-    for (const auto& [order, n] : m_.system().stats().anon_fault_fallback)
-      out.emplace_back(fmt::format("anon_fault_fallback_{}", format_size(geo_.page_size() << order)),
-                       double(n));
-    for (const auto& [order, n] : m_.system().stats().split)
-      out.emplace_back(fmt::format("split_{}", format_size(geo_.page_size() << order)), double(n));
-    for (const auto& [order, n] : m_.system().stats().pagecache_alloc)
-      out.emplace_back(fmt::format("pagecache_alloc_{}", format_size(geo_.page_size() << order)), double(n));
-    return out;
-  }
-
   const Scenario& sc_;
   const Geometry& geo_;
   const RunOptions& opts_;
@@ -843,18 +696,6 @@ class Runner final : public RunMachine {
 
 }  // namespace
 
-// `anon_fault_alloc_<size>` / `anon_fault_fallback_<size>` for a folio size
-// of the granule: the per-size mTHP counters.
-bool mthp_stat(const Header& h, std::string_view name) {
-  const Geometry& g = h.geometry();
-  for (std::string_view prefix : {"anon_fault_alloc_", "anon_fault_fallback_", "split_", "pagecache_alloc_"}) {
-    if (name.substr(0, prefix.size()) != prefix) continue;
-    for (unsigned order = prefix == "pagecache_alloc_" ? 0 : 1; g.page_shift + order <= g.pmd_shift(); ++order)
-      if (name.substr(prefix.size()) == format_size(g.page_size() << order)) return true;
-  }
-  return false;
-}
-
 void validate_for_run(const Scenario& sc) {
   try {
     resolve_tlb_config(sc.header.tlb);
@@ -866,10 +707,10 @@ void validate_for_run(const Scenario& sc) {
     if (auto what = unsupported(st.op))
       throw ScenarioError(st.loc, fmt::format("{} not supported yet ({})", *what, planned_in(st.op)));
     if (const auto* e = std::get_if<ExpectStat>(&st.op)) {
-      const auto& names = stat_names();
-      if (std::find(names.begin(), names.end(), e->name) == names.end() && !mthp_stat(sc.header, e->name))
-        throw ScenarioError(e->name_loc, fmt::format("unknown stat '{}'; expected one of: {}", e->name,
-                                                     fmt::join(names, ", ")));
+      const Geometry& g = sc.header.geometry();
+      if (!is_scenario_stat(e->name, g))
+        throw ScenarioError(e->name_loc, fmt::format("unknown stat '{}'; expected one of: {} (docs/stats.md)",
+                                                     e->name, fmt::join(scenario_stat_names(g), ", ")));
     }
   }
 }

@@ -53,7 +53,7 @@ struct BlockExploration {
 struct RunResult {
   std::string scenario;  // file name as given
   RunConfig config;
-  // Report `stats`, in a stable order of keys (see stat_names()).
+  // Report `stats`, in a stable order of keys (sim/stats.h).
   std::vector<std::pair<std::string, double>> stats;
   unsigned statements = 0;
   unsigned expects_passed = 0;
@@ -95,11 +95,9 @@ struct RunOptions {
   std::uint64_t scale = 1;
 };
 
-// The names `expect stat` and the report know, in report order.
-const std::vector<std::string>& stat_names();
-
 // Checks what can only be checked against the runner's capabilities
-// (statements of later issues, stat names); throws ScenarioError.
+// (statements of later issues, stat names: sim/stats.h); throws
+// ScenarioError.
 void validate_for_run(const Scenario& sc);
 
 RunResult run_scenario(const Scenario& sc, const RunOptions& opts = {});
