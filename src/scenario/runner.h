@@ -22,7 +22,7 @@
 #include "explore/explorer.h"
 #include "hw/checker.h"
 #include "scenario/scenario.h"
-#include "sim/machine.h"
+#include "sim/watcher.h"
 
 namespace contpte {
 

@@ -9,7 +9,7 @@
 namespace contpte {
 
 Machine::Machine(const MachineSpec& spec, MachineWatcher* watcher)
-    : geo_(geometry(spec.granule)),
+    : geo_(contpte::geometry(spec.granule)),
       features_(spec.features),
       check_(spec.check),
       watcher_(watcher),

@@ -33,6 +33,7 @@
 #include "hw/tlb.h"
 #include "mm/buddy.h"
 #include "mm/mm.h"
+#include "sim/watcher.h"
 
 namespace contpte {
 
@@ -48,19 +49,6 @@ struct MachineSpec {
   Features features;   // the engine's variant and the CPU features it reads
   ThpSettings thp;
   bool check = true;  // run the conformance checker
-};
-
-// Watches every process's PTE accesses and TLB invalidations from outside
-// the machine: the `--trace` printer (report/trace_printer.h).
-class MachineWatcher {
- public:
-  virtual ~MachineWatcher() = default;
-  // Process `pid` was created: the observer to attach to its Env, or null.
-  // It must outlive the machine's use of it.
-  virtual SimObserver* watch(std::size_t pid, const PageTable& pt) = 0;
-  // Reads the machine makes for itself (settling the checker, evaluating
-  // expectations) are not the program's work: watchers skip them.
-  virtual void pause(bool paused) = 0;
 };
 
 class Machine {

@@ -6,6 +6,7 @@
 
 #include <array>
 
+#include "arch/pte_format.h"
 #include "hw/checker.h"
 #include "sim/machine.h"
 
