@@ -5,7 +5,7 @@
 #include "mm/mm.h"
 
 #include "engine/pgtable.h"
-#include "engine/raw.h"
+#include "engine/pmd.h"
 
 namespace contpte {
 
@@ -107,7 +107,7 @@ FaultResult Mm::handle_fault(std::uint64_t va, bool write, bool exec) {
       // huge_pmd_set_accessed (touch_pmd): AF, and dirty for a write.
       Pte entry = pte_mkyoung(pmd);
       if (write) entry = pte_mkdirty(entry);
-      if (raw::ptep_set_access_flags(env_, VirtAddr{haddr}, pmdp, entry, write))
+      if (pmdp_set_access_flags(env_, VirtAddr{haddr}, pmdp, entry, write))
         ++sys_.stats().faults_access;
       return FaultResult::Handled;
     }

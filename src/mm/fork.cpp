@@ -7,7 +7,7 @@
 #include <stdexcept>
 
 #include "engine/pgtable.h"
-#include "engine/raw.h"
+#include "engine/pmd.h"
 #include "mm/walk.h"
 
 namespace contpte {
@@ -99,9 +99,9 @@ std::unique_ptr<Mm> Mm::fork(unsigned child_pid, std::uint16_t child_asid) {
         const FolioInfo f = sys_.mem().folio_of(pte_pfn(pmd, shift));
         if (f.valid) sys_.map_pages(f.head, f.nr_pages, child_pid);
       }
-      raw::ptep_set_wrprotect(env_, VirtAddr{haddr}, src);
+      pmdp_set_wrprotect(env_, VirtAddr{haddr}, src);
       pmd = pte_mkold(pte_wrprotect(pmd));
-      raw::set_pte(child->env_, *child->pt_.entry_slot(VirtAddr{haddr}, 2, true), pmd);
+      set_pmd_at(child->env_, VirtAddr{haddr}, *child->pt_.entry_slot(VirtAddr{haddr}, 2, true), pmd);
     });
     for_each_present_batch(v.start, v.end, [&](std::uint64_t va, PteSlot src, Pte pte, unsigned nr) {
       if (!pte_special(pte)) {

@@ -4,7 +4,7 @@
 #include "mm/mm.h"
 
 #include "engine/pgtable.h"
-#include "engine/raw.h"
+#include "engine/pmd.h"
 
 namespace contpte {
 
@@ -47,8 +47,7 @@ void Mm::map_anon_folio_pmd(const Vma& v, Pfn pfn, std::uint64_t haddr, PteSlot 
   const Geometry& g = sys_.mem().geometry();
   Pte entry = pte_mkdirty(pmd_mkhuge(pfn_pte(pfn, vm_page_prot(v), g.page_shift)));
   if (v.writable()) entry = pte_mkwrite(entry);
-  raw::set_pte(env_, pmdp, entry);  // set_pmd_at
-  (void)haddr;
+  set_pmd_at(env_, VirtAddr{haddr}, pmdp, entry);
   const std::uint64_t nr = std::uint64_t{1} << pmd_order();
   sys_.map_pages(pfn, nr, pid_);
   ++sys_.stats().anon_fault_alloc[pmd_order()];
@@ -73,7 +72,7 @@ std::optional<FaultResult> Mm::do_huge_pmd_anonymous_page(const Vma& v, std::uin
       ++sys_.stats().thp_fault_fallback;
       return std::nullopt;
     }
-    raw::set_pte(env_, pmdp, pte_mkspecial(pmd_mkhuge(pfn_pte(*zero, vm_page_prot(v), g.page_shift))));
+    set_pmd_at(env_, VirtAddr{haddr}, pmdp, pte_mkspecial(pmd_mkhuge(pfn_pte(*zero, vm_page_prot(v), g.page_shift))));
     ++sys_.stats().faults_zero;
     return FaultResult::Handled;
   }
@@ -93,7 +92,7 @@ std::optional<FaultResult> Mm::do_huge_pmd_wp_page(const Vma& v, std::uint64_t v
   const std::uint64_t haddr = align_down(va, g.pmd_size());
   if (is_huge_zero_pmd(orig)) {
     if (auto pfn = alloc_pmd_folio()) {
-      raw::ptep_get_and_clear(env_, VirtAddr{haddr}, pmdp);  // pmdp_huge_clear_flush
+      pmdp_huge_get_and_clear(env_, VirtAddr{haddr}, pmdp);  // pmdp_huge_clear_flush
       flush_pmds({haddr});
       map_anon_folio_pmd(v, *pfn, haddr, pmdp);
       return FaultResult::Handled;
@@ -102,7 +101,7 @@ std::optional<FaultResult> Mm::do_huge_pmd_wp_page(const Vma& v, std::uint64_t v
     const FolioInfo f = sys_.mem().folio_of(pte_pfn(orig, g.page_shift));
     if (f.valid && sys_.mapped_only_by(f.head, pid_)) {
       const Pte entry = pte_mkwrite(pte_mkdirty(pte_mkyoung(orig)));
-      raw::ptep_set_access_flags(env_, VirtAddr{haddr}, pmdp, entry, true);
+      pmdp_set_access_flags(env_, VirtAddr{haddr}, pmdp, entry, true);
       ++sys_.stats().faults_reuse;
       return FaultResult::Handled;
     }
@@ -114,8 +113,7 @@ std::optional<FaultResult> Mm::do_huge_pmd_wp_page(const Vma& v, std::uint64_t v
 // pmdp_invalidate: exchange in a not-valid copy (software still sees the
 // THP), then flush the block from the TLBs (flush_pmd_tlb_range).
 Pte Mm::pmdp_invalidate(std::uint64_t haddr, PteSlot pmdp) {
-  ++env_.counters().pte_stores;
-  const Pte old = env_.xchg(pmdp, pmd_mkinvalid(*pmdp.ptr()));
+  const Pte old = pmdp_establish(env_, VirtAddr{haddr}, pmdp, pmd_mkinvalid(*pmdp.ptr()));
   flush_pmds({haddr});
   return old;
 }
@@ -132,7 +130,7 @@ void Mm::split_huge_pmd(const Vma& v, std::uint64_t haddr, PteSlot pmdp) {
   const bool zero = is_huge_zero_pmd(*pmdp.ptr());
   Pte old;
   if (zero) {
-    old = raw::ptep_get_and_clear(env_, VirtAddr{haddr}, pmdp);  // pmdp_huge_clear_flush
+    old = pmdp_huge_get_and_clear(env_, VirtAddr{haddr}, pmdp);  // pmdp_huge_clear_flush
     flush_pmds({haddr});
   } else {
     old = pmdp_invalidate(haddr, pmdp);
@@ -151,7 +149,7 @@ void Mm::split_huge_pmd(const Vma& v, std::uint64_t haddr, PteSlot pmdp) {
     if (pte_dirty(old)) entry = pte_mkdirty(entry);
     set_ptes(env_, VirtAddr{haddr}, first, entry, nr);
   }
-  raw::set_pte(env_, pmdp, PageTable::table_desc(table));  // pmd_populate
+  pmd_populate(env_, pmdp, PageTable::table_desc(table));
 }
 
 }  // namespace contpte

@@ -7,7 +7,7 @@
 #include <algorithm>
 
 #include "engine/pgtable.h"
-#include "engine/raw.h"
+#include "engine/pmd.h"
 
 namespace contpte {
 
@@ -128,7 +128,7 @@ void Mm::madvise_free(std::uint64_t start, std::uint64_t len) {
       if (pte_young(pte) || pte_dirty(pte)) {
         if (is_pmd) {
           const Pte old = pmdp_invalidate(va, slot);
-          raw::set_pte(env_, slot, pte_mkclean(pte_mkold(old)));
+          set_pmd_at(env_, VirtAddr{va}, slot, pte_mkclean(pte_mkold(old)));
         } else {
           clear_young_dirty_ptes(env_, VirtAddr{va}, slot, nr, CYDP_CLEAR_YOUNG | CYDP_CLEAR_DIRTY);
           if (sys_.checker) sys_.checker->clean(asid_, va, nr, true, true);
@@ -164,7 +164,7 @@ void Mm::madvise_cold(std::uint64_t start, std::uint64_t len, bool pageout) {
       if (pte_young(pte)) {
         if (is_pmd) {
           const Pte old = pmdp_invalidate(va, slot);
-          raw::set_pte(env_, slot, pte_mkold(old));
+          set_pmd_at(env_, VirtAddr{va}, slot, pte_mkold(old));
         } else {
           clear_young_dirty_ptes(env_, VirtAddr{va}, slot, nr, CYDP_CLEAR_YOUNG);
           if (sys_.checker) sys_.checker->clean(asid_, va, nr, false, true);
@@ -194,7 +194,7 @@ void Mm::madvise_cold(std::uint64_t start, std::uint64_t len, bool pageout) {
         keep(f, v.va);
         continue;
       }
-      raw::ptep_get_and_clear(env_, VirtAddr{v.va}, *pmdp);
+      pmdp_huge_get_and_clear(env_, VirtAddr{v.va}, *pmdp);
       flush_pmds({v.va});
       sys_.stats().pglazyfreed += v.nr;
       sys_.unmap_pages(f.head, f.nr_pages, pid_);

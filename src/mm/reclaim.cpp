@@ -6,7 +6,7 @@
 #include <algorithm>
 
 #include "engine/pgtable.h"
-#include "engine/raw.h"
+#include "engine/pmd.h"
 
 namespace contpte {
 
@@ -21,7 +21,7 @@ std::uint64_t Mm::age_young(std::uint64_t budget) {
       const Pte pmdv = pmdp ? *pmdp->ptr() : Pte{};
       if (pmd_trans_huge(pmdv) && !is_huge_zero_pmd(pmdv)) {
         const std::uint64_t haddr = align_down(va, pmd);
-        if (raw::ptep_test_and_clear_young(env_, VirtAddr{haddr}, *pmdp)) flush_pmds({haddr});
+        if (pmdp_test_and_clear_young(env_, VirtAddr{haddr}, *pmdp)) flush_pmds({haddr});
         budget -= std::min<std::uint64_t>(budget, std::uint64_t{1} << pmd_order());
       }
       if (!pmd_table(pmdv)) {

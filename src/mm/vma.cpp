@@ -7,7 +7,7 @@
 #include <algorithm>
 
 #include "engine/pgtable.h"
-#include "engine/raw.h"
+#include "engine/pmd.h"
 #include "mm/walk.h"
 
 namespace contpte {
@@ -221,7 +221,7 @@ void Mm::mprotect(std::uint64_t start, std::uint64_t len, Prot prot) {
         const FolioInfo f = sys_.mem().folio_of(pte_pfn(oldpmd, shift));
         if (f.valid && sys_.mapped_only_by(f.head, pid_)) entry = pte_mkwrite(entry);
       }
-      raw::set_pte(env_, pmdp, entry);
+      set_pmd_at(env_, VirtAddr{haddr}, pmdp, entry);
       flushed_any = true;
     });
     for_each_present_batch(v.start, v.end, [&](std::uint64_t va, PteSlot slot, Pte, unsigned nr) {

@@ -7,7 +7,7 @@
 #include <algorithm>
 
 #include "engine/pgtable.h"
-#include "engine/raw.h"
+#include "engine/pmd.h"
 #include "mm/walk.h"
 
 namespace contpte {
@@ -19,7 +19,7 @@ void Mm::zap_range(std::uint64_t start, std::uint64_t end, MmuGather& tlb) {
   const unsigned shift = sys_.mem().geometry().page_shift;
   // zap_huge_pmd: a huge PMD the range covers is cleared as one entry.
   for_each_huge_pmd(start, end, [&](std::uint64_t haddr, PteSlot pmdp, Pte) {
-    const Pte old = raw::ptep_get_and_clear(env_, VirtAddr{haddr}, pmdp);
+    const Pte old = pmdp_huge_get_and_clear(env_, VirtAddr{haddr}, pmdp);
     if (!is_huge_zero_pmd(old)) {
       const FolioInfo f = sys_.mem().folio_of(pte_pfn(old, shift));
       if (f.valid) sys_.unmap_pages(f.head, f.nr_pages, pid_);
