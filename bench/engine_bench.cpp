@@ -505,7 +505,7 @@ bool register_all() {
 }  // namespace
 }  // namespace contpte
 
-// Targets (DESIGN.md "Benchmarks report ratios against a baseline measured in
+// Targets (docs/design.md "Benchmarks report ratios against a baseline measured in
 // the same run"; STYLE.md: a non-contiguous ptep_get should cost about one raw
 // read):
 //   ratio/ptep_get_plain_vs_1_load            ≈ 1x

@@ -6,7 +6,7 @@
 // over a fixed, precomputed address stream, and so does a baseline loop
 // that touches the same stream without any TLB; the `x_baseline` counter is
 // (ns per access through the TLBs) / (ns per access of the baseline), both
-// measured in this run with the same clock (DESIGN.md: benchmarks report
+// measured in this run with the same clock (docs/design.md: benchmarks report
 // ratios against a baseline measured in the same run). Both use this
 // thread's CPU time, so another process on the machine skews neither.
 //

@@ -8,7 +8,11 @@
 #              record`), python3 (scripts/live-reference.py).
 #   --test     also what the tests and benchmarks need: GoogleTest and gmock
 #              (separate packages in Debian), Google Benchmark, clang 14 with
-#              its sanitizer runtime (the ASan+UBSan pass).
+#              its sanitizer runtime (the ASan+UBSan pass), xz-utils
+#              (scripts/linux-tree.sh unpacks Debian's linux-source-6.12),
+#              slurm-wlm + munge (the one-node Slurm sweep test), GNU
+#              parallel (the parallel sweep recipe's test), pybind11-dev +
+#              python3-dev (the Python module, optional for the tool itself).
 # Starts from a bare `debootstrap --variant=minbase bookworm` root: nothing is
 # assumed present but apt and dpkg. No step needs git.
 set -euo pipefail
@@ -20,12 +24,13 @@ case ${1:-} in
   *) echo "usage: scripts/install-deps.sh [--test]" >&2; exit 2 ;;
 esac
 
-packages=(ca-certificates cmake g++ ninja-build pkg-config
+packages=(ca-certificates cmake g++ gcc ninja-build pkg-config
           libcli11-dev libfmt-dev nlohmann-json3-dev libzstd-dev
           valgrind python3)
 if ((test)); then
   packages+=(libgtest-dev libgmock-dev libbenchmark-dev
-             clang libclang-rt-14-dev)
+             clang libclang-rt-14-dev xz-utils
+             slurm-wlm munge parallel pybind11-dev python3-dev)
 fi
 
 if ! command -v dpkg-query >/dev/null 2>&1; then

@@ -35,4 +35,9 @@ if ((sanitize)) && command -v clang++ >/dev/null 2>&1 && [[ ! -f $dir/CMakeCache
   export CXX=clang++
 fi
 scripts/build.sh "$dir" "${args[@]}" -DCONTPTE_WERROR=ON
-ctest --test-dir "$dir" --output-on-failure -j2
+status=0
+ctest --test-dir "$dir" --output-on-failure -j2 || status=$?
+# ctest shows a test's output only when it fails; a skipped test's reason
+# (its SKIP: line) is printed here so that CI output shows it.
+grep -h "^SKIP: " "$dir/Testing/Temporary/LastTest.log" 2>/dev/null | sed 's/^/ctest: skipped: /' || true
+exit $status

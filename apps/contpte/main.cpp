@@ -1,5 +1,5 @@
 // contpte — command-line front end. A thin layer: parse flags, load
-// scenarios, run them, print and write the report. Exit status (DESIGN.md):
+// scenarios, run them, print and write the report. Exit status (docs/design.md):
 // 0 every expect held; 1 an expect failed, an unclaimed violation or a run
 // error; 2 bad input or usage (nothing is run, no report is written).
 
@@ -18,11 +18,16 @@
 
 #include <unistd.h>
 
+#include "cli_messages.h"
 #include "hw/tlb.h"
+#include "diff/diff.h"
+#include "kernel/build.h"
 #include "report/explore_report.h"
 #include "report/report.h"
 #include "report/snapshot_report.h"
 #include "report/trace_printer.h"
+#include "sweep/version.h"
+#include "sweep_cli.h"
 #include "scenario/configs.h"
 #include "trace/record.h"
 #include "trace/replay.h"
@@ -59,14 +64,39 @@ struct RunArgs {
   std::vector<std::string> files;
   std::string json;
   std::string svg;
-  std::string config;
+  std::vector<std::string> configs;  // --config, repeatable
+  std::string tlb;                   // --tlb NAME|FILE
+  bool compare = false;
   std::string replay;
   unsigned threads = 0;
   bool trace = false;
   bool quiet = false;
   bool no_check = false;
   unsigned scale = 1;
+  std::string kernel;
 };
+
+// `--kernel DIR`: the engines of one Linux tree, built (or found in the
+// cache) on first use. Null with no --kernel; throws KernelError (exit 2).
+std::unique_ptr<kernel::KernelEngines> kernel_engines(const std::string& dir, RunOptions& opts) {
+  if (dir.empty()) return nullptr;
+  auto k = std::make_unique<kernel::KernelEngines>(dir, &std::cerr);
+  opts.kernel_engine = [p = k.get()](const Geometry& g, bool contpte) { return &p->get(g, contpte); };
+  return k;
+}
+
+// Errors of a tree or of a statement it cannot serve: exit 2, no report.
+template <class Fn>
+int kernel_guarded(const char* command, Fn&& fn) {
+  try {
+    return fn();
+  } catch (const kernel::KernelError& e) {
+    std::cerr << fmt::format("contpte {}: error: {}\n", command, e.what());
+  } catch (const ExternalEngineError& e) {
+    std::cerr << fmt::format("contpte {}: error: {}\n", command, e.what());
+  }
+  return kExitUsage;
+}
 
 // A progress bar on stderr when it is a terminal.
 void show_progress(std::size_t done, std::size_t total) {
@@ -118,8 +148,13 @@ std::optional<std::vector<Scenario>> load_all(const std::vector<std::string>& fi
   return scenarios;
 }
 
+unsigned threads_of(const RunArgs& args) {
+  return args.threads ? args.threads : std::max(1u, std::thread::hardware_concurrency());
+}
+
 // The main job: every built-in workload under every built-in configuration.
-int cmd_suite(const RunArgs& args, const char* argv0, const RunOptions& opts) {
+int cmd_suite(const RunArgs& args, const std::vector<const BuiltinConfig*>& configs, const char* argv0,
+              const RunOptions& opts) {
   const auto files = builtin_scenarios(argv0);
   if (files.empty()) {
     std::cerr << "contpte run: error: the built-in workloads were not found (looked in " CONTPTE_EXAMPLES_DIR
@@ -129,11 +164,14 @@ int cmd_suite(const RunArgs& args, const char* argv0, const RunOptions& opts) {
   std::vector<SuiteJob> jobs;
   for (const auto& f : files)
     for (const auto& c : kBuiltinConfigs)
-      if (args.config.empty() || c.name == args.config) jobs.push_back({f, &c});
+      if (configs.empty() || std::find(configs.begin(), configs.end(), &c) != configs.end())
+        jobs.push_back({f, &c, args.tlb});
   std::vector<RunResult> results;
+  if (opts.kernel_engine)  // build before the workers start: progress and errors in order
+    for (const Geometry& g : kGeometries)
+      for (bool contpte : {true, false}) opts.kernel_engine(g, contpte);
   try {
-    results = run_jobs(jobs, opts, args.threads ? args.threads : std::max(1u, std::thread::hardware_concurrency()),
-                       show_progress);
+    results = run_jobs(jobs, opts, threads_of(args), show_progress);
   } catch (const ScenarioError& e) {
     std::cerr << e.what() << '\n';
     return kExitUsage;
@@ -168,8 +206,7 @@ int cmd_replay(const RunArgs& args, const BuiltinConfig* config) {
     if (config)
       results.push_back(replay_trace(args.replay, *config, opts));
     else
-      results = replay_compare(args.replay, opts,
-                               args.threads ? args.threads : std::max(1u, std::thread::hardware_concurrency()));
+      results = replay_compare(args.replay, opts, threads_of(args));
   } catch (const TraceError& e) {
     if (isatty(STDERR_FILENO)) std::cerr << "\r\033[K";  // the progress bar
     std::cerr << e.what() << '\n';
@@ -221,19 +258,102 @@ int cmd_record(const std::string& out, const std::vector<std::string>& command) 
   return kExitOk;
 }
 
-int cmd_run(const RunArgs& args, const char* argv0) {
-  const BuiltinConfig* config = nullptr;
-  if (!args.config.empty()) {
-    config = find_config(args.config);
-    if (!config) {
-      std::string names;
-      for (const auto& c : kBuiltinConfigs) names += std::string(names.empty() ? "" : ", ") + std::string(c.name);
-      std::cerr << fmt::format("contpte run: error: unknown configuration '{}'; expected one of: {}\n",
-                               args.config, names);
+// Whether a scenario acts through the memory manager (mappings, processes):
+// only those run unchanged under another granule (--compare).
+bool uses_memory_manager(const Scenario& sc) {
+  for (const Statement& st : sc.statements)
+    if (std::holds_alternative<Mmap>(st.op) || std::holds_alternative<Brk>(st.op)) return true;
+  return false;
+}
+
+// The user's files: each under its own header, under each --config, or
+// (--compare) under every built-in configuration or those given; run in
+// parallel, reported in input order.
+int cmd_files(const RunArgs& args, const std::vector<const BuiltinConfig*>& given) {
+  std::vector<const BuiltinConfig*> configs = given;
+  if (args.compare && configs.empty())
+    for (const auto& c : kBuiltinConfigs) configs.push_back(&c);
+  if (configs.empty()) configs.push_back(nullptr);
+  std::vector<SuiteJob> jobs;
+  for (const auto& f : args.files)
+    for (const BuiltinConfig* c : configs) jobs.push_back({f, c, args.tlb});
+
+  // Every input error before anything runs, each said once.
+  std::vector<Scenario> scenarios;
+  std::vector<std::string> errors;
+  for (const auto& j : jobs) {
+    try {
+      scenarios.push_back(load_job(j));
+      if (args.compare && !uses_memory_manager(scenarios.back()))
+        throw ScenarioError(SourceLoc{scenarios.back().file, 1, 1},
+                            "--compare applies to memory-manager scenarios (mmap, brk, ...); a PTE-level "
+                            "scenario chooses its own granule and addresses");
+    } catch (const ScenarioError& e) {
+      if (std::find(errors.begin(), errors.end(), e.what()) == errors.end()) errors.push_back(e.what());
+    }
+  }
+  if (!errors.empty()) {
+    for (const auto& e : errors) std::cerr << e << '\n';
+    return kExitUsage;
+  }
+
+  RunOptions opts;
+  TracePrinter trace(std::cout);
+  if (args.trace) opts.trace = &trace;
+  opts.check = !args.no_check;
+  opts.scale = args.scale;
+  const auto engines = kernel_engines(args.kernel, opts);
+  std::vector<RunResult> results;
+  try {
+    // --trace prints as the runs go: one at a time.
+    results = run_loaded(scenarios, jobs, opts, args.trace ? 1 : threads_of(args),
+                         jobs.size() > 1 ? show_progress : std::function<void(std::size_t, std::size_t)>{});
+  } catch (const ScenarioError& e) {
+    // An input error only visible while running: still exit 2, no report.
+    if (isatty(STDERR_FILENO)) std::cerr << "\r\033[K";
+    std::cerr << e.what() << '\n';
+    return kExitUsage;
+  }
+  int status = kExitOk;
+  for (const auto& r : results) {
+    status = std::max(status, r.exit_status());
+    if (r.exit_status() != 0 || (!args.quiet && !args.compare)) print_summary(std::cout, r);
+  }
+  if (args.compare)
+    print_comparison(std::cout, results);
+  else if (results.size() > 1)
+    print_totals(std::cout, results);
+  return write_reports(args, results) ? status : kExitUsage;
+}
+
+int cmd_run(RunArgs args, const char* argv0) {
+  if (!args.tlb.empty()) {
+    // A file named on the command line is relative to the current directory
+    // (a scenario's own `tlb` line is relative to the scenario).
+    if (tlb_names_file(args.tlb)) args.tlb = fs::absolute(args.tlb).lexically_normal().string();
+    try {
+      resolve_tlb_config(args.tlb);
+    } catch (const std::exception& e) {
+      std::cerr << fmt::format("contpte run: error: --tlb: {}\n", e.what());
       return kExitUsage;
     }
   }
+  std::vector<const BuiltinConfig*> configs;
+  for (const auto& name : args.configs) {
+    const BuiltinConfig* config = find_config(name);
+    if (!config) {
+      std::string names;
+      for (const auto& c : kBuiltinConfigs) names += std::string(names.empty() ? "" : ", ") + std::string(c.name);
+      std::cerr << fmt::format("contpte run: error: unknown configuration '{}'; expected one of: {}\n", name, names);
+      return kExitUsage;
+    }
+    if (std::find(configs.begin(), configs.end(), config) == configs.end()) configs.push_back(config);
+  }
   if (!args.replay.empty()) {
+    if (!args.kernel.empty()) {
+      std::cerr << "contpte run: error: --kernel does not apply to --replay yet (docs/kernel.md, limits)\n";
+      return kExitUsage;
+    }
     if (!args.files.empty()) {
       std::cerr << "contpte run: error: --replay takes no scenario files\n";
       return kExitUsage;
@@ -242,40 +362,30 @@ int cmd_run(const RunArgs& args, const char* argv0) {
       std::cerr << "contpte run: error: --scale does not apply to --replay (a trace has fixed addresses)\n";
       return kExitUsage;
     }
-    return cmd_replay(args, config);
+    if (configs.size() > 1) {
+      std::cerr << "contpte run: error: --replay takes one --config (without it, every built-in configuration is "
+                   "compared)\n";
+      return kExitUsage;
+    }
+    if (!args.tlb.empty()) {
+      std::cerr << "contpte run: error: --tlb does not apply to --replay yet (replays run on the default core)\n";
+      return kExitUsage;
+    }
+    return cmd_replay(args, configs.empty() ? nullptr : configs.front());
   }
   if (args.files.empty()) {
+    if (args.compare) {
+      std::cerr << "contpte run: error: --compare takes scenario files (without files, the main job already "
+                   "compares every built-in configuration)\n";
+      return kExitUsage;
+    }
     RunOptions opts;
     opts.check = !args.no_check;
     opts.scale = args.scale;
-    return cmd_suite(args, argv0, opts);
+    const auto engines = kernel_engines(args.kernel, opts);
+    return cmd_suite(args, configs, argv0, opts);
   }
-
-  const auto scenarios = load_all(args.files, config ? config->header : std::string_view{});
-  if (!scenarios) return kExitUsage;
-
-  RunOptions opts;
-  TracePrinter trace(std::cout);
-  if (args.trace) opts.trace = &trace;
-  opts.check = !args.no_check;
-  opts.scale = args.scale;
-  std::vector<RunResult> results;
-  int status = kExitOk;
-  for (const auto& sc : *scenarios) {
-    try {
-      results.push_back(run_scenario(sc, opts));
-      if (config) results.back().config.name = std::string(config->name);
-    } catch (const ScenarioError& e) {
-      // An input error only visible while running: still exit 2, no report.
-      std::cerr << e.what() << '\n';
-      return kExitUsage;
-    }
-    status = std::max(status, results.back().exit_status());
-    if (!args.quiet || results.back().exit_status() != 0) print_summary(std::cout, results.back());
-  }
-  if (results.size() > 1) print_totals(std::cout, results);
-
-  return write_reports(args, results) ? status : kExitUsage;
+  return cmd_files(args, configs);
 }
 
 struct ExploreArgs {
@@ -283,7 +393,16 @@ struct ExploreArgs {
   std::uint64_t max = 1'000'000;
   std::string json;
   bool no_check = false;
+  bool verbose = false;
+  std::string kernel;
 };
+
+// Several files: a counterexample (1) outranks a bound reached without one
+// (3), which outranks a proof (0).
+int worse_explore_status(int a, int b) {
+  auto rank = [](int s) { return s == 0 ? 0 : s == 3 ? 1 : s == 1 ? 2 : 3; };
+  return rank(a) >= rank(b) ? a : b;
+}
 
 // `contpte explore`: each parallel block exhaustively (or up to --max), then
 // the rest of the scenario from the block's seeded interleaving.
@@ -293,25 +412,97 @@ int cmd_explore(const ExploreArgs& args) {
   RunOptions opts;
   opts.check = !args.no_check;
   opts.explore_max = args.max;
+  const auto engines = kernel_engines(args.kernel, opts);
+  const bool tty = isatty(STDERR_FILENO);
+  bool progress_shown = false;
+  if (tty)
+    opts.explore_progress = [&progress_shown](const std::string& where, std::uint64_t n, double seconds) {
+      std::cerr << fmt::format("\rexploring {}: {} executions, {:.0f}/s\033[K", where, n,
+                               seconds > 0 ? double(n) / seconds : 0.0)
+                << std::flush;
+      progress_shown = true;
+    };
   std::vector<RunResult> results;
   int status = kExitOk;
   for (const auto& sc : *scenarios) {
     try {
       results.push_back(run_scenario(sc, opts));
     } catch (const ScenarioError& e) {
+      if (progress_shown) std::cerr << "\r\033[K";
       std::cerr << e.what() << '\n';
       return kExitUsage;
     }
+    if (progress_shown) std::cerr << "\r\033[K" << std::flush;
+    progress_shown = false;
+    // The seeded run's summary first, the explorations, and the file's
+    // verdict last: what a reader sees at the end is the answer.
     const RunResult& r = results.back();
-    if (r.explorations.empty()) std::cout << sc.file << ": no parallel block to explore\n";
-    print_explorations(std::cout, r);
     print_summary(std::cout, r);
-    status = std::max(status, r.exit_status());
+    print_explorations(std::cout, r, args.verbose);
+    print_explore_verdict(std::cout, r);
+    status = worse_explore_status(status, r.exit_status());
   }
   if (!args.json.empty() && !write_file(args.json, json_report(results).dump(2) + "\n")) {
     std::cerr << fmt::format("contpte explore: error: cannot write '{}'\n", args.json);
     return kExitUsage;
   }
+  return status;
+}
+
+struct DiffArgs {
+  std::string kernel;
+  std::string granule = "all";
+  unsigned runs = 400;
+  unsigned ops = 1000;
+  std::uint64_t seed = 1;
+  std::string out;
+};
+
+// `contpte diff --kernel DIR` (docs/kernel.md): 0 no divergence, 1 one
+// (its reproducer to -o FILE or stdout), 2 bad input. The last line is
+// always the count line.
+int cmd_diff(const DiffArgs& args) {
+  DiffOptions opts;
+  opts.runs = args.runs;
+  opts.ops = args.ops;
+  opts.seed = args.seed;
+  if (args.granule != "all") {
+    auto g = granule_from_name(args.granule);
+    if (!g) {
+      std::cerr << fmt::format("contpte diff: error: unknown granule '{}'; expected 4K, 16K, 64K or all\n", args.granule);
+      std::cout << "diff: 0 runs, 0 statements, 0 PTEs compared, 0 divergences\n";
+      return kExitUsage;
+    }
+    opts.granules = {*g};
+  }
+  DiffResult r;
+  try {
+    kernel::KernelEngines engines(args.kernel, &std::cerr);
+    for (Granule g : opts.granules) engines.get(geometry(g), true);  // build first: errors before any run
+    r = run_diff(opts, [&](const Geometry& g) -> const ExternalEngine& { return engines.get(g, true); },
+                 [](std::uint64_t done, std::uint64_t total) { show_progress(done, total); });
+  } catch (const kernel::KernelError& e) {
+    std::cerr << fmt::format("contpte diff: error: {}\n", e.what());
+    std::cout << "diff: 0 runs, 0 statements, 0 PTEs compared, 0 divergences\n";
+    return kExitUsage;
+  }
+  if (isatty(STDERR_FILENO)) std::cerr << "\r\033[K";
+  int status = kExitOk;
+  if (r.divergences) {
+    status = 1;
+    std::cout << "divergence: " << r.first << '\n';
+    if (args.out.empty()) {
+      std::cout << r.reproducer;
+    } else if (!write_file(args.out, r.reproducer)) {
+      std::cerr << fmt::format("contpte diff: error: cannot write '{}'\n", args.out);
+      status = kExitUsage;
+    } else {
+      std::cout << "reproducer written to " << args.out << '\n';
+    }
+  }
+  if (!r.divergences) std::cout << fmt::format("engines folded {} and unfolded {} blocks\n", r.folds, r.unfolds);
+  std::cout << fmt::format("diff: {} runs, {} statements, {} PTEs compared, {} divergences\n", r.runs, r.statements,
+                           r.ptes_compared, r.divergences);
   return status;
 }
 
@@ -323,6 +514,8 @@ struct SnapshotArgs {
   unsigned periodic_ms = 0;
   unsigned samples = 10;
   bool rollup = false;
+  bool all_vmas = false;
+  std::size_t top = 10;
   bool no_pfn = false;
 };
 
@@ -355,6 +548,13 @@ int cmd_snapshot(const SnapshotArgs& args) {
       std::cerr << fmt::format("contpte snapshot: error: pid {}: no such process\n", pid);
       return kExitUsage;
     }
+  ThpHostSettings thp;
+  try {
+    thp = read_thp_settings();
+  } catch (const SnapshotError& e) {
+    std::cerr << "contpte snapshot: error: " << e.what() << '\n';
+    return kExitUsage;
+  }
   const auto src = make_live_proc_source();
   const unsigned samples = args.periodic_ms ? args.samples : 1;
   nlohmann::json series = nlohmann::json::array();
@@ -383,8 +583,12 @@ int cmd_snapshot(const SnapshotArgs& args) {
       print_sample_line(std::cout, set, t_ms);
       series.push_back(snapshot_sample_json(set, t_ms, args.rollup));
     } else {
-      print_snapshot(std::cout, set, args.rollup);
+      print_snapshot(std::cout, set, SnapshotPrint{args.rollup, args.all_vmas ? 0 : args.top, &thp});
       single = snapshot_json(set, args.rollup);
+      single["verdict"] = snapshot_verdict(set.total, std::all_of(set.processes.begin(), set.processes.end(),
+                                                                  [](const auto& p) { return p.pfns; }),
+                                           thp);
+      single["host_thp"] = thp_settings_json(thp);
     }
   }
   if (!args.json.empty()) {
@@ -416,6 +620,8 @@ int guarded(const char* command, Fn&& fn) {
 int main(int argc, char** argv) {
   CLI::App app{"contpte — the arm64 transparent contiguous-PTE layer, simulated and checked"};
   app.require_subcommand(1);
+  app.set_version_flag("--version", sweep::version_string());
+  const auto sweep_cmd = add_sweep_command(app);
 
   RunArgs run_args;
   CLI::App* run = app.add_subcommand(
@@ -423,11 +629,21 @@ int main(int argc, char** argv) {
   run->add_option("files", run_args.files, "scenario files (.cpt)");
   run->add_option("--json", run_args.json, "write the machine-readable report to FILE");
   run->add_option("--svg", run_args.svg, "write a chart of speedup and memory cost to FILE");
-  run->add_option("--config", run_args.config,
+  run->add_option("--config", run_args.configs,
                   "run under a built-in configuration (its header lines override the file's); "
-                  "see `contpte configs`");
+                  "repeat for several; see `contpte configs`")
+      ->allow_extra_args(false);
+  run->add_option("--kernel", run_args.kernel,
+                  "run the arm64 contpte code of the Linux tree DIR instead of the built-in engine "
+                  "(docs/kernel.md)");
+  run->add_flag("--compare", run_args.compare,
+                "run each memory-manager scenario under every built-in configuration (or each --config) and "
+                "print the main job's table per file");
+  run->add_option("--tlb", run_args.tlb,
+                  "run on this TLB core: a preset (`contpte presets`) or a JSON file (docs/tlb-json.md); "
+                  "overrides the file's `tlb` line");
   run->add_option("--threads", run_args.threads, "runs in parallel (default: the number of cores)")
-      ->check(CLI::Range(1u, 256u));
+      ->check(cli::positive_integer(256));
   run->add_flag("--trace", run_args.trace,
                 "print every PTE load, store, exchange and TLB invalidation the engine makes");
   run->add_option("--replay", run_args.replay,
@@ -437,10 +653,20 @@ int main(int argc, char** argv) {
   run->add_option("--scale", run_args.scale,
                   "run each workload N times larger: mappings, ranges and access counts grow N "
                   "times (docs/workloads.md)")
-      ->check(CLI::Range(1u, 1000u));
+      ->check(cli::positive_integer(1000));
   run->add_flag("--no-check", run_args.no_check,
                 "do not run the conformance checker (faster; no violations are found)");
 
+  DiffArgs diff_args;
+  CLI::App* diff = app.add_subcommand(
+      "diff", "run random PTE-level scenarios on the built-in engine and a Linux tree's code in lock-step "
+              "(exit 1: a divergence, with a reproducer)");
+  diff->add_option("--kernel", diff_args.kernel, "the Linux tree (docs/kernel.md)")->required();
+  diff->add_option("--granule", diff_args.granule, "4K, 16K, 64K or all (default all)");
+  diff->add_option("--runs", diff_args.runs, "runs per granule (default 400)")->check(CLI::Range(1u, 100000000u));
+  diff->add_option("--ops", diff_args.ops, "statements per run (default 1000)")->check(CLI::Range(1u, 100000000u));
+  diff->add_option("--seed", diff_args.seed, "random seed (default 1)");
+  diff->add_option("-o", diff_args.out, "write the reproducer scenario to FILE (only on a divergence)");
   CLI::App* presets = app.add_subcommand("presets", "list the TLB presets and their sources");
   CLI::App* configs = app.add_subcommand("configs", "list the built-in configurations and their header lines");
 
@@ -449,8 +675,14 @@ int main(int argc, char** argv) {
       "explore", "explore every interleaving of each parallel block of scenarios (exit 1: a counterexample)");
   explore->add_option("files", explore_args.files, "scenario files (.cpt)")->required();
   explore->add_option("--max", explore_args.max, "explore at most N interleavings per block (default 1000000)")
-      ->check(CLI::Range(std::uint64_t{1}, ~std::uint64_t{0}));
+      ->check(cli::positive_integer());
   explore->add_option("--json", explore_args.json, "write the report, with each counterexample, to FILE");
+  explore->add_flag("-v,--verbose", explore_args.verbose,
+                    "list every step of every counterexample (default: runs of like steps collapsed, a "
+                    "counterexample equal to one printed named, not repeated)");
+  explore->add_option("--kernel", explore_args.kernel,
+                      "run the arm64 contpte code of the Linux tree DIR instead of the built-in engine "
+                      "(docs/kernel.md)");
   explore->add_flag("--no-check", explore_args.no_check,
                     "do not run the conformance checker in each state (expects and built-in properties only)");
 
@@ -467,10 +699,13 @@ int main(int argc, char** argv) {
   snapshot->add_option("pids", snap_args.pids, "process ids")->check(CLI::Range(1, 0x7fffffff));
   snapshot->add_option("--cgroup", snap_args.cgroup, "also every process of this cgroup (v2 directory)");
   snapshot->add_flag("--rollup", snap_args.rollup, "totals per process only, no row per VMA");
+  snapshot->add_flag("--all-vmas", snap_args.all_vmas, "a row for every VMA with resident pages (default: the --top)");
+  snapshot->add_option("--top", snap_args.top, "rows for the N VMAs with the most resident bytes (default 10)")
+      ->check(cli::positive_integer(1000000));
   snapshot->add_option("--periodic", snap_args.periodic_ms, "repeat every MS milliseconds, one line per sample")
-      ->check(CLI::Range(1u, 3600000u));
+      ->check(cli::positive_integer(3600000));
   snapshot->add_option("--samples", snap_args.samples, "with --periodic: how many samples (default 10)")
-      ->check(CLI::Range(1u, 1000000u));
+      ->check(cli::positive_integer(1000000));
   snapshot->add_option("--json", snap_args.json, "write the machine-readable report to FILE");
   snapshot->add_option("--cont", snap_args.cont, "also count contiguous blocks of SIZE (e.g. 32K); 64K and 2M always");
   snapshot->add_flag("--no-pfn", snap_args.no_pfn,
@@ -482,13 +717,19 @@ int main(int argc, char** argv) {
     return app.exit(e);
   } catch (const CLI::CallForAllHelp& e) {
     return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e);
   } catch (const CLI::ParseError& e) {
-    std::cerr << "contpte: error: " << e.what() << "\n";
+    std::cerr << cli::parse_error_message(app, e) << "\n";
     return kExitUsage;
   }
 
-  if (run->parsed()) return guarded("run", [&] { return cmd_run(run_args, argv[0]); });
-  if (explore->parsed()) return guarded("explore", [&] { return cmd_explore(explore_args); });
+  if (diff->parsed()) return guarded("diff", [&] { return cmd_diff(diff_args); });
+  if (run->parsed())
+    return guarded("run", [&] { return kernel_guarded("run", [&] { return cmd_run(run_args, argv[0]); }); });
+  if (sweep_cmd->parsed()) return guarded("sweep", [&] { return sweep_cmd->run(argv[0]); });
+  if (explore->parsed())
+    return guarded("explore", [&] { return kernel_guarded("explore", [&] { return cmd_explore(explore_args); }); });
   if (record->parsed()) return guarded("record", [&] { return cmd_record(record_out, record_cmd); });
   if (configs->parsed()) {
     for (const auto& c : kBuiltinConfigs) {

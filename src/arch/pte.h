@@ -90,7 +90,7 @@ inline constexpr PgProt kPageSharedExec{kPageDefault | bits::kUser | bits::kRdon
 inline constexpr PgProt kPageExeconly{kPageDefault | bits::kRdonly | bits::kNg | bits::kPxn};
 }  // namespace prot
 
-// The scenario protections `r rw rx rwx x none` (SCENARIO.md).
+// The scenario protections `r rw rx rwx x none` (docs/scenario.md).
 enum class Prot : std::uint8_t { R, RW, RX, RWX, X, None };
 
 struct ProtInfo {

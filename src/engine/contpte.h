@@ -13,8 +13,6 @@
 namespace contpte {
 namespace contpte_detail {
 
-inline std::uint64_t align_down(std::uint64_t v, std::uint64_t a) { return v & ~(a - 1); }
-
 template <Env E>
 bool mm_is_user(const E& env) {
   // Kernel mappings cannot tolerate the transient faults a fold or unfold
@@ -33,6 +31,7 @@ bool mm_is_user(const E& env) {
 // and only then are the new entries written — break-before-make.
 template <Env E>
 void convert(E& env, VirtAddr addr, PteSlot ptep, Pte pte) {
+  EngineScope<E> scope_(env, "contpte_convert");
   const Geometry& g = env.geometry();
   const unsigned cont = g.cont_ptes;
   const PteSlot start_ptep = ptep.align_down(cont);
@@ -54,8 +53,11 @@ void convert(E& env, VirtAddr addr, PteSlot ptep, Pte pte) {
   // With FEAT_BBML2_NOABORT overlapping entries of different sizes do not
   // abort; a walk between clear and rewrite just faults and retries on the
   // PTL, and the stale entries agree with the new ones on output and
-  // attributes, so Linux 6.17 elides this invalidation.
-  if (variant != Variant::Bbml2 && variant != Variant::Naive)
+  // attributes, so Linux 6.17 (`bbml2`) elides this invalidation — on a CPU
+  // that has the feature (system_supports_bbml2_noabort), a property of the
+  // core, not of the kernel.
+  const bool elide = variant == Variant::Bbml2 && env.features().bbml2_noabort;
+  if (!elide && variant != Variant::Naive)
     detail::flush_tlb_range(env, start_addr, cont, /*sync=*/true);
 
   raw::set_ptes(env, start_addr, start_ptep, pte, cont);
@@ -77,6 +79,7 @@ void convert(E& env, VirtAddr addr, PteSlot ptep, Pte pte) {
 // which the fold ORs together.
 template <Env E>
 void try_fold_slow(E& env, VirtAddr addr, PteSlot ptep, Pte pte) {
+  EngineScope<E> scope_(env, "contpte_try_fold");
   if (!contpte_detail::mm_is_user(env)) return;
   const Geometry& g = env.geometry();
   const unsigned shift = g.page_shift;
@@ -105,6 +108,7 @@ void try_fold_slow(E& env, VirtAddr addr, PteSlot ptep, Pte pte) {
 // __contpte_try_unfold: the caller saw a valid CONT entry.
 template <Env E>
 void try_unfold_slow(E& env, VirtAddr addr, PteSlot ptep, Pte pte) {
+  EngineScope<E> scope_(env, "contpte_try_unfold");
   if (!contpte_detail::mm_is_user(env)) return;
   contpte_detail::convert(env, addr, ptep, pte_mknoncont(pte));
 }
@@ -133,6 +137,7 @@ inline void try_fold(E& env, VirtAddr addr, PteSlot ptep, Pte pte) {
 // leave it inconsistent, so unfold the blocks the range starts or ends in.
 template <Env E>
 void try_unfold_partial(E& env, VirtAddr addr, PteSlot ptep, unsigned nr) {
+  EngineScope<E> scope_(env, "contpte_try_unfold_partial");
   const Geometry& g = env.geometry();
   const unsigned cont = g.cont_ptes;
   if (ptep != ptep.align_down(cont) || nr < cont)
@@ -150,6 +155,7 @@ void try_unfold_partial(E& env, VirtAddr addr, PteSlot ptep, unsigned nr) {
 // unfold the block under us.
 template <Env E>
 Pte ptep_get(E& env, PteSlot ptep, Pte orig) {
+  EngineScope<E> scope_(env, "contpte_ptep_get");
   const unsigned cont = env.geometry().cont_ptes;
   PteSlot p = ptep.align_down(cont);
   // The OR of pte_dirty()/pte_young() over the entries, without a branch per
@@ -179,6 +185,7 @@ inline constexpr unsigned kLocklessRetryLimit = 1000;
 // A non-CONT target is consistent on its own.
 template <Env E>
 Pte ptep_get_lockless(E& env, PteSlot orig_ptep, std::uint64_t* retries = nullptr) {
+  EngineScope<E> scope_(env, "contpte_ptep_get_lockless");
   const Geometry& g = env.geometry();
   const unsigned shift = g.page_shift;
   const unsigned cont = g.cont_ptes;
@@ -216,6 +223,7 @@ Pte ptep_get_lockless(E& env, PteSlot orig_ptep, std::uint64_t* retries = nullpt
 // made valid one entry at a time).
 template <Env E>
 void set_ptes(E& env, VirtAddr addr, PteSlot ptep, Pte pte, unsigned nr) {
+  EngineScope<E> scope_(env, "contpte_set_ptes");
   if (!contpte_detail::mm_is_user(env)) return raw::set_ptes(env, addr, ptep, pte, nr);
   const Geometry& g = env.geometry();
   const unsigned shift = g.page_shift;
@@ -242,12 +250,14 @@ void set_ptes(E& env, VirtAddr addr, PteSlot ptep, Pte pte, unsigned nr) {
 
 template <Env E>
 void clear_full_ptes(E& env, VirtAddr addr, PteSlot ptep, unsigned nr, bool full) {
+  EngineScope<E> scope_(env, "contpte_clear_full_ptes");
   try_unfold_partial(env, addr, ptep, nr);
   raw::clear_full_ptes(env, addr, ptep, nr, full);
 }
 
 template <Env E>
 Pte get_and_clear_full_ptes(E& env, VirtAddr addr, PteSlot ptep, unsigned nr, bool full) {
+  EngineScope<E> scope_(env, "contpte_get_and_clear_full_ptes");
   try_unfold_partial(env, addr, ptep, nr);
   return raw::get_and_clear_full_ptes(env, addr, ptep, nr, full);
 }
@@ -257,6 +267,7 @@ Pte get_and_clear_full_ptes(E& env, VirtAddr addr, PteSlot ptep, unsigned nr, bo
 // neighbours is harmless and avoids an unfold.
 template <Env E>
 bool ptep_test_and_clear_young(E& env, VirtAddr addr, PteSlot ptep) {
+  EngineScope<E> scope_(env, "contpte_ptep_test_and_clear_young");
   const Geometry& g = env.geometry();
   PteSlot p = ptep.align_down(g.cont_ptes);
   VirtAddr a{align_down(addr.val, g.cont_pte_size())};
@@ -268,6 +279,7 @@ bool ptep_test_and_clear_young(E& env, VirtAddr addr, PteSlot ptep) {
 
 template <Env E>
 bool ptep_clear_flush_young(E& env, VirtAddr addr, PteSlot ptep) {
+  EngineScope<E> scope_(env, "contpte_ptep_clear_flush_young");
   const Geometry& g = env.geometry();
   bool young = contpte_detail::ptep_test_and_clear_young(env, addr, ptep);
   if (young)
@@ -282,6 +294,7 @@ bool ptep_clear_flush_young(E& env, VirtAddr addr, PteSlot ptep) {
 // after the flush.
 template <Env E>
 void wrprotect_ptes(E& env, VirtAddr addr, PteSlot ptep, unsigned nr) {
+  EngineScope<E> scope_(env, "contpte_wrprotect_ptes");
   try_unfold_partial(env, addr, ptep, nr);
   raw::wrprotect_ptes(env, addr, ptep, nr);
 }
@@ -290,6 +303,7 @@ void wrprotect_ptes(E& env, VirtAddr addr, PteSlot ptep, unsigned nr) {
 // CONT block is widened to the whole block (A/D are per folio to core-mm).
 template <Env E>
 void clear_young_dirty_ptes(E& env, VirtAddr addr, PteSlot ptep, unsigned nr, unsigned flags) {
+  EngineScope<E> scope_(env, "contpte_clear_young_dirty_ptes");
   const Geometry& g = env.geometry();
   std::uint64_t start = addr.val;
   std::uint64_t end = start + nr * g.page_size();
@@ -323,6 +337,7 @@ bool all_subptes_match_access_flags(E& env, PteSlot ptep, Pte entry) {
 // without unfolding; a change of the write bit must unfold first.
 template <Env E>
 bool ptep_set_access_flags(E& env, VirtAddr addr, PteSlot ptep, Pte entry, bool dirty) {
+  EngineScope<E> scope_(env, "contpte_ptep_set_access_flags");
   const Geometry& g = env.geometry();
   if (all_subptes_match_access_flags(env, ptep, entry)) return false;
   const Pte orig = pte_mknoncont(raw::ptep_get(env, ptep));

@@ -49,7 +49,7 @@ struct FolioInfo {
   std::uint64_t nr_pages = 0;
 };
 
-// ---- variants (DESIGN.md "Semantics to respect") -------------------------
+// ---- variants (docs/design.md "Semantics to respect") -------------------------
 enum class Variant : std::uint8_t { Upstream, Nofold, Off, Naive, Bbml2 };
 
 struct VariantInfo {
@@ -62,7 +62,7 @@ inline constexpr std::array<VariantInfo, 5> kVariants{{
     {"nofold", Variant::Nofold, "upstream without the fold a single-PTE write may trigger"},
     {"off", Variant::Off, "never set PTE_CONT (CONFIG_ARM64_CONTPTE=n)"},
     {"naive", Variant::Naive, "convert reads and rewrites without clearing first (racy demo)"},
-    {"bbml2", Variant::Bbml2, "upstream on FEAT_BBML2_NOABORT: no TLBI inside convert"},
+    {"bbml2", Variant::Bbml2, "Linux 6.17: no TLBI inside convert on a FEAT_BBML2_NOABORT core (turned on for the run)"},
 }};
 constexpr std::string_view variant_name(Variant v) {
   return kVariants[static_cast<std::size_t>(v)].name;
@@ -73,12 +73,24 @@ constexpr std::optional<Variant> variant_from_name(std::string_view s) {
   return std::nullopt;
 }
 
+struct ExternalEngine;  // engine/external.h
+
+// What the engine may ask about the machine it runs on: the kernel's
+// behaviour (`variant`) and the CPU's features (cpus_have_final_cap). The
+// CPU features are properties of the core (TlbConfig in hw/tlb.h, cited in
+// the presets); the machine copies them here once per run, with the
+// scenario's overrides applied (`hafdbs on|off`; `contpte bbml2` turns
+// bbml2_noabort on).
 struct Features {
   Variant variant = Variant::Upstream;
   // FEAT_BBML2_NOABORT: the CPU tolerates TLB entries of different sizes
   // for one address, so convert may skip its invalidation (Linux 6.17).
   bool bbml2_noabort = false;
   bool hafdbs = true;  // FEAT_HAFDBS: hardware updates AF and dirty
+  // The engine seam: non-null, every arch call of engine/pgtable.h runs the
+  // code of a Linux tree (src/kernel) instead of this engine; `variant` is
+  // then Upstream or Off, whichever configuration the tree was built in.
+  const ExternalEngine* external = nullptr;
 };
 
 // Counters the engine keeps (JSON `stats` keys).
@@ -103,6 +115,42 @@ struct TlbFlush {
   VirtAddr start;
   std::uint64_t nr_pages;
   bool sync;
+};
+
+// Where the engine is, for the explorer's counterexamples: an Env with
+// enter_function / leave_function is told the Linux function each step
+// belongs to (contpte_convert, __set_ptes, ...). The scope costs nothing on
+// an Env without them (the simulator's, the benchmarks'): the primary
+// template below is empty and its constructor does nothing.
+struct EngineWhere {
+  std::string_view function;  // innermost engine function
+  std::string_view within;    // the one that called it, if any
+};
+
+template <class E>
+concept TracksEngineFunctions = requires(E& e, std::string_view fn, EngineWhere w) {
+  { e.enter_function(fn) } -> std::same_as<EngineWhere>;
+  e.leave_function(w);
+};
+
+template <class E>
+class EngineScope {
+ public:
+  constexpr EngineScope(E&, std::string_view) {}
+};
+
+template <class E>
+  requires TracksEngineFunctions<E>
+class EngineScope<E> {
+ public:
+  EngineScope(E& env, std::string_view fn) : env_(env), prev_(env.enter_function(fn)) {}
+  ~EngineScope() { env_.leave_function(prev_); }
+  EngineScope(const EngineScope&) = delete;
+  EngineScope& operator=(const EngineScope&) = delete;
+
+ private:
+  E& env_;
+  EngineWhere prev_;
 };
 
 template <class E>

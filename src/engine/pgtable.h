@@ -17,6 +17,7 @@
 #pragma once
 
 #include "engine/contpte.h"
+#include "engine/external.h"
 
 namespace contpte {
 
@@ -27,6 +28,8 @@ inline bool contpte_off(const E& env) {
 
 template <Env E>
 inline Pte ptep_get(E& env, PteSlot ptep) {
+  if (const ExternalEngine* x = env.features().external) [[unlikely]]
+    return external::ptep_get(*x, env, ptep);
   Pte pte = raw::ptep_get(env, ptep);
   if (!pte_valid_cont(pte) || contpte_off(env)) [[likely]]
     return pte;
@@ -36,6 +39,8 @@ inline Pte ptep_get(E& env, PteSlot ptep) {
 // Without the PTL. `retries`, if given, counts the re-reads a torn block cost.
 template <Env E>
 inline Pte ptep_get_lockless(E& env, PteSlot ptep, std::uint64_t* retries = nullptr) {
+  if (const ExternalEngine* x = env.features().external) [[unlikely]]
+    return external::ptep_get_lockless(*x, env, ptep);
   Pte pte = raw::ptep_get(env, ptep);
   if (!pte_valid_cont(pte) || contpte_off(env)) [[likely]]
     return pte;
@@ -46,6 +51,8 @@ inline Pte ptep_get_lockless(E& env, PteSlot ptep, std::uint64_t* retries = null
 // complete a block (try to fold); with nr > 1 the targets are empty.
 template <Env E>
 inline void set_ptes(E& env, VirtAddr addr, PteSlot ptep, Pte pte, unsigned nr) {
+  if (const ExternalEngine* x = env.features().external) [[unlikely]]
+    return external::set_ptes(*x, env, addr, ptep, pte, nr);
   if (contpte_off(env)) return raw::set_ptes(env, addr, ptep, pte, nr);
   pte = pte_mknoncont(pte);
   if (nr == 1) [[likely]] {
@@ -64,18 +71,24 @@ inline void set_pte_at(E& env, VirtAddr addr, PteSlot ptep, Pte pte) {
 
 template <Env E>
 inline void pte_clear(E& env, VirtAddr addr, PteSlot ptep) {
+  if (const ExternalEngine* x = env.features().external) [[unlikely]]
+    return external::pte_clear(*x, env, addr, ptep);
   if (!contpte_off(env)) contpte_detail::try_unfold(env, addr, ptep, raw::ptep_get(env, ptep));
   raw::pte_clear(env, addr, ptep);
 }
 
 template <Env E>
 inline Pte ptep_get_and_clear(E& env, VirtAddr addr, PteSlot ptep) {
+  if (const ExternalEngine* x = env.features().external) [[unlikely]]
+    return external::ptep_get_and_clear(*x, env, addr, ptep);
   if (!contpte_off(env)) contpte_detail::try_unfold(env, addr, ptep, raw::ptep_get(env, ptep));
   return raw::ptep_get_and_clear(env, addr, ptep);
 }
 
 template <Env E>
 inline void clear_full_ptes(E& env, VirtAddr addr, PteSlot ptep, unsigned nr, bool full) {
+  if (const ExternalEngine* x = env.features().external) [[unlikely]]
+    return external::clear_full_ptes(*x, env, addr, ptep, nr, full);
   if (contpte_off(env)) return raw::clear_full_ptes(env, addr, ptep, nr, full);
   if (nr == 1) [[likely]] {
     contpte_detail::try_unfold(env, addr, ptep, raw::ptep_get(env, ptep));
@@ -87,6 +100,8 @@ inline void clear_full_ptes(E& env, VirtAddr addr, PteSlot ptep, unsigned nr, bo
 
 template <Env E>
 inline Pte get_and_clear_full_ptes(E& env, VirtAddr addr, PteSlot ptep, unsigned nr, bool full) {
+  if (const ExternalEngine* x = env.features().external) [[unlikely]]
+    return external::get_and_clear_full_ptes(*x, env, addr, ptep, nr, full);
   if (contpte_off(env)) return raw::get_and_clear_full_ptes(env, addr, ptep, nr, full);
   if (nr == 1) [[likely]] {
     contpte_detail::try_unfold(env, addr, ptep, raw::ptep_get(env, ptep));
@@ -97,6 +112,8 @@ inline Pte get_and_clear_full_ptes(E& env, VirtAddr addr, PteSlot ptep, unsigned
 
 template <Env E>
 inline bool ptep_test_and_clear_young(E& env, VirtAddr addr, PteSlot ptep) {
+  if (const ExternalEngine* x = env.features().external) [[unlikely]]
+    return external::ptep_test_and_clear_young(*x, env, addr, ptep);
   Pte orig = raw::ptep_get(env, ptep);
   if (!pte_valid_cont(orig) || contpte_off(env)) [[likely]]
     return raw::ptep_test_and_clear_young(env, addr, ptep);
@@ -105,6 +122,8 @@ inline bool ptep_test_and_clear_young(E& env, VirtAddr addr, PteSlot ptep) {
 
 template <Env E>
 inline bool ptep_clear_flush_young(E& env, VirtAddr addr, PteSlot ptep) {
+  if (const ExternalEngine* x = env.features().external) [[unlikely]]
+    return external::ptep_clear_flush_young(*x, env, addr, ptep);
   Pte orig = raw::ptep_get(env, ptep);
   if (!pte_valid_cont(orig) || contpte_off(env)) [[likely]]
     return raw::ptep_clear_flush_young(env, addr, ptep);
@@ -113,6 +132,8 @@ inline bool ptep_clear_flush_young(E& env, VirtAddr addr, PteSlot ptep) {
 
 template <Env E>
 inline void wrprotect_ptes(E& env, VirtAddr addr, PteSlot ptep, unsigned nr) {
+  if (const ExternalEngine* x = env.features().external) [[unlikely]]
+    return external::wrprotect_ptes(*x, env, addr, ptep, nr);
   if (contpte_off(env)) return raw::wrprotect_ptes(env, addr, ptep, nr);
   if (nr == 1) [[likely]] {
     // wrprotect_ptes is only called on present PTEs, so CONT alone decides
@@ -137,6 +158,8 @@ inline void ptep_set_wrprotect(E& env, VirtAddr addr, PteSlot ptep) {
 template <Env E>
 inline void clear_young_dirty_ptes(E& env, VirtAddr addr, PteSlot ptep, unsigned nr,
                                    unsigned flags) {
+  if (const ExternalEngine* x = env.features().external) [[unlikely]]
+    return external::clear_young_dirty_ptes(*x, env, addr, ptep, nr, flags);
   if (contpte_off(env) || (nr == 1 && !pte_cont(raw::ptep_get(env, ptep)))) [[likely]]
     return raw::clear_young_dirty_ptes(env, addr, ptep, nr, flags);
   contpte_detail::clear_young_dirty_ptes(env, addr, ptep, nr, flags);
@@ -144,6 +167,8 @@ inline void clear_young_dirty_ptes(E& env, VirtAddr addr, PteSlot ptep, unsigned
 
 template <Env E>
 inline bool ptep_set_access_flags(E& env, VirtAddr addr, PteSlot ptep, Pte entry, bool dirty) {
+  if (const ExternalEngine* x = env.features().external) [[unlikely]]
+    return external::ptep_set_access_flags(*x, env, addr, ptep, entry, dirty);
   if (contpte_off(env)) return raw::ptep_set_access_flags(env, addr, ptep, entry, dirty);
   Pte orig = raw::ptep_get(env, ptep);
   entry = pte_mknoncont(entry);
@@ -157,11 +182,15 @@ inline bool ptep_set_access_flags(E& env, VirtAddr addr, PteSlot ptep, Pte entry
 // the new value with set_pte_at, which may fold the block again.
 template <Env E>
 inline Pte ptep_modify_prot_start(E& env, VirtAddr addr, PteSlot ptep) {
+  if (const ExternalEngine* x = env.features().external) [[unlikely]]
+    return external::ptep_modify_prot_start(*x, env, addr, ptep);
   return ptep_get_and_clear(env, addr, ptep);
 }
 
 template <Env E>
-inline void ptep_modify_prot_commit(E& env, VirtAddr addr, PteSlot ptep, Pte /*old*/, Pte pte) {
+inline void ptep_modify_prot_commit(E& env, VirtAddr addr, PteSlot ptep, Pte old, Pte pte) {
+  if (const ExternalEngine* x = env.features().external) [[unlikely]]
+    return external::ptep_modify_prot_commit(*x, env, addr, ptep, old, pte);
   set_pte_at(env, addr, ptep, pte);
 }
 
@@ -172,12 +201,16 @@ inline void ptep_modify_prot_commit(E& env, VirtAddr addr, PteSlot ptep, Pte /*o
 // writes CONT directly on a whole aligned block.
 template <Env E>
 inline Pte modify_prot_start_ptes(E& env, VirtAddr addr, PteSlot ptep, unsigned nr) {
+  if (const ExternalEngine* x = env.features().external) [[unlikely]]
+    return external::modify_prot_start_ptes(*x, env, addr, ptep, nr);
   return get_and_clear_full_ptes(env, addr, ptep, nr, false);
 }
 
 template <Env E>
-inline void modify_prot_commit_ptes(E& env, VirtAddr addr, PteSlot ptep, Pte /*old*/, Pte pte,
+inline void modify_prot_commit_ptes(E& env, VirtAddr addr, PteSlot ptep, Pte old, Pte pte,
                                     unsigned nr) {
+  if (const ExternalEngine* x = env.features().external) [[unlikely]]
+    return external::modify_prot_commit_ptes(*x, env, addr, ptep, old, pte, nr);
   set_ptes(env, addr, ptep, pte, nr);
 }
 
@@ -185,6 +218,8 @@ inline void modify_prot_commit_ptes(E& env, VirtAddr addr, PteSlot ptep, Pte /*o
 // without re-reading: 1 unless the entry is a valid CONT one.
 template <Env E>
 inline unsigned pte_batch_hint(const E& env, PteSlot ptep, Pte pte) {
+  if (const ExternalEngine* x = env.features().external) [[unlikely]]
+    return external::pte_batch_hint(*x, env, ptep, pte);
   if (!pte_valid_cont(pte) || contpte_off(env)) return 1;
   const unsigned cont = env.geometry().cont_ptes;
   return cont - static_cast<unsigned>(ptep.index_in(cont));

@@ -19,6 +19,7 @@ namespace detail {
 // counts requests (one per call) and `tlbi_pages` what they covered.
 template <Env E>
 void flush_tlb_range(E& env, VirtAddr start, std::uint64_t nr_pages, bool sync) {
+  EngineScope<E> scope_(env, "__flush_tlb_range");
   auto& c = env.counters();
   ++c.tlbi;
   c.tlbi_pages += nr_pages;
@@ -26,6 +27,7 @@ void flush_tlb_range(E& env, VirtAddr start, std::uint64_t nr_pages, bool sync) 
 }
 template <Env E>
 void flush_tlb_page(E& env, VirtAddr addr, bool sync) {
+  EngineScope<E> scope_(env, "__flush_tlb_page");
   auto& c = env.counters();
   ++c.tlbi;
   ++c.tlbi_pages;
@@ -49,6 +51,7 @@ inline void set_pte(E& env, PteSlot ptep, Pte pte) {
 // __set_ptes: nr consecutive PFNs with the same attributes, one store each.
 template <Env E>
 inline void set_ptes(E& env, VirtAddr, PteSlot ptep, Pte pte, unsigned nr) {
+  EngineScope<E> scope_(env, "__set_ptes");
   // pte_advance_pfn(pte, 1) is an add of one page to the output address
   // field: the field holds PA[47:page_shift] in place, and a folio never
   // ends at the top of the 48-bit PA space, so the add cannot carry out.
@@ -64,6 +67,7 @@ inline void set_ptes(E& env, VirtAddr, PteSlot ptep, Pte pte, unsigned nr) {
 
 template <Env E>
 inline void pte_clear(E& env, VirtAddr, PteSlot ptep) {
+  EngineScope<E> scope_(env, "__pte_clear");
   raw::set_pte(env, ptep, Pte{});
 }
 
@@ -71,6 +75,7 @@ inline void pte_clear(E& env, VirtAddr, PteSlot ptep) {
 // our read and our write cannot be lost: it lands in the value returned.
 template <Env E>
 inline Pte ptep_get_and_clear(E& env, VirtAddr, PteSlot ptep) {
+  EngineScope<E> scope_(env, "__ptep_get_and_clear");
   ++env.counters().pte_stores;
   return env.xchg(ptep, Pte{});
 }
@@ -84,6 +89,7 @@ inline Pte cmpxchg(E& env, PteSlot ptep, Pte old, Pte v) {
 
 template <Env E>
 inline void clear_full_ptes(E& env, VirtAddr addr, PteSlot ptep, unsigned nr, bool) {
+  EngineScope<E> scope_(env, "__clear_full_ptes");
   const std::uint64_t page = env.geometry().page_size();
   for (;;) {
     raw::ptep_get_and_clear(env, addr, ptep);
@@ -97,6 +103,7 @@ inline void clear_full_ptes(E& env, VirtAddr addr, PteSlot ptep, unsigned nr, bo
 // caller (zap) tracks A/D per folio.
 template <Env E>
 inline Pte get_and_clear_full_ptes(E& env, VirtAddr addr, PteSlot ptep, unsigned nr, bool) {
+  EngineScope<E> scope_(env, "__get_and_clear_full_ptes");
   const std::uint64_t page = env.geometry().page_size();
   Pte pte = raw::ptep_get_and_clear(env, addr, ptep);
   while (--nr) {
@@ -112,6 +119,7 @@ inline Pte get_and_clear_full_ptes(E& env, VirtAddr addr, PteSlot ptep, unsigned
 // Compare-exchange loop: hardware may set AF or clear RDONLY concurrently.
 template <Env E>
 inline bool ptep_test_and_clear_young(E& env, VirtAddr, PteSlot ptep) {
+  EngineScope<E> scope_(env, "__ptep_test_and_clear_young");
   Pte pte = raw::ptep_get(env, ptep);
   Pte old;
   do {
@@ -144,11 +152,13 @@ inline void ptep_set_wrprotect_from(E& env, VirtAddr, PteSlot ptep, Pte pte) {
 
 template <Env E>
 inline void ptep_set_wrprotect(E& env, VirtAddr addr, PteSlot ptep) {
+  EngineScope<E> scope_(env, "__ptep_set_wrprotect");
   ptep_set_wrprotect_from(env, addr, ptep, raw::ptep_get(env, ptep));
 }
 
 template <Env E>
 inline void wrprotect_ptes(E& env, VirtAddr addr, PteSlot ptep, unsigned nr) {
+  EngineScope<E> scope_(env, "__wrprotect_ptes");
   const std::uint64_t page = env.geometry().page_size();
   for (; nr; --nr, ++ptep, addr = addr + page) raw::ptep_set_wrprotect(env, addr, ptep);
 }
@@ -170,6 +180,7 @@ inline void clear_young_dirty_pte(E& env, VirtAddr, PteSlot ptep, Pte pte, unsig
 template <Env E>
 inline void clear_young_dirty_ptes(E& env, VirtAddr addr, PteSlot ptep, unsigned nr,
                                    unsigned flags) {
+  EngineScope<E> scope_(env, "__clear_young_dirty_ptes");
   const std::uint64_t page = env.geometry().page_size();
   for (;;) {
     Pte pte = raw::ptep_get(env, ptep);
@@ -190,6 +201,7 @@ inline void clear_young_dirty_ptes(E& env, VirtAddr addr, PteSlot ptep, unsigned
 // read-only TLB entry would keep faulting.
 template <Env E>
 inline bool ptep_set_access_flags(E& env, VirtAddr addr, PteSlot ptep, Pte entry, bool dirty) {
+  EngineScope<E> scope_(env, "__ptep_set_access_flags");
   Pte pte = raw::ptep_get(env, ptep);
   if (pte_same(pte, entry)) return false;
   std::uint64_t want = entry.val & (bits::kRdonly | bits::kAf | bits::kWrite | bits::kDirty);

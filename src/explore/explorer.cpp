@@ -4,6 +4,7 @@
 #include <chrono>
 #include <random>
 #include <stdexcept>
+#include <unordered_set>
 
 #include <fmt/format.h>
 
@@ -25,6 +26,16 @@ std::string_view step_kind_name(StepKind k) {
     case StepKind::HwUpdate: return "hw-cmpxchg";
     case StepKind::FaultRetry: return "fault";
     case StepKind::ReaderRetry: return "retry";
+  }
+  return "?";
+}
+
+std::string_view branch_end_name(BranchEnd e) {
+  switch (e) {
+    case BranchEnd::Completed: return "completed";
+    case BranchEnd::Faulted: return "faulted";
+    case BranchEnd::Unmapped: return "unmapped";
+    case BranchEnd::Stuck: return "never finished";
   }
   return "?";
 }
@@ -52,6 +63,10 @@ struct Footprint {
   const Pte* read_lo = nullptr;   // a range of words read as a whole
   const Pte* read_hi = nullptr;   //   (a walk's block check, a reader's retry)
   std::uint64_t va_lo = 0, va_hi = 0;  // Tlbi: VAs flushed; hw: the block its fill covers
+  // A walk after a fault retry: whether it finds a statement in progress
+  // decides between waiting again and the access failing, so it does not
+  // commute with taking or dropping the page-table lock.
+  bool lock_sensitive = false;
 };
 
 bool writes(StepKind k) {
@@ -67,6 +82,7 @@ bool touches(const Footprint& f, const Pte* p) {
 
 bool dependent(const Footprint& a, const Footprint& b) {
   if (takes_lock(a.kind) && takes_lock(b.kind)) return true;
+  if ((a.lock_sensitive && takes_lock(b.kind)) || (b.lock_sensitive && takes_lock(a.kind))) return true;
   // The end of a statement settles the checker's A/D bookkeeping and checks
   // the other CPUs' TLBs against memory: it reads everything.
   for (const auto* r : {&a, &b}) {
@@ -111,6 +127,7 @@ struct Explorer::Impl {
     bool needs_dirty = false;
     bool retried = false;
     std::optional<TlbEntry> tlb;
+    BranchEnd end = BranchEnd::Completed;
     std::string outcome;
     // lockless reader
     std::vector<Pte> log;
@@ -155,6 +172,7 @@ struct Explorer::Impl {
   std::vector<ExploreFailure> exec_failures;  // this execution's, one per rule
   KeptRun* kept = nullptr;
   ExploreResult result;
+  std::array<EngineWhere, kMaxBranches> where{};  // per branch: the engine function it is in
 
   unsigned nbranches() const { return static_cast<unsigned>(setup.branches.size()); }
   const ExploreBranch& spec(unsigned b) const { return setup.branches[b]; }
@@ -190,6 +208,9 @@ struct Explorer::Impl {
     depth = 0;
     lock_holder = -1;
     exec_failures.clear();
+    obs_writes.clear();
+    obs_initial.clear();
+    dep.clear();
     if (mode == Mode::Explore) {
       chk_copy.reset();
       if (setup.checker) chk_copy.emplace(*setup.checker);
@@ -204,9 +225,15 @@ struct Explorer::Impl {
     switch (spec(b).kind) {
       case ExploreBranch::Kind::Engine: r.pending = {StepKind::Acquire}; break;
       case ExploreBranch::Kind::Hw: r.pending = hw_footprint(b, StepKind::HwWalk); break;
-      case ExploreBranch::Kind::Reader: replay_reader(b); break;
+      case ExploreBranch::Kind::Reader:
+        if (observing()) r.done = true;  // not scheduled: observed at the end (observe_reader)
+        else replay_reader(b);
+        break;
     }
   }
+
+  // Lockless readers as observers: the reduction for `contpte explore`.
+  bool observing() const { return mode == Mode::Explore && setup.reduce && setup.observe_readers; }
 
   Footprint hw_footprint(unsigned b, StepKind k) {
     const ExploreBranch& s = spec(b);
@@ -214,6 +241,7 @@ struct Explorer::Impl {
     auto slot = setup.pt->pte_slot(s.va, false);
     f.slot = slot ? slot->ptr() : nullptr;
     std::tie(f.va_lo, f.va_hi) = block_of(s.va.val);
+    f.lock_sensitive = k == StepKind::HwWalk && runs[b].retried;
     return f;
   }
 
@@ -294,32 +322,118 @@ struct Explorer::Impl {
   // earlier step of another branch that it does not commute with and that
   // does not happen before that branch is a race; the state before that
   // step must also try the branch (or, if it could not run there, all).
+  //
+  // Only the latest dependent step of each other branch q matters: an
+  // earlier one of q happens before it, so if the latest happens before p's
+  // step, all do (dep.latest finds it without scanning every step).
   void add_backtrack_points() {
     for (unsigned p = 0; p < nbranches(); ++p) {
       if (runs[p].done) continue;
       const Footprint& next = runs[p].pending;
-      for (std::size_t i = steps.size(); i-- > 0;) {
-        const unsigned q = steps[i].branch;
-        if (q == p || !dependent(fps[i], next)) continue;
-        if (runs[p].clock[q] >= clocks[i][q]) continue;  // i happens before p
-        Node& ni = stack[i];
-        ni.backtrack |= (ni.enabled & bit(p)) ? bit(p) : ni.enabled;
-        break;
+      int race = -1;
+      for (unsigned q = 0; q < nbranches(); ++q) {
+        if (q == p) continue;
+        const int i = dep.latest(*this, q, next);
+        if (i < 0 || runs[p].clock[q] >= clocks[static_cast<std::size_t>(i)][q]) continue;  // i happens before p
+        race = std::max(race, i);
       }
+      if (race < 0) continue;
+      Node& ni = stack[static_cast<std::size_t>(race)];
+      ni.backtrack |= (ni.enabled & bit(p)) ? bit(p) : ni.enabled;
     }
   }
 
+  // Per branch, the latest step of each kind the dependence relation asks
+  // about, so that the latest step of a branch that does not commute with a
+  // given one is found in a few look-ups instead of a scan of every step.
+  struct DepIndex {
+    using PerBranch = std::array<int, kMaxBranches>;
+    static PerBranch none() {
+      PerBranch a;
+      a.fill(-1);
+      return a;
+    }
+    struct SlotSteps {
+      PerBranch write = none(), touch = none();  // writes it; loads, walks or writes it
+    };
+    PerBranch lockish = none(), lock_sensitive = none(), write = none(), fill = none(), release = none(),
+              tlbi = none();
+    std::array<std::vector<int>, kMaxBranches> tlbi_steps, fill_steps, range_reads;
+    std::unordered_map<const Pte*, SlotSteps> slots;
+
+    void clear() {
+      lockish = lock_sensitive = write = fill = release = tlbi = none();
+      for (auto& v : tlbi_steps) v.clear();
+      for (auto& v : fill_steps) v.clear();
+      for (auto& v : range_reads) v.clear();
+      slots.clear();
+    }
+
+    void add(int i, unsigned q, const Footprint& f) {
+      if (takes_lock(f.kind)) lockish[q] = i;
+      if (f.lock_sensitive) lock_sensitive[q] = i;
+      if (writes(f.kind)) write[q] = i;
+      if (fills(f.kind)) fill[q] = i, fill_steps[q].push_back(i);
+      if (f.kind == StepKind::Release) release[q] = i;
+      if (f.kind == StepKind::Tlbi) tlbi[q] = i, tlbi_steps[q].push_back(i);
+      if (f.read_lo) range_reads[q].push_back(i);
+      if (f.slot) {
+        SlotSteps& ss = slots[f.slot];
+        ss.touch[q] = i;
+        if (writes(f.kind)) ss.write[q] = i;
+      }
+    }
+
+    // The latest step of branch q that does not commute with f, or -1.
+    int latest(const Impl& x, unsigned q, const Footprint& f) const {
+      int best = -1;
+      auto consider = [&](int i) {
+        if (i > best && dependent(x.fps[static_cast<std::size_t>(i)], f)) best = i;
+      };
+      auto scan = [&](const std::vector<int>& v) {  // the latest dependent one
+        for (auto it = v.rbegin(); it != v.rend() && *it > best; ++it)
+          if (dependent(x.fps[static_cast<std::size_t>(*it)], f)) {
+            best = *it;
+            return;
+          }
+      };
+      if (takes_lock(f.kind)) consider(lockish[q]), consider(lock_sensitive[q]);
+      if (f.lock_sensitive) consider(lockish[q]);
+      if (f.kind == StepKind::Release) consider(write[q]), consider(fill[q]), consider(tlbi[q]);
+      if (writes(f.kind) || fills(f.kind) || f.kind == StepKind::Tlbi) consider(release[q]);
+      if (f.kind == StepKind::Tlbi) scan(fill_steps[q]);
+      if (fills(f.kind)) scan(tlbi_steps[q]);
+      if (f.slot) {
+        if (auto it = slots.find(f.slot); it != slots.end())
+          consider(writes(f.kind) ? it->second.touch[q] : it->second.write[q]);
+        if (writes(f.kind)) scan(range_reads[q]);
+      }
+      for (const Pte* p = f.read_lo; p && p < f.read_hi; ++p)
+        if (auto it = slots.find(p); it != slots.end()) consider(it->second.write[q]);
+      return best;
+    }
+  };
+  DepIndex dep;
+
   // Appends a step: its vector clock joins those of the earlier steps it
   // does not commute with.
+  // (The latest such step of each branch suffices: its clock covers the
+  // branch's earlier ones.)
   StepRecord& record(unsigned b, const Footprint& f, StepRecord rec) {
     Clock c = runs[b].clock;
-    for (std::size_t j = 0; j < steps.size(); ++j)
-      if (steps[j].branch != b && dependent(fps[j], f))
-        for (unsigned k = 0; k < kMaxBranches; ++k) c[k] = std::max(c[k], clocks[j][k]);
+    for (unsigned q = 0; q < nbranches(); ++q) {
+      if (q == b) continue;
+      const int j = dep.latest(*this, q, f);
+      if (j < 0) continue;
+      const Clock& cj = clocks[static_cast<std::size_t>(j)];
+      for (unsigned k = 0; k < nbranches(); ++k) c[k] = std::max(c[k], cj[k]);
+    }
     c[b] = ++runs[b].nsteps;
+    dep.add(static_cast<int>(steps.size()), b, f);
     runs[b].clock = c;
     rec.branch = b;
     rec.kind = f.kind;
+    rec.where = where[b];
     steps.push_back(std::move(rec));
     fps.push_back(f);
     clocks.push_back(c);
@@ -355,21 +469,31 @@ struct Explorer::Impl {
     if (!chk) return;
     for (; violations_seen < chk->violations().size(); ++violations_seen) {
       const Violation& v = chk->violations()[violations_seen];
-      fail(v.rule, fmt::format("{} at {:#x}: {}", v.rule, v.va, v.detail), v.va);
+      const std::string rule(rule_name(v.rule));
+      fail(rule, fmt::format("{} at {:#x}: {}", rule, v.va.val, v.detail), v.va.val);
     }
   }
 
   // Records the first failure of `rule` in this execution, with the steps
   // so far; the execution goes on.
-  void fail(std::string rule, std::string verdict, std::uint64_t va) {
+  void fail(std::string rule, std::string verdict, std::uint64_t va, std::vector<StepRecord>* witness = nullptr) {
     if (mode != Mode::Explore) return;  // a kept run reports through the live checker
-    for (const ExploreFailure& f : exec_failures)
-      if (f.rule == rule) return;
+    for (ExploreFailure& f : exec_failures)
+      if (f.rule == rule) {
+        // Observed readers can fail in several ways in one execution: keep the shortest.
+        if (witness && witness->size() < f.steps.size()) {
+          f.verdict = std::move(verdict);
+          f.va = va;
+          f.steps = std::move(*witness);
+          mark_culprit(f);
+        }
+        return;
+      }
     ExploreFailure f;
     f.rule = std::move(rule);
     f.verdict = std::move(verdict);
     f.va = va;
-    f.steps = steps;
+    f.steps = witness ? std::move(*witness) : steps;
     mark_culprit(f);
     exec_failures.push_back(std::move(f));
   }
@@ -386,7 +510,7 @@ struct Explorer::Impl {
     }
     static constexpr std::string_view kOrder[] = {"lost_dirty", "lost_young", "stale_translation",
                                                   "tlb_conflict", "misprogrammed", "reader", "deadlock",
-                                                  "expect"};
+                                                  "unmapped", "expect"};
     auto rank = [](const ExploreFailure& f) {
       return std::find(std::begin(kOrder), std::end(kOrder), f.rule) - std::begin(kOrder);
     };
@@ -590,11 +714,22 @@ struct Explorer::Impl {
     else if (needs_dirty && !(pte_write(d) && hafdbs)) fault = "permission fault (read-only)";
     else if (!pte_young(d) && !hafdbs) fault = "access flag fault";
     if (!fault.empty()) {
-      if (!r.retried) {
+      const bool unmapped = !w.valid;
+      if (unmapped && s.no_vma) {
+        unmapped_access(b, rec, fmt::format("no VMA covers {:#x} (SIGSEGV)", s.va.val));
+      } else if (!r.retried || (unmapped && lock_holder >= 0)) {
+        // The handler waits for the page-table lock; a PTE cleared by a
+        // statement in progress (break-before-make) is valid again after it.
         r.hw = HwPhase::FaultWait;
         rec.note = fault + ": the handler waits for the page-table lock";
+      } else if (unmapped) {
+        unmapped_access(b, rec,
+                        fmt::format("no valid PTE maps {:#x} after its fault was handled and no statement is "
+                                    "in progress",
+                                    s.va.val));
       } else {
         r.hw = HwPhase::Done;
+        r.end = BranchEnd::Faulted;
         r.outcome = "faulted: " + fault;
         rec.note = fault + " again: the access does not complete";
       }
@@ -612,6 +747,19 @@ struct Explorer::Impl {
     r.hw = HwPhase::Done;
     r.outcome = "done";
     rec.note = "TLB fill; the access completes";
+  }
+
+  // An access that can never complete: an error of the run (a top-level
+  // access would be the process's SIGSEGV), in every interleaving it occurs.
+  void unmapped_access(unsigned b, StepRecord& rec, const std::string& why) {
+    BranchRun& r = runs[b];
+    r.hw = HwPhase::Done;
+    r.end = BranchEnd::Unmapped;
+    r.outcome = "unmapped: " + why;
+    rec.note = why + ": the access cannot complete";
+    const std::string what = fmt::format("{}: {}; the access cannot complete", spec(b).label, why);
+    if (kept) kept->problems.push_back({spec(b).line, what});
+    fail("unmapped", fmt::format("unmapped: {}:{}: {}", setup.source, spec(b).line, what), spec(b).va.val);
   }
 
   // FEAT_HAFDBS: AF and (for a store through a DBM entry) !RDONLY, by a
@@ -719,17 +867,33 @@ struct Explorer::Impl {
   }
 
   void final_checks() {
+    if (observing())
+      for (unsigned b = 0; b < nbranches(); ++b)
+        if (spec(b).kind == ExploreBranch::Kind::Reader) observe_reader(b);
     for (unsigned b = 0; b < nbranches(); ++b) {
       if (runs[b].done) continue;
       fail("deadlock",
            fmt::format("{} never finished{}", spec(b).label,
                        spec(b).kind == ExploreBranch::Kind::Reader ? ": the block stays torn" : ""),
            spec(b).va.val);
-      if (kept) kept->problems.push_back(fmt::format("{} never finished", spec(b).label));
+      runs[b].end = BranchEnd::Stuck;
+      if (kept) kept->problems.push_back({spec(b).line, fmt::format("{} never finished", spec(b).label)});
     }
-    check_readers();
+    if (!observing()) check_readers();
     settle_and_check_tlbs();
     after_step();
+    tally_outcomes();
+    if (mode == Mode::Explore && setup.on_final) {
+      FinalState fs;
+      for (unsigned b = 0; b < nbranches(); ++b) {
+        fs.ends.push_back(runs[b].end);
+        fs.reader_values.emplace_back();
+        if (spec(b).kind != ExploreBranch::Kind::Reader) continue;
+        if (observing()) fs.reader_values.back() = observed_values[b];
+        else if (runs[b].result) fs.reader_values.back().push_back(*runs[b].result);
+      }
+      setup.on_final(fs);
+    }
     if (mode == Mode::Explore && setup.check_final) {
       EngineCounters sum;
       for (const BranchRun& r : runs) sum += r.env.counters();
@@ -738,24 +902,276 @@ struct Explorer::Impl {
     }
   }
 
+  // How each branch ended: counted over the exploration, kept for a seeded run.
+  void tally_outcomes() {
+    if (mode == Mode::Explore) {
+      result.outcomes.resize(nbranches());
+      for (unsigned b = 0; b < nbranches(); ++b) {
+        BranchOutcomes& o = result.outcomes[b];
+        const BranchRun& r = runs[b];
+        switch (r.end) {
+          case BranchEnd::Completed: ++o.completed; break;
+          case BranchEnd::Faulted: ++o.faulted; break;
+          case BranchEnd::Unmapped: ++o.unmapped; break;
+          case BranchEnd::Stuck: ++o.stuck; break;
+        }
+        if (r.end != BranchEnd::Completed && o.first_fault.empty()) o.first_fault = r.outcome;
+      }
+    }
+    if (kept) {
+      for (const BranchRun& r : runs) {
+        kept->ends.push_back(r.end);
+        kept->outcomes.push_back(r.end == BranchEnd::Completed ? std::string("completed")
+                                 : r.outcome.empty()            ? std::string(branch_end_name(r.end))
+                                                                : r.outcome);
+      }
+    }
+  }
+
   // A lockless reader returns a value the PTE held (its AF/dirty possibly
   // gathered from the block) — never a mix of two states.
+  // ---- lockless readers as observers ---------------------------------------
+  //
+  // A lockless reader writes nothing, so it cannot change what the other
+  // branches do: for one execution of theirs (one class of equivalent
+  // interleavings, with its happens-before order), what the reader can
+  // return depends only on which memory states its loads see. A state a
+  // load may see is a cut: a set of the other branches' steps closed under
+  // happens-before (every linearization of the class passes through each
+  // cut), written as each branch's step count. A load of word w at cut C
+  // reads the last write to w in C (writes to one word are ordered), or
+  // any later write e to w, the cut growing to C ∪ ↓e, the smallest cut
+  // where w holds e's value. The smaller cut can do all the larger can, so
+  // per value only the earliest is taken. Retries keep no state (as in
+  // ptep_get_lockless), so an attempt is (cut, values loaded so far), and
+  // each is visited once. Exactly the values the reader can return when
+  // interleaved in every order, at a cost independent of how many orders.
+
+  struct ObsWrite {
+    std::size_t step;  // index in `steps`
+    unsigned branch;
+    std::uint32_t pos;  // the step's position in its branch (1-based)
+    Pte value;
+  };
+  struct ObsStep {
+    Clock cut{};
+    const Pte* slot = nullptr;  // null: a retry
+    Pte value{};
+  };
+
+  std::vector<std::vector<Pte>> observed_values;  // per branch, this execution
+  std::vector<std::pair<const Pte*, std::vector<ObsWrite>>> obs_writes;
+  std::vector<std::pair<const Pte*, Pte>> obs_initial;
+  std::unordered_set<std::string> obs_seen;
+  std::vector<ObsStep> obs_path;
+  struct Witness {
+    Pte value;
+    std::vector<ObsStep> path;
+  };
+  std::vector<Witness> obs_found;
+  std::uint64_t obs_nodes = 0;
+
+  const std::vector<ObsWrite>* writes_of(const Pte* w) const {
+    for (const auto& [p, v] : obs_writes)
+      if (p == w) return &v;
+    return nullptr;
+  }
+  Pte initial_of(const Pte* w) const {
+    for (const auto& [p, v] : obs_initial)
+      if (p == w) return v;
+    return *w;  // never written in this execution
+  }
+  Pte value_at(const Pte* w, const Clock& c) const {
+    Pte v = initial_of(w);
+    if (const auto* ws = writes_of(w))
+      for (const ObsWrite& e : *ws) {
+        if (c[e.branch] < e.pos) break;
+        v = e.value;
+      }
+    return v;
+  }
+
+  void index_writes() {
+    obs_writes.clear();
+    obs_initial.clear();
+    for (std::size_t i = 0; i < steps.size(); ++i) {
+      if (!steps[i].wrote || !writes(fps[i].kind) || !fps[i].slot) continue;
+      const Pte* w = fps[i].slot;
+      auto it = std::find_if(obs_writes.begin(), obs_writes.end(), [&](const auto& e) { return e.first == w; });
+      if (it == obs_writes.end()) {
+        obs_writes.push_back({w, {}});
+        obs_initial.push_back({w, steps[i].before});
+        it = obs_writes.end() - 1;
+      }
+      const unsigned q = steps[i].branch;
+      it->second.push_back({i, q, clocks[i][q], steps[i].after});
+    }
+  }
+
+  // An attempt's state: the cut and what the reader has gathered. A
+  // lockless reader (ptep_get_lockless) keeps its first load whole and,
+  // of the block's words it then loads, compares them without AF and dirty
+  // and ORs their AF and dirty into its result: two attempts that agree on
+  // those continue alike (without this, the 2^16 orders in which a reader
+  // can see a block's AF/dirty being rewritten word by word are all apart).
+  std::string obs_key(const Clock& c, const std::vector<Pte>& log) const {
+    std::string k(reinterpret_cast<const char*>(c.data()), nbranches() * sizeof(c[0]));
+    auto put = [&](std::uint64_t v) { k.append(reinterpret_cast<const char*>(&v), sizeof v); };
+    bool young = false, dirty = false;
+    for (std::size_t i = 0; i < log.size(); ++i) {
+      if (i == 0) {
+        put(log[i].val);
+        continue;
+      }
+      put(strip_ad(log[i]).val);
+      young |= pte_young(log[i]);
+      dirty |= pte_dirty(log[i]);
+    }
+    put(log.size() | (std::uint64_t{young} << 62) | (std::uint64_t{dirty} << 63));
+    return k;
+  }
+
+  // The reader's attempt from (cut, log): runs it and branches on what its
+  // next load may return.
+  void observe_from(unsigned b, const Clock& cut, std::vector<Pte>& log) {
+    if (!obs_seen.insert(obs_key(cut, log)).second) return;
+    ++obs_nodes;
+    BranchRun& r = runs[b];
+    r.log = log;
+    r.done = false;
+    r.result.reset();
+    replay_reader(b);
+    if (r.done) {
+      const Pte v = *r.result;
+      auto it = std::find_if(obs_found.begin(), obs_found.end(), [&](const Witness& w) { return w.value == v; });
+      if (it == obs_found.end()) obs_found.push_back({v, obs_path});
+      else if (obs_path.size() < it->path.size()) it->path = obs_path;
+      return;
+    }
+    if (r.pending.kind == StepKind::ReaderRetry) {
+      obs_path.push_back({cut, nullptr, {}});
+      std::vector<Pte> fresh;
+      observe_from(b, cut, fresh);
+      obs_path.pop_back();
+      return;
+    }
+    const Pte* w = r.pending.slot;
+    std::vector<Pte> tried;
+    auto branch = [&](const Clock& c, Pte v) {
+      if (std::find(tried.begin(), tried.end(), v) != tried.end()) return;  // a smaller cut gave it
+      tried.push_back(v);
+      obs_path.push_back({c, w, v});
+      log.push_back(v);
+      observe_from(b, c, log);
+      log.pop_back();
+      obs_path.pop_back();
+    };
+    branch(cut, value_at(w, cut));
+    if (const auto* ws = writes_of(w))
+      for (const ObsWrite& e : *ws) {
+        if (cut[e.branch] >= e.pos) continue;  // in the cut already
+        Clock c = cut;
+        for (unsigned k = 0; k < nbranches(); ++k) c[k] = std::max(c[k], clocks[e.step][k]);
+        branch(c, e.value);
+      }
+  }
+
+  bool in_cut(std::size_t i, const Clock& c) const { return c[steps[i].branch] >= clocks[i][steps[i].branch]; }
+
+  // One linearization of this execution in which the reader takes `path`:
+  // before each of its steps, the steps of its cut not yet placed, in the
+  // execution's order (a cut is closed under happens-before, so this order
+  // is one of the class's).
+  std::vector<StepRecord> linearize(unsigned b, const std::vector<ObsStep>& path, std::optional<Pte> returns,
+                                    bool all) const {
+    std::vector<StepRecord> out;
+    std::vector<bool> placed(steps.size(), false);
+    auto place_cut = [&](const Clock& c) {
+      for (std::size_t i = 0; i < steps.size(); ++i)
+        if (!placed[i] && in_cut(i, c)) out.push_back(steps[i]), placed[i] = true;
+    };
+    for (const ObsStep& o : path) {
+      place_cut(o.cut);
+      StepRecord rec;
+      rec.branch = b;
+      if (o.slot) {
+        rec.kind = StepKind::Load;
+        rec.va = va_of(o.slot);
+        rec.before = rec.after = o.value;
+      } else {
+        rec.kind = StepKind::ReaderRetry;
+        rec.va = va_of(spec(b).slot.ptr());
+        rec.note = "saw a torn block; starts again";
+      }
+      out.push_back(std::move(rec));
+    }
+    if (returns && !out.empty()) out.back().note = fmt::format("returns {:#018x}", returns->val);
+    if (all)
+      for (std::size_t i = 0; i < steps.size(); ++i)
+        if (!placed[i]) out.push_back(steps[i]);
+    return out;
+  }
+
+  void observe_reader(unsigned b) {
+    if (obs_writes.empty() && obs_initial.empty()) index_writes();
+    obs_seen.clear();
+    obs_found.clear();
+    obs_path.clear();
+    std::vector<Pte> log;
+    observe_from(b, Clock{}, log);
+    result.reader_states += obs_nodes;
+    obs_nodes = 0;
+    observed_values.resize(nbranches());
+    observed_values[b].clear();
+    for (const Witness& w : obs_found) {
+      observed_values[b].push_back(w.value);
+      if (value_existed(b, w.value)) continue;
+      std::vector<StepRecord> ws = linearize(b, w.path, w.value, false);
+      fail("reader",
+           fmt::format("{} returned {:#018x}, a value the PTE never held", spec(b).label, w.value.val),
+           spec(b).va.val, &ws);
+    }
+    // After every other step: the block as it stays. A reader that cannot
+    // return from there spins forever.
+    Clock full{};
+    for (unsigned q = 0; q < nbranches(); ++q) full[q] = runs[q].nsteps;
+    obs_seen.clear();
+    obs_found.clear();
+    obs_path.clear();
+    log.clear();
+    observe_from(b, full, log);
+    BranchRun& r = runs[b];
+    r.done = true;
+    r.end = BranchEnd::Completed;
+    if (obs_found.empty()) {
+      r.end = BranchEnd::Stuck;
+      std::vector<StepRecord> ws = linearize(b, obs_path, std::nullopt, true);
+      fail("deadlock", fmt::format("{} never finished: the block stays torn", spec(b).label), spec(b).va.val, &ws);
+    }
+  }
+
+  // Whether `got` is a value the reader's PTE held in this execution (its
+  // AF/dirty possibly gathered from the block).
+  bool value_existed(unsigned b, Pte got) const {
+    const Pte* slot = spec(b).slot.ptr();
+    Pte initial = *slot;
+    for (auto it = undo.rbegin(); it != undo.rend(); ++it)  // the word before this execution
+      if (it->first == slot) initial = it->second;
+    bool existed = strip_ad(got) == strip_ad(initial);
+    for (std::size_t i = 0; i < steps.size() && !existed; ++i)
+      if (fps[i].slot == slot && writes(fps[i].kind) && steps[i].wrote)
+        existed = strip_ad(steps[i].after) == strip_ad(got);
+    return existed;
+  }
+
   void check_readers() {
     for (unsigned b = 0; b < nbranches(); ++b) {
       if (spec(b).kind != ExploreBranch::Kind::Reader || !runs[b].result) continue;
-      const Pte* slot = spec(b).slot.ptr();
       const Pte got = *runs[b].result;
-      Pte initial = *slot;
-      for (auto it = undo.rbegin(); it != undo.rend(); ++it)  // the word before this execution
-        if (it->first == slot) initial = it->second;
-      bool existed = strip_ad(got) == strip_ad(initial);
-      for (std::size_t i = 0; i < steps.size() && !existed; ++i)
-        if (fps[i].slot == slot && writes(fps[i].kind) && steps[i].wrote)
-          existed = strip_ad(steps[i].after) == strip_ad(got);
-      if (existed) continue;
+      if (value_existed(b, got)) continue;
       const std::string what =
           fmt::format("{} returned {:#018x}, a value the PTE never held", spec(b).label, got.val);
-      if (kept) kept->problems.push_back(what);
+      if (kept) kept->problems.push_back({spec(b).line, what});
       fail("reader", what, spec(b).va.val);
     }
   }
@@ -785,6 +1201,9 @@ struct Explorer::Impl {
     for (;;) {
       const bool complete = execute();
       if (complete) ++result.executions;
+      if (complete && setup.progress && result.executions % ExploreSetup::kProgressEvery == 0)
+        setup.progress(result.executions,
+                       std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
       merge_failures();
       reset_world();
       if (!next_schedule()) {
@@ -837,7 +1256,19 @@ FolioInfo StepEnv::folio_of(Pfn pfn) const { return x_->impl_->setup.mem->folio_
 const Features& StepEnv::features() const { return x_->impl_->setup.features; }
 const Geometry& StepEnv::geometry() const { return x_->impl_->geo; }
 void StepEnv::lockless_retry() { x_->impl_->lockless_retry(branch_); }
+EngineWhere StepEnv::enter_function(std::string_view fn) {
+  EngineWhere& w = x_->impl_->where[branch_];
+  const EngineWhere prev = w;
+  w = EngineWhere{fn, prev.function};
+  return prev;
+}
+void StepEnv::leave_function(EngineWhere previous) { x_->impl_->where[branch_] = previous; }
+bool StepEnv::is_pte_word(const Pte* p) const { return x_->impl_->setup.mem->is_table_word(p); }
+void StepEnv::engine_finding(EngineFinding f) {
+  if (Checker* c = checker()) c->report_engine(f);
+}
 void StepEnv::caller_flush(VirtAddr va, std::uint64_t nr) {
+  EngineScope<StepEnv> scope(*this, nr == 1 ? "flush_tlb_page (core mm)" : "flush_tlb_range (core mm)");
   ++caller_tlbi_;
   x_->impl_->tlbi(branch_, {nr == 1 ? TlbiKind::Page : TlbiKind::Range, asid(), va, nr, true});
 }

@@ -33,6 +33,7 @@
 #include <vector>
 
 #include "engine/env.h"
+#include "engine/external.h"
 #include "hw/checker.h"
 #include "hw/page_table.h"
 #include "hw/phys_mem.h"
@@ -67,6 +68,9 @@ struct StepRecord {
   Pte before{}, after{};  // the PTE word before and after (memory steps)
   bool wrote = false;     // the word changed
   std::string note;       // e.g. "translation fault: waits for the page-table lock"
+  // The engine function (and its caller) the step belongs to, from the
+  // EngineScope markers (engine/env.h); empty for hardware and lock steps.
+  EngineWhere where;
 };
 
 // The engine's Env inside the explorer: each memory or TLB operation is a
@@ -90,6 +94,13 @@ class StepEnv {
   EngineCounters& counters() { return counters_; }
   // ptep_get_lockless calls this before it starts again on a torn block.
   void lockless_retry();
+  // EngineScope: the function the branch's next steps belong to.
+  EngineWhere enter_function(std::string_view fn);
+  void leave_function(EngineWhere previous);
+  // An engine built from a Linux tree (engine/external.h): its accesses
+  // are checked against the live tables, its findings fail the execution.
+  bool is_pte_word(const Pte* p) const;
+  void engine_finding(EngineFinding f);
 
   // ---- the caller's side ----
   // The TLB flush a core-mm caller issues after the arch call (flush_tlb_page
@@ -119,9 +130,38 @@ struct ExploreBranch {
   MemAccess access = MemAccess::Read;  // Hw
   VirtAddr va{};                       // Hw, Reader
   PteSlot slot{};                      // Reader: the PTE it reads
+  // Hw: the process has mappings and none covers `va` (a memory-manager
+  // scenario): a translation fault finds no VMA, which is an error at once.
+  bool no_vma = false;
+};
+
+// How a branch ended in one execution.
+enum class BranchEnd : std::uint8_t {
+  Completed,  // engine: the statement returned; hw: the access completed; reader: returned
+  Faulted,    // hw: a permission / access-flag fault again after its handler ran
+  Unmapped,   // hw: no valid PTE after the fault handler ran and no statement in progress,
+              //     or no VMA: an error of the run
+  Stuck,      // never finished (a reader on a block that stays torn)
+};
+std::string_view branch_end_name(BranchEnd e);
+
+// Per branch, over every execution explored: in how many it ended each way.
+struct BranchOutcomes {
+  std::uint64_t completed = 0, faulted = 0, unmapped = 0, stuck = 0;
+  std::string first_fault;  // the first fault that ended the access, e.g. "permission fault (read-only)"
+  bool always_completed() const { return faulted == 0 && unmapped == 0 && stuck == 0; }
+};
+
+// A final state of one execution, for tests that compare explorations:
+// how each branch ended and, per reader, every value it can return there
+// (one when readers are interleaved, all of them when they are observed).
+struct FinalState {
+  std::vector<BranchEnd> ends;
+  std::vector<std::vector<Pte>> reader_values;  // per branch; empty for others
 };
 
 struct ExploreSetup {
+  std::string source;  // the scenario file, to name branch lines in messages
   PhysMem* mem = nullptr;
   PageTable* pt = nullptr;
   std::uint16_t asid = 1;
@@ -134,6 +174,17 @@ struct ExploreSetup {
   // false: every interleaving, no partial-order reduction (tests compare the
   // final states both reach).
   bool reduce = true;
+  // With `reduce`: lockless readers are observers — not interleaved, but
+  // every value sequence they can load is enumerated over each execution of
+  // the other branches (explorer.cpp, "lockless readers as observers").
+  // false: they are interleaved step by step like the other branches.
+  bool observe_readers = true;
+  // Called with each complete execution's final state (tests).
+  std::function<void(const FinalState&)> on_final;
+  // Called every kProgressEvery complete executions of explore() with the
+  // count so far and the seconds since it began (a terminal's progress line).
+  std::function<void(std::uint64_t executions, double seconds)> progress;
+  static constexpr std::uint64_t kProgressEvery = 1024;
 };
 
 struct ExploreFailure {
@@ -149,6 +200,7 @@ struct ExploreResult {
   std::uint64_t executions = 0;    // complete interleavings explored
   std::uint64_t sleep_blocked = 0; // executions cut as equivalent to one explored
   std::uint64_t steps = 0;         // steps executed over all executions
+  std::uint64_t reader_states = 0; // observed readers: (cut, loaded values) states visited
   std::uint64_t failing = 0;       // executions that failed
   bool exhausted = false;          // every interleaving (up to equivalence) explored
   double seconds = 0;
@@ -156,6 +208,7 @@ struct ExploreResult {
   // does not end its execution, so one bug does not hide another), the
   // losses of information first.
   std::vector<ExploreFailure> failures;
+  std::vector<BranchOutcomes> outcomes;  // per branch, in the block's order
   bool failed() const { return !failures.empty(); }
 };
 
@@ -165,7 +218,15 @@ struct KeptRun {
   EngineCounters counters;         // summed over the engine branches
   std::uint64_t caller_tlbi = 0;
   std::vector<TlbiRequest> tlbis;  // for the main CPU's TLBs
-  std::vector<std::string> problems;  // reader/deadlock findings
+  // Reader / deadlock / unmapped findings: errors of the run, each with
+  // the line of its branch.
+  struct Problem {
+    unsigned line = 0;
+    std::string text;
+  };
+  std::vector<Problem> problems;
+  std::vector<BranchEnd> ends;        // per branch
+  std::vector<std::string> outcomes;  // per branch, e.g. "completed", "faulted: permission fault"
 };
 
 class Explorer {

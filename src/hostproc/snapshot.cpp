@@ -24,6 +24,7 @@
 #include <cerrno>
 #include <charconv>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <unordered_map>
@@ -493,7 +494,7 @@ class VmaScanner {
     }
   }
 
-  // cont_bytes (DESIGN.md): blocks of B bytes, B-aligned in VA, wholly in
+  // cont_bytes (docs/design.md): blocks of B bytes, B-aligned in VA, wholly in
   // the VMA (one VMA = one protection; the uffd-wp bit must agree too, it
   // is a PTE bit), every page present, PFNs consecutive from a B-aligned
   // PFN, all in one folio. Consecutive PFNs in one naturally aligned folio
@@ -635,6 +636,53 @@ SnapshotSet snapshot_processes(ProcSource& src, const std::vector<int>& pids, co
     }
   }
   return set;
+}
+
+namespace {
+
+// "always [madvise] never" -> "madvise".
+std::string bracketed_choice(const std::string& file) {
+  std::ifstream in(file);
+  if (!in) throw SnapshotError(fmt::format("{}: cannot read: {}", file, std::strerror(errno)));
+  std::string line;
+  std::getline(in, line);
+  const auto open = line.find('[');
+  const auto close = line.find(']', open == std::string::npos ? 0 : open);
+  if (open == std::string::npos || close == std::string::npos || close == open + 1 ||
+      line.find('[', open + 1) < close || line.find('[', close) != std::string::npos)
+    throw SnapshotError(
+        fmt::format("{}:1: expected one bracketed choice such as 'always [madvise] never', found '{}'", file, line));
+  return line.substr(open + 1, close - open - 1);
+}
+
+}  // namespace
+
+std::string ThpHostSettings::effective(std::uint64_t bytes) const {
+  const auto it = sizes.find(bytes);
+  if (it == sizes.end()) return {};
+  return it->second == "inherit" ? enabled : it->second;
+}
+
+ThpHostSettings read_thp_settings(const std::string& dir) {
+  namespace fs = std::filesystem;
+  ThpHostSettings t;
+  t.dir = dir;
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec)) return t;
+  t.present = true;
+  t.enabled = bracketed_choice(dir + "/enabled");
+  if (fs::exists(dir + "/defrag", ec)) t.defrag = bracketed_choice(dir + "/defrag");
+  for (const auto& e : fs::directory_iterator(dir, ec)) {
+    const std::string name = e.path().filename().string();
+    unsigned kb = 0;
+    if (name.rfind("hugepages-", 0) != 0 || !name.ends_with("kB")) continue;
+    const std::string_view num = std::string_view(name).substr(10, name.size() - 12);
+    const auto [p, err] = std::from_chars(num.data(), num.data() + num.size(), kb);
+    if (err != std::errc() || p != num.data() + num.size() || kb == 0) continue;
+    if (!fs::exists(e.path() / "enabled", ec)) continue;
+    t.sizes[std::uint64_t{kb} << 10] = bracketed_choice((e.path() / "enabled").string());
+  }
+  return t;
 }
 
 std::uint64_t parse_size(std::string_view text, std::string_view what) {

@@ -6,7 +6,7 @@
 // /proc/kpagecount); identifying the folio behind every resident page; the
 // per-VMA and per-process statistics: resident bytes, folio sizes split into
 // aligned / unaligned / partially mapped for anon and file, PMD- vs
-// PTE-mapped, and `cont_bytes` per block size (DESIGN.md "Interfaces").
+// PTE-mapped, and `cont_bytes` per block size (docs/design.md "Interfaces").
 // All /proc access goes through ProcSource, so tests feed recorded files.
 // Must not know: report formats (report/snapshot_report.h prints and writes).
 #pragma once
@@ -138,13 +138,13 @@ struct SnapshotStats {
   std::uint64_t inconsistent_pages = 0; // folio layout changed while being read
   // Folio size in bytes -> split; anon and file apart.
   std::map<std::uint64_t, FolioSplit> anon_folios, file_folios;
-  // Block size in bytes -> bytes in blocks contpte could map (DESIGN.md cont_bytes).
+  // Block size in bytes -> bytes in blocks contpte could map (docs/design.md cont_bytes).
   std::map<std::uint64_t, std::uint64_t> cont_bytes;
   // Block size -> bytes in blocks that are fully resident and virtually
   // aligned: all that can be said without PFNs, an upper bound of cont_bytes.
   std::map<std::uint64_t, std::uint64_t> resident_block_bytes;
 
-  // folio_bytes of DESIGN.md: size -> bytes, anon and file together.
+  // folio_bytes of docs/design.md: size -> bytes, anon and file together.
   std::map<std::uint64_t, std::uint64_t> folio_bytes() const;
   SnapshotStats& operator+=(const SnapshotStats& o);
 };
@@ -186,6 +186,28 @@ SnapshotSet snapshot_processes(ProcSource& src, const std::vector<int>& pids, co
 // The PIDs of a cgroup (v2 cgroup.procs under PATH; a relative PATH is taken
 // under /sys/fs/cgroup). Throws SnapshotError naming the file.
 std::vector<int> cgroup_pids(const std::string& path);
+
+// ---- the host's THP settings -----------------------------------------------
+
+// /sys/kernel/mm/transparent_hugepage as the snapshot's verdict needs it:
+// the top-level `enabled` and `defrag`, and per mTHP size the
+// hugepages-<N>kB/enabled policy (Linux 6.8+). Each value is the bracketed
+// word of its file ("always [madvise] never" -> "madvise").
+struct ThpHostSettings {
+  bool present = false;  // the directory exists (THP built in)
+  std::string dir;       // where it was read
+  std::string enabled;   // always | madvise | never
+  std::string defrag;    // always | defer | defer+madvise | madvise | never ("" when absent)
+  std::map<std::uint64_t, std::string> sizes;  // folio bytes -> always | inherit | madvise | never
+  // The policy anonymous faults apply to folios of `bytes`: `inherit`
+  // resolved to `enabled`; "" when the kernel offers no such size.
+  std::string effective(std::uint64_t bytes) const;
+};
+
+// Reads the settings under `dir`; a missing directory gives present=false.
+// Throws SnapshotError naming the file when one holds no single bracketed
+// choice.
+ThpHostSettings read_thp_settings(const std::string& dir = "/sys/kernel/mm/transparent_hugepage");
 
 // "64K" -> 65536; accepts B/K/M/G suffixes; a power of two, at least 4K.
 // Throws SnapshotError("--cont: ...").

@@ -16,8 +16,18 @@ void Checker::report(Rule r, std::uint64_t va, std::vector<std::pair<std::uint64
   // times by one access statement is one bug.
   if (!seen_.emplace(static_cast<int>(r), va, line_).second) return;
   ++counts_[static_cast<std::size_t>(r)];
-  violations_.push_back(Violation{std::string(rule_name(r)), va, std::move(ptes), std::move(detail),
-                                  line_, step_, false});
+  Violation v{r, VirtAddr{va}, {}, std::move(detail), line_, step_, false};
+  for (const auto& [at, word] : ptes) v.ptes.emplace_back(VirtAddr{at}, Pte{word});
+  violations_.push_back(std::move(v));
+}
+
+void Checker::report_engine(const EngineFinding& f) {
+  const Rule r = f.kind == EngineFindingKind::KernelWarning ? Rule::KernelWarning
+                 : f.kind == EngineFindingKind::OutOfRange  ? Rule::OutOfRange
+                                                            : Rule::WildWrite;
+  if (!seen_detail_.emplace(static_cast<int>(r), f.detail, line_).second) return;
+  ++counts_[static_cast<std::size_t>(r)];
+  violations_.push_back(Violation{r, VirtAddr{0}, {}, f.detail, line_, step_, false});
 }
 
 // Rule 1. Arm ARM D8.7.1 (the Contiguous bit): if the entries of a block

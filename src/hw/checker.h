@@ -1,4 +1,4 @@
-// hw/checker.h — the conformance checker (DESIGN.md "Conformance rules").
+// hw/checker.h — the conformance checker (docs/design.md "Conformance rules").
 //
 // Owns: one small predicate per rule, each run where the hardware would be
 // hurt — misprogrammed on every walk that reads a valid CONT entry,
@@ -18,6 +18,7 @@
 #include <tuple>
 #include <functional>
 #include <map>
+#include <optional>
 #include <set>
 #include <string>
 #include <string_view>
@@ -25,21 +26,35 @@
 #include <vector>
 
 #include "arch/pte.h"
+#include "engine/external.h"
 #include "hw/tlb.h"
 #include "hw/walker.h"
 
 namespace contpte {
 
-enum class Rule : std::uint8_t { Misprogrammed, TlbConflict, StaleTranslation, LostDirty, LostYoung };
-inline constexpr std::array<std::string_view, 5> kRules{
-    "misprogrammed", "tlb_conflict", "stale_translation", "lost_dirty", "lost_young"};
+// The last three are reported by the engine seam (engine/external.h), not
+// checked here: only code built from a Linux tree can break them.
+enum class Rule : std::uint8_t {
+  Misprogrammed, TlbConflict, StaleTranslation, LostDirty, LostYoung,
+  KernelWarning, OutOfRange, WildWrite
+};
+inline constexpr std::array<std::string_view, 8> kRules{
+    "misprogrammed", "tlb_conflict", "stale_translation", "lost_dirty", "lost_young",
+    "kernel_warning", "out_of_range", "wild_write"};
 constexpr std::string_view rule_name(Rule r) { return kRules[static_cast<std::size_t>(r)]; }
+// The rule called `name` (an `expect violation RULE`); nullopt if none is.
+constexpr std::optional<Rule> rule_from_name(std::string_view name) {
+  for (std::size_t i = 0; i < kRules.size(); ++i)
+    if (kRules[i] == name) return static_cast<Rule>(i);
+  return std::nullopt;
+}
 
-// A finding: {"rule", "va", "ptes": [{"va", "value"}...], "line", "step"}.
+// A finding: {"rule", "va", "ptes": [{"va", "value"}...], "line", "step"}
+// (`rule` printed by its name, rule_name).
 struct Violation {
-  std::string rule;
-  std::uint64_t va = 0;
-  std::vector<std::pair<std::uint64_t, std::uint64_t>> ptes;  // (va, stored word)
+  Rule rule = Rule::Misprogrammed;
+  VirtAddr va;
+  std::vector<std::pair<VirtAddr, Pte>> ptes;  // (va, stored word)
   std::string detail;  // one sentence: what was seen
   unsigned line = 0;
   std::uint64_t step = 0;
@@ -97,6 +112,10 @@ class Checker {
   void settle(const std::function<Pte(std::uint16_t asid, std::uint64_t va)>& view,
               const std::function<Pte(std::uint16_t asid, std::uint64_t va)>& stored);
 
+  // A finding of the engine seam (kernel_warning, out_of_range, wild_write),
+  // at the current line; one per rule, detail and line.
+  void report_engine(const EngineFinding& f);
+
   std::vector<Violation>& violations() { return violations_; }
   const std::vector<Violation>& violations() const { return violations_; }
   std::uint64_t count(Rule r) const { return counts_[static_cast<std::size_t>(r)]; }
@@ -120,8 +139,9 @@ class Checker {
   std::unordered_map<std::uint64_t, Owed> owed_;  // key(asid, page) -> A/D not yet accounted for
   std::set<std::uint64_t> touched_blocks_;        // key(asid, block) written since the last settle
   std::set<std::tuple<int, std::uint64_t, unsigned>> seen_;  // (rule, va, line): report once
+  std::set<std::tuple<int, std::string, unsigned>> seen_detail_;  // engine findings, once each
   std::vector<Violation> violations_;
-  std::array<std::uint64_t, 5> counts_{};
+  std::array<std::uint64_t, kRules.size()> counts_{};
 };
 
 }  // namespace contpte

@@ -15,9 +15,11 @@ PhysMem::PhysMem(Granule granule, std::uint64_t ram_bytes)
     : geo_(contpte::geometry(granule)), ram_bytes_(ram_bytes), next_table_pa_(ram_bytes) {}
 
 PhysAddr PhysMem::alloc_table() {
+  ++tables_allocated_;
   if (!free_tables_.empty()) {
     const PhysAddr pa{free_tables_.back()};
     free_tables_.pop_back();
+    peak_live_tables_ = std::max(peak_live_tables_, live_tables());
     return pa;  // zeroed when freed
   }
   const std::size_t bytes = geo_.page_size();
@@ -32,6 +34,7 @@ PhysAddr PhysMem::alloc_table() {
   const std::uint64_t pa = next_table_pa_;
   next_table_pa_ += bytes;
   ++nr_tables_;
+  peak_live_tables_ = std::max(peak_live_tables_, live_tables());
   return PhysAddr{pa};
 }
 
@@ -40,6 +43,20 @@ void PhysMem::free_table(PhysAddr pa) {
   if (!words) throw std::logic_error("free_table: not a table page");
   std::fill_n(words, geo_.ptrs_per_table(), Pte{});
   free_tables_.push_back(pa.val);
+}
+
+bool PhysMem::is_table_word(const Pte* p) const {
+  const std::size_t words_per_chunk = kChunkBytes / sizeof(Pte);
+  for (std::size_t c = 0; c < chunks_.size(); ++c) {
+    const Pte* base = chunks_[c].get();
+    if (p < base || p >= base + words_per_chunk) continue;
+    const std::size_t idx = c * tables_per_chunk() +
+                            static_cast<std::size_t>(p - base) / geo_.ptrs_per_table();
+    if (idx >= nr_tables_) return false;
+    const std::uint64_t pa = ram_bytes_ + (std::uint64_t{idx} << geo_.page_shift);
+    return std::find(free_tables_.begin(), free_tables_.end(), pa) == free_tables_.end();
+  }
+  return false;
 }
 
 void PhysMem::add_folio(Pfn head, unsigned order) {

@@ -52,12 +52,20 @@ class PhysMem {
   // Tables ever allocated (the pool's high-water mark) and in use now.
   std::size_t nr_tables() const { return nr_tables_; }
   std::size_t live_tables() const { return nr_tables_ - free_tables_.size(); }
+  // The most tables in use at once, and how many alloc_table() calls there
+  // were (each hands out a zeroed page, as pte_alloc does).
+  std::size_t peak_live_tables() const { return peak_live_tables_; }
+  std::uint64_t tables_allocated() const { return tables_allocated_; }
   // Returns a table page to the pool (pte_free, pmd_free); the next
   // alloc_table() reuses it. Its words are zeroed now, so that a walk that
   // could still reach it finds nothing mapped; the caller unlinks it and
   // invalidates the walk caches first, as Linux frees tables only after the
   // mmu_gather flush.
   void free_table(PhysAddr pa);
+
+  // Whether `p` is a descriptor word of a table page in use (not freed):
+  // the only memory an engine call may touch (wild_write otherwise).
+  bool is_table_word(const Pte* p) const;
 
   // Folio registry: which frames form one folio (page_folio()).
   void add_folio(Pfn head, unsigned order);
@@ -84,6 +92,8 @@ class PhysMem {
   std::size_t tables_per_chunk() const { return kChunkBytes / geo_.page_size(); }
   std::vector<std::unique_ptr<Pte[], AlignedFree>> chunks_;
   std::size_t nr_tables_ = 0;
+  std::size_t peak_live_tables_ = 0;
+  std::uint64_t tables_allocated_ = 0;
   std::vector<std::uint64_t> free_tables_;  // physical addresses, reused last-freed first
   std::map<std::uint64_t, std::uint64_t> folios_;  // head PFN -> nr pages
 };

@@ -11,9 +11,13 @@
 // Env that yields at each of these calls.
 #pragma once
 
+#include <set>
+#include <string>
+#include <utility>
 #include <vector>
 
 #include "engine/env.h"
+#include "engine/external.h"
 #include "hw/page_table.h"
 #include "hw/phys_mem.h"
 
@@ -85,8 +89,16 @@ class SimEnv {
   const Geometry& geometry() const { return mem_.geometry(); }
   bool mm_is_user() const { return true; }
   EngineCounters& counters() { return counters_; }
+  // Used by an engine built from a Linux tree (engine/external.h) only.
+  bool is_pte_word(const Pte* p) const { return mem_.is_table_word(p); }
+  void engine_finding(EngineFinding f) { findings_.push_back(std::move(f)); }
+  void engine_fallback(const char* name) { fallbacks_used_.insert(name); }
 
   // ---- simulator side ----
+  // Findings of foreign engine code since the last take (the runner turns
+  // them into violations at the statement that made them).
+  std::vector<EngineFinding> take_findings() { return std::exchange(findings_, {}); }
+  const std::set<std::string>& fallbacks_used() const { return fallbacks_used_; }
   // __flush_tlb_range with last_level = false: the TLB entries of the range
   // and the walk-cache entries that lead to it (tlb_finish_mmu after
   // free_pgtables). Not part of the engine's Env: the engine frees no table.
@@ -103,10 +115,11 @@ class SimEnv {
   void set_tlb(SimObserver* tlb) { tlb_ = tlb; }
 
   // The one route by which a TLB invalidation reaches the TLBs. The Env's
-  // own flushes (the engine's, the memory manager's) come here after the
-  // observers saw them; a core-mm caller's flush after a PTE-level call and
-  // the flushes of an explored parallel block come here directly (the
-  // trace shows those as the caller's or the explorer's steps).
+  // own flushes (the engine's, the memory manager's) come here first, then
+  // the observers see them; a core-mm caller's flush after a PTE-level
+  // call and the flushes of an explored parallel block come here directly,
+  // unseen by observers (the trace shows those as the caller's or the
+  // explorer's steps).
   void invalidate_tlb(const TlbiRequest& r) {
     if (tlb_) tlb_->on_tlbi(r);
   }
@@ -126,6 +139,8 @@ class SimEnv {
   std::uint16_t asid_;
   EngineCounters counters_;
   std::vector<SimObserver*> observers_;
+  std::vector<EngineFinding> findings_;
+  std::set<std::string> fallbacks_used_;
   SimObserver* tlb_ = nullptr;
 };
 

@@ -80,6 +80,21 @@ struct TlbStructureConfig {
   unsigned hit_cycles = 0;   // extra latency of a hit at this level
 };
 
+// What the time estimate (docs/estimate.md) charges for work that is not
+// translation: the core's clock and base CPI for user instructions, and the
+// kernel's costs for faults, PTE writes, zeroing, copying, TLB maintenance
+// and reclaim. Each has a source line in TlbConfig::sources ("costs.NAME").
+struct CoreCosts {
+  double clock_ghz = 3.0;          // core clock: cycles per nanosecond
+  double base_cpi = 1.0;           // cycles per user instruction, translation apart
+  double fault_ns = 2700;          // one page fault: entry, exit, handle_mm_fault, its folio
+  double pte_ns = 200;             // one PTE written (set, cleared or changed)
+  double zero_bytes_per_ns = 16;   // clear_page bandwidth
+  double copy_bytes_per_ns = 6.7;  // copy_user_highpage bandwidth
+  double tlbi_ns = 100;            // one TLBI instruction with its DSB
+  double reclaim_page_ns = 160;    // one page aged (and deactivated) by reclaim
+};
+
 // A core's TLB hierarchy: L1 data, L1 instruction, unified L2, walk cache.
 struct TlbConfig {
   std::string name;          // preset name, or the JSON file's "name"
@@ -87,8 +102,15 @@ struct TlbConfig {
   TlbStructureConfig l1d, l1i, l2;
   unsigned walk_cache_entries = 0;  // non-leaf descriptors cached (0: none)
   unsigned walk_access_cycles = 0;  // cost of one descriptor read by the walker
-  bool tlbi_range = false;          // FEAT_TLBIRANGE
+  // The CPU features the kernel asks about (cpus_have_final_cap,
+  // system_supports_*): properties of the core, each cited in the presets.
+  // The machine turns them, with the scenario's overrides (`hafdbs on|off`;
+  // `contpte bbml2` turns bbml2_noabort on), into the engine's Features.
+  bool tlbi_range = false;          // FEAT_TLBIRANGE: range TLBI instructions
+  bool hafdbs = true;               // FEAT_HAFDBS: hardware updates AF and dirty
+  bool bbml2_noabort = false;       // FEAT_BBML2_NOABORT: block-size changes without aborts
   bool hafdbs_random_pte = false;   // HW sets AF/dirty in a random PTE of a block
+  CoreCosts costs;                  // the time estimate's constants
   // Where each number comes from: "field: source" lines, "unknown" allowed.
   std::vector<std::pair<std::string, std::string>> sources;
 };
@@ -174,6 +196,9 @@ struct TlbPreset {
 const std::vector<TlbPreset>& tlb_presets();
 // The `default` preset's name.
 std::string_view default_tlb_preset();
+// Whether `tlb NAME` names a JSON file rather than a preset: it contains a
+// '/' or ends in ".json" (docs/tlb-json.md).
+bool tlb_names_file(std::string_view name_or_path);
 // A preset by name, or a JSON file describing a core (see docs/tlb-json.md).
 // Throws std::runtime_error with a message naming the file/field on error.
 TlbConfig resolve_tlb_config(std::string_view name_or_path);

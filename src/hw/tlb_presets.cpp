@@ -40,6 +40,12 @@ struct StructureRow {
   Cited<unsigned> hit_cycles;    // extra latency of a hit at this level
 };
 
+// The time estimate's constants (CoreCosts), each with its source.
+struct CostRow {
+  Cited<double> clock_ghz, base_cpi, fault_ns, pte_ns, zero_bytes_per_ns, copy_bytes_per_ns, tlbi_ns,
+      reclaim_page_ns;
+};
+
 struct PresetRow {
   std::string_view name;
   std::string_view summary;      // one line for the listing
@@ -48,7 +54,10 @@ struct PresetRow {
   Cited<unsigned> walk_cache_entries;
   Cited<unsigned> walk_access_cycles;
   Cited<bool> tlbi_range;        // FEAT_TLBIRANGE
+  Cited<bool> hafdbs;            // FEAT_HAFDBS
+  Cited<bool> bbml2_noabort;     // FEAT_BBML2_NOABORT
   Cited<bool> hafdbs_random_pte; // a stress switch, not a property of silicon
+  CostRow costs;
 };
 
 // Sources, quoted once and reused.
@@ -68,9 +77,50 @@ constexpr std::string_view kHafdbsSwitch =
 constexpr std::string_view kV1Trm =
     "Neoverse V1 TRM (Arm 101427), MMU chapter 'TLB organization' (figure as recalled from the "
     "TRM; its text was not available to re-check here)";
+constexpr std::string_view kQemuMmfr1 =
+    "ID_AA64MMFR1_EL1 = 0x10212122 in QEMU's model of this core (target/arm/tcg/cpu64.c, "
+    "values taken from the TRM): HAFDBS field [3:0] = 2, hardware updates of both the access "
+    "flag and the dirty state";
+constexpr std::string_view kBbml2AllowList =
+    "Linux 6.17 turns FEAT_BBML2_NOABORT on only for the CPUs on its MIDR allow-list "
+    "(arch/arm64/kernel/cpufeature.c, has_bbml2_noabort; BBML2 alone does not promise "
+    "no-abort), which does not name this core";
 constexpr std::string_view kM1Measured =
     "third-party microbenchmark figure commonly quoted for the M1/A14 Firestorm core; not "
     "Apple documentation, and not re-checked here";
+
+// The kernel's costs, measured on the project's build machine by
+// bench/kernel_costs (docs/estimate.md: how each constant is derived). No
+// arm64 machine was at hand: these are an x86-64 host's figures, the same
+// for every preset; a JSON core can give its own.
+constexpr std::string_view kBaseCpi =
+    "unknown: assumed 1.0 (one instruction per cycle). It sets only the user-work part, the "
+    "same in every configuration, so it scales the relative changes, not their signs or order";
+constexpr std::string_view kTlbi =
+    "unknown: no public figure for a broadcast TLBI with its DSB ISH; assumed 100 ns (300 cycles "
+    "at 3 GHz), a DSB waiting for every core of the inner-shareable domain to drop the entry";
+
+constexpr CostRow host_costs(double clock, std::string_view clock_source) {
+  return CostRow{
+      {clock, clock_source},
+      {1.0, kBaseCpi},
+      // 3117 ns per 4K write fault (BM_AnonWriteFault) less 4096 bytes
+      // zeroed at 16.5 bytes/ns (248 ns) and one PTE write (196 ns).
+      {2673, "derived from bench/kernel_costs: BM_AnonWriteFault 3117 ns per 4K write fault, less 4096 "
+             "bytes at zero_bytes_per_ns (248 ns) and one PTE (pte_ns, 196 ns); measured on the build "
+             "machine (x86-64 VM, Linux 6.18), not on this core"},
+      {196, "BM_MprotectPerPte 196 ns per PTE changed by mprotect (the per-call flush shared by 16384 "
+            "PTEs); measured on the build machine (x86-64 VM, Linux 6.18), not on this core"},
+      {16.5, "BM_ZeroBandwidth: memset of 64 MiB, 16.5 bytes/ns; measured on the build machine "
+             "(x86-64 VM), not on this core"},
+      {6.7, "BM_CopyBandwidth: memcpy of 64 MiB, 6.7 bytes/ns; measured on the build machine "
+            "(x86-64 VM), not on this core"},
+      {100, kTlbi},
+      {163, "BM_ColdPerPage: MADV_COLD over young 4K pages, 163 ns per page (test-and-clear young "
+            "and deactivation); measured on the build machine (x86-64 VM, Linux 6.18), not on this "
+            "core"},
+  };
+}
 
 // clang-format off
 // Columns of a structure: entries, ways (== entries: fully associative), replacement,
@@ -112,7 +162,11 @@ constexpr PresetRow kNeoverseN1{
     {false, "Neoverse N1 is Armv8.2-A and FEAT_TLBIRANGE is an Armv8.4 feature; QEMU's "
             "neoverse-n1 model gives ID_AA64ISAR0_EL1 = 0x0000100010211120 (TLB field "
             "[59:56] = 0)"},
+    {true, kQemuMmfr1},
+    {false, kBbml2AllowList},
     {false, kHafdbsSwitch},
+    host_costs(3.0, "Ampere Altra Q80-30, the machine of the published mTHP/contpte kernel-build "
+                    "measurements, runs its Neoverse N1 cores at 3.0 GHz (Ampere Altra product brief)"),
 };
 
 constexpr PresetRow kNeoverseV1{
@@ -141,7 +195,10 @@ constexpr PresetRow kNeoverseV1{
     {true, "Neoverse V1 implements Armv8.4-A, from which FEAT_TLBIRANGE is mandatory (Arm "
            "ARM); caveat: QEMU's neoverse-v1 model, which copies ID_AA64ISAR0_EL1 = "
            "0x1011111110212120 from the TRM, reads TLB = 0 there"},
+    {true, kQemuMmfr1},
+    {false, kBbml2AllowList},
     {false, kHafdbsSwitch},
+    host_costs(2.6, "AWS Graviton3 (Neoverse V1) runs at 2.6 GHz (AWS EC2 C7g instance documentation)"),
 };
 
 constexpr PresetRow kAppleM1{
@@ -171,7 +228,11 @@ constexpr PresetRow kAppleM1{
         "known"},
     {true, "unknown: ID_AA64ISAR0_EL1 not checked; assumed yes, since M1 is described as "
            "Armv8.4-A or later and FEAT_TLBIRANGE is mandatory from Armv8.4"},
+    {true, "unknown: no document read here gives Firestorm's ID_AA64MMFR1_EL1.HAFDBS; assumed "
+           "yes (hardware A/D), as on the Arm cores"},
+    {false, kBbml2AllowList},
     {false, kHafdbsSwitch},
+    host_costs(3.2, "Apple's published peak clock of the M1 performance cores, 3.2 GHz"),
 };
 // clang-format on
 
@@ -180,9 +241,19 @@ constexpr std::string_view kDefaultPreset = "neoverse-n1";
 // Field names, as in the JSON format and the `sources` lines.
 constexpr std::array<std::string_view, 5> kStructureFields{"entries", "ways", "replacement",
                                                            "cont", "hit_cycles"};
-constexpr std::array<std::string_view, 11> kTopFields{
+constexpr std::array<std::string_view, 14> kTopFields{
     "name", "description", "base", "l1d", "l1i", "l2", "walk_cache_entries",
-    "walk_access_cycles", "tlbi_range", "hafdbs_random_pte", "sources"};
+    "walk_access_cycles", "tlbi_range", "hafdbs", "bbml2_noabort", "hafdbs_random_pte",
+    "costs", "sources"};
+constexpr std::array<std::string_view, 8> kCostFields{
+    "clock_ghz", "base_cpi", "fault_ns", "pte_ns", "zero_bytes_per_ns", "copy_bytes_per_ns",
+    "tlbi_ns", "reclaim_page_ns"};
+
+// CoreCosts' fields by name, in kCostFields order.
+std::array<double*, 8> cost_fields(CoreCosts& c) {
+  return {&c.clock_ghz, &c.base_cpi, &c.fault_ns, &c.pte_ns, &c.zero_bytes_per_ns, &c.copy_bytes_per_ns,
+          &c.tlbi_ns, &c.reclaim_page_ns};
+}
 
 TlbStructureConfig to_structure(std::string_view name, const StructureRow& r) {
   TlbStructureConfig s;
@@ -214,6 +285,8 @@ TlbConfig to_config(const PresetRow& p) {
   c.walk_cache_entries = p.walk_cache_entries.value;
   c.walk_access_cycles = p.walk_access_cycles.value;
   c.tlbi_range = p.tlbi_range.value;
+  c.hafdbs = p.hafdbs.value;
+  c.bbml2_noabort = p.bbml2_noabort.value;
   c.hafdbs_random_pte = p.hafdbs_random_pte.value;
   add_structure_sources(c, "l1d", p.l1d);
   add_structure_sources(c, "l1i", p.l1i);
@@ -221,7 +294,17 @@ TlbConfig to_config(const PresetRow& p) {
   c.sources.emplace_back("walk_cache_entries", std::string(p.walk_cache_entries.source));
   c.sources.emplace_back("walk_access_cycles", std::string(p.walk_access_cycles.source));
   c.sources.emplace_back("tlbi_range", std::string(p.tlbi_range.source));
+  c.sources.emplace_back("hafdbs", std::string(p.hafdbs.source));
+  c.sources.emplace_back("bbml2_noabort", std::string(p.bbml2_noabort.source));
   c.sources.emplace_back("hafdbs_random_pte", std::string(p.hafdbs_random_pte.source));
+  const std::array<const Cited<double>*, 8> costs{
+      &p.costs.clock_ghz, &p.costs.base_cpi,          &p.costs.fault_ns, &p.costs.pte_ns,
+      &p.costs.zero_bytes_per_ns, &p.costs.copy_bytes_per_ns, &p.costs.tlbi_ns, &p.costs.reclaim_page_ns};
+  const auto fields = cost_fields(c.costs);
+  for (std::size_t i = 0; i < costs.size(); ++i) {
+    *fields[i] = costs[i]->value;
+    c.sources.emplace_back("costs." + std::string(kCostFields[i]), std::string(costs[i]->source));
+  }
   return c;
 }
 
@@ -266,6 +349,12 @@ class JsonLoader {
     if (!v.is_boolean()) fail(field, "expected true or false, got " + v.dump());
     return v.get<bool>();
   }
+  double get_positive(const nlohmann::json& v, const std::string& field) const {
+    if (!v.is_number()) fail(field, "expected a number, got " + v.dump());
+    const double d = v.get<double>();
+    if (!(d > 0) || d > 1e12) fail(field, v.dump() + " is out of range; expected a number above 0");
+    return d;
+  }
   std::string get_string(const nlohmann::json& v, const std::string& field) const {
     if (!v.is_string()) fail(field, "expected a string, got " + v.dump());
     return v.get<std::string>();
@@ -284,9 +373,26 @@ class JsonLoader {
     set_source(c, field, "given by " + file_ + " (no source stated)");
   }
 
+  // A structure that sets `entries` without `ways` keeps the base's
+  // organisation when it stays valid: a fully associative one stays fully
+  // associative, an N-way one stays N-way if N divides the new entries.
   void load_structure(const nlohmann::json& j, const std::string& key, TlbStructureConfig& s,
                       TlbConfig& c) const {
     if (!j.is_object()) fail(key, "expected an object, got " + j.dump());
+    if (j.contains("entries") && !j.contains("ways")) {
+      const TlbStructureConfig base = s;
+      load_fields(j, key, s, c);
+      if (s.entries == 0 || s.entries > (1u << 20)) return;  // check_structure says why
+      if (base.ways == base.entries) s.ways = s.entries;
+      else if (s.entries % base.ways != 0 || base.ways > s.entries)
+        fail(key + ".ways", "the base's " + std::to_string(base.ways) + " ways do not divide entries " +
+                                std::to_string(s.entries) + "; give ways");
+      return;
+    }
+    load_fields(j, key, s, c);
+  }
+
+  void load_fields(const nlohmann::json& j, const std::string& key, TlbStructureConfig& s, TlbConfig& c) const {
     for (const auto& [k, v] : j.items()) {
       const std::string field = key + "." + k;
       if (k == "entries") {
@@ -316,6 +422,18 @@ class JsonLoader {
       } else {
         fail(field, "unknown field; expected one of " + join(kStructureFields));
       }
+      mark_given(c, field);
+    }
+  }
+
+  void load_costs(const nlohmann::json& j, TlbConfig& c) const {
+    if (!j.is_object()) fail("costs", "expected an object, got " + j.dump());
+    const auto fields = cost_fields(c.costs);
+    for (const auto& [k, v] : j.items()) {
+      const std::string field = "costs." + k;
+      const auto it = std::find(kCostFields.begin(), kCostFields.end(), k);
+      if (it == kCostFields.end()) fail(field, "unknown field; expected one of " + join(kCostFields));
+      *fields[static_cast<std::size_t>(it - kCostFields.begin())] = get_positive(v, field);
       mark_given(c, field);
     }
   }
@@ -388,9 +506,17 @@ class JsonLoader {
       } else if (k == "tlbi_range") {
         c.tlbi_range = get_bool(v, k);
         mark_given(c, k);
+      } else if (k == "hafdbs") {
+        c.hafdbs = get_bool(v, k);
+        mark_given(c, k);
+      } else if (k == "bbml2_noabort") {
+        c.bbml2_noabort = get_bool(v, k);
+        mark_given(c, k);
       } else if (k == "hafdbs_random_pte") {
         c.hafdbs_random_pte = get_bool(v, k);
         mark_given(c, k);
+      } else if (k == "costs") {
+        load_costs(v, c);
       } else {
         fail(k, "unknown field; expected one of " + join(kTopFields));
       }
@@ -438,13 +564,15 @@ TlbConfig parse_tlb_config_json(std::string_view text, std::string_view file) {
   return JsonLoader(file).load(text);
 }
 
+bool tlb_names_file(std::string_view name_or_path) {
+  return name_or_path.find('/') != std::string_view::npos ||
+         (name_or_path.size() > 5 && name_or_path.substr(name_or_path.size() - 5) == ".json");
+}
+
 TlbConfig resolve_tlb_config(std::string_view name_or_path) {
   if (const TlbPreset* p = find_preset(name_or_path)) return p->make();
   const std::string path(name_or_path);
-  const bool looks_like_file =
-      path.find('/') != std::string::npos ||
-      (path.size() > 5 && path.compare(path.size() - 5, 5, ".json") == 0);
-  if (!looks_like_file)
+  if (!tlb_names_file(path))
     throw std::runtime_error("unknown TLB preset '" + path + "'; expected one of " +
                              preset_names() + ", default, or a JSON file (NAME.json)");
   std::ifstream in(path, std::ios::binary);
@@ -486,6 +614,12 @@ std::string format_presets() {
     o << "  walk cache " << c.walk_cache_entries << " entries, " << c.walk_access_cycles
       << " cycles per descriptor read; FEAT_TLBIRANGE " << (c.tlbi_range ? "yes" : "no")
       << "; HW A/D in a random PTE of a block " << (c.hafdbs_random_pte ? "on" : "off") << '\n';
+    o << "  FEAT_HAFDBS " << (c.hafdbs ? "yes" : "no") << "; FEAT_BBML2_NOABORT "
+      << (c.bbml2_noabort ? "yes" : "no") << '\n';
+    o << "  costs: " << c.costs.clock_ghz << " GHz, CPI " << c.costs.base_cpi << ", fault "
+      << c.costs.fault_ns << " ns, PTE " << c.costs.pte_ns << " ns, zero " << c.costs.zero_bytes_per_ns
+      << " B/ns, copy " << c.costs.copy_bytes_per_ns << " B/ns, TLBI " << c.costs.tlbi_ns
+      << " ns, reclaim " << c.costs.reclaim_page_ns << " ns/page\n";
     o << "  sources:\n";
     std::size_t width = 0;
     for (const auto& [f, s] : c.sources) width = std::max(width, f.size());

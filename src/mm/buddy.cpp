@@ -26,7 +26,7 @@ void BuddyAllocator::insert_free(std::uint64_t pfn, unsigned order) {
   free_frames_ += std::uint64_t{1} << order;
 }
 
-std::optional<Pfn> BuddyAllocator::alloc_folio(unsigned order) {
+std::optional<Pfn> BuddyAllocator::alloc_folio(unsigned order, bool counted) {
   if (order > max_order_) return std::nullopt;
   unsigned o = order;
   while (o <= max_order_ && free_[o].empty()) ++o;
@@ -40,27 +40,47 @@ std::optional<Pfn> BuddyAllocator::alloc_folio(unsigned order) {
     insert_free(pfn + (std::uint64_t{1} << o), o);
   }
   mem_.add_folio(Pfn{pfn}, order);
+  if (!counted) uncounted_ += std::uint64_t{1} << order;
+  peak_used_ = std::max(peak_used_, mem_.nr_frames() - free_frames_ - uncounted_);
   return Pfn{pfn};
 }
 
 void BuddyAllocator::fragment(double fraction, std::uint64_t seed) {
-  std::vector<std::uint64_t> blocks(free_[max_order_].begin(), free_[max_order_].end());
+  // Every free block, of any order, in an order drawn from the seed.
+  std::vector<std::pair<std::uint64_t, unsigned>> blocks;
+  for (unsigned o = 0; o <= max_order_; ++o)
+    for (std::uint64_t pfn : free_[o]) blocks.emplace_back(pfn, o);
   std::mt19937_64 rng(seed);
   std::shuffle(blocks.begin(), blocks.end(), rng);
-  const auto n = static_cast<std::size_t>(fraction * double(blocks.size()) + 0.5);
-  for (std::size_t i = 0; i < n && i < blocks.size(); ++i) {
-    free_[max_order_].erase(blocks[i]);
-    free_frames_ -= std::uint64_t{1} << max_order_;
-    for (std::uint64_t f = 0; f < (std::uint64_t{1} << max_order_); ++f) {
-      insert_free(blocks[i] + f, 0);
-      no_merge_.insert(blocks[i] + f);
+  if (no_merge_.size() < mem_.nr_frames()) no_merge_.resize(mem_.nr_frames(), false);
+  // A fraction of the free frames, rounded to the nearest frame.
+  std::uint64_t left = static_cast<std::uint64_t>(fraction * double(free_frames_) + 0.5);
+  for (const auto& [pfn, order] : blocks) {
+    if (left == 0) break;
+    const std::uint64_t n = std::uint64_t{1} << order;
+    if (order == 0 && no_merge_[pfn]) continue;  // already fragmented: not counted twice
+    free_[order].erase(pfn);
+    free_frames_ -= n;
+    // The first `take` frames become unmergeable order-0 frames; the rest
+    // of the block goes back as the largest aligned blocks it holds.
+    const std::uint64_t take = std::min(n, left);
+    for (std::uint64_t f = 0; f < take; ++f) {
+      insert_free(pfn + f, 0);
+      no_merge_[pfn + f] = true;
+    }
+    left -= take;
+    for (std::uint64_t f = pfn + take; f < pfn + n;) {
+      unsigned o = static_cast<unsigned>(__builtin_ctzll(f | (std::uint64_t{1} << order)));
+      while (f + (std::uint64_t{1} << o) > pfn + n) --o;
+      insert_free(f, o);
+      f += std::uint64_t{1} << o;
     }
   }
 }
 
 void BuddyAllocator::free_folio(Pfn head, unsigned order) {
   mem_.remove_folio(head);
-  if (order == 0 && no_merge_.count(head.val)) {
+  if (order == 0 && fragmented(head.val)) {
     insert_free(head.val, 0);
     return;
   }
@@ -68,7 +88,7 @@ void BuddyAllocator::free_folio(Pfn head, unsigned order) {
   while (order < max_order_) {
     const std::uint64_t buddy = pfn ^ (std::uint64_t{1} << order);
     auto it = free_[order].find(buddy);
-    if (it == free_[order].end()) break;
+    if (it == free_[order].end() || (order == 0 && fragmented(buddy))) break;
     free_[order].erase(it);
     free_frames_ -= std::uint64_t{1} << order;
     pfn &= ~(std::uint64_t{1} << order);

@@ -36,18 +36,31 @@ class BuddyAllocator {
 
   unsigned max_order() const { return max_order_; }
   // A naturally aligned block of 2^order frames registered as one folio,
-  // or nullopt when no block that large is free.
-  std::optional<Pfn> alloc_folio(unsigned order);
+  // or nullopt when no block that large is free. `counted` false: the
+  // frames stay out of peak_used_frames() (the zero pages, which Linux
+  // does not count as anyone's memory).
+  std::optional<Pfn> alloc_folio(unsigned order, bool counted = true);
   void free_folio(Pfn head, unsigned order);
 
-  // The `fragment F` scenario header: a fraction F of free memory (whole
-  // max-order blocks, chosen from `seed`) is broken into order-0 frames
-  // that never merge again — what long-lived unmovable allocations
-  // scattered through memory do to a real buddy allocator. Large
-  // allocations then fail there and fall back, as on a fragmented machine.
+  // The `fragment F` scenario header: a fraction F of the free frames
+  // (rounded to a frame) becomes order-0 frames that never merge again —
+  // what long-lived unmovable allocations scattered through memory do to a
+  // real buddy allocator. Free blocks of every order are taken in an order
+  // drawn from `seed`, whole, the last one in part; `fragment 1.0` leaves
+  // no free block above order 0. Large allocations then fail and fall
+  // back, as on a fragmented machine.
   void fragment(double fraction, std::uint64_t seed);
+  // Free blocks of any order above `order` (fragment 1.0 leaves none above 0).
+  std::size_t free_blocks_above(unsigned order) const {
+    std::size_t n = 0;
+    for (unsigned o = order + 1; o <= max_order_; ++o) n += free_[o].size();
+    return n;
+  }
 
   std::uint64_t free_frames() const { return free_frames_; }
+  // The most frames allocated at once (counted ones only): the peak of
+  // memory in use by folios — anonymous, page cache, shmem — each whole.
+  std::uint64_t peak_used_frames() const { return peak_used_; }
   std::size_t free_blocks(unsigned order) const { return free_[order].size(); }
 
  private:
@@ -57,7 +70,10 @@ class BuddyAllocator {
   unsigned max_order_;
   std::vector<std::set<std::uint64_t>> free_;  // per order: first PFN of free blocks
   std::uint64_t free_frames_ = 0;
-  std::set<std::uint64_t> no_merge_;  // fragmented frames: freed back as order 0
+  std::uint64_t uncounted_ = 0;  // frames allocated with counted == false
+  std::uint64_t peak_used_ = 0;
+  bool fragmented(std::uint64_t pfn) const { return pfn < no_merge_.size() && no_merge_[pfn]; }
+  std::vector<bool> no_merge_;  // per frame: fragmented, freed back as order 0 and never merged
 };
 
 }  // namespace contpte

@@ -8,6 +8,7 @@
 
 #include "engine/pgtable.h"
 #include "engine/pmd.h"
+#include "mm/walk.h"
 
 namespace contpte {
 
@@ -62,57 +63,42 @@ template <class Fn>
 void Mm::for_each_madvise_folio(std::uint64_t start, std::uint64_t end, Fn&& fn) {
   const Geometry& g = sys_.mem().geometry();
   const unsigned shift = g.page_shift;
-  for (std::uint64_t addr = start; addr < end;) {
-    const std::uint64_t next = std::min(end, align_down(addr, g.pmd_size()) + g.pmd_size());
-    if (auto pmdp = pt_.entry_slot(VirtAddr{addr}, 2, false); pmdp && pmd_trans_huge(*pmdp->ptr())) {
-      const Pte pmd = *pmdp->ptr();
-      const FolioInfo f = sys_.mem().folio_of(pte_pfn(pmd, shift));
-      if (is_huge_zero_pmd(pmd) || !exclusive(f)) {
-        addr = next;
-        continue;
-      }
-      const std::uint64_t haddr = align_down(addr, g.pmd_size());
-      if (next - addr == g.pmd_size()) {
-        fn(haddr, *pmdp, pmd, static_cast<unsigned>(f.nr_pages), true);
-        addr = next;
-        continue;
-      }
-      split_folio(f.head, haddr);
+  auto pmd_entry = [&](std::uint64_t addr, std::uint64_t next) {
+    auto pmdp = pt_.entry_slot(VirtAddr{addr}, 2, false);
+    if (!pmdp || !pmd_trans_huge(*pmdp->ptr())) return false;
+    const Pte pmd = *pmdp->ptr();
+    const FolioInfo f = sys_.mem().folio_of(pte_pfn(pmd, shift));
+    if (is_huge_zero_pmd(pmd) || !exclusive(f)) return true;
+    const std::uint64_t haddr = align_down(addr, g.pmd_size());
+    if (next - addr == g.pmd_size()) {
+      fn(haddr, *pmdp, pmd, static_cast<unsigned>(f.nr_pages), true);
+      return true;
     }
-    auto slot = pt_.pte_slot(VirtAddr{addr}, false);
-    if (!slot) {
-      addr = next;
-      continue;
-    }
-    while (addr < next) {
-      Pte pte = ptep_get(env_, *slot);
-      std::uint64_t nr = 1;
-      const FolioInfo f = pte_present(pte) && !pte_special(pte) ? sys_.mem().folio_of(pte_pfn(pte, shift))
-                                                                : FolioInfo{};
-      if (f.valid) {
-        nr = folio_pte_batch(*slot, &pte, (next - addr) >> shift);
-        if (f.nr_pages > 1 && nr < f.nr_pages) {
-          // Only part of the folio is here — the range covers part of it,
-          // or the rest is no longer mapped: split it unless another
-          // process may map it (folio_maybe_mapped_shared). Its mapcount
-          // does not matter here, unlike for a whole folio below.
-          if (sys_.mapped_only_by(f.head, pid_)) {
-            split_folio(f.head, addr - ((pte_pfn(pte, shift).val - f.head.val) << shift));
-            continue;  // the same address again, now an order-0 folio
-          }
-        } else if (exclusive(f)) {
-          for (std::uint64_t i = 1; i < nr; ++i) {
-            const Pte p = ptep_get(env_, *slot + static_cast<std::ptrdiff_t>(i));
-            if (pte_young(p)) pte = pte_mkyoung(pte);
-            if (pte_dirty(p)) pte = pte_mkdirty(pte);
-          }
-          fn(addr, *slot, pte, static_cast<unsigned>(nr), false);
-        }
+    split_folio(f.head, haddr);
+    return false;  // its pages, now PTE-mapped order-0 folios, follow
+  };
+  walk_range(start, end, pmd_entry, [&](std::uint64_t addr, PteSlot slot, Pte pte, unsigned nr) {
+    const FolioInfo f = pte_special(pte) ? FolioInfo{} : sys_.mem().folio_of(pte_pfn(pte, shift));
+    if (!f.valid) return true;
+    if (f.nr_pages > 1 && nr < f.nr_pages) {
+      // Only part of the folio is here — the range covers part of it,
+      // or the rest is no longer mapped: split it unless another
+      // process may map it (folio_maybe_mapped_shared). Its mapcount
+      // does not matter here, unlike for a whole folio below.
+      if (sys_.mapped_only_by(f.head, pid_)) {
+        split_folio(f.head, addr - ((pte_pfn(pte, shift).val - f.head.val) << shift));
+        return false;  // the same address again, now an order-0 folio
       }
-      addr += nr << shift;
-      *slot = *slot + static_cast<std::ptrdiff_t>(nr);
+    } else if (exclusive(f)) {
+      for (unsigned i = 1; i < nr; ++i) {
+        const Pte p = ptep_get(env_, slot + static_cast<std::ptrdiff_t>(i));
+        if (pte_young(p)) pte = pte_mkyoung(pte);
+        if (pte_dirty(p)) pte = pte_mkdirty(pte);
+      }
+      fn(addr, slot, pte, nr, false);
     }
-  }
+    return true;
+  });
 }
 
 void Mm::madvise_free(std::uint64_t start, std::uint64_t len) {

@@ -94,6 +94,7 @@ struct MmStats {
   std::uint64_t pglazyfree = 0;    // pages MADV_FREE marked lazily freeable
   std::uint64_t pglazyfreed = 0;   // lazyfree pages MADV_PAGEOUT discarded
   std::uint64_t pgdeactivate = 0;  // pages MADV_COLD / PAGEOUT took off the active list
+  std::uint64_t reclaim_entries = 0;  // PTEs and huge PMDs reclaim's aging test-and-cleared
   // File mappings and the page cache.
   std::uint64_t faults_file = 0;        // read faults served from the page cache
   std::uint64_t faultaround_pages = 0;  // PTEs filemap_map_pages set around a fault
@@ -276,6 +277,11 @@ class Mm {
   // first pte is made writable if any of the run is.
   template <class Fn>
   void for_each_present_batch(std::uint64_t start, std::uint64_t end, Fn&& fn);
+  // The walk both of those and madvise's share: pmd_entry(addr, next) per
+  // PMD-sized step first (true: handled), then fn per present batch; see
+  // walk.h.
+  template <class PmdFn, class Fn>
+  void walk_range(std::uint64_t start, std::uint64_t end, PmdFn&& pmd_entry, Fn&& fn);
 
   // ---- unmapping (zap.cpp) ----
   // What one mmu_gather collected while unmapping; tlb_finish_mmu turns it

@@ -16,7 +16,7 @@ MmSystem::MmSystem(PhysMem& mem, BuddyAllocator& buddy, Features features, ThpSe
     : mem_(mem), buddy_(buddy), features_(features), thp_(std::move(thp)) {
   // The shared zero page: one frame that every read fault of anonymous
   // memory maps (special: no folio refcounting, never folded).
-  auto z = buddy_.alloc_folio(0);
+  auto z = buddy_.alloc_folio(0, /*counted=*/false);
   if (!z) throw std::runtime_error("no memory for the zero page");
   zero_pfn_ = *z;
 }
@@ -24,7 +24,7 @@ MmSystem::MmSystem(PhysMem& mem, BuddyAllocator& buddy, Features features, ThpSe
 std::optional<Pfn> MmSystem::huge_zero_pfn() {
   if (!huge_zero_pfn_) {
     const Geometry& g = mem_.geometry();
-    huge_zero_pfn_ = buddy_.alloc_folio(g.pmd_shift() - g.page_shift);
+    huge_zero_pfn_ = buddy_.alloc_folio(g.pmd_shift() - g.page_shift, /*counted=*/false);
     if (huge_zero_pfn_) ++stats_.thp_zero_page_alloc;
   }
   return huge_zero_pfn_;

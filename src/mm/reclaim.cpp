@@ -22,6 +22,7 @@ std::uint64_t Mm::age_young(std::uint64_t budget) {
       if (pmd_trans_huge(pmdv) && !is_huge_zero_pmd(pmdv)) {
         const std::uint64_t haddr = align_down(va, pmd);
         if (pmdp_test_and_clear_young(env_, VirtAddr{haddr}, *pmdp)) flush_pmds({haddr});
+        ++sys_.stats().reclaim_entries;
         budget -= std::min<std::uint64_t>(budget, std::uint64_t{1} << pmd_order());
       }
       if (!pmd_table(pmdv)) {
@@ -34,6 +35,7 @@ std::uint64_t Mm::age_young(std::uint64_t budget) {
         if (!pte_present(pte) || pte_special(pte)) continue;
         const bool block = pte_valid_cont(pte);
         ptep_clear_flush_young(env_, VirtAddr{va}, slot);
+        ++sys_.stats().reclaim_entries;
         // contpte ages the whole block: the checker is told so.
         if (sys_.checker) {
           if (block)

@@ -1,7 +1,7 @@
 // report/report.h — what `contpte run` prints and writes.
 //
 // Owns: the human-readable summary of runs and the JSON report with the
-// stable keys of SCENARIO.md ("version", "runs", "config", "stats",
+// stable keys of docs/scenario.md ("version", "runs", "config", "stats",
 // "expects", "violations").
 // Must not know: how runs are executed.
 #pragma once
@@ -15,6 +15,10 @@
 #include "scenario/runner.h"
 
 namespace contpte {
+
+// One run as the report's `runs` list holds it (sweep lines reuse its
+// stats, expects and violations).
+nlohmann::json run_json(const RunResult& r);
 
 // The report as JSON: {"version": 1, "runs": [...]}.
 nlohmann::json json_report(const std::vector<RunResult>& runs);

@@ -84,19 +84,32 @@ void print_process_head(std::ostream& out, const std::string& who, const Snapsho
   }
 }
 
-void print_vma_rows(std::ostream& out, const ProcessSnapshot& p) {
+void print_vma_rows(std::ostream& out, const ProcessSnapshot& p, std::size_t top = 0) {
   std::string cont_head;
   const auto& blocks = p.pfns ? p.total.cont_bytes : p.total.resident_block_bytes;
   for (const auto& [size, b] : blocks) cont_head += fmt::format(" {:>7}", (p.pfns ? "cont" : "res") + size_name(size));
   out << fmt::format("  {:<33} {:<5} {:>8}{}  {}\n", "VMA", "perms", "resident", cont_head,
                      p.pfns ? "folios / name" : "name");
   std::size_t hidden = 0;
+  // The `top` largest by resident bytes, in address order.
+  std::vector<const VmaSnapshot*> rows;
   for (const auto& v : p.vmas) {
+    if (v.stats.resident_bytes == 0) ++hidden;
+    else rows.push_back(&v);
+  }
+  const std::size_t more = top && rows.size() > top ? rows.size() - top : 0;
+  if (more) {
+    std::stable_sort(rows.begin(), rows.end(), [](const VmaSnapshot* a, const VmaSnapshot* b) {
+      return a->stats.resident_bytes > b->stats.resident_bytes;
+    });
+    rows.resize(top);
+    std::sort(rows.begin(), rows.end(), [](const VmaSnapshot* a, const VmaSnapshot* b) {
+      return a->vma.start < b->vma.start;
+    });
+  }
+  for (const VmaSnapshot* vp : rows) {
+    const VmaSnapshot& v = *vp;
     const SnapshotStats& s = v.stats;
-    if (s.resident_bytes == 0) {
-      ++hidden;
-      continue;
-    }
     std::string cont;
     for (const auto& [size, b] : p.pfns ? s.cont_bytes : s.resident_block_bytes)
       cont += fmt::format(" {:>6.1f}%", pct(b, s.resident_bytes));
@@ -104,7 +117,39 @@ void print_vma_rows(std::ostream& out, const ProcessSnapshot& p) {
     out << fmt::format("  {:016x}-{:016x} {:<5} {:>8}{}  {}{}\n", v.vma.start, v.vma.end, v.vma.perms,
                        bytes_str(s.resident_bytes), cont, p.pfns ? folio_summary(s) + "  " : "", name);
   }
+  if (more) out << fmt::format("  ({} more VMAs with resident pages, smaller; --all-vmas shows them)\n", more);
   if (hidden) out << fmt::format("  ({} VMAs without resident pages not shown)\n", hidden);
+}
+
+// Why the memory is not in B folios, from the setting anonymous faults
+// apply to B, and the setting that would change it.
+std::string setting_answer(std::uint64_t b, const ThpHostSettings& thp) {
+  const std::string n = size_name(b);
+  const std::string file = fmt::format("hugepages-{}kB/enabled", b >> 10);
+  if (!thp.present)
+    return fmt::format("this host has no THP ({} is missing): the kernel was built without "
+                       "CONFIG_TRANSPARENT_HUGEPAGE, and only such a kernel could give {} folios",
+                       thp.dir, n);
+  const auto it = thp.sizes.find(b);
+  if (it == thp.sizes.end())
+    return fmt::format("this kernel offers no {} THP size (no {}/{}): a kernel with mTHP (6.8+) "
+                       "for this page size would be needed",
+                       n, thp.dir, file.substr(0, file.find('/')));
+  const std::string how = it->second == "inherit" ? fmt::format("{} = inherit, enabled = {}", file, thp.enabled)
+                                                  : fmt::format("{} = {}", file, it->second);
+  const std::string eff = thp.effective(b);
+  if (eff == "never")
+    return fmt::format("{} THP is off ({}): setting {} to always (or madvise, with MADV_HUGEPAGE on the "
+                       "ranges) would let new anonymous faults get {} folios",
+                       n, how, file, n);
+  if (eff == "madvise")
+    return fmt::format("{} THP is madvise-only ({}): ranges without MADV_HUGEPAGE get smaller folios; "
+                       "madvise(MADV_HUGEPAGE) them or set {} to always",
+                       n, how, file);
+  return fmt::format("{} THP is already on ({}): the rest was faulted before the setting, is file or shmem "
+                     "memory (page-cache folio sizes come from the filesystem, shmem's from shmem_enabled), "
+                     "or fell back to smaller folios (fragmentation; defrag = {})",
+                     n, how, thp.defrag.empty() ? "unknown" : thp.defrag);
 }
 
 }  // namespace
@@ -163,16 +208,57 @@ nlohmann::json snapshot_sample_json(const SnapshotSet& set, double t_ms, bool ro
 }
 
 void print_snapshot(std::ostream& out, const SnapshotSet& set, bool rollup) {
+  print_snapshot(out, set, SnapshotPrint{rollup, 0, nullptr});
+}
+
+void print_snapshot(std::ostream& out, const SnapshotSet& set, const SnapshotPrint& how) {
   for (const auto& p : set.processes) {
     print_process_head(out, fmt::format("pid {} ({})", p.pid, p.comm), p.total, p.pfns);
-    if (!rollup) print_vma_rows(out, p);
+    if (!how.rollup) print_vma_rows(out, p, how.top_vmas);
     out << '\n';
   }
-  if (set.processes.size() > 1) {
-    const bool pfns = std::all_of(set.processes.begin(), set.processes.end(), [](const auto& p) { return p.pfns; });
+  const bool pfns = std::all_of(set.processes.begin(), set.processes.end(), [](const auto& p) { return p.pfns; });
+  if (set.processes.size() > 1)
     print_process_head(out, fmt::format("all {} processes", set.processes.size()), set.total, pfns);
-  }
   for (const auto& n : set.notes) out << "note: " << n << '\n';
+  if (how.thp && !set.processes.empty()) {
+    out << fmt::format("verdict{}:\n", set.processes.size() > 1 ? " (all processes)" : "");
+    for (const auto& line : snapshot_verdict(set.total, pfns, *how.thp)) out << "  " << line << '\n';
+  }
+}
+
+nlohmann::json thp_settings_json(const ThpHostSettings& thp) {
+  nlohmann::json sizes = nlohmann::json::object();
+  for (const auto& [b, v] : thp.sizes) sizes[size_name(b)] = v;
+  return {{"dir", thp.dir}, {"present", thp.present}, {"enabled", thp.enabled}, {"defrag", thp.defrag},
+          {"sizes", sizes}};
+}
+
+std::vector<std::string> snapshot_verdict(const SnapshotStats& s, bool pfns, const ThpHostSettings& thp) {
+  std::vector<std::string> lines;
+  for (const auto& [b, room] : s.resident_block_bytes) {
+    const std::string n = size_name(b);
+    const auto c = s.cont_bytes.find(b);
+    const std::uint64_t covered = pfns && c != s.cont_bytes.end() ? c->second : 0;
+    std::string line =
+        pfns ? fmt::format("{}: contpte maps {} ({:.1f}% of RSS) with one TLB entry per {} block; the resident "
+                           "layout has {} ({:.1f}%) in fully resident, {}-aligned blocks, ",
+                           n, bytes_str(covered), pct(covered, s.resident_bytes), n, bytes_str(room),
+                           pct(room, s.resident_bytes), n)
+             : fmt::format("{}: without PFNs contpte's share is unknown; the resident layout has {} ({:.1f}% of "
+                           "RSS) in fully resident, {}-aligned blocks, ",
+                           n, bytes_str(room), pct(room, s.resident_bytes), n);
+    if (room == 0)
+      line += fmt::format("so no setting changes the answer: the mappings are too small or too sparsely "
+                          "touched for {} blocks",
+                          n);
+    else if (pfns && covered >= room)
+      line += "all of them already one folio each: no setting would add more";
+    else
+      line += fmt::format("the most {} folios could cover. {}", n, setting_answer(b, thp));
+    lines.push_back(std::move(line));
+  }
+  return lines;
 }
 
 void print_sample_line(std::ostream& out, const SnapshotSet& set, double t_ms) {

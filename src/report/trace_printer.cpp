@@ -72,7 +72,10 @@ class TracePrinter::ProcessTrace final : public SimObserver {
 TracePrinter::TracePrinter(std::ostream& out) : out_(out) {}
 TracePrinter::~TracePrinter() = default;
 
-SimObserver* TracePrinter::watch(std::size_t, const PageTable& pt) {
+SimObserver* TracePrinter::watch(std::size_t pid, const PageTable& pt) {
+  // Process 0 is a new machine's first: the last run's processes are gone
+  // (runs under --trace go one at a time).
+  if (pid == 0) procs_.clear();
   procs_.push_back(std::make_unique<ProcessTrace>(*this, pt));
   return procs_.back().get();
 }

@@ -33,15 +33,33 @@ void parallel_for(std::size_t n, unsigned threads, const std::function<void(std:
     if (e) std::rethrow_exception(e);
 }
 
+std::string SuiteJob::forced_header() const {
+  std::string h = config ? std::string(config->header) : std::string();
+  if (!tlb.empty()) {
+    if (!h.empty()) h.push_back('\n');
+    h.append("tlb ").append(tlb);
+  }
+  return h;
+}
+
+Scenario load_job(const SuiteJob& job) {
+  Scenario sc = load_scenario(job.file, job.forced_header());
+  validate_for_run(sc);
+  return sc;
+}
+
 std::vector<RunResult> run_jobs(const std::vector<SuiteJob>& jobs, const RunOptions& opts, unsigned threads,
                                 const std::function<void(std::size_t, std::size_t)>& progress) {
   // All input errors before anything runs.
   std::vector<Scenario> scenarios;
   scenarios.reserve(jobs.size());
-  for (const auto& j : jobs) {
-    scenarios.push_back(load_scenario(j.file, j.config ? j.config->header : std::string_view{}));
-    validate_for_run(scenarios.back());
-  }
+  for (const auto& j : jobs) scenarios.push_back(load_job(j));
+  return run_loaded(scenarios, jobs, opts, threads, progress);
+}
+
+std::vector<RunResult> run_loaded(const std::vector<Scenario>& scenarios, const std::vector<SuiteJob>& jobs,
+                                  const RunOptions& opts, unsigned threads,
+                                  const std::function<void(std::size_t, std::size_t)>& progress) {
   std::vector<RunResult> results(jobs.size());
   std::mutex m;
   std::size_t done = 0;

@@ -280,8 +280,11 @@ std::pair<std::string, SourceLoc> Parser::mapping_name(LineCursor& c) {
 Mmap Parser::parse_mmap(LineCursor& c, const Token&) {
   Mmap m;
   std::tie(m.name, m.name_loc) = mapping_name(c);
+  // Any byte count, as mmap(2) takes: the mapping (and a file's page
+  // cache) covers it rounded up to whole pages of the granule.
   const Token sz = c.take("a size");
-  m.size = length(c, sz, "size");
+  m.size = size(c, sz, "size");
+  if (m.size == 0) c.fail(sz, "size must not be zero");
   Options o(c, "mmap", {"prot", "file", "addr", "align"}, {"private", "shared", "anon"});
   o.exclusive("private", "shared");
   o.exclusive("anon", "file");
@@ -418,7 +421,7 @@ Access Parser::parse_access(LineCursor& c, const Token& kw) {
 }
 
 Op Parser::parse_expect(LineCursor& c, const Token&) {
-  const Token form = c.take("cont, nocont, pte, raw, stat, violations or violation");
+  const Token form = c.take(fmt::format("one of: {}", join(kExpectForms)));
   const std::string_view f = form.text;
   if (f == "cont" || f == "nocont") {
     ExpectCont e;
@@ -445,9 +448,7 @@ Op Parser::parse_expect(LineCursor& c, const Token&) {
     c.finish("expect violation RULE [N]");
     return e;
   }
-  c.fail(form, fmt::format("unknown expectation '{}'; expected one of: cont, nocont, pte, raw, stat, "
-                           "violations, violation",
-                           f));
+  c.fail(form, fmt::format("unknown expectation '{}'; expected one of: {}", f, join(kExpectForms)));
 }
 
 ExpectPte Parser::expect_pte(LineCursor& c, bool raw) {

@@ -43,6 +43,9 @@ struct member_result<R (C::*)(A...)> {
 };
 
 constexpr std::array<std::string_view, 3> kBranchWords{"engine", "hw", "reader"};
+// The forms of `expect` (Parser::parse_expect takes each).
+constexpr std::array<std::string_view, 7> kExpectForms{"cont", "nocont", "pte", "raw", "stat", "violations",
+                                                       "violation"};
 static_assert(static_cast<std::size_t>(BranchKind::Engine) == 0 && static_cast<std::size_t>(BranchKind::Hw) == 1 &&
                   static_cast<std::size_t>(BranchKind::Reader) == 2,
               "Branch::kind() is the index of Branch::op");
@@ -79,6 +82,7 @@ class Parser {
     else
       return {name, &Parser::invoke<Op, Fn>, nullptr};
   }
+  friend ScenarioVocabulary contpte::scenario_vocabulary();
   static std::span<const StatementInfo> statements();
   static const StatementInfo* find_statement(std::string_view word);
 
@@ -122,6 +126,7 @@ class Parser {
   void parse_memory(LineCursor& c, const Token&);
   void parse_fragment(LineCursor& c, const Token&);
   void parse_hafdbs(LineCursor& c, const Token&);
+  void parse_insns_per_access(LineCursor& c, const Token&);
 
   // The header ends at the first operation (or the end of the file): from
   // here on the granule is fixed.

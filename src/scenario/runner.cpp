@@ -28,6 +28,9 @@ int RunResult::exit_status() const {
     if (x.result.failed()) return 1;
   for (const auto& v : violations)
     if (!v.claimed) return 1;
+  // Only an exhausted exploration is a proof.
+  for (const auto& x : explorations)
+    if (!x.result.exhausted) return 3;
   return 0;
 }
 
@@ -46,7 +49,7 @@ struct Overloaded : Ts... {
 template <class... Ts>
 Overloaded(Ts...) -> Overloaded<Ts...>;
 
-// PTE-level statements: the engine API called directly (SCENARIO.md).
+// PTE-level statements: the engine API called directly (docs/scenario.md).
 bool is_pte_level(const EngineOp& op) {
   return std::holds_alternative<SetPtes>(op) || std::holds_alternative<PteOp>(op) ||
          std::holds_alternative<PteBatch>(op) || std::holds_alternative<ModifyProt>(op) ||
@@ -80,11 +83,38 @@ struct FolioDecl {
   unsigned order;
 };
 
-Features features_of(const Header& h) {
+// The core a run executes on, in one place: the header's `tlb` (a preset
+// or a JSON file) with the header's CPU-feature overrides applied —
+// `hafdbs on|off`, and `contpte bbml2`, the shorthand for Linux 6.17's
+// contpte on a core whose FEAT_BBML2_NOABORT is turned on for the run.
+TlbConfig run_core(const Header& h) {
+  TlbConfig c = resolve_tlb_config(h.tlb);
+  if (h.hafdbs) c.hafdbs = *h.hafdbs;
+  if (*variant_from_name(h.variant) == Variant::Bbml2) c.bbml2_noabort = true;
+  return c;
+}
+
+// What the engine may ask: the kernel's behaviour and the core's features.
+Features features_of(const Header& h, const TlbConfig& core) {
   Features f;
   f.variant = *variant_from_name(h.variant);
-  f.bbml2_noabort = f.variant == Variant::Bbml2;
-  f.hafdbs = h.hafdbs;
+  f.bbml2_noabort = core.bbml2_noabort;
+  f.hafdbs = core.hafdbs;
+  return f;
+}
+
+// The engine seam: the machine's one choice of engine, made at run time —
+// the built-in engine in the header's variant, or (--kernel) the code of a
+// Linux tree built for this granule and configuration.
+Features machine_features(const Scenario& sc, const TlbConfig& core, const RunOptions& opts) {
+  Features f = features_of(sc.header, core);
+  if (!opts.kernel_engine) return f;
+  if (f.variant != Variant::Upstream && f.variant != Variant::Off)
+    throw ScenarioError(sc.file, fmt::format("`contpte {}` is a variant of contpte's own engine; with --kernel "
+                                             "only `contpte upstream` (CONFIG_ARM64_CONTPTE=y) and `contpte off` "
+                                             "(=n) name a build of the tree",
+                                             sc.header.variant));
+  f.external = opts.kernel_engine(sc.header.geometry(), f.variant == Variant::Upstream);
   return f;
 }
 
@@ -159,17 +189,19 @@ ThpSettings thp_settings(const Header& h) {
   return t;
 }
 
-MachineSpec machine_spec(const Header& h, bool check) {
+// The machine a scenario's header describes.
+MachineSpec machine_spec(const Scenario& sc, const RunOptions& opts) {
+  const Header& h = sc.header;
   MachineSpec m;
   m.granule = h.granule;
   m.memory = h.memory;
   m.fragment = h.fragment;
   m.seed = h.seed;
-  m.tlb = resolve_tlb_config(h.tlb);
-  m.hafdbs = h.hafdbs;
-  m.features = features_of(h);
+  m.core = run_core(h);
+  m.features = machine_features(sc, m.core, opts);
   m.thp = thp_settings(h);
-  m.check = check;
+  m.insns_per_access = h.insns_per_access;
+  m.check = opts.check;
   return m;
 }
 
@@ -182,13 +214,13 @@ class Runner final : public RunMachine {
       : sc_(sc),
         geo_(sc.header.geometry()),
         opts_(opts),
-        m_(machine_spec(sc.header, opts.check), opts.trace),
+        m_(machine_spec(sc, opts), opts.trace),
         names_(1),
         rng_(sc.header.seed) {
     res_.scenario = sc.file;
     res_.config.granule = std::string(geo_.name);
     res_.config.contpte = sc.header.variant;
-    res_.config.tlb = sc.header.tlb;
+    res_.config.tlb = m_.mmu().config().name;  // the core's name, not the JSON file's path
     for (const auto& [size, policy] : sc.header.thp)
       if (policy != ThpPolicy::Never) res_.config.mthp.push_back(format_size(size));
   }
@@ -201,6 +233,7 @@ class Runner final : public RunMachine {
       ++res_.statements;
       m_.set_context(st.loc.line, res_.statements);
       exec(st);
+      m_.engine_findings();
       m_.settle();
       if (res_.error) break;
     }
@@ -216,10 +249,11 @@ class Runner final : public RunMachine {
   Mm& mm(std::size_t pid) override { return m_.mm(pid); }
   std::size_t fork(std::size_t parent) override { return m_.fork(parent); }
   void exit(std::size_t pid) override { m_.exit(pid); }
-  bool access(std::size_t pid, std::uint64_t va, MemAccess kind) override {
-    return !m_.access(pid, VirtAddr{va}, kind);
+  bool access(std::size_t pid, std::uint64_t va, MemAccess kind, bool continued) override {
+    return !m_.access(pid, VirtAddr{va}, kind, continued);
   }
   void end_step() override { m_.settle(); }
+  void count_instructions(std::uint64_t n) override { m_.count_instructions(n); }
 
  private:
   RunResult finish() {
@@ -251,7 +285,7 @@ class Runner final : public RunMachine {
     return VirtAddr{it->second.first + a.offset};
   }
 
-  // A PTE-level statement acts outside every mapping (SCENARIO.md): inside
+  // A PTE-level statement acts outside every mapping (docs/scenario.md): inside
   // a VMA it would bypass the memory manager's own bookkeeping.
   void outside_vmas(const SourceLoc& loc, VirtAddr va, std::uint64_t nr) {
     const std::uint64_t end = va.val + nr * geo_.page_size();
@@ -288,15 +322,17 @@ class Runner final : public RunMachine {
             },
             [&](const SetPtes& s) {
               outside_vmas(st.loc, s.addr, s.nr);
-              seq_caller().set(s, make_pte(pfn_of(s.folio), s.prot, s.young, s.dirty, shift));
+              in_caller_range(s.addr, s.nr, [&] {
+                seq_caller().set(s, make_pte(pfn_of(s.folio), s.prot, s.young, s.dirty, shift));
+              });
             },
             [&](const PteOp& o) {
               outside_vmas(st.loc, o.addr, 1);
-              seq_caller().op(o);
+              in_caller_range(o.addr, 1, [&] { seq_caller().op(o); });
             },
             [&](const PteBatch& b) {
               outside_vmas(st.loc, b.addr, b.nr);
-              seq_caller().batch(b);
+              in_caller_range(b.addr, b.nr, [&] { seq_caller().batch(b); });
             },
             [&](const Mmap& m) { exec_mmap(st, m); },
             [&](const Munmap& m) {
@@ -321,7 +357,7 @@ class Runner final : public RunMachine {
             [&](const Reclaim& r) { exec_reclaim(r); },
             [&](const ModifyProt& m) {
               outside_vmas(st.loc, m.addr, m.nr);
-              seq_caller().modify_prot(m);
+              in_caller_range(m.addr, m.nr, [&] { seq_caller().modify_prot(m); });
             },
             [&](const Access& a) { exec_access(st, a); },
             [&](const SetAccessFlags& s) {
@@ -353,7 +389,7 @@ class Runner final : public RunMachine {
             [&](const ExpectViolation& e) {
               std::uint64_t found = 0;
               for (auto& v : m_.checker().violations())
-                if (v.rule == e.rule && !v.claimed) {
+                if (rule_name(v.rule) == e.rule && !v.claimed) {
                   v.claimed = true;
                   ++found;
                 }
@@ -378,6 +414,36 @@ class Runner final : public RunMachine {
     return PteCaller<E>{e, geo_, chk, asid(), [this](VirtAddr va) { return slot(va); },
                         [this](VirtAddr va) { return stored(va); }, std::move(flush)};
   }
+  // out_of_range for the built-in engine: a PTE-level call may write only
+  // inside the contpte blocks that contain the range it was given. (An
+  // engine built from a Linux tree is checked by the seam itself,
+  // engine/external.h.)
+  template <class Fn>
+  void in_caller_range(VirtAddr addr, unsigned nr, Fn&& fn) {
+    if (env().features().external || !m_.checking() || nr == 0) return fn();
+    struct Guard final : SimObserver {
+      const Pte* lo;
+      const Pte* hi;
+      Checker& chk;
+      SimEnv& env;
+      Guard(const Pte* l, const Pte* h, Checker& c, SimEnv& e) : lo(l), hi(h), chk(c), env(e) {
+        env.add_observer(this);
+      }
+      ~Guard() override { env.remove_observer(this); }
+      void on_pte_access(const PteAccess& a) override {
+        if (a.op != PteAccessOp::Load && (a.slot.ptr() < lo || a.slot.ptr() >= hi))
+          chk.report_engine(EngineFinding{EngineFindingKind::OutOfRange, a.slot.ptr(),
+                                          "the engine wrote a PTE outside the contpte blocks of the range "
+                                          "its caller passed"});
+      }
+    };
+    const unsigned cont = geo_.cont_ptes;
+    const Pte* lo = slot(addr).align_down(cont).ptr();
+    const Pte* hi = slot(addr + std::uint64_t{nr - 1} * geo_.page_size()).align_down(cont).ptr() + cont;
+    Guard g(lo, hi, m_.checker(), env());
+    fn();
+  }
+
   PteCaller<SimEnv> seq_caller() {
     return pte_caller(env(), &m_.checker(),
                       [this](VirtAddr va, std::uint64_t nr) { m_.caller_flush(cur_, va, nr); });
@@ -396,10 +462,11 @@ class Runner final : public RunMachine {
   // exists before the block starts: allocating a table is not a step.
   ExploreSetup parallel_setup(const Parallel& p) {
     ExploreSetup s;
+    s.source = sc_.file;
     s.mem = &m_.memory();
     s.pt = &pt();
     s.asid = asid();
-    s.features = features_of(sc_.header);
+    s.features = m_.features();
     s.checker = m_.checking() ? &m_.checker() : nullptr;
     for (const Branch& b : p.branches) {
       ExploreBranch eb;
@@ -414,6 +481,7 @@ class Runner final : public RunMachine {
                        eb.kind = ExploreBranch::Kind::Hw;
                        eb.va = resolve(h.addr);
                        eb.access = mem_access(h.kind);
+                       eb.no_vma = !cur().vmas().empty() && !cur().find_vma(eb.va.val);
                        slot(eb.va);
                      },
                      [&](const LocklessRead& r) {
@@ -507,7 +575,12 @@ class Runner final : public RunMachine {
   // `contpte explore` explores the block first; both commands then run it
   // in one seeded interleaving and go on from there.
   void exec_parallel(const Statement& st, const Parallel& p) {
-    Explorer x(parallel_setup(p));
+    ExploreSetup setup = parallel_setup(p);
+    if (opts_.explore_max && opts_.explore_progress)
+      setup.progress = [this, where = fmt::format("{}:{}", st.loc.file, st.loc.line)](std::uint64_t n, double s) {
+        opts_.explore_progress(where, n, s);
+      };
+    Explorer x(std::move(setup));
     if (opts_.explore_max) {
       BlockExploration be;
       be.loc = st.loc;
@@ -523,8 +596,18 @@ class Runner final : public RunMachine {
     env().counters() += k.counters;
     if (opts_.trace)
       for (const StepRecord& r : k.steps) opts_.trace->on_block_step(st, p.branches[r.branch].loc, r, geo_.page_shift);
-    if (!k.problems.empty())
-      res_.error = fmt::format("{}:{}: {}", st.loc.file, st.loc.line, k.problems.front());
+    ParallelRun pr;
+    pr.loc = st.loc;
+    for (std::size_t i = 0; i < p.branches.size(); ++i) {
+      pr.branches.push_back(p.branches[i].text);
+      pr.lines.push_back(p.branches[i].loc.line);
+      pr.outcomes.push_back(i < k.outcomes.size() ? k.outcomes[i] : std::string("?"));
+    }
+    res_.parallel_runs.push_back(std::move(pr));
+    if (!k.problems.empty()) {
+      const auto& pb = k.problems.front();
+      res_.error = fmt::format("{}:{}: {}", st.loc.file, pb.line, pb.text);
+    }
   }
 
   void exec_mmap(const Statement& st, const Mmap& m) {

@@ -26,6 +26,8 @@
 
 namespace contpte {
 
+struct ExternalEngine;
+
 // A configuration as the report names it: a built-in one, or `file` when the
 // scenario's own header is used.
 struct RunConfig {
@@ -50,6 +52,16 @@ struct BlockExploration {
   ExploreResult result;
 };
 
+// One `parallel` block as `contpte run` executed it (its seeded
+// interleaving): how each branch ended ("completed", "faulted: ...",
+// "unmapped: ...", "never finished").
+struct ParallelRun {
+  SourceLoc loc;                      // the `parallel` line
+  std::vector<std::string> branches;  // each branch's source text
+  std::vector<unsigned> lines;        // and line
+  std::vector<std::string> outcomes;  // and how it ended
+};
+
 struct RunResult {
   std::string scenario;  // file name as given
   RunConfig config;
@@ -62,8 +74,11 @@ struct RunResult {
   std::vector<Violation> violations;
   std::optional<std::string> error;  // run error, e.g. an unhandled fault
   std::vector<BlockExploration> explorations;  // `contpte explore`: one per parallel block
+  std::vector<ParallelRun> parallel_runs;      // every parallel block, as run (seeded)
 
-  // 0 every expect held; 1 a failure, an unclaimed violation or a run error.
+  // 0 every expect held; 1 a failure, an unclaimed violation or a run error;
+  // 3 (`contpte explore`) otherwise, when an exploration reached its bound:
+  // nothing failed, but nothing is proved either.
   int exit_status() const;
   double stat(std::string_view name) const;
 };
@@ -90,9 +105,17 @@ struct RunOptions {
   // most this many), then go on from the seeded one. Unset: run the seeded
   // interleaving only.
   std::optional<std::uint64_t> explore_max;
+  // Called as an exploration goes on (ExploreSetup::progress) with the
+  // parallel block's "FILE:LINE": a terminal's progress line.
+  std::function<void(const std::string& where, std::uint64_t executions, double seconds)> explore_progress;
   // `--scale N`: run the scenario N times larger (scenario/scale.h: every
   // mapping, range and access count grows N times). run_driven ignores it.
   std::uint64_t scale = 1;
+  // `--kernel DIR`: the engine seam's choice. Set, every engine call runs the
+  // code of a Linux tree built for the run's granule and configuration
+  // (true: CONFIG_ARM64_CONTPTE=y for `contpte upstream`, false for `off`);
+  // other variants are a ScenarioError. Unset: the built-in engine.
+  std::function<const ExternalEngine*(const Geometry&, bool contpte)> kernel_engine;
 };
 
 // Checks what can only be checked against the runner's capabilities
@@ -115,9 +138,15 @@ class RunMachine {
   virtual std::size_t fork(std::size_t parent) = 0;
   virtual void exit(std::size_t pid) = 0;
   // One user access; false when the fault cannot be resolved (SIGSEGV).
-  virtual bool access(std::size_t pid, std::uint64_t va, MemAccess kind) = 0;
+  // `continued`: the second page of an access that straddles a page
+  // boundary, translated but not counted again in `accesses` (the program
+  // made one access, whatever the granule).
+  virtual bool access(std::size_t pid, std::uint64_t va, MemAccess kind, bool continued = false) = 0;
   // The end of a step for the conformance checker (a statement's end).
   virtual void end_step() = 0;
+  // User instructions the driven program executed (the `instructions`
+  // stat; without a call, a run counts accesses x insns_per_access).
+  virtual void count_instructions(std::uint64_t n) = 0;
 };
 
 // Builds the machine `sc.header` describes (sc's statements are not run),

@@ -12,6 +12,7 @@
 #include <charconv>
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
 #include <limits>
 #include <memory>
 #include <span>
@@ -23,6 +24,7 @@
 #include <utility>
 #include <vector>
 
+#include "hw/tlb.h"
 #include "scenario/parser.h"
 
 namespace contpte {
@@ -110,7 +112,7 @@ auto Parser::find_statement(std::string_view word) -> const StatementInfo* {
 }
 
 auto Parser::header_keys() -> std::span<const HeaderInfo> {
-  static constexpr std::array<HeaderInfo, 9> kHeader{{
+  static constexpr std::array<HeaderInfo, 10> kHeader{{
       {"granule", &Parser::parse_granule, &Header::Given::granule},
       {"contpte", &Parser::parse_contpte, &Header::Given::contpte},
       {"mthp", &Parser::parse_mthp, &Header::Given::mthp},
@@ -120,6 +122,7 @@ auto Parser::header_keys() -> std::span<const HeaderInfo> {
       {"memory", &Parser::parse_memory, &Header::Given::memory},
       {"fragment", &Parser::parse_fragment, &Header::Given::fragment},
       {"hafdbs", &Parser::parse_hafdbs, &Header::Given::hafdbs},
+      {"insns_per_access", &Parser::parse_insns_per_access, &Header::Given::insns_per_access},
   }};
   return kHeader;
 }
@@ -357,9 +360,15 @@ std::uint64_t Parser::folio_size(const LineCursor& c, const Token& t) {
   return bytes;
 }
 
+// A core's JSON file is found relative to the scenario file, as a C
+// #include is, so a scenario runs the same from any directory.
 void Parser::parse_tlb(LineCursor& c, const Token&) {
   out_.header.tlb = std::string(c.take("a TLB preset name or JSON file").text);
   c.finish("tlb NAME");
+  const std::filesystem::path path(out_.header.tlb);
+  const std::filesystem::path dir = std::filesystem::path(file_).parent_path();
+  if (tlb_names_file(out_.header.tlb) && path.is_relative() && !dir.empty())
+    out_.header.tlb = (dir / path).lexically_normal().string();
 }
 
 void Parser::parse_seed(LineCursor& c, const Token&) {
@@ -381,6 +390,16 @@ void Parser::parse_fragment(LineCursor& c, const Token&) {
   if (*v < 0 || *v > 1) c.fail(t, fmt::format("fragment {} is out of range; expected a fraction from 0 to 1", t.text));
   out_.header.fragment = *v;
   c.finish("fragment FRACTION");
+}
+
+void Parser::parse_insns_per_access(LineCursor& c, const Token&) {
+  const Token t = c.take("a number of instructions");
+  const auto v = scan_double(t.text);
+  if (!v) c.fail(t, fmt::format("bad insns_per_access '{}'; expected a decimal number", t.text));
+  if (!(*v >= 0 && *v <= 1e6))
+    c.fail(t, fmt::format("insns_per_access {} is out of range; expected a number from 0 to 1000000", t.text));
+  out_.header.insns_per_access = *v;
+  c.finish("insns_per_access N");
 }
 
 void Parser::parse_hafdbs(LineCursor& c, const Token&) {
@@ -438,6 +457,16 @@ Scenario load_scenario(const std::filesystem::path& path, std::string_view force
   // fread reports a directory (EISDIR) or an I/O error only through ferror.
   if (std::ferror(f.get())) throw fail(errno);
   return parse_scenario(text, name, forced_header);
+}
+
+ScenarioVocabulary scenario_vocabulary() {
+  ScenarioVocabulary v;
+  for (const auto& s : Parser::statements()) v.statements.push_back(s.name);
+  for (const auto& h : Parser::header_keys()) v.header_keys.push_back(h.name);
+  v.block_words = {"parallel", "end"};
+  v.branch_kinds.assign(cpt::kBranchWords.begin(), cpt::kBranchWords.end());
+  v.expect_forms.assign(cpt::kExpectForms.begin(), cpt::kExpectForms.end());
+  return v;
 }
 
 }  // namespace contpte

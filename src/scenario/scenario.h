@@ -1,4 +1,4 @@
-// scenario/scenario.h — the scenario language (.cpt, SCENARIO.md): typed AST
+// scenario/scenario.h — the scenario language (.cpt, docs/scenario.md): typed AST
 // and parser.
 //
 // Owns: the syntax of a scenario, the names of its words (statements, keys,
@@ -72,7 +72,7 @@ struct Named {
 // names one, so it is kept as the validated name.
 inline constexpr std::array<std::string_view, 5> kVariantNames{"upstream", "nofold", "off",
                                                                "naive", "bbml2"};
-// The conformance rules of DESIGN.md, as `expect violation RULE` names them.
+// The conformance rules of docs/design.md, as `expect violation RULE` names them.
 inline constexpr std::array<std::string_view, 5> kRuleNames{
     "misprogrammed", "tlb_conflict", "stale_translation", "lost_dirty", "lost_young"};
 
@@ -172,7 +172,7 @@ constexpr std::string_view name(CmpOp v) { return kCmpOps[static_cast<std::size_
 
 // ---- header --------------------------------------------------------------------
 
-// The largest `memory` a header may give (SCENARIO.md "Header").
+// The largest `memory` a header may give (docs/scenario.md "Header").
 inline constexpr std::uint64_t kMaxScenarioMemory = std::uint64_t{1} << 40;  // 1T
 
 struct Header {
@@ -187,11 +187,16 @@ struct Header {
   std::uint64_t seed = 1;
   std::uint64_t memory = std::uint64_t{8} << 30;  // bytes
   double fragment = 0.0;                          // in [0, 1]
-  bool hafdbs = true;
+  std::optional<bool> hafdbs;  // `hafdbs on|off`; unset: the core's (TlbConfig::hafdbs)
+  // User instructions per `read|write|exec` access, for the time estimate's
+  // user work (a scenario has no instruction stream; docs/estimate.md).
+  double insns_per_access = kDefaultInsnsPerAccess;
+  static constexpr double kDefaultInsnsPerAccess = 3.0;
 
   // Where each header statement was given (its keyword); unset = default.
   struct Given {
-    std::optional<SourceLoc> granule, contpte, mthp, thp, tlb, seed, memory, fragment, hafdbs;
+    std::optional<SourceLoc> granule, contpte, mthp, thp, tlb, seed, memory, fragment, hafdbs,
+        insns_per_access;
   } given;
 
   ThpPolicy thp_policy(std::uint64_t folio_bytes) const {
@@ -397,6 +402,14 @@ struct Scenario {
   Header header;
   std::vector<Statement> statements;  // header statements excluded
 };
+
+// The words the parser accepts, read from its own tables (so that docs and
+// tests cannot drift from it): statements, header keys, the block words
+// `parallel` / `end`, branch kinds and `expect` forms.
+struct ScenarioVocabulary {
+  std::vector<std::string_view> statements, header_keys, block_words, branch_kinds, expect_forms;
+};
+ScenarioVocabulary scenario_vocabulary();
 
 // Parses and validates a whole scenario; `filename` is used in locations.
 // Throws ScenarioError on the first error.

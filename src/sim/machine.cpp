@@ -16,8 +16,9 @@ Machine::Machine(const MachineSpec& spec, MachineWatcher* watcher)
       mem_(spec.granule, spec.memory),
       buddy_(mem_),
       checker_(geo_, spec.features.bbml2_noabort),
-      mmu_(mem_, spec.tlb, spec.hafdbs, spec.check ? &checker_ : nullptr, spec.seed),
-      sys_(mem_, buddy_, spec.features, spec.thp) {
+      mmu_(mem_, spec.core, spec.features.hafdbs, spec.check ? &checker_ : nullptr, spec.seed),
+      sys_(mem_, buddy_, spec.features, spec.thp),
+      insns_per_access_(spec.insns_per_access) {
   // After the memory manager took its zero page, as a booted system would.
   if (spec.fragment > 0) buddy_.fragment(spec.fragment, spec.seed);
   sys_.tlb = &mmu_;
@@ -74,6 +75,15 @@ std::optional<std::string> Machine::fault_and_retry(Mm& m, VirtAddr va, MemAcces
     }
     return fmt::format("{} at level {}; {}", fault_name(r.fault), r.level, why);
   }
+}
+
+double Machine::instructions() const {
+  return instructions_ ? double(*instructions_) : double(mmu_.stats().accesses) * insns_per_access_;
+}
+
+void Machine::engine_findings() {
+  for (auto& p : procs_)
+    for (const EngineFinding& f : p.mm->env().take_findings()) checker_.report_engine(f);
 }
 
 void Machine::caller_flush(std::size_t pid, VirtAddr va, std::uint64_t nr) {

@@ -44,10 +44,17 @@ struct MachineSpec {
   std::uint64_t memory = std::uint64_t{8} << 30;  // bytes of physical memory
   double fragment = 0.0;                          // buddy fragmentation, in [0, 1]
   std::uint64_t seed = 1;                         // fragmentation and TLB replacement
-  TlbConfig tlb;
-  bool hafdbs = true;  // FEAT_HAFDBS in the MMU
-  Features features;   // the engine's variant and the CPU features it reads
+  // The core: its TLBs, costs and CPU features (FEAT_HAFDBS,
+  // FEAT_BBML2_NOABORT), the scenario's overrides applied.
+  TlbConfig core;
+  // The engine seam: the engine's variant and the core's features it reads,
+  // or (Features::external) an engine built from a Linux tree. Chosen once,
+  // here, at run time; the built-in engine's calls are direct.
+  Features features;
   ThpSettings thp;
+  // The user program's instructions per access, when no driven run counts
+  // them (the `instructions` stat).
+  double insns_per_access = 0;
   bool check = true;  // run the conformance checker
 };
 
@@ -79,12 +86,18 @@ class Machine {
   // (handle_mm_fault) and the access is retried, as the CPU re-executes
   // the faulting instruction. nullopt when it completed, else why not
   // ("Translation at level 3; SIGSEGV: no mapping").
-  std::optional<std::string> access(std::size_t pid, VirtAddr va, MemAccess kind) {
+  // `continued`: the second page of an access that straddles a page
+  // boundary, translated but not counted again in `accesses`.
+  std::optional<std::string> access(std::size_t pid, VirtAddr va, MemAccess kind, bool continued = false) {
     Mm& m = *procs_[pid].mm;
-    const AccessResult r = mmu_.access(m.page_table(), m.asid(), va, kind);
+    const AccessResult r = mmu_.access(m.page_table(), m.asid(), va, kind, /*retry=*/continued);
     if (r.fault == Fault::None) [[likely]] return std::nullopt;
     return fault_and_retry(m, va, kind, r);
   }
+  // User instructions a driven program executed (a replay counts them).
+  void count_instructions(std::uint64_t n) { instructions_ = instructions_.value_or(0) + n; }
+  // The program's instructions: counted, else accesses x insns_per_access.
+  double instructions() const;
 
   // ---- TLB maintenance ----
   // The flush a core-mm caller issues after a PTE-level call
@@ -99,6 +112,10 @@ class Machine {
   // caller tells it what core mm consumed either way.
   Checker& checker() { return checker_; }
   void set_context(unsigned line, std::uint64_t step) { checker_.set_context(line, step); }
+  // What foreign engine code did that no checker rule sees (a WARN, a write
+  // outside the caller's blocks, a wild access), since the last call: to
+  // the checker, at the statement that made it.
+  void engine_findings();
   // The end of a step: the checker compares what the TLBs hold against
   // the page tables (no-op when not checking).
   void settle();
@@ -123,6 +140,8 @@ class Machine {
   BuddyAllocator& buddy() { return buddy_; }
   Mmu& mmu() { return mmu_; }
   const Mmu& mmu() const { return mmu_; }
+  const BuddyAllocator& buddy() const { return buddy_; }
+  const PhysMem& memory() const { return mem_; }
   MmSystem& system() { return sys_; }
   // Core-mm callers' flushes of PTE-level statements (the memory manager
   // counts its own in MmStats::caller_tlbi).
@@ -163,6 +182,8 @@ class Machine {
   MmSystem sys_;
   std::vector<Proc> procs_;
   std::uint64_t caller_tlbi_ = 0;
+  double insns_per_access_;
+  std::optional<std::uint64_t> instructions_;  // counted by a driven run
 };
 
 }  // namespace contpte

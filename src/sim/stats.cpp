@@ -8,6 +8,7 @@
 
 #include "arch/pte_format.h"
 #include "hw/checker.h"
+#include "sim/estimate.h"
 #include "sim/machine.h"
 
 namespace contpte {
@@ -36,12 +37,20 @@ const StatReader::Coverage& StatReader::coverage() {
   return *(coverage_ = c);
 }
 
+double StatReader::estimate(std::size_t i) {
+  if (estimate_.empty())
+    for (const auto& [name, v] : estimate_time(m_.mmu().config(), m_.geometry().page_size(),
+                                               [this](std::string_view n) { return stat_value(*this, n).value_or(0.0); }))
+      estimate_.push_back(v);
+  return estimate_.at(i);
+}
+
 namespace {
 
 double ratio(std::uint64_t a, std::uint64_t b) { return b ? double(a) / double(b) : 0.0; }
 double violations_of(StatReader& r, Rule rule) { return double(r.machine().checker().count(rule)); }
 
-// Report order: the first ten are DESIGN.md's stable keys.
+// Report order: the first ten are docs/design.md's stable keys.
 constexpr std::array kStats = {
     StatDef{"accesses", "user accesses the program made (a retried access counts once)",
             "the denominator of the rates below",
@@ -187,6 +196,45 @@ constexpr std::array kStats = {
             [](StatReader& r) {
               return double(r.machine().memory().live_tables() * r.geometry().page_size());
             }},
+    StatDef{"instructions", "the program's instructions: counted from a replayed trace's instruction fetches, "
+                            "else accesses x the header's insns_per_access",
+            "the user work of the time estimate (docs/estimate.md)",
+            [](StatReader& r) { return r.machine().instructions(); }},
+    StatDef{"peak_rss_bytes", "the most memory allocated to folios at once: anonymous, shmem and page cache, each "
+                              "folio whole, at the granule's page size (the zero pages left out)",
+            "the memory a configuration costs; a peak, so a replay whose processes exited still shows it",
+            [](StatReader& r) { return double(r.machine().buddy().peak_used_frames() * r.geometry().page_size()); }},
+    StatDef{"peak_pgtable_bytes", "the most page-table memory in use at once", "with peak_rss_bytes, the memory cost",
+            [](StatReader& r) {
+              return double(r.machine().memory().peak_live_tables() * r.geometry().page_size());
+            }},
+    StatDef{"pgtable_allocs", "page-table pages allocated", "each is zeroed: part of est_zero_ns",
+            [](StatReader& r) { return double(r.machine().memory().tables_allocated()); }},
+    StatDef{"reclaim_entries", "PTEs and huge PMDs reclaim's aging test-and-cleared", "the work of est_reclaim_ns",
+            [](StatReader& r) { return double(r.mm().reclaim_entries); }},
+    StatDef{kEstimateStats[0], "estimated run time: est_user_ns + est_kernel_ns (docs/estimate.md)",
+            "`time`'s real for one thread on an idle core", [](StatReader& r) { return r.estimate(0); }},
+    StatDef{kEstimateStats[1], "estimated user time: est_work_ns + est_translation_ns", "`time`'s user",
+            [](StatReader& r) { return r.estimate(1); }},
+    StatDef{kEstimateStats[2], "estimated kernel time: faults, PTEs, zeroing, copying, TLBI and reclaim",
+            "`time`'s sys", [](StatReader& r) { return r.estimate(2); }},
+    StatDef{kEstimateStats[3], "the program's own work: instructions x base_cpi / clock_ghz",
+            "equal in every configuration", [](StatReader& r) { return r.estimate(3); }},
+    StatDef{kEstimateStats[4], "what translation adds beyond an L1 TLB hit: (walk_cycles + tlb_hits_l2 x L2 hit "
+                               "cycles) / clock_ghz",
+            "", [](StatReader& r) { return r.estimate(4); }},
+    StatDef{kEstimateStats[5], "mm_faults x fault_ns", "exception entry and exit and handle_mm_fault",
+            [](StatReader& r) { return r.estimate(5); }},
+    StatDef{kEstimateStats[6], "pte_stores x pte_ns", "every PTE the kernel wrote",
+            [](StatReader& r) { return r.estimate(6); }},
+    StatDef{kEstimateStats[7], "(bytes_zeroed + pgtable_allocs x page size) / zero_bytes_per_ns",
+            "zeroing new folios and page-table pages", [](StatReader& r) { return r.estimate(7); }},
+    StatDef{kEstimateStats[8], "bytes_copied / copy_bytes_per_ns", "copy-on-write copies",
+            [](StatReader& r) { return r.estimate(8); }},
+    StatDef{kEstimateStats[9], "tlbi_instructions x tlbi_ns", "TLB maintenance",
+            [](StatReader& r) { return r.estimate(9); }},
+    StatDef{kEstimateStats[10], "reclaim_entries x reclaim_page_ns", "reclaim's aging",
+            [](StatReader& r) { return r.estimate(10); }},
     StatDef{"replay_unresolved_accesses", "`run --replay` only: accesses no mapping of the replay resolved",
             "the trace's addresses outside what the replay placed", nullptr},
     StatDef{"replay_failed_mmaps", "`run --replay` only: mmaps of the trace the replay could not place", "",

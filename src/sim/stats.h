@@ -51,12 +51,16 @@ class StatReader {
     std::uint64_t pmd_pages = 0;  // in rss, not PTEs
   };
   const Coverage& coverage();
+  // Part `i` of the time estimate (sim/estimate.h: kEstimateStats[i]),
+  // worked out from the other stats once, when first asked for.
+  double estimate(std::size_t i);
 
  private:
   Machine& m_;
   MmuStats mmu_;
   EngineCounters engine_;
   std::optional<Coverage> coverage_;
+  std::vector<double> estimate_;
 };
 
 struct StatDef {

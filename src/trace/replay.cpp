@@ -74,13 +74,18 @@ class Replayer {
     }
     const std::uint64_t va = maps[a.map].base + a.offset;
     const MemAccess kind = access_kind(a.type);
-    if (!m_.access(pid_, va, kind)) ++unresolved_;
-    // An access that straddles a page boundary translates both pages.
+    instructions_ += a.type == TraceAccessType::Instr;
+    bool ok = m_.access(pid_, va, kind);
+    // An access that straddles a page boundary translates both pages, but
+    // stays one access: `accesses` is the program's count in every granule.
     const std::uint64_t last = va + a.size - 1;
-    if ((last ^ va) >> shift_ && !m_.access(pid_, last, kind)) ++unresolved_;
+    if ((last ^ va) >> shift_) ok = m_.access(pid_, last, kind, /*continued=*/true) && ok;
+    if (!ok) ++unresolved_;
   }
 
   std::uint64_t unresolved() const { return unresolved_; }
+  // Instruction fetches replayed: the program's instructions.
+  std::uint64_t instructions() const { return instructions_; }
   std::uint64_t failed_mmaps() const { return failed_mmaps_; }
 
  private:
@@ -247,7 +252,7 @@ class Replayer {
   std::uint32_t next_id_ = 0;
   std::vector<std::size_t> pid_of_stream_{0};
   std::size_t pid_ = 0;
-  std::uint64_t unresolved_ = 0, failed_mmaps_ = 0;
+  std::uint64_t unresolved_ = 0, failed_mmaps_ = 0, instructions_ = 0;
 };
 
 Scenario machine_for(const BuiltinConfig& config, const std::string& name) {
@@ -269,6 +274,7 @@ RunResult replay_records(const TraceContents& trace, const BuiltinConfig& config
   RunResult r = run_driven(sc, opts, [&](RunMachine& m) {
     rp.emplace(m, sc.header.geometry());
     for (const auto& rec : trace.records) rp->record(rec);
+    m.count_instructions(rp->instructions());
   });
   finish(r, config, rp ? &*rp : nullptr, trace.records.size());
   return r;
@@ -276,7 +282,7 @@ RunResult replay_records(const TraceContents& trace, const BuiltinConfig& config
 
 RunResult replay_trace(const std::string& path, const BuiltinConfig& config, const ReplayOptions& opts) {
   std::ifstream in(path, std::ios::binary);
-  if (!in) throw TraceError(path, 0, false, "cannot open the file");
+  if (!in) throw TraceError::cannot_open(path);
   std::error_code ec;
   const std::uint64_t size = std::filesystem::file_size(path, ec);
   TraceReader reader(in, path);
@@ -292,6 +298,7 @@ RunResult replay_trace(const std::string& path, const BuiltinConfig& config, con
         rp->record(*rec);
       if ((++records & 0xfffff) == 0 && opts.progress) opts.progress(reader.compressed_offset(), size);
     }
+    m.count_instructions(rp->instructions());
   });
   if (opts.progress) opts.progress(size, size);
   finish(r, config, rp ? &*rp : nullptr, records);

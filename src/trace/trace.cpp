@@ -4,6 +4,8 @@
 #include <zstd.h>
 
 #include <array>
+#include <cerrno>
+#include <cstring>
 #include <fstream>
 #include <istream>
 #include <ostream>
@@ -58,6 +60,12 @@ TraceError::TraceError(std::string file, std::uint64_t offset, bool compressed, 
                                      compressed ? "at compressed" : "at", offset, message)),
       offset_(offset),
       compressed_(compressed) {}
+
+TraceError::TraceError(const std::string& whole_message) : std::runtime_error(whole_message), compressed_(false) {}
+
+TraceError TraceError::cannot_open(const std::string& file) {
+  return TraceError(fmt::format("{}: error: cannot open: {}", file, std::strerror(errno)));
+}
 
 std::string_view trace_access_name(TraceAccessType t) {
   static constexpr std::array<std::string_view, 4> kNames{"instr", "load", "store", "modify"};
@@ -206,7 +214,8 @@ TraceReader::TraceReader(std::istream& in, std::string name)
   z_->record_start = 0;
   std::array<char, 8> magic{};
   for (auto& c : magic) c = static_cast<char>(get_byte());
-  if (magic != kMagic) fail(0, "not a contpte trace (bad magic)");
+  if (magic != kMagic)
+    fail(0, "not a contpte trace: a zstd stream, but it does not start with the trace magic 'CPTTRACE' (bad magic)");
   const std::uint64_t version = get_varint();
   if (version != kTraceVersion)
     fail(8, fmt::format("trace format version {} is not supported (this build reads version {})", version,
@@ -228,6 +237,18 @@ TraceReader::TraceReader(std::istream& in, std::string name)
 
 TraceReader::~TraceReader() = default;
 
+// A file that is not zstd at all (a scenario, a text file) is said to be no
+// trace at all, not reported by what zstd thinks of its first bytes.
+void TraceReader::check_zstd_magic() const {
+  const auto* b = reinterpret_cast<const unsigned char*>(inbuf_.data());
+  const bool zstd = in_size_ >= 4 && b[0] == 0x28 && b[1] == 0xb5 && b[2] == 0x2f && b[3] == 0xfd;
+  if (!zstd)
+    throw TraceError(name_, 0, false,
+                     "not a contpte trace: it does not start with the zstd magic 28 b5 2f fd (a trace is a "
+                     "zstd stream holding the magic 'CPTTRACE' and format version " +
+                         std::to_string(kTraceVersion) + ")");
+}
+
 void TraceReader::fail(std::uint64_t at, const std::string& message) const {
   throw TraceError(name_, at, false, message);
 }
@@ -243,10 +264,11 @@ bool TraceReader::refill() {
     if (in_used_ == in_size_) {
       if (!frame_done_)
         throw TraceError(name_, in_pos_, true,
-                         in_pos_ == 0 ? "empty (truncated) or not a zstd stream"
+                         in_pos_ == 0 ? "not a contpte trace: the file is empty (truncated, or its recording never finished)"
                                      : "truncated: the file ends inside the zstd frame");
       return false;
     }
+    if (in_pos_ == 0 && in_used_ == 0) check_zstd_magic();
     if (frame_done_)
       throw TraceError(name_, in_pos_, true, "data after the end of the trace's zstd frame");
     ZSTD_inBuffer in{inbuf_.data() + in_used_, in_size_ - in_used_, 0};
@@ -447,7 +469,7 @@ TraceRecord TraceReader::read_other(std::uint8_t tag, std::uint64_t at) {
 
 TraceContents read_trace_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
-  if (!in) throw TraceError(path, 0, false, "cannot open the file");
+  if (!in) throw TraceError::cannot_open(path);
   TraceReader r(in, path);
   TraceContents c;
   c.header = r.header();

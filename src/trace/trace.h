@@ -131,11 +131,15 @@ using TraceRecord = std::variant<TraceAccess, TraceMmap, TraceMunmap, TraceMprot
 class TraceError : public std::runtime_error {
  public:
   TraceError(std::string file, std::uint64_t offset, bool compressed, const std::string& message);
+  // The file cannot be opened: "FILE: error: cannot open: REASON", the OS's
+  // reason for the last failed open (errno).
+  static TraceError cannot_open(const std::string& file);
   std::uint64_t offset() const { return offset_; }
   bool compressed() const { return compressed_; }
 
  private:
-  std::uint64_t offset_;
+  explicit TraceError(const std::string& whole_message);
+  std::uint64_t offset_ = 0;
   bool compressed_;
 };
 
@@ -218,6 +222,7 @@ class TraceReader {
  private:
   struct Zstd;
   [[noreturn]] void fail(std::uint64_t at, const std::string& message) const;
+  void check_zstd_magic() const;
   bool refill();  // false at the end of the uncompressed stream
   std::uint8_t get_byte();
   std::uint64_t get_varint();

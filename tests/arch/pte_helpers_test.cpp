@@ -1,7 +1,7 @@
 // tests/arch/pte_helpers_test.cpp — the pgtable.h helper algebra and the
 // PAGE_* protections (arch/pte.h), in the spirit of mm/debug_vm_pgtable.c:
 // one-line identities for every protection x granule, plus the arm64
-// specifics DESIGN.md "Semantics to respect" relies on (PTE_WRITE is DBM,
+// specifics docs/design.md "Semantics to respect" relies on (PTE_WRITE is DBM,
 // !RDONLY means dirty on a DBM entry, PROT_NONE is present-invalid via nG).
 #include <gtest/gtest.h>
 

@@ -81,7 +81,7 @@ class World {
   }
 
   // pfn_pte(pfn, prot), old unless `young`, pte_mkdirty() if `dirty` — the
-  // value SCENARIO.md's set_ptes builds.
+  // value docs/scenario.md's set_ptes builds.
   Pte mk(Pfn pfn, PgProt prot, bool young = false, bool dirty = false) const {
     Pte p = pfn_pte(pfn, prot, shift());
     p = young ? pte_mkyoung(p) : pte_mkold(p);

@@ -5,7 +5,7 @@
 // API, without the scenario runner, so a disagreement points at the engine.
 //
 // Understands only what those files use: granule, contpte, alloc, the
-// PTE-level statements of SCENARIO.md, `expect raw` and `expect stat
+// PTE-level statements of docs/scenario.md, `expect raw` and `expect stat
 // folds|unfolds ==`. Anything else is a test error naming file and line.
 #include <gtest/gtest.h>
 
@@ -129,7 +129,7 @@ class Replayer {
     const VirtAddr a = addr(st);
     const PteSlot s = slot(a);
     if (v == "set_ptes") {
-      // SCENARIO.md: pfn_pte(F+I, P), made old unless `young`, pte_mkdirty() if `dirty`.
+      // docs/scenario.md: pfn_pte(F+I, P), made old unless `young`, pte_mkdirty() if `dirty`.
       contpte::set_ptes(env, a, s, w().mk(frame(st.args.at(1)), prot(st), st.has("young"), st.has("dirty")),
                         nr(st));
     } else if (v == "pte_clear") {
@@ -154,7 +154,7 @@ class Replayer {
       if (st.has("dirty")) flags |= CYDP_CLEAR_DIRTY;
       contpte::clear_young_dirty_ptes(env, a, s, nr(st), flags);
     } else if (v == "ptep_set_access_flags") {
-      // SCENARIO.md: the PFN of ptep_get(ADDR) with protection P (PAGE_* carry
+      // docs/scenario.md: the PFN of ptep_get(ADDR) with protection P (PAGE_* carry
       // AF), pte_mkyoung() if young, pte_mkdirty() if dirty; dirty = 1 iff given.
       const Pfn pfn = pte_pfn(contpte::ptep_get(env, s), w().shift());
       Pte entry = pfn_pte(pfn, pgprot_of(prot(st)), w().shift());

@@ -1,5 +1,5 @@
 // tests/engine/pgtable_semantics_test.cpp — one example per rule of
-// DESIGN.md "Semantics to respect", for every granule (4K, 16K, 64K).
+// docs/design.md "Semantics to respect", for every granule (4K, 16K, 64K).
 //
 // Each test builds a World (PhysMem + PageTable + BuddyAllocator + SimEnv),
 // drives the public API of engine/pgtable.h and checks the stored words, the

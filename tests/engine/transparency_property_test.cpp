@@ -99,7 +99,7 @@ struct PoolFolio {
   unsigned order;
 };
 
-// The op in scenario syntax (SCENARIO.md), so a failing sequence can be
+// The op in scenario syntax (docs/scenario.md), so a failing sequence can be
 // pasted into a .cpt file. `hw read|write` become single-page accesses.
 std::string op_text(const Op& op, const Geometry& g) {
   std::ostringstream os;

@@ -1,4 +1,4 @@
-// Every conformance rule (DESIGN.md "Conformance rules") has a scenario that
+// Every conformance rule (docs/design.md "Conformance rules") has a scenario that
 // triggers it and the same workload done by the upstream engine, which must
 // be silent. Tests assert the rule's name in the findings, not only the
 // exit status.
@@ -20,7 +20,7 @@ RunResult run(std::string_view text) { return run_scenario(parse_scenario(text, 
 
 std::vector<std::string> rules(const RunResult& r) {
   std::vector<std::string> out;
-  for (const auto& v : r.violations) out.push_back(v.rule);
+  for (const auto& v : r.violations) out.push_back(std::string(rule_name(v.rule)));
   return out;
 }
 
@@ -35,7 +35,7 @@ TEST(CheckerMisprogrammed, ContOnOneEntryOfABlockIsFoundOnTheWalk) {
       "raw_set 0x40003000 pfn=F+3 prot=rw cont young\n"
       "read 0x40003000 4K\n");
   EXPECT_THAT(rules(r), ElementsAre("misprogrammed"));
-  EXPECT_EQ(r.violations[0].va, 0x40000000u);
+  EXPECT_EQ(r.violations[0].va, VirtAddr{0x40000000});
   EXPECT_EQ(r.violations[0].line, 5u);
   EXPECT_EQ(r.violations[0].ptes.size(), 16u);
   EXPECT_EQ(r.exit_status(), 1);
@@ -74,7 +74,7 @@ TEST(CheckerTlbConflict, RawFoldOverLiveSmallEntriesIsAConflict) {
   s += "read 0x40008000 4K\n";
   RunResult r = run(s);
   ASSERT_FALSE(r.violations.empty());
-  for (const auto& v : r.violations) EXPECT_EQ(v.rule, "tlb_conflict");
+  for (const auto& v : r.violations) EXPECT_EQ(v.rule, Rule::TlbConflict);
 }
 
 TEST(CheckerTlbConflict, ToleratedWithBbml2WhenOutputAndAttributesAgree) {
@@ -134,7 +134,7 @@ TEST(CheckerLostDirty, OverwritingADirtyPteWithACleanOneLosesIt) {
       "write 0x40005000 4K\n"
       "raw_set 0x40005000 pfn=F+5 prot=rw cont young\n");
   EXPECT_THAT(rules(r), ElementsAre("lost_dirty"));
-  EXPECT_EQ(r.violations[0].va, 0x40005000u);
+  EXPECT_EQ(r.violations[0].va, VirtAddr{0x40005000});
 }
 
 TEST(CheckerLostDirty, SilentThroughUnfoldAndGetAndClear) {

@@ -216,7 +216,7 @@ TEST(MmuWalkCache, AFreedTableReachedThroughTheWalkCacheIsStale) {
     } else {
       EXPECT_EQ(r.fault, Fault::None);  // translated through B's table
       ASSERT_FALSE(w.checker.violations().empty());
-      EXPECT_EQ(w.checker.violations()[0].rule, "stale_translation");
+      EXPECT_EQ(w.checker.violations()[0].rule, Rule::StaleTranslation);
       EXPECT_NE(w.checker.violations()[0].detail.find("stale walk-cache entry"), std::string::npos);
     }
   }

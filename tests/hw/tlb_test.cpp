@@ -481,7 +481,11 @@ const std::vector<std::string> kFields{
     "l1d.entries", "l1d.ways", "l1d.replacement", "l1d.cont", "l1d.hit_cycles",
     "l1i.entries", "l1i.ways", "l1i.replacement", "l1i.cont", "l1i.hit_cycles",
     "l2.entries",  "l2.ways",  "l2.replacement",  "l2.cont",  "l2.hit_cycles",
-    "walk_cache_entries", "walk_access_cycles", "tlbi_range", "hafdbs_random_pte"};
+    "walk_cache_entries", "walk_access_cycles", "tlbi_range", "hafdbs", "bbml2_noabort",
+    "hafdbs_random_pte",
+    // The kernel-cost constants of the time estimate (docs/estimate.md).
+    "costs.clock_ghz", "costs.base_cpi", "costs.fault_ns", "costs.pte_ns",
+    "costs.zero_bytes_per_ns", "costs.copy_bytes_per_ns", "costs.tlbi_ns", "costs.reclaim_page_ns"};
 
 TEST(TlbPresets, EveryPresetIsWellFormedAndEveryFieldHasASource) {
   std::set<std::string_view> names;
@@ -529,6 +533,14 @@ TEST(TlbPresets, TheRequiredCoresHaveTheirDocumentedGeometry) {
   EXPECT_EQ(m1.l1d.entries, 160u);
   EXPECT_EQ(m1.l2.entries, 3072u);
 
+  // CPU features: every preset has hardware A/D (the scenarios' default
+  // before the cores carried it) and none is on Linux 6.17's BBML2_NOABORT
+  // allow-list.
+  for (const TlbConfig* c : {&n1, &v1, &m1}) {
+    EXPECT_TRUE(c->hafdbs) << c->name;
+    EXPECT_FALSE(c->bbml2_noabort) << c->name;
+  }
+
   EXPECT_EQ(default_tlb_preset(), "neoverse-n1");
   EXPECT_EQ(resolve_tlb_config("default").name, "neoverse-n1");
 }
@@ -545,10 +557,12 @@ TEST(TlbPresets, ListingNamesEveryPresetItsGeometryAndSources) {
   EXPECT_NE(s.find("  L1D  48 entries, fully associative, lru, contiguous block: one-entry, "
                    "hit +1 cycle\n"),
             std::string::npos);
-  EXPECT_NE(s.find("    l2.entries          Cortex-A76 Core TRM (Arm 100798, r3p0) A5.2.3"),
+  EXPECT_NE(s.find("    l2.entries               Cortex-A76 Core TRM (Arm 100798, r3p0) A5.2.3"),
             std::string::npos);
   EXPECT_NE(s.find("FEAT_TLBIRANGE no"), std::string::npos);
   EXPECT_NE(s.find("FEAT_TLBIRANGE yes"), std::string::npos);
+  EXPECT_NE(s.find("  FEAT_HAFDBS yes; FEAT_BBML2_NOABORT no\n"), std::string::npos);
+  EXPECT_NE(s.find("    hafdbs                   ID_AA64MMFR1_EL1 = 0x10212122"), std::string::npos);
 }
 
 TEST(TlbPresets, ComponentNamesRoundTrip) {
@@ -604,6 +618,43 @@ TEST(TlbJson, BaseSelectsAnotherPreset) {
   EXPECT_FALSE(c.tlbi_range);
 }
 
+TEST(TlbJson, CpuFeaturesAreFieldsOfTheCore) {
+  const TlbConfig c = parse_tlb_config_json(
+      R"({"hafdbs": false, "bbml2_noabort": true, "sources": {"bbml2_noabort": "what-if"}})",
+      "x.json");
+  EXPECT_FALSE(c.hafdbs);
+  EXPECT_TRUE(c.bbml2_noabort);
+  EXPECT_FALSE(c.tlbi_range) << "from the default preset";
+  std::map<std::string, std::string> src(c.sources.begin(), c.sources.end());
+  EXPECT_EQ(src["hafdbs"], "given by x.json (no source stated)");
+  EXPECT_EQ(src["bbml2_noabort"], "what-if");
+  const TlbConfig d = parse_tlb_config_json("{}", "y.json");
+  EXPECT_TRUE(d.hafdbs);
+  EXPECT_FALSE(d.bbml2_noabort);
+  EXPECT_EQ(json_error(R"({"hafdbs": "on"})"),
+            "my-core.json: hafdbs: expected true or false, got \"on\"");
+  EXPECT_EQ(json_error(R"({"bbml2_noabort": 1})"),
+            "my-core.json: bbml2_noabort: expected true or false, got 1");
+}
+
+// Issue 25: a core that changes only `entries` keeps the base structure's
+// organisation while it stays valid, instead of failing on the base's ways.
+TEST(TlbJson, EntriesAloneKeepTheBaseOrganisation) {
+  // neoverse-n1: L1D fully associative (48), L2 5-way (1280).
+  const TlbConfig fa = parse_tlb_config_json(R"({"l1d": {"entries": 64}})", "big-l1.json");
+  EXPECT_EQ(fa.l1d.entries, 64u);
+  EXPECT_EQ(fa.l1d.ways, 64u);  // still fully associative
+  const TlbConfig set = parse_tlb_config_json(R"({"l2": {"entries": 2560}})", "big-l2.json");
+  EXPECT_EQ(set.l2.entries, 2560u);
+  EXPECT_EQ(set.l2.ways, 5u);  // still 5-way, now 512 sets
+  const TlbConfig both = parse_tlb_config_json(R"({"l2": {"entries": 2048, "ways": 8}})", "x.json");
+  EXPECT_EQ(both.l2.ways, 8u);
+  EXPECT_EQ(json_error(R"({"l2": {"entries": 1024}})"),
+            "my-core.json: l2.ways: the base's 5 ways do not divide entries 1024; give ways");
+  EXPECT_EQ(json_error(R"({"l2": {"entries": 4}})"),
+            "my-core.json: l2.ways: the base's 5 ways do not divide entries 4; give ways");
+}
+
 TEST(TlbJson, EveryErrorNamesTheFileAndTheField) {
   EXPECT_EQ(json_error(R"({"l2": {"ways": 7}})"),
             "my-core.json: l2.ways: 7 does not divide entries 1280");
@@ -616,7 +667,8 @@ TEST(TlbJson, EveryErrorNamesTheFileAndTheField) {
   EXPECT_EQ(json_error(R"({"l2": {"ways": 0}})"), "my-core.json: l2.ways: 0 must be at least 1");
   EXPECT_EQ(json_error(R"({"l3": {}})"),
             "my-core.json: l3: unknown field; expected one of name, description, base, l1d, l1i, "
-            "l2, walk_cache_entries, walk_access_cycles, tlbi_range, hafdbs_random_pte, sources");
+            "l2, walk_cache_entries, walk_access_cycles, tlbi_range, hafdbs, bbml2_noabort, "
+            "hafdbs_random_pte, costs, sources");
   EXPECT_EQ(json_error(R"({"l1d": {"assoc": 4}})"),
             "my-core.json: l1d.assoc: unknown field; expected one of entries, ways, replacement, "
             "cont, hit_cycles");

@@ -89,6 +89,50 @@ TEST_P(BuddyAllocatorTest, LimitsAndExhaustion) {
   EXPECT_FALSE(buddy.alloc_folio(0).has_value());
 }
 
+// `fragment F` (SCENARIO.md): a fraction F of free memory at order 0.
+// fragment 1.0 leaves no free block above order 0 — also the blocks split
+// before fragmenting (here: by an allocation first) and, with 64K pages,
+// memory smaller than one max-order block (512M), which fragmenting whole
+// max-order blocks left untouched.
+TEST_P(BuddyAllocatorTest, FragmentOneLeavesNothingAboveOrderZero) {
+  PhysMem mem(GetParam(), kRam);
+  BuddyAllocator buddy(mem);
+  ASSERT_TRUE(buddy.alloc_folio(0));  // splits a block, as the zero page does
+  const std::uint64_t free = buddy.free_frames();
+  buddy.fragment(1.0, 7);
+  EXPECT_EQ(buddy.free_frames(), free);
+  EXPECT_EQ(buddy.free_blocks_above(0), 0u);
+  EXPECT_EQ(buddy.free_blocks(0), free);
+  EXPECT_FALSE(buddy.alloc_folio(1));
+  // A fragmented frame freed again stays at order 0, and so does its
+  // neighbour's: they never merge.
+  auto a = buddy.alloc_folio(0), b = buddy.alloc_folio(0);
+  ASSERT_TRUE(a && b);
+  buddy.free_folio(*a, 0);
+  buddy.free_folio(*b, 0);
+  EXPECT_EQ(buddy.free_blocks_above(0), 0u);
+}
+
+// A fraction F: F of the free frames (to the nearest frame) are at order
+// 0, the rest stays in blocks; property over several fractions and seeds.
+TEST_P(BuddyAllocatorTest, FragmentPutsTheFractionOfFreeFramesAtOrderZero) {
+  for (double f : {0.0, 0.1, 0.3, 0.5, 0.77, 1.0})
+    for (std::uint64_t seed : {1u, 2u, 3u}) {
+      PhysMem mem(GetParam(), kRam);
+      BuddyAllocator buddy(mem);
+      ASSERT_TRUE(buddy.alloc_folio(0));
+      const std::uint64_t free = buddy.free_frames();
+      buddy.fragment(f, seed);
+      EXPECT_EQ(buddy.free_frames(), free);
+      const auto want = static_cast<std::uint64_t>(f * double(free) + 0.5);
+      // The order-0 list also holds the buddy the first allocation left
+      // and, when the last block is taken in part, one order-0 frame of
+      // its remainder.
+      EXPECT_GE(buddy.free_blocks(0), want) << "fraction " << f << " seed " << seed;
+      EXPECT_LE(buddy.free_blocks(0), want + 2) << "fraction " << f << " seed " << seed;
+    }
+}
+
 INSTANTIATE_TEST_SUITE_P(AllGranules, BuddyAllocatorTest,
                          ::testing::Values(Granule::k4K, Granule::k16K, Granule::k64K),
                          [](const ::testing::TestParamInfo<Granule>& info) {

@@ -67,18 +67,23 @@ TEST(MmFault, AllocationFailureFallsBackAndIsCounted) {
 }
 
 TEST(MmFault, FragmentedMemoryFallsBackToSmallerOrders) {
-  // Every max-order block but the one the zero page split is fragmented to
-  // order 0: the few 64K blocks left go first, then faults fall back.
+  // fragment 1: every free frame is at order 0, the blocks the zero page
+  // split included (SCENARIO.md): no 64K folio at all, every fault falls back.
   RunResult r = run(
       "mthp 64K\n"
       "memory 64M\n"
       "fragment 1\n"
       "mmap A 16M addr=0x4000000000\n"
       "write A 16M stride=64K\n"
-      "expect stat anon_fault_fallback_64K > 0\n"
-      "expect stat anon_fault_alloc_64K > 0\n"
+      "expect stat anon_fault_fallback_64K == 256\n"
+      "expect stat anon_fault_alloc_64K == 0\n"
       "expect violations 0\n");
   EXPECT_EQ(r.exit_status(), 0) << describe(r);
+  // Half: some 64K folios, some fallbacks.
+  RunResult half = run(
+      "mthp 64K\nmemory 64M\nfragment 0.5\nmmap A 16M addr=0x4000000000\nwrite A 16M stride=64K\n"
+      "expect stat anon_fault_alloc_64K > 0\n");
+  EXPECT_EQ(half.exit_status(), 0) << describe(half);
   RunResult unfragmented = run(
       "mthp 64K\nmemory 64M\nmmap A 16M addr=0x4000000000\nwrite A 16M stride=64K\n"
       "expect stat anon_fault_fallback_64K == 0\nexpect cont A 16M\n");

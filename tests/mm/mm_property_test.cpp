@@ -242,7 +242,7 @@ class World {
       }
     }
     if (!checker_.violations().empty())
-      return fmt::format("checker: {}: {}", checker_.violations().front().rule, checker_.violations().front().detail);
+      return fmt::format("checker: {}: {}", rule_name(checker_.violations().front().rule), checker_.violations().front().detail);
     return "";
   }
 

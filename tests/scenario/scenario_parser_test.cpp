@@ -1,4 +1,4 @@
-// Tests of scenario/scenario: every statement of SCENARIO.md parses into the
+// Tests of scenario/scenario: every statement of docs/scenario.md parses into the
 // AST it describes, every class of input error is reported with its exact
 // text (FILE:LINE:COL and message), the Linux reference scenarios parse, and
 // mutated input never does anything but parse or throw ScenarioError.
@@ -58,7 +58,7 @@ TEST(ScenarioHeader, DefaultsWhenNothingIsGiven) {
   EXPECT_EQ(h.seed, 1u);
   EXPECT_EQ(h.memory, std::uint64_t{8} << 30);
   EXPECT_EQ(h.fragment, 0.0);
-  EXPECT_TRUE(h.hafdbs);
+  EXPECT_FALSE(h.hafdbs.has_value()) << "unset: the core's FEAT_HAFDBS";
   EXPECT_FALSE(h.given.granule || h.given.contpte || h.given.mthp || h.given.thp || h.given.tlb ||
                h.given.seed || h.given.memory || h.given.fragment || h.given.hafdbs);
 }
@@ -85,7 +85,7 @@ TEST(ScenarioHeader, EveryKey) {
   EXPECT_EQ(h.seed, 42u);
   EXPECT_EQ(h.memory, std::uint64_t{4} << 30);
   EXPECT_DOUBLE_EQ(h.fragment, 0.3);
-  EXPECT_FALSE(h.hafdbs);
+  EXPECT_EQ(h.hafdbs, std::optional<bool>(false));
   ASSERT_TRUE(h.given.contpte);
   EXPECT_EQ(*h.given.contpte, (SourceLoc{"t.cpt", 2, 1}));
   EXPECT_TRUE(h.given.mthp && h.given.tlb && h.given.seed && h.given.memory && h.given.fragment &&
@@ -556,8 +556,8 @@ TEST(ScenarioErrors, MissingOperands) {
             "t.cpt:1:18: error: expect pte needs at least one of: present=, pfn=, write=, dirty=, young=, cont=, "
             "huge=");
   EXPECT_EQ(error_of("expect\n"),
-            "t.cpt:1:7: error: expected cont, nocont, pte, raw, stat, violations or violation after 'expect', "
-            "found end of line");
+            "t.cpt:1:7: error: expected one of: cont, nocont, pte, raw, stat, violations, violation after "
+            "'expect', found end of line");
 }
 
 TEST(ScenarioErrors, BadValues) {

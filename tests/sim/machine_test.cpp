@@ -15,7 +15,7 @@ MachineSpec spec_4k() {
   MachineSpec s;
   s.granule = Granule::k4K;
   s.memory = std::uint64_t{64} << 20;
-  s.tlb = resolve_tlb_config("default");
+  s.core = resolve_tlb_config("default");
   return s;
 }
 

@@ -19,7 +19,7 @@ inline RunResult run(std::string_view text, const RunOptions& opts = {}) {
 inline std::string describe(const RunResult& r) {
   std::string s;
   for (const auto& f : r.failures) s += std::to_string(f.loc.line) + ": " + f.message + "\n";
-  for (const auto& v : r.violations) s += "violation " + v.rule + " line " + std::to_string(v.line) + "\n";
+  for (const auto& v : r.violations) s += "violation " + std::string(rule_name(v.rule)) + " line " + std::to_string(v.line) + "\n";
   if (r.error) s += *r.error + "\n";
   return s;
 }
