@@ -22,9 +22,9 @@ const std::string& trace_path() {
     std::ofstream out(p, std::ios::binary);
     TraceWriter w(out, TraceHeader{kTraceVersion, {"synthetic"}});
     const std::uint32_t rx = trace_prot::kRead | trace_prot::kExec, rw = trace_prot::kRead | trace_prot::kWrite;
-    w.write(TraceMmap{256 << 10, rx, trace_map::kImplicit, std::nullopt, 0});
-    w.write(TraceMmap{1 << 20, rw, trace_map::kImplicit | trace_map::kStack, std::nullopt, 0});
-    w.write(TraceMmap{64 << 20, rw, 0, std::nullopt, 0});
+    w.write(TraceMmap{256 << 10, rx, trace_map::kImplicit, std::nullopt, 0, std::nullopt, 0});
+    w.write(TraceMmap{1 << 20, rw, trace_map::kImplicit | trace_map::kStack, std::nullopt, 0, std::nullopt, 0});
+    w.write(TraceMmap{64 << 20, rw, 0, std::nullopt, 0, std::nullopt, 0});
     std::mt19937_64 rng(3);
     std::uint64_t pc = 0, heap = 0;
     for (std::uint64_t i = 0; i < kAccesses; ++i) {

@@ -4,8 +4,10 @@
 # a ready machine it changes nothing and touches no network, so setup.sh and
 # test.sh can call it every time.
 #   (default)  what the build and every command of the tool need at run time:
-#              compiler, CMake, Ninja, the libraries, valgrind (`contpte
-#              record`), python3 (scripts/live-reference.py).
+#              compiler, CMake, Ninja, the libraries, qemu-user and proot
+#              (`contpte record`'s QEMU recorder; proot follows exec), valgrind
+#              (its fallback), python3 (scripts/live-reference.py,
+#              bench/record_speed.py).
 #   --test     also what the tests and benchmarks need: GoogleTest and gmock
 #              (separate packages in Debian), Google Benchmark, clang 14 with
 #              its sanitizer runtime (the ASan+UBSan pass), xz-utils
@@ -26,7 +28,7 @@ esac
 
 packages=(ca-certificates cmake g++ gcc ninja-build pkg-config
           libcli11-dev libfmt-dev nlohmann-json3-dev libzstd-dev
-          valgrind python3)
+          qemu-user proot valgrind python3)
 if ((test)); then
   packages+=(libgtest-dev libgmock-dev libbenchmark-dev
              clang libclang-rt-14-dev xz-utils

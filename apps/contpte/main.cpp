@@ -226,13 +226,28 @@ int cmd_replay(const RunArgs& args, const BuiltinConfig* config) {
 
 // `record -o FILE -- CMD ARGS...`: 0 recorded; 1 recorded, but the command
 // failed (the trace holds what it did); 2 nothing could be recorded.
-int cmd_record(const std::string& out, const std::vector<std::string>& command) {
+int cmd_record(const std::string& out, const std::vector<std::string>& command, const std::string& recorder,
+               const std::string& sysroot) {
   RecordOptions opts;
+  opts.sysroot = sysroot;
+  if (recorder == "qemu") {
+    opts.recorder = Recorder::Qemu;
+  } else if (recorder == "valgrind") {
+    opts.recorder = Recorder::Valgrind;
+  } else if (recorder.empty()) {
+    opts.recorder = Recorder::Auto;
+  } else {
+    std::cerr << fmt::format("contpte record: error: --recorder '{}': expected qemu or valgrind\n", recorder);
+    return kExitUsage;
+  }
+  const bool qemu = opts.recorder == Recorder::Qemu ||
+                    (opts.recorder == Recorder::Auto && qemu_unavailable(opts).empty());
   const bool tty = isatty(STDERR_FILENO);
   if (tty)
-    opts.progress = [](const RecordProgress& p) {
-      std::cerr << fmt::format("\rrecording: {:.1f} M accesses, {} process(es), {:.0f} MB of valgrind log",
-                               double(p.accesses) / 1e6, p.streams, double(p.log_bytes) / 1e6)
+    opts.progress = [qemu](const RecordProgress& p) {
+      std::cerr << fmt::format("\rrecording: {:.1f} M accesses, {} process(es), {:.0f} MB of {}",
+                               double(p.accesses) / 1e6, p.streams, double(p.log_bytes) / 1e6,
+                               qemu ? "plugin events" : "valgrind log")
                 << std::flush;
     };
   RecordResult r;
@@ -249,8 +264,8 @@ int cmd_record(const std::string& out, const std::vector<std::string>& command) 
                            r.totals.accesses, r.totals.records, r.streams, out, r.compressed_bytes,
                            r.totals.accesses ? double(r.compressed_bytes) / double(r.totals.accesses) : 0.0);
   if (r.unparsed_lines)
-    std::cerr << fmt::format("contpte record: note: {} valgrind log lines were not understood and skipped\n",
-                             r.unparsed_lines);
+    std::cerr << fmt::format("contpte record: note: {} {} were not understood and skipped\n", r.unparsed_lines,
+                             qemu ? "plugin events" : "valgrind log lines");
   if (r.exit_status != 0) {
     std::cerr << fmt::format("contpte record: note: the command exited with status {}\n", r.exit_status);
     return 1;
@@ -686,11 +701,16 @@ int main(int argc, char** argv) {
   explore->add_flag("--no-check", explore_args.no_check,
                     "do not run the conformance checker in each state (expects and built-in properties only)");
 
-  std::string record_out;
+  std::string record_out, record_recorder, record_sysroot;
   std::vector<std::string> record_cmd;
   CLI::App* record = app.add_subcommand(
-      "record", "record a program's memory accesses and mm syscalls under valgrind: record -o FILE -- CMD ARGS...");
+      "record", "record a program's memory accesses and mm syscalls (docs/trace.md): record -o FILE -- CMD ARGS...");
   record->add_option("-o,--output", record_out, "the trace file to write")->required();
+  record->add_option("--recorder", record_recorder,
+                     "qemu (the default where qemu-user is installed) or valgrind");
+  record->add_option("--sysroot", record_sysroot,
+                     "where arm64 programs find their libraries (default: $CONTPTE_SYSROOT, else the one "
+                     "scripts/arm64-sysroot.sh fills)");
   record->add_option("command", record_cmd, "the command and its arguments (after --)")->required();
 
   SnapshotArgs snap_args;
@@ -730,7 +750,7 @@ int main(int argc, char** argv) {
   if (sweep_cmd->parsed()) return guarded("sweep", [&] { return sweep_cmd->run(argv[0]); });
   if (explore->parsed())
     return guarded("explore", [&] { return kernel_guarded("explore", [&] { return cmd_explore(explore_args); }); });
-  if (record->parsed()) return guarded("record", [&] { return cmd_record(record_out, record_cmd); });
+  if (record->parsed()) return guarded("record", [&] { return cmd_record(record_out, record_cmd, record_recorder, record_sysroot); });
   if (configs->parsed()) {
     for (const auto& c : kBuiltinConfigs) {
       std::cout << fmt::format("{} — {}\n", c.name, c.what);

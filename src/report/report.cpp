@@ -55,6 +55,7 @@ nlohmann::json run_json(const RunResult& r) {
       {"exit_status", r.exit_status()},
   };
   if (r.error) run["error"] = *r.error;
+  if (r.isa) run["isa"] = *r.isa;
   if (!r.explorations.empty()) run["explore"] = explorations_json(r);
   if (!r.parallel_runs.empty()) run["parallel"] = parallel_runs_json(r);
   return run;

@@ -74,6 +74,7 @@ struct RunResult {
   std::vector<Violation> violations;
   std::optional<std::string> error;  // run error, e.g. an unhandled fault
   std::vector<BlockExploration> explorations;  // `contpte explore`: one per parallel block
+  std::optional<std::string> isa;  // a replayed trace's ISA ("x86-64", "aarch64", "unknown")
   std::vector<ParallelRun> parallel_runs;      // every parallel block, as run (seeded)
 
   // 0 every expect held; 1 a failure, an unclaimed violation or a run error;

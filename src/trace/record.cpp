@@ -1,5 +1,7 @@
 #include "trace/record.h"
 
+#include "trace/record_space.h"
+
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/prctl.h>
@@ -27,81 +29,13 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// Linux x86-64 / arm64 mmap flag and clone flag values (uapi).
-constexpr std::uint64_t kMapShared = 0x01, kMapFixed = 0x10, kMapAnonymous = 0x20, kMapGrowsdown = 0x100,
-                        kMapStack = 0x20000, kMapFixedNoreplace = 0x100000;
+// Linux's CLONE_VM (uapi).
 constexpr std::uint64_t kCloneVm = 0x100;
-constexpr std::uint64_t kPage = 4096;  // the recorded program's page size (x86-64, arm64 4K)
-// Addresses no syscall explained (the loaded program, the loader, the
-// initial stack) become mappings of at most this window, aligned.
-constexpr std::uint64_t kImplicitWindow = 2 << 20;
-
-constexpr std::uint64_t page_up(std::uint64_t v) { return (v + kPage - 1) & ~(kPage - 1); }
-
-// A piece of a recorded mapping: [start, end) in the recorded address
-// space is mapping `map` from offset `off`.
-struct Seg {
-  std::uint64_t start = 0, end = 0;
-  std::uint32_t map = 0;
-  std::uint64_t off = 0;
-};
-
-// The recorded process's address space as its syscalls described it, plus
-// the implicit windows its accesses revealed. Explicit mappings win a
-// lookup: valgrind may put the brk heap inside a window it also used for
-// the loader.
-struct AddressSpace {
-  std::map<std::uint64_t, Seg> segs;      // explicit, by start, disjoint
-  std::map<std::uint64_t, Seg> implicit;  // by start, disjoint
-  std::optional<std::uint32_t> heap;
-  std::uint64_t brk_start = 0;
-  bool brk_known = false;
-
-  static const Seg* find_in(const std::map<std::uint64_t, Seg>& m, std::uint64_t a) {
-    auto it = m.upper_bound(a);
-    if (it == m.begin()) return nullptr;
-    --it;
-    return a < it->second.end ? &it->second : nullptr;
-  }
-  const Seg* find(std::uint64_t a) const {
-    if (const Seg* s = find_in(segs, a)) return s;
-    return find_in(implicit, a);
-  }
-
-  // Calls fn(seg piece) for every piece of [a, e) in `m`; with `remove`,
-  // takes the pieces out (splitting the segments they were in).
-  template <class Fn>
-  static void pieces(std::map<std::uint64_t, Seg>& m, std::uint64_t a, std::uint64_t e, bool remove, Fn&& fn) {
-    auto it = m.upper_bound(a);
-    if (it != m.begin()) --it;
-    while (it != m.end() && it->second.start < e) {
-      const Seg s = it->second;
-      if (s.end <= a) {
-        ++it;
-        continue;
-      }
-      const std::uint64_t ps = std::max(a, s.start), pe = std::min(e, s.end);
-      fn(Seg{ps, pe, s.map, s.off + (ps - s.start)});
-      if (!remove) {
-        ++it;
-        continue;
-      }
-      it = m.erase(it);
-      if (s.start < ps) m.emplace(s.start, Seg{s.start, ps, s.map, s.off});
-      if (pe < s.end) it = m.emplace(pe, Seg{pe, s.end, s.map, s.off + (pe - s.start)}).first, ++it;
-    }
-  }
-  template <class Fn>
-  void for_range(std::uint64_t a, std::uint64_t e, bool remove, Fn&& fn) {
-    pieces(segs, a, e, remove, fn);
-    pieces(implicit, a, e, remove, fn);
-  }
-};
 
 struct PendingFork {
   long pid;
   std::uint32_t stream;
-  AddressSpace space;
+  RecordedSpace space;
 };
 
 // One syscall line (or two: the result may follow on its own line).
@@ -140,7 +74,7 @@ std::uint64_t parse_num(std::string_view s, int base = 0) {
 // Parses one process's log into trace records.
 class StreamParser {
  public:
-  StreamParser(TraceWriter& w, AddressSpace space, std::deque<PendingFork>& forks, RecordResult& res)
+  StreamParser(TraceWriter& w, RecordedSpace space, std::deque<PendingFork>& forks, RecordResult& res)
       : w_(w), as_(std::move(space)), forks_(forks), res_(res) {}
 
   void feed(const char* data, std::size_t n) {
@@ -190,30 +124,9 @@ class StreamParser {
       return;
     }
     const std::uint64_t a = parse_num(rest.substr(0, comma), 16);
-    std::uint64_t size = std::max<std::uint64_t>(1, parse_num(rest.substr(comma + 1), 10));
-    const Seg* s = last_ && a >= last_->start && a < last_->end ? last_ : as_.find(a);
-    if (!s) s = add_implicit(a);
-    last_ = s;
-    size = std::min<std::uint64_t>({size, s->end - a, 1 << 16});  // the rest would be the next mapping's
-    w_.access(TraceAccess{type, s->map, s->off + (a - s->start), static_cast<std::uint32_t>(size)});
+    const std::uint64_t size = std::max<std::uint64_t>(1, parse_num(rest.substr(comma + 1), 10));
+    as_.access(type, a, size);
   }
-
-  // The aligned window around `a`, less what is already known.
-  const Seg* add_implicit(std::uint64_t a) {
-    std::uint64_t lo = a & ~(kImplicitWindow - 1), hi = lo + kImplicitWindow;
-    for (const auto* m : {&as_.segs, &as_.implicit}) {
-      auto it = m->upper_bound(a);
-      if (it != m->end()) hi = std::min(hi, it->second.start);
-      if (it != m->begin()) lo = std::max(lo, std::prev(it)->second.end);
-    }
-    const std::uint32_t id = w_.next_map();
-    w_.write(TraceMmap{hi - lo, trace_prot::kRead | trace_prot::kWrite | trace_prot::kExec, trace_map::kImplicit,
-                       std::nullopt, 0});
-    invalidate();
-    return &as_.implicit.emplace(lo, Seg{lo, hi, id, 0}).first->second;
-  }
-
-  void invalidate() { last_ = nullptr; }
 
   // `SYSCALL[pid,tid](nr) sys_NAME ( ARGS ) ... --> [..] Success(0xR)`, or
   // `SYSCALL[pid,tid](nr) ... [async] --> Success(0xR)` completing an
@@ -313,21 +226,14 @@ class StreamParser {
   void apply(const Syscall& sc) {
     if (!sc.success) return;
     const std::string_view n = sc.name;
-    if (n == "sys_mmap" || n == "sys_mmap2") return on_mmap(sc);
-    if (n == "sys_munmap") return on_munmap(arg(sc, 0), page_up(arg(sc, 1)));
-    if (n == "sys_mprotect" || n == "sys_madvise") {
-      const std::uint64_t a = arg(sc, 0), e = a + page_up(arg(sc, 1));
-      const auto v = static_cast<std::uint32_t>(arg(sc, 2));
-      as_.for_range(a, e, false, [&](const Seg& p) {
-        if (n == "sys_mprotect")
-          w_.write(TraceMprotect{p.map, p.off, p.end - p.start, v & 7});
-        else
-          w_.write(TraceMadvise{p.map, p.off, p.end - p.start, v});
-      });
-      return;
-    }
-    if (n == "sys_brk") return on_brk(arg(sc, 0), sc.result);
-    if (n == "sys_mremap") return on_mremap(sc);
+    if (n == "sys_mmap" || n == "sys_mmap2")
+      return as_.mmap(sc.result, arg(sc, 1), arg(sc, 2), arg(sc, 3),
+                      static_cast<std::int32_t>(static_cast<std::uint32_t>(arg(sc, 4))));
+    if (n == "sys_munmap") return as_.munmap(arg(sc, 0), arg(sc, 1));
+    if (n == "sys_mprotect") return as_.mprotect(arg(sc, 0), arg(sc, 1), arg(sc, 2));
+    if (n == "sys_madvise") return as_.madvise(arg(sc, 0), arg(sc, 1), arg(sc, 2));
+    if (n == "sys_brk") return as_.brk(arg(sc, 0), sc.result);
+    if (n == "sys_mremap") return as_.mremap(arg(sc, 0), arg(sc, 1), arg(sc, 2), sc.result);
     if (n == "sys_clone" || n == "sys_fork" || n == "sys_vfork") {
       // A clone sharing the address space is a thread: same stream.
       const std::uint64_t flags = n == "sys_clone" ? arg(sc, 0, 16) : 0;
@@ -338,108 +244,13 @@ class StreamParser {
     }
   }
 
-  void on_munmap(std::uint64_t a, std::uint64_t len) {
-    as_.for_range(a, a + len, true, [&](const Seg& p) { w_.write(TraceMunmap{p.map, p.off, p.end - p.start}); });
-    invalidate();
-  }
-
-  void on_mmap(const Syscall& sc) {
-    const std::uint64_t len = page_up(arg(sc, 1)), prot = arg(sc, 2), flags = arg(sc, 3);
-    const auto fd = static_cast<std::int32_t>(static_cast<std::uint32_t>(arg(sc, 4)));
-    const std::uint64_t a = sc.result;
-    if (len == 0) return;
-    TraceMmap m{len, static_cast<std::uint32_t>(prot & 7), 0, std::nullopt, 0};
-    if (flags & kMapShared) m.flags |= trace_map::kShared;
-    if (!(flags & kMapAnonymous) && fd >= 0) m.flags |= trace_map::kFile;
-    if (flags & (kMapFixed | kMapFixedNoreplace)) m.flags |= trace_map::kFixed;
-    if (flags & (kMapStack | kMapGrowsdown)) m.flags |= trace_map::kStack;
-    // A fixed mapping wholly inside one explicit mapping keeps its place
-    // in it (the loader's segments inside its reservation).
-    if (m.flags & trace_map::kFixed)
-      if (const Seg* s = AddressSpace::find_in(as_.segs, a); s && a + len <= s->end)
-        m.within = s->map, m.within_offset = s->off + (a - s->start);
-    as_.for_range(a, a + len, true, [&](const Seg& p) {
-      if (!m.within) w_.write(TraceMunmap{p.map, p.off, p.end - p.start});
-    });
-    const std::uint32_t id = w_.next_map();
-    w_.write(m);
-    as_.segs.emplace(a, Seg{a, a + len, id, 0});
-    invalidate();
-  }
-
-  void on_brk(std::uint64_t asked, std::uint64_t now) {
-    if (!as_.brk_known) {
-      as_.brk_known = true;
-      as_.brk_start = now;  // brk(0) (or the first brk) tells where the heap starts
-      if (asked == 0) return;
-    }
-    const std::uint64_t start = as_.brk_start, end = std::max(start, page_up(now));
-    if (!as_.heap) {
-      if (end == start) return;
-      as_.pieces(as_.implicit, start, end, true, [&](const Seg& p) {
-        w_.write(TraceMunmap{p.map, p.off, p.end - p.start});
-      });
-      as_.heap = w_.next_map();
-      w_.write(TraceMmap{end - start, trace_prot::kRead | trace_prot::kWrite, trace_map::kHeap, std::nullopt, 0});
-      as_.segs.emplace(start, Seg{start, end, *as_.heap, 0});
-      invalidate();
-      return;
-    }
-    auto it = as_.segs.find(start);
-    if (it == as_.segs.end() || it->second.map != *as_.heap || it->second.off != 0) return;  // heap was unmapped
-    if (end == it->second.end) return;
-    if (end > it->second.end) {
-      // Growth takes what is there (brk never overlaps, but an implicit
-      // window may have claimed the addresses).
-      as_.pieces(as_.implicit, it->second.end, end, true, [&](const Seg& p) {
-        w_.write(TraceMunmap{p.map, p.off, p.end - p.start});
-      });
-    }
-    it->second.end = end;
-    w_.write(TraceBrk{*as_.heap, end - start});
-    invalidate();
-  }
-
-  void on_mremap(const Syscall& sc) {
-    const std::uint64_t old = arg(sc, 0), old_len = page_up(arg(sc, 1)), new_len = page_up(arg(sc, 2));
-    const std::uint64_t now = sc.result;
-    auto it = as_.segs.find(old);
-    if (it != as_.segs.end() && it->second.off == 0 && it->second.end - old == old_len && new_len > 0) {
-      const std::uint32_t map = it->second.map;
-      if (now == old) {
-        if (new_len > old_len)
-          as_.pieces(as_.implicit, old + old_len, old + new_len, true, [&](const Seg& p) {
-            w_.write(TraceMunmap{p.map, p.off, p.end - p.start});
-          });
-        it->second.end = old + new_len;
-        w_.write(TraceMremap{map, new_len, false});
-      } else {
-        as_.segs.erase(it);
-        on_munmap(now, new_len);  // MREMAP_FIXED replaces what was at the target
-        const std::uint32_t id = w_.next_map();
-        w_.write(TraceMremap{map, new_len, true});
-        as_.segs.emplace(now, Seg{now, now + new_len, id, 0});
-      }
-      invalidate();
-      return;
-    }
-    // Part of a mapping: an unmap and a fresh mapping (docs/trace.md).
-    on_munmap(old, old_len);
-    on_munmap(now, new_len);
-    const std::uint32_t id = w_.next_map();
-    w_.write(TraceMmap{new_len, trace_prot::kRead | trace_prot::kWrite, 0, std::nullopt, 0});
-    as_.segs.emplace(now, Seg{now, now + new_len, id, 0});
-    invalidate();
-  }
-
   TraceWriter& w_;
-  AddressSpace as_;
+  RecordedSpace as_;
   std::deque<PendingFork>& forks_;
   RecordResult& res_;
   std::string carry_;
   std::optional<Syscall> pending_;
   std::map<long, Syscall> async_;
-  const Seg* last_ = nullptr;
 };
 
 void parse_stream(std::istream& in, StreamParser& p, const std::function<void()>& tick) {
@@ -473,19 +284,21 @@ void convert_children(TraceWriter& w, std::deque<PendingFork>& forks, RecordResu
 
 }  // namespace
 
-bool program_in_path(const std::string& program) {
-  if (program.find('/') != std::string::npos) return access(program.c_str(), X_OK) == 0;
+std::string find_in_path(const std::string& program) {
+  if (program.find('/') != std::string::npos) return access(program.c_str(), X_OK) == 0 ? program : "";
   const char* path = std::getenv("PATH");
   std::string_view dirs = path ? path : "/usr/bin:/bin";
   while (!dirs.empty()) {
     const auto c = dirs.find(':');
     const fs::path p = fs::path(std::string(dirs.substr(0, c))) / program;
-    if (access(p.c_str(), X_OK) == 0) return true;
+    if (access(p.c_str(), X_OK) == 0 && !fs::is_directory(p)) return p.string();
     if (c == std::string_view::npos) break;
     dirs.remove_prefix(c + 1);
   }
-  return false;
+  return "";
 }
+
+bool program_in_path(const std::string& program) { return !find_in_path(program).empty(); }
 
 RecordResult convert_log(std::istream& log, TraceWriter& writer,
                          const std::function<std::unique_ptr<std::istream>(long pid)>& child_log,
@@ -496,7 +309,7 @@ RecordResult convert_log(std::istream& log, TraceWriter& writer,
     if (progress) progress(RecordProgress{res.log_bytes, writer.totals().accesses, writer.next_stream()});
   };
   {
-    StreamParser p(writer, AddressSpace{}, forks, res);
+    StreamParser p(writer, RecordedSpace(writer), forks, res);
     parse_stream(log, p, tick);
   }
   convert_children(writer, forks, res, child_log, tick);
@@ -508,6 +321,17 @@ RecordResult convert_log(std::istream& log, TraceWriter& writer,
 }
 
 namespace {
+
+// Valgrind runs programs of the host's instruction set.
+constexpr TraceIsa host_isa() {
+#if defined(__x86_64__)
+  return TraceIsa::X86_64;
+#elif defined(__aarch64__)
+  return TraceIsa::Aarch64;
+#else
+  return TraceIsa::Unknown;
+#endif
+}
 
 // A temporary directory for valgrind's logs, removed on every exit path.
 struct TempDir {
@@ -584,6 +408,8 @@ int status_of(int wstatus) {
 RecordResult record_command(const std::vector<std::string>& command, const std::string& out_path,
                             const RecordOptions& opts) {
   if (command.empty()) throw RecordError("no command to record");
+  if (opts.recorder == Recorder::Qemu || (opts.recorder == Recorder::Auto && qemu_unavailable(opts).empty()))
+    return record_with_qemu(command, out_path, opts);
   if (!program_in_path(opts.valgrind))
     throw RecordError(fmt::format("'{}' not found: install valgrind (scripts/install-deps.sh)", opts.valgrind));
   std::ofstream out(out_path, std::ios::binary | std::ios::trunc);
@@ -616,6 +442,7 @@ RecordResult record_command(const std::vector<std::string>& command, const std::
 
   TraceHeader header;
   header.command = command;
+  header.isa = host_isa();
   TraceWriter writer(out, header);
   RecordResult res;
   std::deque<PendingFork> forks;
@@ -625,7 +452,7 @@ RecordResult record_command(const std::vector<std::string>& command, const std::
   int wstatus = 0;
   bool exited = false;
   {
-    StreamParser p(writer, AddressSpace{}, forks, res);
+    StreamParser p(writer, RecordedSpace(writer), forks, res);
     std::vector<char> buf(1 << 20);
     for (;;) {
       pollfd pfd{fd.fd, POLLIN, 0};

@@ -34,8 +34,18 @@ struct RecordProgress {
   std::uint32_t streams = 0;    // processes seen so far
 };
 
+enum class Recorder { Auto, Qemu, Valgrind };
+
 struct RecordOptions {
+  // Auto: qemu where qemu-user (and the plugin) are installed, else valgrind.
+  Recorder recorder = Recorder::Auto;
   std::string valgrind = "valgrind";  // the program, looked up in PATH
+  // The QEMU recorder (trace/record_qemu.cpp): the plugin (empty: found
+  // next to the executable or where it is installed; $CONTPTE_QEMU_PLUGIN
+  // overrides), the sysroot for programs of another ISA (-L; empty:
+  // $CONTPTE_SYSROOT, else the default one scripts/arm64-sysroot.sh fills).
+  std::string qemu_plugin;
+  std::string sysroot;
   std::function<void(const RecordProgress&)> progress;
 };
 
@@ -60,5 +70,13 @@ RecordResult convert_log(std::istream& log, TraceWriter& writer,
 
 // True when `program` is an executable in PATH (or a path to one).
 bool program_in_path(const std::string& program);
+// Its full path ("" when not found).
+std::string find_in_path(const std::string& program);
+
+// The QEMU recorder (trace/record_qemu.cpp). `qemu_available` says why
+// not (empty: available).
+std::string qemu_unavailable(const RecordOptions& opts);
+RecordResult record_with_qemu(const std::vector<std::string>& command, const std::string& out_path,
+                              const RecordOptions& opts);
 
 }  // namespace contpte

@@ -243,6 +243,46 @@ class Replayer {
     cur_ = &maps_[pid_];
   }
   void apply(const TraceAccess& a) { access(a); }
+  void apply(const TraceBlock& b) {
+    Block blk{b.map, b.offset, b.sizes};
+    blocks_.push_back(std::move(blk));
+  }
+  void apply(const TraceRunBlock& r) { run_block(r.block); }
+  void apply(const TraceTime&) {}    // the order of the records is the time order already
+  void apply(const TraceThread&) {}  // threads share their process's address space and TLBs
+  void apply(const TraceFile&) {}
+  // The new program starts from an empty address space: the old
+  // program's mappings go (as exec's exec_mmap drops the old mm).
+  void apply(const TraceExec&) {
+    for (Map& mp : *cur_)
+      if (mp.placed) {
+        mm().munmap(mp.base, up(mp.base + mp.len) - mp.base);
+        mp.placed = false;
+      }
+  }
+
+ public:
+  // Each instruction of the block, in order: one fetch each.
+  void run_block(std::uint32_t id) {
+    if (id >= blocks_.size()) {
+      ++unresolved_;
+      return;
+    }
+    const Block& b = blocks_[id];
+    std::uint64_t off = b.offset;
+    for (std::uint8_t sz : b.sizes) {
+      access(TraceAccess{TraceAccessType::Instr, b.map, off, sz});
+      off += sz;
+    }
+  }
+
+ private:
+  struct Block {
+    std::uint32_t map;
+    std::uint64_t offset;
+    std::vector<std::uint8_t> sizes;
+  };
+  std::vector<Block> blocks_;
 
   RunMachine& m_;
   std::uint64_t page_;
@@ -259,8 +299,9 @@ Scenario machine_for(const BuiltinConfig& config, const std::string& name) {
   return parse_scenario(config.header, name);
 }
 
-void finish(RunResult& r, const BuiltinConfig& config, const Replayer* rp, std::uint64_t records) {
+void finish(RunResult& r, const BuiltinConfig& config, const Replayer* rp, std::uint64_t records, TraceIsa isa) {
   r.config.name = std::string(config.name);
+  r.isa = std::string(trace_isa_name(isa));
   r.statements = static_cast<unsigned>(std::min<std::uint64_t>(records, ~0u));
   r.stats.emplace_back("replay_unresolved_accesses", rp ? double(rp->unresolved()) : 0.0);
   r.stats.emplace_back("replay_failed_mmaps", rp ? double(rp->failed_mmaps()) : 0.0);
@@ -276,7 +317,7 @@ RunResult replay_records(const TraceContents& trace, const BuiltinConfig& config
     for (const auto& rec : trace.records) rp->record(rec);
     m.count_instructions(rp->instructions());
   });
-  finish(r, config, rp ? &*rp : nullptr, trace.records.size());
+  finish(r, config, rp ? &*rp : nullptr, trace.records.size(), trace.header.isa);
   return r;
 }
 
@@ -294,6 +335,8 @@ RunResult replay_trace(const std::string& path, const BuiltinConfig& config, con
     while (auto rec = reader.next()) {
       if (const auto* a = std::get_if<TraceAccess>(&*rec))
         rp->access(*a);
+      else if (const auto* b = std::get_if<TraceRunBlock>(&*rec))
+        rp->run_block(b->block);
       else
         rp->record(*rec);
       if ((++records & 0xfffff) == 0 && opts.progress) opts.progress(reader.compressed_offset(), size);
@@ -301,7 +344,7 @@ RunResult replay_trace(const std::string& path, const BuiltinConfig& config, con
     m.count_instructions(rp->instructions());
   });
   if (opts.progress) opts.progress(size, size);
-  finish(r, config, rp ? &*rp : nullptr, records);
+  finish(r, config, rp ? &*rp : nullptr, records, reader.header().isa);
   return r;
 }
 

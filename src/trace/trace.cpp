@@ -28,6 +28,15 @@ enum Tag : std::uint8_t {
   kTagFork = 0x87,
   kTagExit = 0x88,
   kTagStream = 0x89,
+  // Version 2.
+  kTagBlock = 0x8a,
+  kTagRunBlock = 0x8b,
+  kTagTime = 0x8c,
+  kTagThread = 0x8d,
+  kTagFile = 0x8e,
+  kTagMmapFile = 0x8f,
+  kTagMmapWithinFile = 0x90,
+  kTagExec = 0x91,
   kTagEnd = 0xff,
 };
 // Access tag bits: type (2), map changed (1), size code (4).
@@ -40,6 +49,9 @@ constexpr std::uint64_t kMaxArgLen = 1 << 20;
 constexpr std::uint64_t kMaxMapLen = std::uint64_t{1} << 56;
 constexpr std::uint64_t kMaxAccessSize = 1 << 16;
 constexpr std::uint64_t kMaxMaps = std::uint64_t{1} << 28;
+constexpr std::uint64_t kMaxBlocks = std::uint64_t{1} << 28;
+constexpr std::uint64_t kMaxBlockInsns = 4096;
+constexpr std::uint64_t kMaxPath = 4096;
 constexpr std::size_t kChunk = 1 << 17;
 
 constexpr std::uint64_t zigzag(std::int64_t v) {
@@ -60,6 +72,15 @@ TraceError::TraceError(std::string file, std::uint64_t offset, bool compressed, 
                                      compressed ? "at compressed" : "at", offset, message)),
       offset_(offset),
       compressed_(compressed) {}
+
+std::string_view trace_isa_name(TraceIsa isa) {
+  switch (isa) {
+    case TraceIsa::X86_64: return "x86-64";
+    case TraceIsa::Aarch64: return "aarch64";
+    case TraceIsa::Unknown: break;
+  }
+  return "unknown";
+}
 
 TraceError::TraceError(const std::string& whole_message) : std::runtime_error(whole_message), compressed_(false) {}
 
@@ -88,8 +109,12 @@ TraceWriter::TraceWriter(std::ostream& out, const TraceHeader& header, int level
   // The frame checksum turns a flipped bit into an error, not a wrong record.
   ZSTD_CCtx_setParameter(z_->cctx, ZSTD_c_checksumFlag, 1);
   buf_.reserve(kChunk + 64);
+  if (header.version < kTraceVersionMin || header.version > kTraceVersion)
+    throw std::logic_error(fmt::format("TraceWriter: no trace format version {}", header.version));
+  version_ = header.version;
   buf_.append(kMagic.data(), kMagic.size());
   put_varint(header.version);
+  if (version_ >= 2) put_varint(static_cast<unsigned>(header.isa));
   put_varint(header.command.size());
   for (const auto& a : header.command) {
     put_varint(a.size());
@@ -141,6 +166,14 @@ void TraceWriter::access(const TraceAccess& a) {
   if (buf_.size() >= kChunk) flush_buffer(false);
 }
 
+void TraceWriter::run_block(std::uint32_t block, std::uint32_t insns) {
+  put_byte(kTagRunBlock);
+  put_varint(block);
+  ++totals_.records;
+  totals_.accesses += insns;
+  if (buf_.size() >= kChunk) flush_buffer(false);
+}
+
 void TraceWriter::write(const TraceRecord& r) {
   if (const auto* a = std::get_if<TraceAccess>(&r))
     access(*a);
@@ -149,13 +182,22 @@ void TraceWriter::write(const TraceRecord& r) {
 }
 
 void TraceWriter::write_other(const TraceRecord& r) {
+  const bool v2_only = std::holds_alternative<TraceBlock>(r) || std::holds_alternative<TraceRunBlock>(r) ||
+                       std::holds_alternative<TraceTime>(r) || std::holds_alternative<TraceThread>(r) ||
+                       std::holds_alternative<TraceFile>(r) || std::holds_alternative<TraceExec>(r) ||
+                       (std::holds_alternative<TraceMmap>(r) && std::get<TraceMmap>(r).file);
+  if (v2_only && version_ < 2) throw std::logic_error("TraceWriter: a version-2 record in a version-1 trace");
   std::visit(
       [&](const auto& x) {
         using T = std::decay_t<decltype(x)>;
         if constexpr (std::is_same_v<T, TraceMmap>) {
-          put_byte(x.within ? kTagMmapWithin : kTagMmap);
+          if (x.file)
+            put_byte(x.within ? kTagMmapWithinFile : kTagMmapFile);
+          else
+            put_byte(x.within ? kTagMmapWithin : kTagMmap);
           put_varint(x.len), put_varint(x.prot), put_varint(x.flags);
           if (x.within) put_varint(*x.within), put_varint(x.within_offset);
+          if (x.file) put_varint(*x.file), put_varint(x.file_offset);
           ++maps_;
         } else if constexpr (std::is_same_v<T, TraceMunmap>) {
           put_byte(kTagMunmap), put_varint(x.map), put_varint(x.offset), put_varint(x.len);
@@ -178,6 +220,31 @@ void TraceWriter::write_other(const TraceRecord& r) {
         } else if constexpr (std::is_same_v<T, TraceStream>) {
           put_byte(kTagStream), put_varint(x.stream);
           cur_map_[0] = cur_map_[1] = ~0u;  // as the reader: the next access names its mapping
+        } else if constexpr (std::is_same_v<T, TraceBlock>) {
+          put_byte(kTagBlock), put_varint(x.map), put_varint(x.offset), put_varint(x.sizes.size());
+          for (std::uint8_t b : x.sizes) put_byte(b);
+          ++blocks_;
+          block_insns_.push_back(static_cast<std::uint32_t>(x.sizes.size()));
+        } else if constexpr (std::is_same_v<T, TraceRunBlock>) {
+          if (x.block >= block_insns_.size()) throw std::logic_error("TraceWriter: run of an undefined block");
+          --totals_.records;  // run_block counts it
+          run_block(x.block, block_insns_[x.block]);
+        } else if constexpr (std::is_same_v<T, TraceTime>) {
+          // Never backwards: a clock that did not advance repeats.
+          const std::uint64_t t = std::max(x.ns, last_time_);
+          put_byte(kTagTime), put_varint(t - last_time_);
+          last_time_ = t;
+        } else if constexpr (std::is_same_v<T, TraceThread>) {
+          put_byte(kTagThread), put_varint(x.tid);
+          cur_map_[0] = cur_map_[1] = ~0u;
+        } else if constexpr (std::is_same_v<T, TraceFile>) {
+          put_byte(kTagFile), put_varint(x.size), put_varint(x.path.size());
+          buf_ += x.path;
+          ++files_;
+        } else if constexpr (std::is_same_v<T, TraceExec>) {
+          put_byte(kTagExec), put_varint(x.command.size());
+          for (const auto& a : x.command) put_varint(a.size()), buf_ += a;
+          cur_map_[0] = cur_map_[1] = ~0u;
         }
       },
       r);
@@ -217,10 +284,16 @@ TraceReader::TraceReader(std::istream& in, std::string name)
   if (magic != kMagic)
     fail(0, "not a contpte trace: a zstd stream, but it does not start with the trace magic 'CPTTRACE' (bad magic)");
   const std::uint64_t version = get_varint();
-  if (version != kTraceVersion)
-    fail(8, fmt::format("trace format version {} is not supported (this build reads version {})", version,
-                        kTraceVersion));
-  header_.version = kTraceVersion;
+  if (version < kTraceVersionMin || version > kTraceVersion)
+    fail(8, fmt::format("trace format version {} is not supported (this build reads versions {} to {})", version,
+                        kTraceVersionMin, kTraceVersion));
+  header_.version = static_cast<std::uint32_t>(version);
+  if (version >= 2) {
+    z_->record_start = pos_;
+    const std::uint64_t isa = get_varint();
+    if (isa > static_cast<unsigned>(TraceIsa::Aarch64)) fail(z_->record_start, fmt::format("unknown ISA {}", isa));
+    header_.isa = static_cast<TraceIsa>(isa);
+  }
   z_->record_start = pos_;
   const std::uint64_t argc = get_varint();
   if (argc > kMaxArgs) fail(z_->record_start, fmt::format("command has {} arguments (at most {})", argc, kMaxArgs));
@@ -355,6 +428,16 @@ std::optional<TraceRecord> TraceReader::next() {
     ++seen_.accesses;
     return a;
   }
+  if (tag == kTagRunBlock && header_.version >= 2) {
+    const std::uint64_t id = get_varint();
+    if (id >= blocks_.size()) fail(at, fmt::format("runs block {}, but only {} exist", id, blocks_.size()));
+    const TraceBlock& b = blocks_[id];
+    // The mapping may have shrunk since the block was defined.
+    check_range(b.map, b.offset, block_len_[id], at);
+    ++seen_.records;
+    seen_.accesses += b.sizes.size();
+    return TraceRunBlock{static_cast<std::uint32_t>(id)};
+  }
   auto r = read_other(tag, at);
   if (!ended_) ++seen_.records;
   if (ended_) return std::nullopt;
@@ -452,6 +535,16 @@ TraceRecord TraceReader::read_other(std::uint8_t tag, std::uint64_t at) {
       cur_map_[0] = cur_map_[1] = ~0u;
       return s;
     }
+    case kTagBlock:
+    case kTagRunBlock:
+    case kTagTime:
+    case kTagThread:
+    case kTagFile:
+    case kTagMmapFile:
+    case kTagMmapWithinFile:
+    case kTagExec:
+      if (header_.version < 2) fail(at, fmt::format("record tag {:#x} is not in trace format version 1", tag));
+      return read_v2(tag, at);
     case kTagEnd: {
       totals_.records = get_varint();
       totals_.accesses = get_varint();
@@ -465,6 +558,88 @@ TraceRecord TraceReader::read_other(std::uint8_t tag, std::uint64_t at) {
     }
     default: fail(at, fmt::format("unknown record tag {:#x}", tag));
   }
+}
+
+std::string TraceReader::get_string(std::uint64_t max, const char* what) {
+  const std::uint64_t len = get_varint();
+  if (len > max) fail(z_->record_start, fmt::format("{} of {} bytes (at most {})", what, len, max));
+  std::string s;
+  s.reserve(len);
+  for (std::uint64_t k = 0; k < len; ++k) s.push_back(static_cast<char>(get_byte()));
+  return s;
+}
+
+TraceRecord TraceReader::read_v2(std::uint8_t tag, std::uint64_t at) {
+  switch (tag) {
+    case kTagBlock: {
+      TraceBlock b;
+      b.map = get_map("block");
+      b.offset = get_varint();
+      const std::uint64_t n = get_varint();
+      if (n == 0 || n > kMaxBlockInsns) fail(at, fmt::format("block of {} instructions (1 to {})", n, kMaxBlockInsns));
+      b.sizes.resize(n);
+      std::uint64_t len = 0;
+      for (auto& sz : b.sizes) {
+        sz = get_byte();
+        if (sz == 0) fail(at, "block instruction of size 0");
+        len += sz;
+      }
+      check_range(b.map, b.offset, len, at);
+      if (blocks_.size() >= kMaxBlocks) fail(at, "too many blocks");
+      blocks_.push_back(std::move(b));
+      block_len_.push_back(len);
+      return blocks_.back();
+    }
+    case kTagTime: {
+      last_time_ += get_varint();
+      return TraceTime{last_time_};
+    }
+    case kTagThread: {
+      // Like a stream switch: the thread has its own program counter.
+      cur_map_[0] = cur_map_[1] = ~0u;
+      return TraceThread{get_u32("thread")};
+    }
+    case kTagFile: {
+      TraceFile f;
+      f.size = get_varint();
+      f.path = get_string(kMaxPath, "file path");
+      ++files_;
+      return f;
+    }
+    case kTagMmapFile:
+    case kTagMmapWithinFile: {
+      TraceMmap m;
+      m.len = get_varint();
+      m.prot = get_u32("protection");
+      m.flags = get_u32("flags");
+      if (m.len == 0 || m.len > kMaxMapLen) fail(at, fmt::format("mmap length {:#x} out of range", m.len));
+      if (m.prot > 7) fail(at, fmt::format("mmap protection {:#x} has unknown bits", m.prot));
+      if (m.flags & ~trace_map::kAll) fail(at, fmt::format("mmap flags {:#x} have unknown bits", m.flags));
+      if (tag == kTagMmapWithinFile) {
+        m.within = get_map("mmap within");
+        m.within_offset = get_varint();
+        check_range(*m.within, m.within_offset, m.len, at);
+      }
+      m.file = get_u32("file");
+      if (*m.file >= files_) fail(at, fmt::format("mmap names file {}, but only {} exist", *m.file, files_));
+      m.file_offset = get_varint();
+      if (map_len_.size() >= kMaxMaps) fail(at, "too many mappings");
+      map_len_.push_back(m.len);
+      z_->cursor.resize(map_len_.size() * 2, 0);
+      z_->flags.push_back(m.flags);
+      return m;
+    }
+    case kTagExec: {
+      TraceExec e;
+      const std::uint64_t argc = get_varint();
+      if (argc > kMaxArgs) fail(at, fmt::format("exec has {} arguments (at most {})", argc, kMaxArgs));
+      for (std::uint64_t i = 0; i < argc; ++i) e.command.push_back(get_string(kMaxArgLen, "exec argument"));
+      cur_map_[0] = cur_map_[1] = ~0u;
+      return e;
+    }
+    default: break;
+  }
+  fail(at, fmt::format("unknown record tag {:#x}", tag));
 }
 
 TraceContents read_trace_file(const std::string& path) {

@@ -24,7 +24,15 @@
 
 namespace contpte {
 
-inline constexpr std::uint32_t kTraceVersion = 1;
+// The version the writer writes by default. The reader reads 1 and 2; a
+// version-1 header writes a version-1 file (no record of version 2 in it).
+inline constexpr std::uint32_t kTraceVersion = 2;
+inline constexpr std::uint32_t kTraceVersionMin = 1;
+
+// The instruction set of the recorded program (version 2; version 1 traces
+// say nothing: Unknown).
+enum class TraceIsa : std::uint8_t { Unknown = 0, X86_64 = 1, Aarch64 = 2 };
+std::string_view trace_isa_name(TraceIsa isa);  // "x86-64", "aarch64", "unknown"
 
 // Linux's PROT_* bits, as the program passed them.
 namespace trace_prot {
@@ -64,12 +72,15 @@ struct TraceAccess {
 // order they appear in the trace (across all streams). `within`: a fixed
 // mapping placed inside an existing one (the dynamic loader maps segments
 // into a region it reserved), at `within_offset` from its start.
+// `file` (version 2): the TraceFile it maps, from byte `file_offset`.
 struct TraceMmap {
   std::uint64_t len = 0;
   std::uint32_t prot = 0;
   std::uint32_t flags = 0;
   std::optional<std::uint32_t> within;
   std::uint64_t within_offset = 0;
+  std::optional<std::uint32_t> file;
+  std::uint64_t file_offset = 0;
   friend bool operator==(const TraceMmap&, const TraceMmap&) = default;
 };
 
@@ -122,8 +133,50 @@ struct TraceStream {
   friend bool operator==(const TraceStream&, const TraceStream&) = default;
 };
 
+// ---- version 2 ----
+// A basic block of instructions at `offset` in mapping `map`, one after
+// another, of the given sizes. Its id is implied (0, 1, 2, ... in trace
+// order). Executing it (TraceRunBlock) fetches each instruction in order.
+struct TraceBlock {
+  std::uint32_t map = 0;
+  std::uint64_t offset = 0;
+  std::vector<std::uint8_t> sizes;
+  friend bool operator==(const TraceBlock&, const TraceBlock&) = default;
+};
+// Block `block` executes: one fetch access per instruction.
+struct TraceRunBlock {
+  std::uint32_t block = 0;
+  friend bool operator==(const TraceRunBlock&, const TraceRunBlock&) = default;
+};
+// The recording's monotonic clock: `ns` since the recording started. The
+// records of all streams are in time order (docs/trace-format.md).
+struct TraceTime {
+  std::uint64_t ns = 0;
+  friend bool operator==(const TraceTime&, const TraceTime&) = default;
+};
+// The following records are thread `tid`'s (the recorded thread id) of the
+// current stream's process.
+struct TraceThread {
+  std::uint32_t tid = 0;
+  friend bool operator==(const TraceThread&, const TraceThread&) = default;
+};
+// A file a mapping maps: its size when mapped and its path. Its id is
+// implied (0, 1, 2, ... in trace order).
+struct TraceFile {
+  std::uint64_t size = 0;
+  std::string path;
+  friend bool operator==(const TraceFile&, const TraceFile&) = default;
+};
+// execve in the current stream: its address space is replaced by an empty
+// one (the new program's mappings follow); `command` is what it ran.
+struct TraceExec {
+  std::vector<std::string> command;
+  friend bool operator==(const TraceExec&, const TraceExec&) = default;
+};
+
 using TraceRecord = std::variant<TraceAccess, TraceMmap, TraceMunmap, TraceMprotect, TraceMadvise, TraceBrk,
-                                 TraceMremap, TraceFork, TraceExit, TraceStream>;
+                                 TraceMremap, TraceFork, TraceExit, TraceStream, TraceBlock, TraceRunBlock,
+                                 TraceTime, TraceThread, TraceFile, TraceExec>;
 
 // A trace that cannot be read. `offset`: the byte of the uncompressed stream
 // where the bad record starts, or of the compressed file when zstd itself
@@ -146,6 +199,7 @@ class TraceError : public std::runtime_error {
 struct TraceHeader {
   std::uint32_t version = kTraceVersion;
   std::vector<std::string> command;
+  TraceIsa isa = TraceIsa::Unknown;  // version 2
   friend bool operator==(const TraceHeader&, const TraceHeader&) = default;
 };
 
@@ -167,11 +221,14 @@ class TraceWriter {
   // next_map() is the id the next TraceMmap (or moved TraceMremap) gets.
   void write(const TraceRecord& r);
   void access(const TraceAccess& a);  // the hot path: no variant
+  void run_block(std::uint32_t block, std::uint32_t insns);  // ditto; `insns`: the block's size
   // The end record and the zstd frame's end; nothing may follow.
   void finish();
 
   std::uint32_t next_map() const { return maps_; }
   std::uint32_t next_stream() const { return streams_; }
+  std::uint32_t next_block() const { return blocks_; }
+  std::uint32_t next_file() const { return files_; }
   const TraceTotals& totals() const { return totals_; }
   std::uint64_t compressed_bytes() const { return compressed_; }
 
@@ -191,6 +248,10 @@ class TraceWriter {
   std::uint32_t cur_map_[2] = {~0u, ~0u};
   std::uint32_t maps_ = 0;
   std::uint32_t streams_ = 1;
+  std::uint32_t blocks_ = 0, files_ = 0;
+  std::vector<std::uint32_t> block_insns_;  // instructions of each block
+  std::uint64_t last_time_ = 0;
+  std::uint32_t version_ = kTraceVersion;
   TraceTotals totals_;
   std::uint64_t compressed_ = 0;
   bool finished_ = false;
@@ -218,6 +279,10 @@ class TraceReader {
   std::uint64_t map_len(std::uint32_t map) const { return map_len_[map]; }
   std::uint32_t maps() const { return static_cast<std::uint32_t>(map_len_.size()); }
   std::uint32_t streams() const { return streams_; }
+  // Version 2: the blocks defined so far (their instruction sizes), and the
+  // files.
+  const TraceBlock& block(std::uint32_t id) const { return blocks_[id]; }
+  std::uint32_t blocks() const { return static_cast<std::uint32_t>(blocks_.size()); }
 
  private:
   struct Zstd;
@@ -230,6 +295,8 @@ class TraceReader {
   std::uint32_t get_map(const char* what);
   void check_range(std::uint32_t map, std::uint64_t offset, std::uint64_t len, std::uint64_t at);
   TraceRecord read_other(std::uint8_t tag, std::uint64_t at);
+  TraceRecord read_v2(std::uint8_t tag, std::uint64_t at);
+  std::string get_string(std::uint64_t max, const char* what);
 
   std::istream& in_;
   std::string name_;
@@ -245,6 +312,10 @@ class TraceReader {
   std::uint32_t cur_map_[2] = {~0u, ~0u};
   std::vector<std::uint64_t> map_len_;
   std::uint32_t streams_ = 1;
+  std::vector<TraceBlock> blocks_;
+  std::vector<std::uint64_t> block_len_;  // bytes of each block's instructions
+  std::uint32_t files_ = 0;
+  std::uint64_t last_time_ = 0;
   TraceTotals totals_;
   TraceTotals seen_;
   bool ended_ = false;

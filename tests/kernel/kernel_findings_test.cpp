@@ -5,6 +5,7 @@
 // caught by the explorer as lost_dirty, and the unmodified tree holds. Bad
 // trees are errors naming what is wrong.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
@@ -31,7 +32,9 @@ std::string slurp(const fs::path& p) {
 // with `from` replaced by `to` in contpte.c (must occur).
 fs::path mutated(const std::string& tree, const std::string& name, const std::string& from,
                  const std::string& to) {
-  const fs::path dst = fs::temp_directory_path() / ("contpte-kernel-test-" + name);
+  // Per process: suites of several checkouts may run at once.
+  const fs::path dst =
+      fs::temp_directory_path() / ("contpte-kernel-test-" + name + "-" + std::to_string(::getpid()));
   fs::remove_all(dst);
   for (const auto& rel : kernel::tree_file_names()) {
     fs::create_directories((dst / rel).parent_path());

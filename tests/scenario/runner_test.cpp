@@ -3,6 +3,7 @@
 // wrong expect fails naming its line; bad input is an error before running.
 
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
@@ -253,7 +254,7 @@ TEST(Configs, EveryBuiltinConfigurationParsesAndIsNamedUniquely) {
 }
 
 TEST(Configs, RunJobsRunsEveryFileUnderEveryConfigurationInOrder) {
-  const auto dir = fs::temp_directory_path() / "contpte-configs-test";
+  const auto dir = fs::temp_directory_path() / ("contpte-configs-test-" + std::to_string(::getpid()));
   fs::create_directories(dir);
   {
     std::ofstream(dir / "seq.cpt") << "mmap A 8M addr=0x4000000000\nwrite A 8M stride=16K\nread A 8M stride=16K\n";

@@ -5,6 +5,7 @@
 // exited still shows it) and costs what the page size makes it cost: a
 // page-cache page per granule page, a whole page per sparse touch.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <cmath>
 #include <filesystem>
@@ -26,7 +27,7 @@ constexpr std::uint64_t K = 1024;
 
 // A core whose costs are round numbers, so each part can be checked by hand.
 std::string round_core() {
-  const auto path = std::filesystem::temp_directory_path() / "estimate-test-core.json";
+  const auto path = std::filesystem::temp_directory_path() / ("estimate-test-core-" + std::to_string(::getpid()) + ".json");
   std::ofstream(path) << R"({"costs": {"clock_ghz": 2, "base_cpi": 1.5, "fault_ns": 1000, "pte_ns": 10,
       "zero_bytes_per_ns": 4, "copy_bytes_per_ns": 2, "tlbi_ns": 50, "reclaim_page_ns": 7}})";
   return path.string();
@@ -138,8 +139,8 @@ TEST(PeakMemory, ReplayReportsThePeakOfAnExitedProcess) {
   constexpr std::uint32_t kRW = trace_prot::kRead | trace_prot::kWrite;
   constexpr std::uint32_t kRX = trace_prot::kRead | trace_prot::kExec;
   TraceContents t;
-  t.records.push_back(TraceMmap{1 << 20, kRW, 0, std::nullopt, 0});
-  t.records.push_back(TraceMmap{64 * K, kRX, 0, std::nullopt, 0});
+  t.records.push_back(TraceMmap{1 << 20, kRW, 0, std::nullopt, 0, std::nullopt, 0});
+  t.records.push_back(TraceMmap{64 * K, kRX, 0, std::nullopt, 0, std::nullopt, 0});
   for (std::uint64_t off = 0; off < (1 << 20); off += 4 * K) {
     t.records.push_back(TraceAccess{A::Instr, 1, off % (64 * K), 4});
     t.records.push_back(TraceAccess{A::Store, 0, off, 8});

@@ -1,8 +1,11 @@
 #include "trace/record.h"
 
 #include <gtest/gtest.h>
+#include <unistd.h>
 
+#include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <sstream>
 
 #include "trace/replay.h"
@@ -52,8 +55,8 @@ TEST(RecordParser, AccessesBecomeMappingRelative) {
   const auto maps = all<TraceMmap>(c);
   ASSERT_EQ(maps.size(), 2u);
   // The loader's text: an implicit 2 MiB window, seen first by a fetch.
-  EXPECT_EQ(maps[0], (TraceMmap{2 << 20, 7, trace_map::kImplicit, std::nullopt, 0}));
-  EXPECT_EQ(maps[1], (TraceMmap{8192, 3, 0, std::nullopt, 0}));
+  EXPECT_EQ(maps[0], (TraceMmap{2 << 20, 7, trace_map::kImplicit, std::nullopt, 0, std::nullopt, 0}));
+  EXPECT_EQ(maps[1], (TraceMmap{8192, 3, 0, std::nullopt, 0, std::nullopt, 0}));
   const auto acc = all<TraceAccess>(c);
   ASSERT_EQ(acc.size(), 5u);
   EXPECT_EQ(acc[0], (TraceAccess{A::Instr, 0, 0x1000, 3}));
@@ -125,7 +128,7 @@ TEST(RecordParser, BrkMremapAndFork) {
       {{2, "==2== \n --> [pre-success] Success(0x0) \n S 05000008,8\n S 04035000,8\n"}}, &res);
   const auto maps = all<TraceMmap>(c);
   ASSERT_EQ(maps.size(), 2u);
-  EXPECT_EQ(maps[0], (TraceMmap{0x10000, 3, trace_map::kHeap, std::nullopt, 0}));
+  EXPECT_EQ(maps[0], (TraceMmap{0x10000, 3, trace_map::kHeap, std::nullopt, 0, std::nullopt, 0}));
   EXPECT_EQ(all<TraceBrk>(c), (std::vector<TraceBrk>{{0, 0x22000}}));
   EXPECT_EQ(all<TraceMremap>(c), (std::vector<TraceMremap>{{1, 2 << 20, false}, {1, 4 << 20, true}}));
   EXPECT_EQ(all<TraceFork>(c), (std::vector<TraceFork>{{1}}));
@@ -163,8 +166,10 @@ TEST(RecordParser, AnotherThreadsOutputMayFollowASyscallOnItsLine) {
 // The whole path: a real program under valgrind, recorded and replayed.
 TEST(Record, SmallProgramRecordsAndReplaysClean) {
   if (!program_in_path("valgrind")) GTEST_SKIP() << "valgrind is not installed (scripts/install-deps.sh)";
-  const auto path = std::filesystem::temp_directory_path() / "contpte_record_test.trace";
-  const RecordResult r = record_command({CONTPTE_RECORD_HELPER}, path.string());
+  const auto path = std::filesystem::temp_directory_path() / ("contpte_record_test-" + std::to_string(::getpid()) + ".trace");
+  RecordOptions o;
+  o.recorder = Recorder::Valgrind;
+  const RecordResult r = record_command({CONTPTE_RECORD_HELPER}, path.string(), o);
   EXPECT_EQ(r.exit_status, 0);
   EXPECT_EQ(r.streams, 2u);  // the helper forks once
   EXPECT_GT(r.totals.accesses, 10000u);
@@ -195,8 +200,135 @@ TEST(Record, SmallProgramRecordsAndReplaysClean) {
 
 TEST(Record, MissingValgrindIsAnError) {
   RecordOptions o;
+  o.recorder = Recorder::Valgrind;
   o.valgrind = "contpte-no-such-valgrind";
   EXPECT_THROW(record_command({"/bin/true"}, "/dev/null", o), RecordError);
+}
+
+// The QEMU recorder (plugins/qemu/): the same program, the same system
+// calls, and the instruction stream as blocks.
+RecordOptions qemu_options() {
+  RecordOptions o;
+  o.recorder = Recorder::Qemu;
+  o.qemu_plugin = CONTPTE_QEMU_PLUGIN_FILE;
+  return o;
+}
+
+TEST(RecordQemu, SmallProgramRecordsAndReplaysClean) {
+  if (const std::string why = qemu_unavailable(qemu_options()); !why.empty()) GTEST_SKIP() << why;
+  const auto path = std::filesystem::temp_directory_path() / ("contpte_record_qemu_test-" + std::to_string(::getpid()) + ".trace");
+  const RecordResult r = record_command({CONTPTE_RECORD_HELPER}, path.string(), qemu_options());
+  EXPECT_EQ(r.exit_status, 0);
+  EXPECT_EQ(r.unparsed_lines, 0u);
+  EXPECT_EQ(r.streams, 2u);  // the helper forks once
+  EXPECT_GT(r.totals.accesses, 10000u);
+  const TraceContents c = read_trace_file(path.string());
+  EXPECT_EQ(c.header.version, 2u);
+  EXPECT_EQ(c.header.isa, TraceIsa::X86_64);
+  EXPECT_EQ(c.header.command, std::vector<std::string>{CONTPTE_RECORD_HELPER});
+  bool mmap_1m = false;
+  for (const auto& m : all<TraceMmap>(c)) mmap_1m |= m.len == (1 << 20) && m.flags == 0;
+  EXPECT_TRUE(mmap_1m);
+  bool dontneed = false;
+  for (const auto& m : all<TraceMadvise>(c)) dontneed |= m.advice == trace_madv::kDontNeed && m.len == (1 << 19);
+  EXPECT_TRUE(dontneed);
+  EXPECT_FALSE(all<TraceMprotect>(c).empty());
+  EXPECT_FALSE(all<TraceMunmap>(c).empty());
+  EXPECT_FALSE(all<TraceMremap>(c).empty());
+  EXPECT_FALSE(all<TraceBrk>(c).empty());
+  EXPECT_EQ(all<TraceFork>(c).size(), 1u);
+  // Version 2: fetches come as blocks; the loader's file mappings name
+  // their files (libc); time never goes backwards.
+  EXPECT_FALSE(all<TraceBlock>(c).empty());
+  EXPECT_GT(all<TraceRunBlock>(c).size(), 1000u);
+  EXPECT_TRUE(all<TraceAccess>(c).size() > 1000u);
+  bool libc = false;
+  for (const auto& f : all<TraceFile>(c)) libc |= f.path.find("libc.so") != std::string::npos && f.size > 0;
+  EXPECT_TRUE(libc);
+  std::uint64_t t = 0;
+  for (const auto& x : all<TraceTime>(c)) {
+    EXPECT_GE(x.ns, t);
+    t = x.ns;
+  }
+  EXPECT_EQ(all<TraceExit>(c).size(), 2u);
+  const RunResult run = replay_records(c, *find_config("contpte-64k"), {});
+  EXPECT_EQ(run.stat("replay_unresolved_accesses"), 0);
+  EXPECT_EQ(run.stat("replay_failed_mmaps"), 0);
+  EXPECT_GE(run.stat("faults_cow"), 1);
+  EXPECT_EQ(run.exit_status(), 0);
+  EXPECT_EQ(run.isa, "x86-64");
+  std::filesystem::remove(path);
+}
+
+// An arm64 sysroot: $CONTPTE_SYSROOT, else one scripts/arm64-sysroot.sh
+// fills under the temporary directory (once; it downloads ~4 MB). Empty
+// when neither works (the reason in `why`).
+std::string arm64_sysroot(std::string& why) {
+  if (const char* e = std::getenv("CONTPTE_SYSROOT"); e && *e) return e;
+  const auto dir = std::filesystem::temp_directory_path() / ("contpte-test-sysroot-arm64-" + std::to_string(::getpid()));
+  if (std::filesystem::exists(dir / "bin/busybox") && std::filesystem::exists(dir / "bin/gzip")) return dir.string();
+  const std::string cmd = std::string(CONTPTE_SOURCE_DIR "/scripts/arm64-sysroot.sh ") + dir.string() + " >/dev/null 2>&1";
+  if (std::system(cmd.c_str()) != 0 || !std::filesystem::exists(dir / "bin/busybox")) {
+    why = "scripts/arm64-sysroot.sh could not download Debian's arm64 packages (no network?)";
+    return "";
+  }
+  return dir.string();
+}
+
+// Records an arm64 program from the sysroot and replays it.
+void record_arm64(const std::vector<std::string>& command, const std::string& sysroot, bool dynamic) {
+  RecordOptions o = qemu_options();
+  o.sysroot = sysroot;
+  const auto path = std::filesystem::temp_directory_path() / ("contpte_record_arm64_test-" + std::to_string(::getpid()) + ".trace");
+  const RecordResult r = record_command(command, path.string(), o);
+  EXPECT_EQ(r.exit_status, 0);
+  EXPECT_EQ(r.unparsed_lines, 0u);
+  EXPECT_GT(r.totals.accesses, 1000u);
+  const TraceContents c = read_trace_file(path.string());
+  EXPECT_EQ(c.header.isa, TraceIsa::Aarch64);
+  EXPECT_FALSE(all<TraceBlock>(c).empty());
+  // A64 instructions: every block's instructions are 4 bytes.
+  for (const auto& b : all<TraceBlock>(c))
+    for (auto sz : b.sizes) ASSERT_EQ(sz, 4u);
+  bool libc = false;
+  for (const auto& f : all<TraceFile>(c)) libc |= f.path.find("aarch64-linux-gnu/libc.so") != std::string::npos;
+  EXPECT_EQ(libc, dynamic);  // the sysroot's C library, mapped by the arm64 loader
+  const RunResult run = replay_records(c, *find_config("contpte-64k"), {});
+  EXPECT_EQ(run.stat("replay_unresolved_accesses"), 0);
+  EXPECT_EQ(run.isa, "aarch64");
+  std::filesystem::remove(path);
+}
+
+TEST(RecordQemu, Arm64StaticBusybox) {
+  if (const std::string why = qemu_unavailable(qemu_options()); !why.empty()) GTEST_SKIP() << why;
+  if (!program_in_path("qemu-aarch64")) GTEST_SKIP() << "qemu-aarch64 is not installed (qemu-user)";
+  std::string why;
+  const std::string root = arm64_sysroot(why);
+  if (root.empty()) GTEST_SKIP() << why;
+  record_arm64({root + "/bin/busybox", "echo", "hello"}, root, false);
+}
+
+TEST(RecordQemu, Arm64DynamicGzip) {
+  if (const std::string why = qemu_unavailable(qemu_options()); !why.empty()) GTEST_SKIP() << why;
+  if (!program_in_path("qemu-aarch64")) GTEST_SKIP() << "qemu-aarch64 is not installed (qemu-user)";
+  std::string why;
+  const std::string root = arm64_sysroot(why);
+  if (root.empty()) GTEST_SKIP() << why;
+  record_arm64({root + "/bin/gzip", "--version"}, root, true);
+}
+
+TEST(RecordQemu, NonElfProgramIsAnError) {
+  if (const std::string why = qemu_unavailable(qemu_options()); !why.empty()) GTEST_SKIP() << why;
+  const auto dir = std::filesystem::temp_directory_path();
+  std::ofstream((dir / "contpte_not_a_program").string()) << "plain text\n";
+  std::filesystem::permissions(dir / "contpte_not_a_program", std::filesystem::perms::owner_all);
+  try {
+    record_command({(dir / "contpte_not_a_program").string()}, (dir / "contpte_x.trace").string(), qemu_options());
+    ADD_FAILURE() << "no error";
+  } catch (const RecordError& e) {
+    EXPECT_NE(std::string(e.what()).find("is not an x86-64 or aarch64 ELF program"), std::string::npos) << e.what();
+  }
+  std::filesystem::remove(dir / "contpte_not_a_program");
 }
 
 }  // namespace

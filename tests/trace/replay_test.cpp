@@ -1,6 +1,7 @@
 #include "trace/replay.h"
 
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
@@ -24,7 +25,7 @@ RunResult replay(const std::vector<TraceRecord>& recs, std::string_view config =
   return replay_records(t, cfg(config), o);
 }
 
-TraceMmap anon(std::uint64_t len, std::uint32_t prot = kRW) { return TraceMmap{len, prot, 0, std::nullopt, 0}; }
+TraceMmap anon(std::uint64_t len, std::uint32_t prot = kRW) { return TraceMmap{len, prot, 0, std::nullopt, 0, std::nullopt, 0}; }
 
 TEST(Replay, TouchingAnonymousMemoryFaultsItIn) {
   std::vector<TraceRecord> recs{anon(2 << 20)};
@@ -110,7 +111,7 @@ TEST(Replay, AGrantOnPartOfALargePageOpensThePage) {
 }
 
 TEST(Replay, BrkGrowsAndShrinksTheHeap) {
-  const RunResult r = replay({TraceMmap{0x1000, kRW, trace_map::kHeap, std::nullopt, 0},
+  const RunResult r = replay({TraceMmap{0x1000, kRW, trace_map::kHeap, std::nullopt, 0, std::nullopt, 0},
                               TraceAccess{A::Store, 0, 0x0, 8}, TraceBrk{0, 0x21000},
                               TraceAccess{A::Store, 0, 0x20000, 8}, TraceBrk{0, 0x1000},
                               TraceAccess{A::Store, 0, 0x20000, 8}});
@@ -128,8 +129,8 @@ TEST(Replay, MremapMovesAndResizes) {
 
 TEST(Replay, MappingsInsideAReservationKeepTheirOffsets) {
   // The loader's pattern: reserve PROT_NONE, then map segments into it.
-  const RunResult r = replay({anon(0x10000, 0), TraceMmap{0x2000, kRX, trace_map::kFixed, 0u, 0x0},
-                              TraceMmap{0x1000, kRW, trace_map::kFixed, 0u, 0x4000},
+  const RunResult r = replay({anon(0x10000, 0), TraceMmap{0x2000, kRX, trace_map::kFixed, 0u, 0x0, std::nullopt, 0},
+                              TraceMmap{0x1000, kRW, trace_map::kFixed, 0u, 0x4000, std::nullopt, 0},
                               TraceAccess{A::Instr, 1, 0x1000, 4}, TraceAccess{A::Store, 2, 0x0, 8},
                               TraceAccess{A::Load, 0, 0x4008, 8},   // the same page through the reservation
                               TraceAccess{A::Load, 0, 0x8000, 8}}); // still PROT_NONE
@@ -203,7 +204,7 @@ TEST(Replay, PropertyUnresolvedAccessesMatchAPageModel) {
 }
 
 TEST(Replay, FromAFileUnderEveryConfiguration) {
-  const auto path = std::filesystem::temp_directory_path() / "contpte_replay_test.trace";
+  const auto path = std::filesystem::temp_directory_path() / ("contpte_replay_test-" + std::to_string(::getpid()) + ".trace");
   {
     std::ofstream out(path, std::ios::binary);
     TraceWriter w(out, TraceHeader{kTraceVersion, {"prog"}});

@@ -1,0 +1,373 @@
+/* plugins/qemu/contpte_record.c — the QEMU user-mode plugin behind
+ * `contpte record --recorder qemu`.
+ *
+ * Promises: every data load and store of the guest (address, size), every
+ * translation block the guest starts executing (its instruction addresses
+ * are sent once, when the block is translated), and the memory-management
+ * system calls with their arguments and results, sent in the order each
+ * guest thread made them to the socket named by `sock=PATH`
+ * (record_protocol.h). It interprets nothing: mappings, offsets and the
+ * trace format are the recorder's (src/trace/record_qemu.cpp).
+ *
+ * Speed is the point (docs/trace.md "Recording speed"): the hot callbacks
+ * append a tag byte and a varint delta to the calling thread's buffer; a
+ * full buffer, and every system call, sends it as one message.
+ *
+ * Threads: qemu-user runs each guest thread on its own host thread, so each
+ * vCPU has its own buffer; sending takes a lock, so messages never mix.
+ * fork: qemu-user forks itself; the child drops what its parent had
+ * buffered, opens its own connection and announces itself.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "qemu_plugin_api.h"
+#include "record_protocol.h"
+
+CPT_PLUGIN_EXPORT int qemu_plugin_version = CPT_QEMU_PLUGIN_API_VERSION;
+
+enum {
+  kBufBytes = 1 << 20, /* event bytes per message */
+  kMaxEvent = 96,      /* the longest event but a file name (7 varints + tag) */
+  kMaxVcpus = 1 << 16, /* guest threads alive at once */
+  kHeaderBytes = 24,   /* message header, tid, time */
+};
+/* Guest user addresses: aarch64 ignores the top byte (TBI); x86-64 user
+ * addresses are below 2^47 anyway. */
+static const uint64_t kAddrMask = 0x00ffffffffffffffull;
+
+/* The system calls the recorder interprets, by guest ISA (Linux uapi). */
+struct syscalls {
+  int64_t mmap, munmap, mprotect, madvise, brk, mremap, clone, clone3, fork, vfork, execve, execveat, exit,
+      exit_group;
+};
+static const struct syscalls kX86_64 = {9, 11, 10, 28, 12, 25, 56, 435, 57, 58, 59, 322, 60, 231};
+static const struct syscalls kAarch64 = {222, 215, 226, 233, 214, 216, 220, 435, -1, -1, 221, 281, 93, 94};
+static const uint64_t kCloneVm = 0x100, kCloneVfork = 0x4000, kMapAnonymous = 0x20;
+
+struct buffer {
+  uint64_t head[3];                  /* the message header, tid, time: sent with */
+  uint8_t bytes[kBufBytes + 4096];   /* the events, right after head */
+  size_t n;      /* event bytes held */
+  uint64_t last_addr, last_block;    /* delta bases (reset with every message) */
+  pid_t tid;     /* the host (= guest) thread id, learnt on its first send */
+  int forking;   /* the syscall in progress makes a new process */
+};
+
+static struct {
+  char sock_path[108];
+  int fd;
+  uint64_t isa;
+  const struct syscalls *nr;
+  pthread_mutex_t lock; /* sending, defs, block indices, vcpu buffers */
+  struct buffer *bufs[kMaxVcpus];
+  uint64_t *defs; /* pending CPT_EV_DEF events (sent before any chunk) */
+  size_t ndefs, defs_cap;
+  uint64_t next_block;
+  int failed; /* the recorder went away: stop sending */
+} g = {.fd = -1, .lock = PTHREAD_MUTEX_INITIALIZER};
+
+static uint64_t now_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static uint64_t msg_header(unsigned kind, size_t payload) { return ((uint64_t)kind << 56) | payload; }
+
+/* Writes all of [p, p + n) to the recorder; called with g.lock held. */
+static void send_locked(const void *p, size_t n) {
+  const char *c = p;
+  while (n > 0 && !g.failed) {
+    ssize_t w = write(g.fd, c, n);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) {
+      /* The recorder died: the program runs on, unrecorded. */
+      g.failed = 1;
+      return;
+    }
+    c += w, n -= (size_t)w;
+  }
+}
+
+static void send_defs_locked(void) {
+  if (g.ndefs == 0) return;
+  uint64_t h = msg_header(CPT_MSG_DEFS, g.ndefs * sizeof(uint64_t));
+  send_locked(&h, sizeof h);
+  send_locked(g.defs, g.ndefs * sizeof(uint64_t));
+  g.ndefs = 0;
+}
+
+static void flush_locked(struct buffer *b) {
+  if (b->n == 0) return;
+  send_defs_locked();
+  b->head[0] = msg_header(CPT_MSG_CHUNK, 16 + b->n);
+  b->head[1] = (uint64_t)b->tid;
+  b->head[2] = now_ns();
+  send_locked(b->head, kHeaderBytes + b->n);
+  b->n = 0;
+  b->last_addr = b->last_block = 0;
+}
+
+static void flush(struct buffer *b) {
+  if (b->tid == 0) b->tid = (pid_t)syscall(SYS_gettid);
+  pthread_mutex_lock(&g.lock);
+  flush_locked(b);
+  pthread_mutex_unlock(&g.lock);
+}
+
+static inline void put_byte(struct buffer *b, uint8_t v) { b->bytes[b->n++] = v; }
+static inline void put(struct buffer *b, uint64_t v) {
+  while (v >= 0x80) {
+    b->bytes[b->n++] = (uint8_t)(v | 0x80);
+    v >>= 7;
+  }
+  b->bytes[b->n++] = (uint8_t)v;
+}
+static inline uint64_t zigzag(uint64_t d) { return (d << 1) ^ (uint64_t)((int64_t)d >> 63); }
+/* Room for an event of `k` bytes in this message (events never split). */
+static inline void reserve(struct buffer *b, size_t k) {
+  if (b->n + k > kBufBytes) flush(b);
+}
+
+static struct buffer *buffer_of(unsigned vcpu) {
+  struct buffer *b = vcpu < kMaxVcpus ? g.bufs[vcpu] : NULL;
+  if (b) return b;
+  /* A callback before vcpu_init (should not happen) or past the table. */
+  static struct buffer overflow;
+  return &overflow;
+}
+
+static int connect_recorder(void) {
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -1;
+  struct sockaddr_un a;
+  memset(&a, 0, sizeof a);
+  a.sun_family = AF_UNIX;
+  memcpy(a.sun_path, g.sock_path, sizeof a.sun_path);
+  if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
+    close(fd);
+    return -1;
+  }
+  g.fd = fd;
+  uint64_t hello[6] = {msg_header(CPT_MSG_HELLO, 40), CPT_REC_PROTOCOL, (uint64_t)getpid(), (uint64_t)getppid(),
+                       g.isa, now_ns()};
+  send_locked(hello, sizeof hello);
+  return 0;
+}
+
+/* ---- hot callbacks ------------------------------------------------------ */
+
+static void on_mem(unsigned int vcpu, qemu_plugin_meminfo_t info, uint64_t vaddr, void *udata) {
+  (void)udata;
+  struct buffer *b = buffer_of(vcpu);
+  reserve(b, 11);
+  const unsigned kind = qemu_plugin_mem_is_store(info) ? CPT_EV_STORE : CPT_EV_LOAD;
+  put_byte(b, (uint8_t)(kind | (qemu_plugin_mem_size_shift(info) & 0xf) << 3));
+  vaddr &= kAddrMask;
+  put(b, zigzag(vaddr - b->last_addr));
+  b->last_addr = vaddr;
+}
+
+static void on_exec(unsigned int vcpu, void *udata) {
+  struct buffer *b = buffer_of(vcpu);
+  reserve(b, 11);
+  const uint64_t index = (uint64_t)(uintptr_t)udata;
+  put_byte(b, CPT_EV_EXEC);
+  put(b, zigzag(index - b->last_block));
+  b->last_block = index;
+}
+
+/* ---- translation ---------------------------------------------------------- */
+
+static void on_translate(qemu_plugin_id_t id, struct qemu_plugin_tb *tb) {
+  (void)id;
+  const size_t n = qemu_plugin_tb_n_insns(tb);
+  pthread_mutex_lock(&g.lock);
+  const uint64_t index = g.next_block++;
+  const size_t need = 3 + (n + 7) / 8;
+  if (g.ndefs + need > g.defs_cap) {
+    size_t cap = g.defs_cap ? g.defs_cap * 2 : 4096;
+    while (cap < g.ndefs + need) cap *= 2;
+    uint64_t *d = realloc(g.defs, cap * sizeof(uint64_t));
+    if (!d) abort();
+    g.defs = d, g.defs_cap = cap;
+  }
+  uint64_t *d = g.defs + g.ndefs;
+  d[0] = ((uint64_t)CPT_EV_DEF << 60) | index;
+  d[1] = qemu_plugin_tb_vaddr(tb) & kAddrMask;
+  d[2] = n;
+  memset(d + 3, 0, (n + 7) / 8 * sizeof(uint64_t));
+  for (size_t i = 0; i < n; ++i) {
+    struct qemu_plugin_insn *insn = qemu_plugin_tb_get_insn(tb, i);
+    const size_t size = qemu_plugin_insn_size(insn);
+    d[3 + i / 8] |= (uint64_t)(size & 0xff) << (8 * (i % 8));
+    qemu_plugin_register_vcpu_mem_cb(insn, on_mem, QEMU_PLUGIN_CB_NO_REGS, QEMU_PLUGIN_MEM_RW, NULL);
+  }
+  g.ndefs += need;
+  pthread_mutex_unlock(&g.lock);
+  qemu_plugin_register_vcpu_tb_exec_cb(tb, on_exec, QEMU_PLUGIN_CB_NO_REGS, (void *)(uintptr_t)index);
+}
+
+/* ---- system calls ----------------------------------------------------------- */
+
+/* The protocol's code for a system call the recorder interprets, or 0. */
+static unsigned code_of(int64_t num) {
+  const struct syscalls *s = g.nr;
+  if (num < 0) return 0;
+  if (num == s->mmap) return CPT_SYS_MMAP;
+  if (num == s->munmap) return CPT_SYS_MUNMAP;
+  if (num == s->mprotect) return CPT_SYS_MPROTECT;
+  if (num == s->madvise) return CPT_SYS_MADVISE;
+  if (num == s->brk) return CPT_SYS_BRK;
+  if (num == s->mremap) return CPT_SYS_MREMAP;
+  if (num == s->clone) return CPT_SYS_CLONE;
+  if (num == s->clone3) return CPT_SYS_CLONE3;
+  if (num == s->fork) return CPT_SYS_FORK;
+  if (num == s->vfork) return CPT_SYS_VFORK;
+  if (num == s->execve) return CPT_SYS_EXECVE;
+  if (num == s->execveat) return CPT_SYS_EXECVEAT;
+  if (num == s->exit) return CPT_SYS_EXIT;
+  if (num == s->exit_group) return CPT_SYS_EXIT_GROUP;
+  return 0;
+}
+
+/* The file an mmap maps: its size and path (the guest's fds are the host's
+ * in qemu-user). */
+static void put_file(struct buffer *b, int fd) {
+  struct stat st;
+  if (fstat(fd, &st) != 0) return;
+  char link[64], path[4096];
+  snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+  ssize_t len = readlink(link, path, sizeof path);
+  if (len < 0) len = 0;
+  reserve(b, 32 + (size_t)len);
+  put_byte(b, CPT_EV_FILE);
+  put(b, (uint64_t)st.st_size);
+  put(b, (uint64_t)len);
+  memcpy(b->bytes + b->n, path, (size_t)len);
+  b->n += (size_t)len;
+}
+
+static void on_syscall(qemu_plugin_id_t id, unsigned int vcpu, int64_t num, uint64_t a1, uint64_t a2, uint64_t a3,
+                       uint64_t a4, uint64_t a5, uint64_t a6, uint64_t a7, uint64_t a8) {
+  (void)id, (void)a7, (void)a8;
+  struct buffer *b = buffer_of(vcpu);
+  const unsigned code = code_of(num);
+  if (code) {
+    if (code == CPT_SYS_MMAP && !(a4 & kMapAnonymous) && (int32_t)a5 >= 0) put_file(b, (int)(int32_t)a5);
+    b->forking = code == CPT_SYS_FORK || code == CPT_SYS_VFORK ||
+                 (code == CPT_SYS_CLONE && (!(a1 & kCloneVm) || (a1 & kCloneVfork)));
+    reserve(b, kMaxEvent);
+    put_byte(b, CPT_EV_SYSCALL);
+    put(b, code);
+    put(b, a1), put(b, a2), put(b, a3), put(b, a4), put(b, a5), put(b, a6);
+  }
+  /* Everything before a system call goes out before it: a process that
+   * blocks has sent all it did (the recorder merges processes by time). */
+  flush(b);
+}
+
+static void on_syscall_ret(qemu_plugin_id_t id, unsigned int vcpu, int64_t num, int64_t ret) {
+  (void)id;
+  const unsigned code = code_of(num);
+  if (!code) return;
+  struct buffer *b = buffer_of(vcpu);
+  if (b->forking && ret == 0) {
+    /* The new process: its parent's buffered events are the parent's to
+     * send; it reports on a connection of its own. */
+    b->forking = 0;
+    pthread_mutex_lock(&g.lock);
+    for (size_t i = 0; i < kMaxVcpus; ++i)
+      if (g.bufs[i]) g.bufs[i]->n = 0, g.bufs[i]->last_addr = g.bufs[i]->last_block = 0;
+    g.ndefs = 0;
+    b->tid = (pid_t)syscall(SYS_gettid);
+    close(g.fd);
+    g.failed = connect_recorder() != 0;
+    pthread_mutex_unlock(&g.lock);
+    return;
+  }
+  reserve(b, kMaxEvent);
+  put_byte(b, CPT_EV_SYSRET);
+  put(b, code);
+  put(b, zigzag((uint64_t)ret));
+  if (b->forking) flush(b); /* the child's connection waits for this */
+  b->forking = 0;
+}
+
+/* ---- threads and exit -------------------------------------------------------- */
+
+static void on_vcpu_init(qemu_plugin_id_t id, unsigned int vcpu) {
+  (void)id;
+  if (vcpu >= kMaxVcpus) return;
+  pthread_mutex_lock(&g.lock);
+  if (!g.bufs[vcpu]) g.bufs[vcpu] = calloc(1, sizeof(struct buffer));
+  if (!g.bufs[vcpu]) abort();
+  g.bufs[vcpu]->n = 0;
+  g.bufs[vcpu]->last_addr = g.bufs[vcpu]->last_block = 0;
+  g.bufs[vcpu]->tid = 0; /* learnt on the thread itself */
+  pthread_mutex_unlock(&g.lock);
+}
+
+static void on_vcpu_exit(qemu_plugin_id_t id, unsigned int vcpu) {
+  (void)id;
+  if (vcpu < kMaxVcpus && g.bufs[vcpu]) flush(g.bufs[vcpu]);
+}
+
+static void on_exit_all(qemu_plugin_id_t id, void *udata) {
+  (void)id, (void)udata;
+  pthread_mutex_lock(&g.lock);
+  for (size_t i = 0; i < kMaxVcpus; ++i)
+    if (g.bufs[i]) {
+      if (g.bufs[i]->tid == 0) g.bufs[i]->tid = getpid();
+      flush_locked(g.bufs[i]);
+    }
+  send_defs_locked();
+  pthread_mutex_unlock(&g.lock);
+}
+
+CPT_PLUGIN_EXPORT int qemu_plugin_install(qemu_plugin_id_t id, const qemu_info_t *info, int argc, char **argv) {
+  if (info->system_emulation) {
+    qemu_plugin_outs("contpte_record: only qemu-user (linux-user) is supported\n");
+    return -1;
+  }
+  if (strcmp(info->target_name, "x86_64") == 0) {
+    g.isa = CPT_ISA_X86_64, g.nr = &kX86_64;
+  } else if (strcmp(info->target_name, "aarch64") == 0) {
+    g.isa = CPT_ISA_AARCH64, g.nr = &kAarch64;
+  } else {
+    qemu_plugin_outs("contpte_record: guest is neither x86_64 nor aarch64\n");
+    return -1;
+  }
+  for (int i = 0; i < argc; ++i)
+    if (strncmp(argv[i], "sock=", 5) == 0) snprintf(g.sock_path, sizeof g.sock_path, "%s", argv[i] + 5);
+  if (!g.sock_path[0]) {
+    qemu_plugin_outs("contpte_record: missing sock=PATH\n");
+    return -1;
+  }
+  pthread_mutex_lock(&g.lock);
+  const int ok = connect_recorder() == 0;
+  pthread_mutex_unlock(&g.lock);
+  if (!ok) {
+    qemu_plugin_outs("contpte_record: cannot connect to the recorder's socket\n");
+    return -1;
+  }
+  qemu_plugin_register_vcpu_init_cb(id, on_vcpu_init);
+  qemu_plugin_register_vcpu_exit_cb(id, on_vcpu_exit);
+  qemu_plugin_register_vcpu_tb_trans_cb(id, on_translate);
+  qemu_plugin_register_vcpu_syscall_cb(id, on_syscall);
+  qemu_plugin_register_vcpu_syscall_ret_cb(id, on_syscall_ret);
+  qemu_plugin_register_atexit_cb(id, on_exit_all, NULL);
+  return 0;
+}

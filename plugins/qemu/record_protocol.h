@@ -1,0 +1,57 @@
+/* plugins/qemu/record_protocol.h — what the contpte QEMU plugin sends to
+ * `contpte record` (src/trace/record_qemu.cpp) over a Unix stream socket.
+ * Shared by the C plugin and the C++ reader; docs/trace.md describes it.
+ *
+ * Each connection is one guest process (one qemu-user process): a HELLO
+ * message, then CHUNK and DEFS messages until the connection closes. A
+ * message is one 64-bit little-endian header word, (kind << 56) | payload
+ * bytes, then the payload. HELLO and DEFS payloads are 64-bit words; a
+ * CHUNK is two words (tid, time) then events as bytes, each a tag byte
+ * (kind in bits 0-2, log2(size) of a load or store in bits 3-6) and
+ * LEB128 varints. Deltas are zigzag-coded and start from 0 in every chunk,
+ * so each chunk decodes on its own.
+ */
+#ifndef CONTPTE_RECORD_PROTOCOL_H
+#define CONTPTE_RECORD_PROTOCOL_H
+
+#include <stdint.h>
+
+enum {
+  CPT_REC_PROTOCOL = 1,
+  /* Message kinds (header word >> 56). */
+  CPT_MSG_HELLO = 1, /* protocol, pid, ppid, isa (CPT_ISA_*), CLOCK_MONOTONIC ns */
+  CPT_MSG_CHUNK = 2, /* tid, CLOCK_MONOTONIC ns when sent, then events */
+  CPT_MSG_DEFS = 3,  /* translation-block definitions (CPT_EV_DEF events) */
+  /* The guest's instruction set. */
+  CPT_ISA_X86_64 = 1,
+  CPT_ISA_AARCH64 = 2,
+  /* Chunk events (tag byte bits 0-2). */
+  CPT_EV_LOAD = 0,    /* zigzag(address - previous load/store address) */
+  CPT_EV_STORE = 1,   /* as LOAD */
+  CPT_EV_EXEC = 2,    /* zigzag(block index - previous executed index): it starts */
+  CPT_EV_SYSCALL = 3, /* CPT_SYS_* code, then its 6 arguments */
+  CPT_EV_SYSRET = 4,  /* CPT_SYS_* code, then zigzag(result) */
+  CPT_EV_FILE = 5,    /* file size, path length, the path's bytes: the file the
+                         next mmap maps */
+  /* DEFS payload: per block, the word (CPT_EV_DEF << 60) | index, its start
+   * address, its instruction count n, then ceil(n / 8) words of instruction
+   * sizes (one byte each, low byte first). */
+  CPT_EV_DEF = 6,
+  /* The system calls sent, whatever the ISA's numbers. */
+  CPT_SYS_MMAP = 1,
+  CPT_SYS_MUNMAP = 2,
+  CPT_SYS_MPROTECT = 3,
+  CPT_SYS_MADVISE = 4,
+  CPT_SYS_BRK = 5,
+  CPT_SYS_MREMAP = 6,
+  CPT_SYS_CLONE = 7, /* arguments as the ISA passes them: flags first */
+  CPT_SYS_CLONE3 = 8,
+  CPT_SYS_FORK = 9,
+  CPT_SYS_VFORK = 10,
+  CPT_SYS_EXECVE = 11,
+  CPT_SYS_EXECVEAT = 12,
+  CPT_SYS_EXIT = 13,
+  CPT_SYS_EXIT_GROUP = 14,
+};
+
+#endif
