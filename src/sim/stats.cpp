@@ -58,10 +58,10 @@ constexpr std::array kStats = {
     StatDef{"tlb_misses", "accesses that missed every TLB level and walked",
             "lower is better; per 1000 accesses in tlb_mpki",
             [](StatReader& r) { return double(r.mmu().tlb_misses); }},
-    StatDef{"walks", "page-table walks the MMU made (misses and hardware A/D updates)",
-            "close to tlb_misses; more when the walk cache misses or A/D bits are set",
+    StatDef{"walks", "page-table walks the MMU made: one per TLB miss (a faulting access's retries included)",
+            "equal to tlb_misses in this model; walk_mem_accesses says how deep they went",
             [](StatReader& r) { return double(r.mmu().walks); }},
-    StatDef{"walk_cycles", "descriptor reads during walks times their cost (the core's walk latencies)",
+    StatDef{"walk_cycles", "descriptor reads during walks times the core's cost of one",
             "the miss cost; divide by walks for the mean walk",
             [](StatReader& r) { return double(r.mmu().walk_cycles); }},
     StatDef{"faults", "MMU faults taken (translation, access flag, permission)",
@@ -161,7 +161,10 @@ constexpr std::array kStats = {
     StatDef{"bytes_copied", "bytes copy-on-write copied", "the cost of COW after fork",
             [](StatReader& r) { return double(r.mm().bytes_copied); }},
     StatDef{"tlb_mpki", "TLB misses per 1000 accesses", "the headline rate of the comparison table",
-            [](StatReader& r) { return 1000.0 * ratio(r.mmu().tlb_misses, r.mmu().accesses); }},
+            [](StatReader& r) {
+              const MmuStats& m = r.mmu();
+              return m.accesses ? 1000.0 * double(m.tlb_misses) / double(m.accesses) : 0.0;
+            }},
     StatDef{"thp_fault_alloc", "PMD-mapped folios a fault allocated (vmstat thp_fault_alloc)", "PMD-sized THP",
             [](StatReader& r) { return double(r.mm().thp_fault_alloc); }},
     StatDef{"thp_fault_fallback", "PMD-sized allocations that failed: PTE fault instead (vmstat)",
