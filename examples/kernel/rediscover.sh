@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Usage: examples/kernel/rediscover.sh CONTPTE TREE bytes-for-pages|naive-convert|drop-young
+# Usage: examples/kernel/rediscover.sh CONTPTE TREE bytes-for-pages|naive-convert|drop-young|gathered-access-flags
 # Restores an old contpte behaviour in a copy of the Linux tree TREE (only
 # the files `--kernel` reads are copied) and shows contpte finding it, then
 # the unmodified tree holding (docs/kernel.md, "Demonstrations"):
@@ -10,6 +10,11 @@
 #                    of clearing it: `explore` finds lost_dirty, exit 1.
 #   drop-young       contpte_convert not gathering the young bit: `diff`
 #                    finds a divergence and prints a reproducer, exit 1.
+#   gathered-access-flags
+#                    contpte_ptep_set_access_flags comparing the gathered
+#                    ptep_get with the new entry (before "arm64: contpte:
+#                    fix set_access_flags() no-op check for SMMU/ATS
+#                    faults"): `explore` finds a device walker's fault_loop.
 # Exit 0 when both halves behave as described.
 set -uo pipefail
 contpte=${1:?contpte binary} tree=${2:?Linux tree} what=${3:?mutation}
@@ -33,6 +38,9 @@ case $what in
   drop-young)
     perl -0pi -e 's/if \(pte_young\(ptent\)\)\n\t\t\tpte = pte_mkyoung\(pte\);//' "$c"
     cmd=(diff --granule 4K) ;;
+  gathered-access-flags)
+    sed -i 's|if (contpte_all_subptes_match_access_flags(ptep, entry))|if (pte_val(pte_mknoncont(ptep_get(ptep))) == pte_val(entry))|' "$c"
+    cmd=(explore "$here/examples/races/upstream-dev-write-vs-hw-write.cpt") ;;
   *) echo "unknown mutation $what" >&2; exit 2 ;;
 esac
 cmp -s "$c" "$tree/arch/arm64/mm/contpte.c" && { echo "rediscover: the mutation did not apply to this tree" >&2; exit 2; }

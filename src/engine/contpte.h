@@ -333,13 +333,23 @@ bool all_subptes_match_access_flags(E& env, PteSlot ptep, Pte entry) {
   return true;
 }
 
+// The no-op check before Linux's fix (Features::test_gathered_access_flags_check,
+// tests only): the gathered view already equals `entry` when only a sibling
+// is young or dirty, and the faulting entry is left as it was.
+template <Env E>
+bool gathered_matches_access_flags(E& env, PteSlot ptep, Pte entry) {
+  return pte_mknoncont(ptep_get(env, ptep, raw::ptep_get(env, ptep))) == entry;
+}
+
 // contpte_ptep_set_access_flags: A/D can be fixed up on the whole block
 // without unfolding; a change of the write bit must unfold first.
 template <Env E>
 bool ptep_set_access_flags(E& env, VirtAddr addr, PteSlot ptep, Pte entry, bool dirty) {
   EngineScope<E> scope_(env, "contpte_ptep_set_access_flags");
   const Geometry& g = env.geometry();
-  if (all_subptes_match_access_flags(env, ptep, entry)) return false;
+  if (env.features().test_gathered_access_flags_check ? gathered_matches_access_flags(env, ptep, entry)
+                                                      : all_subptes_match_access_flags(env, ptep, entry))
+    return false;
   const Pte orig = pte_mknoncont(raw::ptep_get(env, ptep));
   if (pte_write(orig) == pte_write(entry)) {
     // Hardware access management would need only one entry updated, but a

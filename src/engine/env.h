@@ -91,6 +91,12 @@ struct Features {
   // code of a Linux tree (src/kernel) instead of this engine; `variant` is
   // then Upstream or Off, whichever configuration the tree was built in.
   const ExternalEngine* external = nullptr;
+  // Test hook, no scenario or flag reaches it: contpte_ptep_set_access_flags'
+  // no-op check as it was before "arm64: contpte: fix set_access_flags()
+  // no-op check for SMMU/ATS faults" — the gathered ptep_get compared with
+  // the new entry — so that tests show the fault_loop a device walker then
+  // hits (tests/explore/explorer_test.cpp, ExploreDev).
+  bool test_gathered_access_flags_check = false;
 };
 
 // Counters the engine keeps (JSON `stats` keys).

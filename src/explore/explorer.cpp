@@ -9,7 +9,9 @@
 #include <fmt/format.h>
 
 #include "engine/pgtable.h"
+#include "hw/access_fault.h"
 #include "hw/walker.h"
+#include "mm/pte_fault.h"
 
 namespace contpte {
 
@@ -109,7 +111,9 @@ Pte strip_ad(Pte p) { return pte_mkold(pte_mkclean(p)); }
 struct Explorer::Impl {
   enum class Mode : std::uint8_t { Explore, Seeded };
   enum class Phase : std::uint8_t { Idle, Running, Finished, Done };
-  enum class HwPhase : std::uint8_t { Walk, Update, FaultWait, Done };
+  // A dev branch's handler runs inside the FaultWait step (it takes the
+  // lock) and drops the lock in the Handler step.
+  enum class HwPhase : std::uint8_t { Walk, Update, FaultWait, Handler, Done };
 
   struct BranchRun {
     BranchRun(Explorer& x, unsigned b) : env(x, b) {}
@@ -126,6 +130,12 @@ struct Explorer::Impl {
     Pte* update_slot = nullptr;
     bool needs_dirty = false;
     bool retried = false;
+    // dev: the fault its handler is handling or last handled, whether the
+    // handler left the PTE still faulting for it, and whether it could not
+    // handle it at all (an error of the run).
+    AccessFault handled = AccessFault::None;
+    bool left_faulting = false;
+    bool handler_error = false;
     std::optional<TlbEntry> tlb;
     BranchEnd end = BranchEnd::Completed;
     std::string outcome;
@@ -241,7 +251,8 @@ struct Explorer::Impl {
     auto slot = setup.pt->pte_slot(s.va, false);
     f.slot = slot ? slot->ptr() : nullptr;
     std::tie(f.va_lo, f.va_hi) = block_of(s.va.val);
-    f.lock_sensitive = k == StepKind::HwWalk && runs[b].retried;
+    // A dev walk decides on its word alone (its handler always runs).
+    f.lock_sensitive = k == StepKind::HwWalk && runs[b].retried && !s.device;
     return f;
   }
 
@@ -509,8 +520,8 @@ struct Explorer::Impl {
       else if (f.steps.size() < it->steps.size()) *it = std::move(f);
     }
     static constexpr std::string_view kOrder[] = {"lost_dirty", "lost_young", "stale_translation",
-                                                  "tlb_conflict", "misprogrammed", "reader", "deadlock",
-                                                  "unmapped", "expect"};
+                                                  "tlb_conflict", "misprogrammed", "fault_loop", "reader",
+                                                  "deadlock", "unmapped", "expect"};
     auto rank = [](const ExploreFailure& f) {
       return std::find(std::begin(kOrder), std::end(kOrder), f.rule) - std::begin(kOrder);
     };
@@ -681,16 +692,19 @@ struct Explorer::Impl {
       case HwPhase::Walk: hw_walk(b, rec); break;
       case HwPhase::Update: hw_update(b, rec); break;
       case HwPhase::FaultWait:
+        if (s.device) return dev_fault_handler(b);  // records its own steps
         rec.note = "fault handler took the page-table lock; the access retries";
         r.retried = true;
         r.hw = HwPhase::Walk;
         break;
+      case HwPhase::Handler: dev_handler_done(b, rec); break;
       case HwPhase::Done: throw std::logic_error("explorer: finished hw branch stepped");
     }
     switch (r.hw) {
       case HwPhase::Walk: r.pending = hw_footprint(b, StepKind::HwWalk); break;
       case HwPhase::Update: r.pending = hw_footprint(b, StepKind::HwUpdate); break;
       case HwPhase::FaultWait: r.pending = Footprint{StepKind::FaultRetry}; break;
+      case HwPhase::Handler: r.pending = Footprint{StepKind::Release}; break;
       case HwPhase::Done: r.done = true; break;
     }
     record(b, f, std::move(rec));
@@ -705,14 +719,11 @@ struct Explorer::Impl {
     const WalkResult w = walker.walk(setup.pt->root(), setup.asid, s.va, nullptr);
     rec.before = rec.after = w.desc;
     const Pte d = w.desc;
-    const bool hafdbs = setup.features.hafdbs;
+    const bool hafdbs = setup.features.hafdbs && !s.device;  // a device walker never updates A/D
     const bool needs_dirty = s.access == MemAccess::Write && pte_rdonly(d);
-    std::string fault;
-    if (!w.valid) fault = "translation fault";
-    else if (!(s.access == MemAccess::Exec ? pte_user_exec(d) : (d.val & bits::kUser) != 0))
-      fault = "permission fault";
-    else if (needs_dirty && !(pte_write(d) && hafdbs)) fault = "permission fault (read-only)";
-    else if (!pte_young(d) && !hafdbs) fault = "access flag fault";
+    const AccessFault af = access_fault(w.valid, d, s.access, hafdbs);
+    if (af != AccessFault::None && s.device) return dev_fault(b, rec, af);
+    const std::string fault = af == AccessFault::None ? std::string() : std::string(access_fault_name(af));
     if (!fault.empty()) {
       const bool unmapped = !w.valid;
       if (unmapped && s.no_vma) {
@@ -752,14 +763,96 @@ struct Explorer::Impl {
   // An access that can never complete: an error of the run (a top-level
   // access would be the process's SIGSEGV), in every interleaving it occurs.
   void unmapped_access(unsigned b, StepRecord& rec, const std::string& why) {
+    runs[b].hw = HwPhase::Done;
+    rec.note = why + ": the access cannot complete";
+    unmapped(b, why);
+  }
+  void unmapped(unsigned b, const std::string& why) {
     BranchRun& r = runs[b];
-    r.hw = HwPhase::Done;
     r.end = BranchEnd::Unmapped;
     r.outcome = "unmapped: " + why;
-    rec.note = why + ": the access cannot complete";
     const std::string what = fmt::format("{}: {}; the access cannot complete", spec(b).label, why);
     if (kept) kept->problems.push_back({spec(b).line, what});
     fail("unmapped", fmt::format("unmapped: {}:{}: {}", setup.source, spec(b).line, what), spec(b).va.val);
+  }
+
+  // ---- device walkers (dev) ------------------------------------------------
+
+  // A dev access faulted (`af`) on the word its walk read. The reason its
+  // handler just handled, with the PTE still as the handler left it
+  // (nobody undid a fix in between): a walker that reads each descriptor
+  // alone would fault forever (rule fault_loop). Anything else goes to the
+  // handler, which waits for the page-table lock.
+  void dev_fault(unsigned b, StepRecord& rec, AccessFault af) {
+    BranchRun& r = runs[b];
+    const std::string fault(access_fault_name(af));
+    if (af == r.handled && r.left_faulting) {
+      r.hw = HwPhase::Done;
+      r.end = BranchEnd::Faulted;
+      r.outcome = "fault_loop: " + fault;
+      rec.note = fault + " again, as its handler left the PTE: it would fault forever";
+      report_fault_loop(b, fault, rec.before);
+      return;
+    }
+    r.hw = HwPhase::FaultWait;
+    r.handled = af;
+    rec.note = fault + ": the handler waits for the page-table lock";
+  }
+
+  // A finding of the checker (claimable by `expect violation fault_loop`);
+  // with checking off (--no-check), not reported: the access just ends.
+  void report_fault_loop(unsigned b, const std::string& fault, Pte pte) {
+    const ExploreBranch& s = spec(b);
+    if (!chk) return;
+    chk->report_fault_loop(s.va, s.line, pte,
+                           fmt::format("{} faulted again ({}) after its fault handler (ptep_set_access_flags) "
+                                       "left the PTE still faulting for it: a walker without hardware A/D "
+                                       "updates would fault forever",
+                                       s.label, fault));
+  }
+
+  // The handler, under the page-table lock: handle_pte_fault's path
+  // (mm/pte_fault.h) through this branch's StepEnv, each memory operation
+  // a step that other branches may interleave with, as for an engine
+  // statement. A fault it cannot handle (no valid PTE, a write to a PTE
+  // without write permission) is an error of the run.
+  void dev_fault_handler(unsigned b) {
+    BranchRun& r = runs[b];
+    const ExploreBranch& s = spec(b);
+    lock_holder = static_cast<int>(b);
+    r.retried = true;
+    StepRecord rec;
+    rec.va = s.va.val;
+    rec.note = "fault handler takes the page-table lock (handle_pte_fault)";
+    record(b, r.pending, std::move(rec));
+    after_step();
+    const auto slot = setup.pt->pte_slot(s.va, false);
+    const auto why = slot ? handle_pte_level_fault(r.env, VirtAddr{align_down(s.va.val, geo.page_size())}, *slot,
+                                                   s.access == MemAccess::Write)
+                          : std::optional<std::string_view>("no page table maps it");
+    r.handler_error = why.has_value();
+    if (why) unmapped(b, fmt::format("{}; {}", access_fault_name(r.handled), *why));
+    r.hw = HwPhase::Handler;
+    r.pending = Footprint{StepKind::Release};
+  }
+
+  // The handler drops the lock (the end of an operation, as for an engine
+  // statement); the access retries unless the fault could not be handled.
+  void dev_handler_done(unsigned b, StepRecord& rec) {
+    BranchRun& r = runs[b];
+    const ExploreBranch& s = spec(b);
+    settle_and_check_tlbs();
+    lock_holder = -1;
+    const WalkResult w = walker.walk(setup.pt->root(), setup.asid, s.va, nullptr);
+    r.left_faulting = access_fault(w.valid, w.desc, s.access, false) == r.handled;
+    if (r.handler_error) {
+      rec.note = "drops the page-table lock; the fault could not be handled";
+      r.hw = HwPhase::Done;
+      return;
+    }
+    rec.note = r.left_faulting ? "fault handler done, drops the page-table lock; the PTE still faults; retries"
+                               : "fault handler done, drops the page-table lock; the access retries";
+    r.hw = HwPhase::Walk;
   }
 
   // FEAT_HAFDBS: AF and (for a store through a DBM entry) !RDONLY, by a

@@ -56,6 +56,7 @@ enum class StepKind : std::uint8_t {
   HwWalk,       // another CPU walks: reads the PTE, fills its TLB if no update is needed
   HwUpdate,     // that CPU's AF/DBM compare-exchange (and fill on success)
   FaultRetry,   // the fault handler took the page-table lock; the access retries
+                //   (a dev handler runs under it and drops it with a Release)
   ReaderRetry,  // a lockless reader saw a torn block and starts again
 };
 std::string_view step_kind_name(StepKind k);
@@ -133,12 +134,21 @@ struct ExploreBranch {
   // Hw: the process has mappings and none covers `va` (a memory-manager
   // scenario): a translation fault finds no VMA, which is an error at once.
   bool no_vma = false;
+  // Hw: a device walker without hardware A/D updates (`dev`, an SMMU
+  // without HTTU) instead of another CPU: it faults on AF=0 and on a write
+  // to a PTE_RDONLY entry; its fault handler takes the page-table lock and
+  // runs handle_pte_fault's path (mm/pte_fault.h) through this branch's
+  // StepEnv, each memory operation a step; then the access retries.
+  // Faulting again for the reason just handled, with the PTE as the
+  // handler left it, is rule fault_loop. Outside every VMA only.
+  bool device = false;
 };
 
 // How a branch ended in one execution.
 enum class BranchEnd : std::uint8_t {
   Completed,  // engine: the statement returned; hw: the access completed; reader: returned
-  Faulted,    // hw: a permission / access-flag fault again after its handler ran
+  Faulted,    // hw: a permission / access-flag fault again after its handler ran;
+              //     dev: fault_loop
   Unmapped,   // hw: no valid PTE after the fault handler ran and no statement in progress,
               //     or no VMA: an error of the run
   Stuck,      // never finished (a reader on a block that stays torn)

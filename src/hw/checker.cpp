@@ -30,6 +30,12 @@ void Checker::report_engine(const EngineFinding& f) {
   violations_.push_back(Violation{r, VirtAddr{0}, {}, f.detail, line_, step_, false});
 }
 
+void Checker::report_fault_loop(VirtAddr va, unsigned line, Pte pte, std::string detail) {
+  if (!seen_.emplace(static_cast<int>(Rule::FaultLoop), va.val, line).second) return;
+  ++counts_[static_cast<std::size_t>(Rule::FaultLoop)];
+  violations_.push_back(Violation{Rule::FaultLoop, va, {{va, pte}}, std::move(detail), line, step_, false});
+}
+
 // Rule 1. Arm ARM D8.7.1 (the Contiguous bit): if the entries of a block
 // do not all have the hint, map a contiguous output range, or carry the
 // same attributes, the TLB may cache any of them for the whole range —

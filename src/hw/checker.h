@@ -32,15 +32,17 @@
 
 namespace contpte {
 
-// The last three are reported by the engine seam (engine/external.h), not
-// checked here: only code built from a Linux tree can break them.
+// KernelWarning, OutOfRange and WildWrite are reported by the engine seam
+// (engine/external.h), not checked here: only code built from a Linux tree
+// can break them. FaultLoop is reported by whoever retries a faulting
+// access (the runner, the explorer): report_fault_loop.
 enum class Rule : std::uint8_t {
   Misprogrammed, TlbConflict, StaleTranslation, LostDirty, LostYoung,
-  KernelWarning, OutOfRange, WildWrite
+  KernelWarning, OutOfRange, WildWrite, FaultLoop
 };
-inline constexpr std::array<std::string_view, 8> kRules{
+inline constexpr std::array<std::string_view, 9> kRules{
     "misprogrammed", "tlb_conflict", "stale_translation", "lost_dirty", "lost_young",
-    "kernel_warning", "out_of_range", "wild_write"};
+    "kernel_warning", "out_of_range", "wild_write", "fault_loop"};
 constexpr std::string_view rule_name(Rule r) { return kRules[static_cast<std::size_t>(r)]; }
 // The rule called `name` (an `expect violation RULE`); nullopt if none is.
 constexpr std::optional<Rule> rule_from_name(std::string_view name) {
@@ -115,6 +117,13 @@ class Checker {
   // A finding of the engine seam (kernel_warning, out_of_range, wild_write),
   // at the current line; one per rule, detail and line.
   void report_engine(const EngineFinding& f);
+
+  // ---- rule 7: fault_loop ----
+  // An access at `va` (the statement or branch at `line`) faulted again for
+  // the reason its fault handler had just handled, and the handler left
+  // `pte` still faulting for it: a walker that reads each descriptor alone
+  // would fault forever.
+  void report_fault_loop(VirtAddr va, unsigned line, Pte pte, std::string detail);
 
   std::vector<Violation>& violations() { return violations_; }
   const std::vector<Violation>& violations() const { return violations_; }

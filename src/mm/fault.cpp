@@ -6,6 +6,7 @@
 
 #include "engine/pgtable.h"
 #include "engine/pmd.h"
+#include "mm/pte_fault.h"
 
 namespace contpte {
 
@@ -117,10 +118,9 @@ FaultResult Mm::handle_fault(std::uint64_t va, bool write, bool exec) {
   if (pte_none(pte)) return v->file >= 0 ? do_fault(*v, va, ptep, write) : do_anonymous_page(*v, va, ptep, write);
   if (!pte_present(pte)) return FaultResult::Segv;  // no swap in this model
   if (write && !pte_write(pte)) return do_wp_page(*v, va, ptep, pte);
-  // An access-flag or dirty-state fault (no FEAT_HAFDBS): set them.
-  Pte entry = pte_mkyoung(pte);
-  if (write) entry = pte_mkdirty(entry);
-  if (ptep_set_access_flags(env_, VirtAddr{align_down(va, page_size())}, ptep, entry, write))
+  // An access-flag or dirty-state fault (no FEAT_HAFDBS, or a device
+  // walker without HTTU): set them.
+  if (pte_fault_set_accessed(env_, VirtAddr{align_down(va, page_size())}, ptep, pte, write))
     ++sys_.stats().faults_access;
   return FaultResult::Handled;
 }

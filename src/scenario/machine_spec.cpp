@@ -31,6 +31,7 @@ Features features_of(const Header& h, const TlbConfig& core) {
 // Linux tree built for this granule and configuration.
 Features machine_features(const Scenario& sc, const TlbConfig& core, const RunOptions& opts) {
   Features f = features_of(sc.header, core);
+  if (opts.test_features) opts.test_features(f);  // tests only
   if (!opts.kernel_engine) return f;
   if (f.variant != Variant::Upstream && f.variant != Variant::Off)
     throw ScenarioError(sc.file, fmt::format("`contpte {}` is a variant of contpte's own engine; with --kernel "

@@ -420,6 +420,18 @@ Access Parser::parse_access(LineCursor& c, const Token& kw) {
   return a;
 }
 
+DevAccess Parser::parse_dev(LineCursor& c, const Token&) {
+  DevAccess d;
+  const Token k = c.take("read or write");
+  if (k.text != "read" && k.text != "write")
+    c.fail(k, fmt::format("unknown device access '{}'; expected read or write", k.text));
+  d.kind = *lookup(kAccessKinds, k.text);
+  d.addr = addr_expr(c);
+  check_range(d.addr, page_size(), d.addr.loc);
+  c.finish("dev read|write ADDR");
+  return d;
+}
+
 Op Parser::parse_expect(LineCursor& c, const Token&) {
   const Token form = c.take(fmt::format("one of: {}", join(kExpectForms)));
   const std::string_view f = form.text;

@@ -42,12 +42,13 @@ struct member_result<R (C::*)(A...)> {
   using type = R;
 };
 
-constexpr std::array<std::string_view, 3> kBranchWords{"engine", "hw", "reader"};
+constexpr std::array<std::string_view, 4> kBranchWords{"engine", "hw", "reader", "dev"};
 // The forms of `expect` (Parser::parse_expect takes each).
 constexpr std::array<std::string_view, 7> kExpectForms{"cont", "nocont", "pte", "raw", "stat", "violations",
                                                        "violation"};
 static_assert(static_cast<std::size_t>(BranchKind::Engine) == 0 && static_cast<std::size_t>(BranchKind::Hw) == 1 &&
-                  static_cast<std::size_t>(BranchKind::Reader) == 2,
+                  static_cast<std::size_t>(BranchKind::Reader) == 2 &&
+                  static_cast<std::size_t>(BranchKind::Dev) == 3,
               "Branch::kind() is the index of Branch::op");
 
 class Parser {
@@ -206,6 +207,8 @@ class Parser {
   Exit parse_exit(LineCursor& c, const Token&);
   Reclaim parse_reclaim(LineCursor& c, const Token&);
   Access parse_access(LineCursor& c, const Token& kw);
+  // `dev read|write ADDR` (top level and `parallel` branch alike).
+  DevAccess parse_dev(LineCursor& c, const Token&);
   Op parse_expect(LineCursor& c, const Token&);
   ExpectPte expect_pte(LineCursor& c, bool raw);
   ExpectStat expect_stat(LineCursor& c);

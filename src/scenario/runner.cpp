@@ -10,6 +10,7 @@
 
 #include "arch/pte_format.h"
 #include "engine/pgtable.h"
+#include "hw/access_fault.h"
 #include "hw/checker.h"
 #include "hw/page_table.h"
 #include "hw/sim_env.h"
@@ -291,6 +292,7 @@ class Runner final : public RunMachine {
               in_caller_range(m.addr, m.nr, [&] { seq_caller().modify_prot(m); });
             },
             [&](const Access& a) { exec_access(st, a); },
+            [&](const DevAccess& d) { exec_dev(st, d); },
             [&](const SetAccessFlags& s) {
               outside_vmas(st.loc, s.addr, 1);
               seq_caller().set_access_flags(
@@ -419,6 +421,19 @@ class Runner final : public RunMachine {
                        eb.kind = ExploreBranch::Kind::Reader;
                        eb.va = resolve(r.addr);
                        eb.slot = slot(eb.va);
+                     },
+                     [&](const DevAccess& d) {
+                       eb.kind = ExploreBranch::Kind::Hw;
+                       eb.device = true;
+                       eb.va = resolve(d.addr);
+                       eb.access = mem_access(d.kind);
+                       if (const Vma* v = cur().find_vma(eb.va.val))
+                         throw ScenarioError(d.addr.loc,
+                                             fmt::format("a dev branch inside a mapping ({:#x}-{:#x}) of process {}: "
+                                                         "the memory manager's fault path does not run inside "
+                                                         "parallel blocks; a top-level 'dev' statement uses it",
+                                                         v->start, v->end, cur_));
+                       slot(eb.va);
                      },
                  },
                  b.op);
@@ -618,6 +633,31 @@ class Runner final : public RunMachine {
     res_.error = fmt::format("{}:{}: {} {:#x} in process {}: {}", st.loc.file, st.loc.line, name(ak), va.val,
                              cur_, *why);
     return false;
+  }
+
+  // `dev read|write ADDR`: a device walker without HTTU reads the leaf
+  // descriptor alone (docs/explore.md, "Device walkers and `fault_loop`");
+  // the machine handles its faults and retries (Machine::device_access).
+  // The fault just handled again, with the PTE as the handler left it, is
+  // fault_loop.
+  void exec_dev(const Statement& st, const DevAccess& d) {
+    const VirtAddr va = resolve(d.addr);
+    const DeviceAccessResult r = m_.device_access(cur_, va, mem_access(d.kind));
+    switch (r.end) {
+      case DeviceAccessResult::End::Completed: return;
+      case DeviceAccessResult::End::FaultLoop:
+        if (m_.checking())
+          m_.checker().report_fault_loop(va, st.loc.line, r.desc,
+                                         fmt::format("{} faulted again ({}) after its fault handler "
+                                                     "(ptep_set_access_flags) left the PTE still faulting for it: a "
+                                                     "walker without hardware A/D updates would fault forever",
+                                                     st.text, access_fault_name(r.fault)));
+        return;
+      case DeviceAccessResult::End::Failed:
+        res_.error = fmt::format("{}:{}: dev {} {:#x} in process {}: {}; {}", st.loc.file, st.loc.line,
+                                 name(d.kind), va.val, cur_, access_fault_name(r.fault), r.why);
+        return;
+    }
   }
 
   // `read|write|exec ADDR LEN [stride] [count] [pattern]`.

@@ -117,6 +117,9 @@ struct RunOptions {
   // (true: CONFIG_ARM64_CONTPTE=y for `contpte upstream`, false for `off`);
   // other variants are a ScenarioError. Unset: the built-in engine.
   std::function<const ExternalEngine*(const Geometry&, bool contpte)> kernel_engine;
+  // Tests only (no flag reaches it): adjusts the built-in engine's features,
+  // e.g. Features::test_gathered_access_flags_check.
+  std::function<void(Features&)> test_features;
 };
 
 // Checks what can only be checked against the runner's capabilities

@@ -100,6 +100,7 @@ auto Parser::statements() -> std::span<const StatementInfo> {
       entry<&Parser::parse_access>("read"),
       entry<&Parser::parse_access>("write"),
       entry<&Parser::parse_access>("exec"),
+      entry<&Parser::parse_dev>("dev"),
       entry<&Parser::parse_expect>("expect"),
   };
   return kStatements;
@@ -207,9 +208,10 @@ void Parser::statement(const Line& line) {
     return;
   }
   if (word == "end") c.fail(kw, "'end' without an open 'parallel' block");
-  if (std::find(kBranchWords.begin(), kBranchWords.end(), word) != kBranchWords.end())
-    c.fail(kw, fmt::format("'{}' branch outside a parallel block; expected it between 'parallel' and 'end'", word));
   const StatementInfo* s = find_statement(word);
+  // `dev` is a statement too; the other branch words only exist in blocks.
+  if (!s && std::find(kBranchWords.begin(), kBranchWords.end(), word) != kBranchWords.end())
+    c.fail(kw, fmt::format("'{}' branch outside a parallel block; expected it between 'parallel' and 'end'", word));
   if (!s) unknown_statement(c, kw);
   Op op = (this->*(s->parse))(c, kw);
   out_.statements.push_back(Statement{c.loc(kw), std::string(line.text), std::move(op)});
@@ -239,8 +241,8 @@ void Parser::block_line(LineCursor& c, const Line& line, const Token& kw) {
   if (kw.text == "end") {
     c.finish("end");
     if (std::get<Parallel>(block_->stmt.op).branches.empty())
-      c.fail(kw, fmt::format("empty parallel block (opened at line {}); expected an engine, hw or reader "
-                             "branch before 'end'",
+      c.fail(kw, fmt::format("empty parallel block (opened at line {}); expected an engine, hw, reader or "
+                             "dev branch before 'end'",
                              opened));
     out_.statements.push_back(std::move(block_->stmt));
     block_.reset();
@@ -271,8 +273,10 @@ void Parser::block_line(LineCursor& c, const Line& line, const Token& kw) {
     check_range(r.addr, page_size(), r.addr.loc);
     c.finish("reader ptep_get_lockless ADDR");
     b.op = std::move(r);
+  } else if (kw.text == "dev") {
+    b.op = parse_dev(c, kw);
   } else {
-    c.fail(kw, fmt::format("expected a branch (engine, hw, reader) or 'end' in the parallel block opened at "
+    c.fail(kw, fmt::format("expected a branch (engine, hw, reader, dev) or 'end' in the parallel block opened at "
                            "line {}, found '{}'",
                            opened, kw.text));
   }

@@ -73,8 +73,9 @@ struct Named {
 inline constexpr std::array<std::string_view, 5> kVariantNames{"upstream", "nofold", "off",
                                                                "naive", "bbml2"};
 // The conformance rules of docs/design.md, as `expect violation RULE` names them.
-inline constexpr std::array<std::string_view, 5> kRuleNames{
-    "misprogrammed", "tlb_conflict", "stale_translation", "lost_dirty", "lost_young"};
+inline constexpr std::array<std::string_view, 9> kRuleNames{
+    "misprogrammed", "tlb_conflict", "stale_translation", "lost_dirty", "lost_young",
+    "kernel_warning", "out_of_range", "wild_write", "fault_loop"};
 
 enum class ThpPolicy : std::uint8_t { Always, Inherit, Madvise, Never };
 inline constexpr std::array<Named<ThpPolicy>, 4> kThpPolicies{{
@@ -327,6 +328,16 @@ struct Access {
   Pattern pattern = Pattern::Seq;
 };
 
+// `dev read|write ADDR`: one access by a device walker without hardware
+// access/dirty updates (an SMMU without HTTU). It reads the leaf descriptor
+// alone, faults on AF=0 and, for a write, on a PTE_RDONLY entry; the OS
+// handles the fault and the access retries (docs/explore.md, "Device
+// walkers and `fault_loop`"). At top level and as a `parallel` branch.
+struct DevAccess {
+  AccessKind kind = AccessKind::Read;  // Read or Write (checked)
+  AddrExpr addr;
+};
+
 // Expectations.
 struct ExpectCont {  // `expect cont` (cont = true) / `expect nocont`
   AddrExpr addr;
@@ -373,11 +384,11 @@ struct LocklessRead {  // `reader ptep_get_lockless ADDR`
   AddrExpr addr;
 };
 
-enum class BranchKind : std::uint8_t { Engine, Hw, Reader };
+enum class BranchKind : std::uint8_t { Engine, Hw, Reader, Dev };
 struct Branch {
   SourceLoc loc;     // the branch keyword
   std::string text;  // the branch's source text, e.g. "engine pte_clear 0x1000"
-  std::variant<EngineOp, HwAccess, LocklessRead> op;
+  std::variant<EngineOp, HwAccess, LocklessRead, DevAccess> op;
   BranchKind kind() const { return static_cast<BranchKind>(op.index()); }
 };
 struct Parallel {
@@ -388,7 +399,7 @@ struct Parallel {
 
 using Op = std::variant<Alloc, SetPtes, PteOp, PteBatch, ModifyProt, SetAccessFlags, RawSet, Dump,
                         Mmap, Munmap, Brk, Mprotect, Madvise, Fork, Process, Exit, Reclaim, Access,
-                        Parallel, ExpectCont, ExpectPte, ExpectStat, ExpectViolations,
+                        DevAccess, Parallel, ExpectCont, ExpectPte, ExpectStat, ExpectViolations,
                         ExpectViolation>;
 
 struct Statement {

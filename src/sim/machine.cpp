@@ -5,6 +5,8 @@
 #include <fmt/format.h>
 
 #include "engine/pgtable.h"
+#include "hw/walker.h"
+#include "mm/pte_fault.h"
 
 namespace contpte {
 
@@ -84,6 +86,39 @@ double Machine::instructions() const {
 void Machine::engine_findings() {
   for (auto& p : procs_)
     for (const EngineFinding& f : p.mm->env().take_findings()) checker_.report_engine(f);
+}
+
+DeviceAccessResult Machine::device_access(std::size_t pid, VirtAddr va, MemAccess kind) {
+  const bool write = kind == MemAccess::Write;
+  Mm& m = mm(pid);
+  const Walker walker(mem_);
+  auto walk = [&] { return walker.walk(m.page_table().root(), m.asid(), va, nullptr); };
+  auto fault_of = [&](const WalkResult& w) { return access_fault(w.valid, w.desc, kind, /*hafdbs=*/false); };
+  auto failed = [](AccessFault f, std::string_view why) {
+    return DeviceAccessResult{DeviceAccessResult::End::Failed, f, Pte{}, why};
+  };
+  AccessFault handled = AccessFault::None;
+  bool left_faulting = false;
+  // Each retry either completes, loops or handles another reason; the
+  // reasons are few, so this bound is only a guard.
+  for (int attempt = 0; attempt < 8; ++attempt) {
+    const WalkResult w = walk();
+    const AccessFault f = fault_of(w);
+    if (f == AccessFault::None) return {};
+    if (f == handled && left_faulting) return {DeviceAccessResult::End::FaultLoop, f, w.desc, {}};
+    handled = f;
+    if (m.find_vma(va.val)) {
+      if (m.handle_fault(va.val, write, /*exec=*/false) != FaultResult::Handled)
+        return failed(f, "SIGSEGV: the mapping does not permit it");
+    } else {
+      const auto s = m.page_table().pte_slot(va, /*alloc=*/false);
+      if (!s) return failed(f, kNoValidPte);
+      if (const auto why = handle_pte_level_fault(m.env(), VirtAddr{align_down(va.val, geo_.page_size())}, *s, write))
+        return failed(f, *why);
+    }
+    left_faulting = fault_of(walk()) == handled;
+  }
+  return failed(handled, "the fault handler did not resolve it");
 }
 
 void Machine::caller_flush(std::size_t pid, VirtAddr va, std::uint64_t nr) {

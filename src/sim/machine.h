@@ -26,6 +26,7 @@
 
 #include "arch/granule.h"
 #include "engine/env.h"
+#include "hw/access_fault.h"
 #include "hw/checker.h"
 #include "hw/mmu.h"
 #include "hw/phys_mem.h"
@@ -56,6 +57,19 @@ struct MachineSpec {
   // them (the `instructions` stat).
   double insns_per_access = 0;
   bool check = true;  // run the conformance checker
+};
+
+// How a device walker's access ended (Machine::device_access).
+struct DeviceAccessResult {
+  enum class End : std::uint8_t {
+    Completed,
+    FaultLoop,  // the fault just handled, again, with the PTE as its handler left it
+    Failed,     // a fault nothing resolves
+  };
+  End end = End::Completed;
+  AccessFault fault = AccessFault::None;  // FaultLoop, Failed: the fault
+  Pte desc;                               // FaultLoop: the descriptor it faulted on again
+  std::string_view why;                   // Failed: why not ("SIGSEGV: ...")
 };
 
 class Machine {
@@ -98,6 +112,13 @@ class Machine {
   void count_instructions(std::uint64_t n) { instructions_ = instructions_.value_or(0) + n; }
   // The program's instructions: counted, else accesses x insns_per_access.
   double instructions() const;
+
+  // ---- device accesses ----
+  // One access by a device walker without hardware A/D updates (`dev
+  // read|write`): it reads the leaf descriptor alone; a fault goes to the
+  // memory manager's fault path inside a mapping, to the PTE-level handler
+  // (mm/pte_fault.h) outside every mapping, and the access retries.
+  DeviceAccessResult device_access(std::size_t pid, VirtAddr va, MemAccess kind);
 
   // ---- TLB maintenance ----
   // The flush a core-mm caller issues after a PTE-level call

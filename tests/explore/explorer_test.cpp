@@ -89,7 +89,10 @@ INSTANTIATE_TEST_SUITE_P(Examples, CorrectRaces,
                                            CorrectRace{"upstream-fold-vs-hw-write-and-reader.cpt", 20},
                                            CorrectRace{"upstream-wrprotect-vs-hw-write-and-two-readers.cpt", 34},
                                            CorrectRace{"upstream-fold-vs-three-cpus-and-reader.cpt", 12852},
-                                           CorrectRace{"upstream-64k-wrprotect-vs-three-cpus-and-reader.cpt", 10570}),
+                                           CorrectRace{"upstream-64k-wrprotect-vs-three-cpus-and-reader.cpt", 10570},
+                                           // Device walkers (dev): tests/explore/device_walker_test.cpp.
+                                           CorrectRace{"upstream-dev-write-vs-hw-write.cpt", 12},
+                                           CorrectRace{"upstream-dev-read-vs-aging.cpt", 327}),
                          [](const auto& info) {
                            std::string n = fs::path(info.param.file).stem().string();
                            for (char& c : n)

@@ -91,6 +91,30 @@ TEST(KernelFindings, ConvertReadingInsteadOfClearingLosesDirtyUnderExplore) {
   fs::remove_all(bad);
 }
 
+// "arm64: contpte: fix set_access_flags() no-op check for SMMU/ATS
+// faults" undone: the gathered ptep_get compared with the new entry. A
+// device writing a page whose sibling another CPU dirtied faults forever,
+// in `explore` and in `run`; the unmodified tree completes the write.
+TEST(KernelFindings, GatheredAccessFlagsCheckIsAFaultLoopForADevice) {
+  CONTPTE_NEED_LINUX_TREE(tree);
+  const std::string race = "examples/races/upstream-dev-write-vs-hw-write.cpt";
+  const RunResult clean = run_file(race, tree, true);
+  EXPECT_EQ(clean.exit_status(), 0) << testing::describe(clean);
+  const fs::path bad = mutated(tree, "gathered", "if (contpte_all_subptes_match_access_flags(ptep, entry))",
+                               "if (pte_val(pte_mknoncont(ptep_get(ptep))) == pte_val(entry))");
+  const RunResult r = run_file(race, bad.string(), true);
+  EXPECT_EQ(r.exit_status(), 1);
+  ASSERT_EQ(r.explorations.size(), 1u);
+  ASSERT_TRUE(r.explorations[0].result.failed());
+  EXPECT_EQ(r.explorations[0].result.failures[0].rule, "fault_loop") << testing::describe(r);
+  // Top level: the block's sibling dirtied before the device writes.
+  const RunResult top = run_file("examples/17-device-walker.cpt", bad.string());
+  EXPECT_TRUE(has(top, "fault_loop")) << testing::describe(top);
+  EXPECT_EQ(top.exit_status(), 1);
+  EXPECT_EQ(run_file("examples/17-device-walker.cpt", tree).exit_status(), 0);
+  fs::remove_all(bad);
+}
+
 TEST(KernelFindings, OwnVariantsAreNotABuildOfTheTree) {
   CONTPTE_NEED_LINUX_TREE(tree);
   EXPECT_THROW(run_file("examples/07-variants.cpt", tree), ScenarioError);

@@ -5,6 +5,9 @@
 
 #include "scenario/scenario.h"
 
+#include "hw/checker.h"
+
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -332,6 +335,52 @@ TEST(ScenarioStatements, ParallelBranches) {
   EXPECT_EQ(op<ExpectViolations>(s, 2).count, 0u);
 }
 
+// docs/scenario.md: `dev read|write ADDR`, at top level and as a branch.
+TEST(ScenarioStatements, DevAccesses) {
+  const Scenario s = parse(
+      "dev write 0x40003000\n"
+      "parallel\n"
+      "  engine ptep_clear_flush_young 0x40000000\n"
+      "  dev read X+8K\n"
+      "end\n");
+  ASSERT_EQ(s.statements.size(), 2u);
+  const DevAccess& top = op<DevAccess>(s, 0);
+  EXPECT_EQ(top.kind, AccessKind::Write);
+  EXPECT_EQ(top.addr.offset, 0x40003000u);
+  EXPECT_FALSE(top.addr.mapping);
+  const Parallel& p = op<Parallel>(s, 1);
+  ASSERT_EQ(p.branches.size(), 2u);
+  EXPECT_EQ(p.branches[1].kind(), BranchKind::Dev);
+  EXPECT_EQ(p.branches[1].text, "dev read X+8K");
+  const auto& d = std::get<DevAccess>(p.branches[1].op);
+  EXPECT_EQ(d.kind, AccessKind::Read);
+  EXPECT_EQ(d.addr.mapping, "X");
+  EXPECT_EQ(d.addr.offset, 0x2000u);
+}
+
+TEST(ScenarioErrors, DevAccesses) {
+  EXPECT_EQ(error_of("dev exec 0x40000000\n"),
+            "t.cpt:1:5: error: unknown device access 'exec'; expected read or write");
+  EXPECT_EQ(error_of("parallel\n  dev exec 0x40000000\nend\n"),
+            "t.cpt:2:7: error: unknown device access 'exec'; expected read or write");
+  EXPECT_EQ(error_of("dev write\n"), "t.cpt:1:10: error: expected an address, NAME or NAME+OFFSET after 'write', found end of line");
+  EXPECT_EQ(error_of("dev read 0x40000000 4K\n"), "t.cpt:1:21: error: unexpected '4K'; expected: dev read|write ADDR");
+  EXPECT_EQ(error_of("dev read 0x40000010\n"), "t.cpt:1:10: error: address 0x40000010 is not aligned to the 4K page size");
+  EXPECT_EQ(error_of("parallel\nengine dev read 0x1000\nend\n"),
+            "t.cpt:2:8: error: 'dev' cannot be an engine branch; expected a PTE-level or mm statement");
+}
+
+// Every rule of docs/design.md can be claimed: the scenario's names are the
+// checker's, in its order.
+TEST(ScenarioStatements, ExpectViolationTakesEveryRule) {
+  ASSERT_EQ(kRuleNames.size(), kRules.size());
+  for (std::size_t i = 0; i < kRules.size(); ++i) EXPECT_EQ(kRuleNames[i], kRules[i]);
+  for (std::string_view rule : kRuleNames) {
+    const Scenario s = parse(fmt::format("expect violation {}\n", rule));
+    EXPECT_EQ(op<ExpectViolation>(s, 0).rule, rule);
+  }
+}
+
 TEST(ScenarioStatements, EngineBranchMayForkOnce) {
   const Scenario s = parse("parallel\nengine fork\nhw read 0x1000\nend\nprocess 1\n");
   EXPECT_EQ(op<Process>(s, 1).id, 1u);
@@ -575,7 +624,7 @@ TEST(ScenarioErrors, BadValues) {
             "t.cpt:1:19: error: unknown comparison '='; expected one of: ==, !=, <, <=, >, >=");
   EXPECT_EQ(error_of("expect violation lost_access\n"),
             "t.cpt:1:18: error: unknown rule 'lost_access'; expected one of: misprogrammed, tlb_conflict, "
-            "stale_translation, lost_dirty, lost_young");
+            "stale_translation, lost_dirty, lost_young, kernel_warning, out_of_range, wild_write, fault_loop");
   EXPECT_EQ(error_of("expect violation lost_dirty 0\n"), "t.cpt:1:29: error: count must be at least 1, found 0");
   EXPECT_EQ(error_of("reclaim pages=0\n"), "t.cpt:1:15: error: pages must be at least 1, found 0");
   EXPECT_EQ(error_of("read A 64K count=0\n"), "t.cpt:1:18: error: count must be at least 1, found 0");
@@ -676,10 +725,10 @@ TEST(ScenarioErrors, ParallelBlocks) {
             "t.cpt:2:8: error: parallel blocks cannot nest (the enclosing block opened at line 1)");
   EXPECT_EQ(error_of("end\n"), "t.cpt:1:1: error: 'end' without an open 'parallel' block");
   EXPECT_EQ(error_of("parallel # nothing\n\nend\n"),
-            "t.cpt:3:1: error: empty parallel block (opened at line 1); expected an engine, hw or reader branch "
+            "t.cpt:3:1: error: empty parallel block (opened at line 1); expected an engine, hw, reader or dev branch "
             "before 'end'");
   EXPECT_EQ(error_of("parallel\npte_clear 0x1000\nend\n"),
-            "t.cpt:2:1: error: expected a branch (engine, hw, reader) or 'end' in the parallel block opened at line "
+            "t.cpt:2:1: error: expected a branch (engine, hw, reader, dev) or 'end' in the parallel block opened at line "
             "1, found 'pte_clear'");
   EXPECT_EQ(error_of("parallel now\n"), "t.cpt:1:10: error: unexpected 'now'; expected: parallel");
   EXPECT_EQ(error_of("parallel\nengine fork\nend please\n"), "t.cpt:3:5: error: unexpected 'please'; expected: end");
