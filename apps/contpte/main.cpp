@@ -25,6 +25,7 @@
 #include "report/explore_report.h"
 #include "report/report.h"
 #include "report/snapshot_report.h"
+#include "report/trace_printer.h"
 #include "sweep/version.h"
 #include "sweep_cli.h"
 #include "scenario/configs.h"
@@ -312,7 +313,8 @@ int cmd_files(const RunArgs& args, const std::vector<const BuiltinConfig*>& give
   }
 
   RunOptions opts;
-  if (args.trace) opts.trace = &std::cout;
+  TracePrinter trace(std::cout);
+  if (args.trace) opts.trace = &trace;
   opts.check = !args.no_check;
   opts.scale = args.scale;
   const auto engines = kernel_engines(args.kernel, opts);

@@ -2,7 +2,19 @@
 
 #include <fmt/format.h>
 
+#include <array>
+#include <utility>
+
 namespace contpte {
+
+std::string format_size(std::uint64_t bytes) {
+  constexpr std::array<std::pair<char, unsigned>, 4> kUnits{{{'T', 40}, {'G', 30}, {'M', 20}, {'K', 10}}};
+  if (bytes != 0)
+    for (auto [suffix, shift] : kUnits)
+      if (bytes % (std::uint64_t{1} << shift) == 0) return fmt::format("{}{}", bytes >> shift, suffix);
+  return std::to_string(bytes);
+}
+
 
 std::string format_pte(Pte pte, unsigned page_shift) {
   std::string s = fmt::format("{:#018x}", pte.val);

@@ -1,8 +1,9 @@
 // hw/sim_env.h — the engine's Env over simulated memory.
 //
-// Owns: turning each engine PTE access and TLB flush request into an
-// operation on PhysMem and a notification to observers (the trace printer,
-// later the TLB model and the conformance checker).
+// Owns: turning each engine PTE access into an operation on PhysMem and a
+// notification to observers (the trace printer, the conformance checker's
+// feed), and each TLB flush request into one TlbiRequest that reaches the
+// TLBs (the MMU) by one route, invalidate_tlb().
 // Must not know: mm policy, scenario syntax.
 //
 // Single-threaded: the "atomic" operations are atomic because nothing else
@@ -110,12 +111,25 @@ class SimEnv {
   PhysMem& memory() { return mem_; }
   void add_observer(SimObserver* o) { observers_.push_back(o); }
   void remove_observer(SimObserver* o) { std::erase(observers_, o); }
+  // The TLBs this address space's flushes invalidate (the MMU); null: none.
+  void set_tlb(SimObserver* tlb) { tlb_ = tlb; }
+
+  // The one route by which a TLB invalidation reaches the TLBs. The Env's
+  // own flushes (the engine's, the memory manager's) come here first, then
+  // the observers see them; a core-mm caller's flush after a PTE-level
+  // call and the flushes of an explored parallel block come here directly,
+  // unseen by observers (the trace shows those as the caller's or the
+  // explorer's steps).
+  void invalidate_tlb(const TlbiRequest& r) {
+    if (tlb_) tlb_->on_tlbi(r);
+  }
 
  private:
   void notify(const PteAccess& a) {
     for (auto* o : observers_) o->on_pte_access(a);
   }
   void notify_tlbi(const TlbiRequest& r) {
+    invalidate_tlb(r);
     for (auto* o : observers_) o->on_tlbi(r);
   }
 
@@ -127,6 +141,7 @@ class SimEnv {
   std::vector<SimObserver*> observers_;
   std::vector<EngineFinding> findings_;
   std::set<std::string> fallbacks_used_;
+  SimObserver* tlb_ = nullptr;
 };
 
 static_assert(Env<SimEnv>);

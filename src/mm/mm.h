@@ -170,8 +170,11 @@ class MmSystem {
   // order-0 folio mapped once; the others are freed.
   void split_folio(Pfn head, const std::vector<bool>& mapped, unsigned pid);
 
-  // Every observer each process's Env gets (the MMU's TLB maintenance).
+  // Every observer each process's Env gets.
   std::vector<SimObserver*> observers;
+  // The TLBs every process's flushes invalidate (SimEnv::invalidate_tlb):
+  // the MMU; may be null.
+  SimObserver* tlb = nullptr;
   // The conformance checker, told which access/dirty information the mm
   // consumes (a get-and-clear's result) or throws away; may be null.
   Checker* checker = nullptr;

@@ -22,6 +22,7 @@ constexpr std::uint64_t kMmapMin = std::uint64_t{1} << 32;
 
 Mm::Mm(MmSystem& sys, unsigned pid, std::uint16_t asid)
     : sys_(sys), pid_(pid), asid_(asid), pt_(sys.mem()), env_(sys.mem(), pt_, sys.features(), asid) {
+  env_.set_tlb(sys_.tlb);
   for (SimObserver* o : sys_.observers) env_.add_observer(o);
 }
 

@@ -9,7 +9,7 @@
 
 #include "arch/granule.h"
 #include "arch/pte_format.h"
-#include "explore/step_format.h"
+#include "report/step_format.h"
 
 namespace contpte {
 

@@ -10,53 +10,19 @@
 
 #include "arch/pte_format.h"
 #include "engine/pgtable.h"
-#include "explore/step_format.h"
 #include "hw/access_fault.h"
 #include "hw/checker.h"
-#include "hw/mmu.h"
 #include "hw/page_table.h"
-#include "hw/phys_mem.h"
 #include "hw/sim_env.h"
-#include "mm/buddy.h"
+#include "hw/tlb.h"
 #include "mm/mm.h"
-#include "mm/pte_fault.h"
-#include "scenario/estimate.h"
+#include "scenario/machine_spec.h"
 #include "scenario/pte_statements.h"
 #include "scenario/scale.h"
+#include "sim/machine.h"
+#include "sim/stats.h"
 
 namespace contpte {
-
-const std::vector<std::string>& stat_names() {
-  // The first ten are docs/design.md's stable keys; the rest are the engine's.
-  static const std::vector<std::string> names{
-      "accesses",          "tlb_misses",          "walks",
-      "walk_cycles",       "faults",              "folds",
-      "unfolds",           "tlbi",                "cont_coverage",
-      "rss_bytes",         "pte_stores",          "tlbi_pages",
-      "tlb_hits_l1",       "tlb_hits_l2",         "walk_mem_accesses",
-      "translation_cycles", "hw_af_updates",      "hw_dirty_updates",
-      "caller_tlbi",       "tlbi_instructions",   "tlbi_instructions_va",
-      "tlbi_instructions_range", "tlbi_instructions_asid", "tlbi_instructions_all",
-      "tlb_overlaps",      "violations",          "violations_misprogrammed",
-      "violations_tlb_conflict", "violations_stale_translation", "violations_lost_dirty",
-      "violations_lost_young", "mm_faults",        "faults_anon",
-      "faults_zero",       "faults_cow",          "faults_reuse",
-      "faults_access",     "reuse_unfolds",       "folios_freed",
-      "bytes_zeroed",      "bytes_copied",        "tlb_mpki",
-      "thp_fault_alloc",   "thp_fault_fallback",  "thp_split_pmd",
-      "thp_zero_page_alloc", "folio_splits",      "pglazyfree",
-      "pglazyfreed",       "pgdeactivate",        "faults_file",
-      "faultaround_pages", "pagecache_folios",    "pagecache_bytes", "shmem_folios",
-      "pgtables_freed",    "pgtable_bytes",       "instructions",       "peak_rss_bytes",
-      "peak_pgtable_bytes", "pgtable_allocs",     "reclaim_entries"};
-  // Then the time estimate's (scenario/estimate.h).
-  static const std::vector<std::string> all = [] {
-    std::vector<std::string> v = names;
-    v.insert(v.end(), estimate_stat_names().begin(), estimate_stat_names().end());
-    return v;
-  }();
-  return all;
-}
 
 int RunResult::exit_status() const {
   if (error || expects_failed > 0) return 1;
@@ -114,116 +80,10 @@ std::string_view planned_in(const Op& op) {
 }
 
 
-// Prints every PTE access and TLB invalidation with the statement that
-// made it: what a kernel engineer reads to see why a block folded or not.
-class TraceObserver final : public SimObserver {
- public:
-  TraceObserver(std::ostream& out, const PageTable& pt) : out_(out), pt_(pt) {}
-  void set_statement(const Statement* s) { cur_ = s; }
-  void set_enabled(bool on) { enabled_ = on; }
-
-  void on_pte_access(const PteAccess& a) override {
-    if (!enabled_) return;
-    static constexpr std::string_view kOps[] = {"load", "store", "xchg", "cmpxchg"};
-    const unsigned shift = pt_.geometry().page_shift;
-    const auto va = pt_.va_of(a.slot);
-    std::string where = va ? fmt::format("{:#x}", va->val) : std::string("?");
-    if (!va)
-      if (const auto pmd = pt_.pmd_va_of(a.slot)) where = fmt::format("pmd {:#x}", pmd->val);
-    std::string what = fmt::format("{:<7} {}", kOps[static_cast<int>(a.op)], where);
-    if (a.op == PteAccessOp::Load)
-      out_ << prefix() << what << "  " << format_pte(a.before, shift) << '\n';
-    else if (a.op == PteAccessOp::Cmpxchg && a.before != a.expected)
-      out_ << prefix() << what << "  failed, found " << format_pte(a.before, shift) << '\n';
-    else
-      out_ << prefix() << what << "  " << format_pte(a.before, shift) << "\n"
-           << prefix() << std::string(9 + where.size(), ' ') << "-> "
-           << format_pte(a.after, shift) << '\n';
-  }
-  void on_tlbi(const TlbiRequest& r) override {
-    if (!enabled_) return;
-    switch (r.kind) {
-      case TlbiKind::Page:
-        out_ << prefix() << fmt::format("tlbi    page {:#x}{}\n", r.start.val, r.sync ? "" : " (nosync)");
-        break;
-      case TlbiKind::Range:
-        out_ << prefix()
-             << fmt::format("tlbi    range {:#x} pages={}{}{}\n", r.start.val, r.nr_pages,
-                            r.sync ? "" : " (nosync)", r.last_level ? "" : " +walk caches");
-        break;
-      case TlbiKind::Mm:
-        out_ << prefix() << "tlbi    mm\n";
-        break;
-    }
-  }
-
- private:
-  std::string prefix() const {
-    if (!cur_) return "  ";
-    return fmt::format("  {}:{}: ", cur_->loc.file, cur_->loc.line);
-  }
-  std::ostream& out_;
-  const PageTable& pt_;
-  const Statement* cur_ = nullptr;
-  bool enabled_ = true;
-};
-
-// Feeds every PTE word the engine (or raw_set) writes to the checker's
-// access/dirty bookkeeping.
-class CheckerFeed final : public SimObserver {
- public:
-  CheckerFeed(Checker& c, const PageTable& pt, std::uint16_t asid) : c_(c), pt_(pt), asid_(asid) {}
-  void on_pte_access(const PteAccess& a) override {
-    if (a.op == PteAccessOp::Load || a.before == a.after) return;
-    if (auto va = pt_.va_of(a.slot)) c_.on_pte_write(asid_, va->val, a.before, a.after);
-  }
-
- private:
-  Checker& c_;
-  const PageTable& pt_;
-  std::uint16_t asid_;
-};
-
 struct FolioDecl {
   Pfn head;
   unsigned order;
 };
-
-// The core a run executes on, in one place: the header's `tlb` (a preset
-// or a JSON file) with the header's CPU-feature overrides applied —
-// `hafdbs on|off`, and `contpte bbml2`, the shorthand for Linux 6.17's
-// contpte on a core whose FEAT_BBML2_NOABORT is turned on for the run.
-TlbConfig run_core(const Header& h) {
-  TlbConfig c = resolve_tlb_config(h.tlb);
-  if (h.hafdbs) c.hafdbs = *h.hafdbs;
-  if (*variant_from_name(h.variant) == Variant::Bbml2) c.bbml2_noabort = true;
-  return c;
-}
-
-// What the engine may ask: the kernel's behaviour and the core's features.
-Features features_of(const Header& h, const TlbConfig& core) {
-  Features f;
-  f.variant = *variant_from_name(h.variant);
-  f.bbml2_noabort = core.bbml2_noabort;
-  f.hafdbs = core.hafdbs;
-  return f;
-}
-
-// The engine seam: the machine's one choice of engine, made at run time —
-// the built-in engine in the header's variant, or (--kernel) the code of a
-// Linux tree built for this granule and configuration.
-Features machine_features(const Scenario& sc, const TlbConfig& core, const RunOptions& opts) {
-  Features f = features_of(sc.header, core);
-  if (opts.test_features) opts.test_features(f);  // tests only
-  if (!opts.kernel_engine) return f;
-  if (f.variant != Variant::Upstream && f.variant != Variant::Off)
-    throw ScenarioError(sc.file, fmt::format("`contpte {}` is a variant of contpte's own engine; with --kernel "
-                                             "only `contpte upstream` (CONFIG_ARM64_CONTPTE=y) and `contpte off` "
-                                             "(=n) name a build of the tree",
-                                             sc.header.variant));
-  f.external = opts.kernel_engine(sc.header.geometry(), f.variant == Variant::Upstream);
-  return f;
-}
 
 Pte make_pte(Pfn pfn, Prot p, bool young, bool dirty, unsigned shift) {
   // Linux's PAGE_* carry AF; scenarios make it explicit.
@@ -277,139 +137,79 @@ class ZipfGenerator {
   double zetan_ = 0, alpha_ = 0, eta_ = 0;
 };
 
-// The sysfs THP settings a scenario header states, by folio order.
-ThpSettings thp_settings(const Header& h) {
-  ThpSettings t;
-  auto mode = [](ThpPolicy p) {
-    switch (p) {
-      case ThpPolicy::Always: return ThpMode::Always;
-      case ThpPolicy::Inherit: return ThpMode::Inherit;
-      case ThpPolicy::Madvise: return ThpMode::Madvise;
-      case ThpPolicy::Never: return ThpMode::Never;
-    }
-    return ThpMode::Never;
-  };
-  const Geometry& g = h.geometry();
-  for (const auto& [bytes, p] : h.thp)
-    t.per_order[static_cast<unsigned>(__builtin_ctzll(bytes) - g.page_shift)] = mode(p);
-  t.top = mode(h.thp_top);
-  return t;
-}
-
+// The interpreter of scenario statements over a Machine: names (folios,
+// mappings, the current process), expectations, the PTE-level statements
+// with their core-mm caller, parallel blocks through the explorer.
 class Runner final : public RunMachine {
  public:
   Runner(const Scenario& sc, const RunOptions& opts)
       : sc_(sc),
         geo_(sc.header.geometry()),
         opts_(opts),
-        mem_(sc.header.granule, sc.header.memory),
-        core_(run_core(sc.header)),
-        features_(machine_features(sc, core_, opts)),
-        buddy_(mem_),
-        checker_(geo_, features_.bbml2_noabort),
-        mmu_(mem_, core_, features_.hafdbs, opts.check ? &checker_ : nullptr, sc.header.seed),
-        sys_(mem_, buddy_, features_, thp_settings(sc.header)),
+        m_(machine_spec(sc, opts), opts.trace),
+        names_(1),
         rng_(sc.header.seed) {
     res_.scenario = sc.file;
     res_.config.granule = std::string(geo_.name);
     res_.config.contpte = sc.header.variant;
-    res_.config.tlb = mmu_.config().name;  // the core's name, not the JSON file's path
+    res_.config.tlb = m_.mmu().config().name;  // the core's name, not the JSON file's path
     for (const auto& [size, policy] : sc.header.thp)
       if (policy != ThpPolicy::Never) res_.config.mthp.push_back(format_size(size));
-    if (sc.header.fragment > 0) buddy_.fragment(sc.header.fragment, sc.header.seed);
-    sys_.observers.push_back(&mmu_);
-    if (opts.check) sys_.checker = &checker_;
-    add_process(std::make_unique<Mm>(sys_, 0, asid_of(0)));
   }
 
   RunResult run() {
     for (std::size_t i = 0; i < sc_.statements.size(); ++i) {
       const Statement& st = sc_.statements[i];
       index_ = i;
-      for (auto& p : procs_)
-        if (p.trace) p.trace->set_statement(&st);
-      if (opts_.trace) *opts_.trace << st.loc.file << ':' << st.loc.line << ": " << st.text << '\n';
+      if (opts_.trace) opts_.trace->on_statement(st);
       ++res_.statements;
-      checker_.set_context(st.loc.line, res_.statements);
+      m_.set_context(st.loc.line, res_.statements);
       exec(st);
-      engine_findings();
-      if (opts_.check) settle();
+      m_.engine_findings();
+      m_.settle();
       if (res_.error) break;
     }
-    res_.violations = checker_.violations();
-    res_.stats = collect_stats();
-    return std::move(res_);
+    return finish();
   }
 
   RunResult run_driven(const std::function<void(RunMachine&)>& drive) {
     drive(*this);
-    res_.violations = checker_.violations();
-    res_.stats = collect_stats();
-    return std::move(res_);
+    return finish();
   }
 
   // ---- RunMachine ----
-  Mm& mm(std::size_t pid) override { return *procs_.at(pid).mm; }
-  std::size_t fork(std::size_t parent) override {
-    const std::size_t child = procs_.size();
-    add_process(procs_.at(parent).mm->fork(static_cast<unsigned>(child), asid_of(child)));
-    return child;
-  }
-  void exit(std::size_t pid) override {
-    procs_.at(pid).mm->exit_mmap();
-    procs_[pid].alive = false;
-  }
+  Mm& mm(std::size_t pid) override { return m_.mm(pid); }
+  std::size_t fork(std::size_t parent) override { return m_.fork(parent); }
+  void exit(std::size_t pid) override { m_.exit(pid); }
   bool access(std::size_t pid, std::uint64_t va, MemAccess kind, bool continued) override {
-    return !try_access(procs_[pid], VirtAddr{va}, kind, continued);
+    return !m_.access(pid, VirtAddr{va}, kind, continued);
   }
-  void end_step() override {
-    if (opts_.check) settle();
-  }
-  void count_instructions(std::uint64_t n) override { instructions_ = instructions_.value_or(0) + n; }
+  void end_step() override { m_.settle(); }
+  void count_instructions(std::uint64_t n) override { m_.count_instructions(n); }
 
  private:
-  // ---- processes ----
-  struct Proc {
-    std::unique_ptr<Mm> mm;
-    std::unique_ptr<TraceObserver> trace;
-    std::unique_ptr<CheckerFeed> feed;
-    std::map<std::string, std::pair<std::uint64_t, std::uint64_t>> names;  // start, size
-    bool alive = true;
-  };
-  static std::uint16_t asid_of(std::size_t pid) { return static_cast<std::uint16_t>(pid + 1); }
-  Proc& cur() { return procs_[cur_]; }
-  SimEnv& env() { return cur().mm->env(); }
-  PageTable& pt() { return cur().mm->page_table(); }
-  std::uint16_t asid() { return cur().mm->asid(); }
-  Proc* proc_by_asid(std::uint16_t a) {
-    const std::size_t i = a - 1u;
-    return i < procs_.size() ? &procs_[i] : nullptr;
+  RunResult finish() {
+    res_.violations = m_.checker().violations();
+    res_.stats = collect_stats(m_);
+    return std::move(res_);
   }
-  Proc& add_process(std::unique_ptr<Mm> mm) {
-    Proc p;
-    p.mm = std::move(mm);
-    if (opts_.trace) {
-      p.trace = std::make_unique<TraceObserver>(*opts_.trace, p.mm->page_table());
-      p.mm->env().add_observer(p.trace.get());
-    }
-    if (opts_.check) {
-      p.feed = std::make_unique<CheckerFeed>(checker_, p.mm->page_table(), p.mm->asid());
-      p.mm->env().add_observer(p.feed.get());
-    }
-    procs_.push_back(std::move(p));
-    return procs_.back();
-  }
+
+  // ---- the current process ----
+  using Names = std::map<std::string, std::pair<std::uint64_t, std::uint64_t>>;  // start, size
+  Mm& cur() { return m_.mm(cur_); }
+  Names& cur_names() { return names_[cur_]; }
+  SimEnv& env() { return m_.env(cur_); }
+  PageTable& pt() { return cur().page_table(); }
+  std::uint16_t asid() { return cur().asid(); }
 
   // ---- addresses and folios ----
   Pfn pfn_of(const FolioRef& f) const { return folios_.at(f.folio).head + f.index; }
   PteSlot slot(VirtAddr va) { return *pt().pte_slot(va, /*alloc=*/true); }
-  Pte stored(VirtAddr va) { return stored_in(cur(), va); }
-  // The stored leaf word: a PTE, or a huge PMD's block advanced to va's page.
-  static Pte stored_in(Proc& p, VirtAddr va) { return p.mm->leaf_pte(va.val, /*gathered=*/false); }
+  Pte stored(VirtAddr va) { return m_.stored(cur_, va); }
   VirtAddr resolve(const AddrExpr& a) {
     if (!a.mapping) return VirtAddr{a.offset};
-    auto it = cur().names.find(*a.mapping);
-    if (it == cur().names.end())
+    auto it = cur_names().find(*a.mapping);
+    if (it == cur_names().end())
       throw ScenarioError(a.loc, fmt::format("no mapping named '{}' in process {}", *a.mapping, cur_));
     if (a.offset >= it->second.second)
       throw ScenarioError(a.loc, fmt::format("offset {:#x} is past the end of '{}' ({})", a.offset,
@@ -417,23 +217,11 @@ class Runner final : public RunMachine {
     return VirtAddr{it->second.first + a.offset};
   }
 
-  // Reads for expectations and dumps are not part of the scenario's work:
-  // keep them out of the trace.
-  template <class Fn>
-  auto quietly(Fn&& fn) {
-    for (auto& p : procs_)
-      if (p.trace) p.trace->set_enabled(false);
-    auto r = fn();
-    for (auto& p : procs_)
-      if (p.trace) p.trace->set_enabled(true);
-    return r;
-  }
-
   // A PTE-level statement acts outside every mapping (docs/scenario.md): inside
   // a VMA it would bypass the memory manager's own bookkeeping.
   void outside_vmas(const SourceLoc& loc, VirtAddr va, std::uint64_t nr) {
     const std::uint64_t end = va.val + nr * geo_.page_size();
-    for (const auto& [s, v] : cur().mm->vmas())
+    for (const auto& [s, v] : cur().vmas())
       if (s < end && va.val < v.end)
         throw ScenarioError(loc, fmt::format("PTE-level statement inside a mapping ({:#x}-{:#x}) of "
                                                 "process {}; PTE-level statements act outside every mmap",
@@ -455,11 +243,11 @@ class Runner final : public RunMachine {
     std::visit(
         Overloaded{
             [&](const Alloc& a) {
-              auto pfn = buddy_.alloc_folio(a.order);
+              auto pfn = m_.buddy().alloc_folio(a.order);
               if (!pfn) {
                 res_.error = fmt::format("{}:{}: alloc {} order={}: out of memory ({} frames free)",
                                          st.loc.file, st.loc.line, a.name, a.order,
-                                         buddy_.free_frames());
+                                         m_.buddy().free_frames());
                 return;
               }
               folios_[a.name] = FolioDecl{*pfn, a.order};
@@ -481,24 +269,22 @@ class Runner final : public RunMachine {
             [&](const Mmap& m) { exec_mmap(st, m); },
             [&](const Munmap& m) {
               const VirtAddr a = resolve(m.addr);
-              cur().mm->munmap(a.val, m.len);
+              cur().munmap(a.val, m.len);
             },
             [&](const Brk& b) { exec_brk(st, b); },
             [&](const Mprotect& m) {
               const VirtAddr a = resolve(m.addr);
-              cur().mm->mprotect(a.val, m.len, m.prot);
+              cur().mprotect(a.val, m.len, m.prot);
             },
             [&](const Madvise& m) { exec_madvise(st, m); },
             [&](const Fork&) {
-              const std::size_t child = procs_.size();
-              auto names = cur().names;
-              auto mm = cur().mm->fork(static_cast<unsigned>(child), asid_of(child));
-              add_process(std::move(mm)).names = std::move(names);
+              Names names = cur_names();
+              m_.fork(cur_);
+              names_.push_back(std::move(names));
             },
             [&](const Process& p) { cur_ = p.id; },
             [&](const Exit& e) {
-              procs_[e.id].mm->exit_mmap();
-              procs_[e.id].alive = false;
+              m_.exit(e.id);
             },
             [&](const Reclaim& r) { exec_reclaim(r); },
             [&](const ModifyProt& m) {
@@ -521,20 +307,21 @@ class Runner final : public RunMachine {
             [&](const ExpectCont& e) { exec_expect_cont(st, e); },
             [&](const ExpectPte& e) { exec_expect_pte(st, e); },
             [&](const ExpectStat& e) {
-              const double v = stat_value(e.name);
+              StatReader r(m_);
+              const double v = stat_value(r, e.name).value_or(0.0);
               expect_result(st, compare(v, e.op, e.value),
                             fmt::format("expect stat {} {} {}: found {}", e.name, name(e.op),
                                         format_stat(e.value), format_stat(v)));
             },
             [&](const ExpectViolations& e) {
               std::uint64_t unclaimed = 0;
-              for (const auto& v : checker_.violations()) unclaimed += !v.claimed;
+              for (const auto& v : m_.checker().violations()) unclaimed += !v.claimed;
               expect_result(st, unclaimed == e.count,
                             fmt::format("expect violations {}: found {} unclaimed", e.count, unclaimed));
             },
             [&](const ExpectViolation& e) {
               std::uint64_t found = 0;
-              for (auto& v : checker_.violations())
+              for (auto& v : m_.checker().violations())
                 if (rule_name(v.rule) == e.rule && !v.claimed) {
                   v.claimed = true;
                   ++found;
@@ -566,7 +353,7 @@ class Runner final : public RunMachine {
   // engine/external.h.)
   template <class Fn>
   void in_caller_range(VirtAddr addr, unsigned nr, Fn&& fn) {
-    if (env().features().external || !opts_.check || nr == 0) return fn();
+    if (env().features().external || !m_.checking() || nr == 0) return fn();
     struct Guard final : SimObserver {
       const Pte* lo;
       const Pte* hi;
@@ -586,46 +373,17 @@ class Runner final : public RunMachine {
     const unsigned cont = geo_.cont_ptes;
     const Pte* lo = slot(addr).align_down(cont).ptr();
     const Pte* hi = slot(addr + std::uint64_t{nr - 1} * geo_.page_size()).align_down(cont).ptr() + cont;
-    Guard g(lo, hi, checker_, env());
+    Guard g(lo, hi, m_.checker(), env());
     fn();
   }
 
   PteCaller<SimEnv> seq_caller() {
-    return pte_caller(env(), &checker_, [this](VirtAddr va, std::uint64_t nr) { caller_flush(va, nr); });
+    return pte_caller(env(), &m_.checker(),
+                      [this](VirtAddr va, std::uint64_t nr) { m_.caller_flush(cur_, va, nr); });
   }
   Pte raw_pte(const RawSet& r) const {
     Pte v = make_pte(pfn_of(r.pfn), r.prot, r.young, r.dirty, geo_.page_shift);
     return r.cont ? pte_mkcont(v) : v;
-  }
-
-  void caller_flush(VirtAddr va, std::uint64_t nr) {
-    ++caller_tlbi_;
-    mmu_.on_tlbi(TlbiRequest{nr == 1 ? TlbiKind::Page : TlbiKind::Range, asid(), va, nr, true});
-  }
-
-  // What foreign engine code did that no checker rule sees (a WARN, a write
-  // outside the caller's blocks, a wild access): findings of this statement.
-  void engine_findings() {
-    for (auto& p : procs_)
-      if (p.mm)
-        for (const EngineFinding& f : p.mm->env().take_findings())
-          checker_.report_engine(f);
-  }
-
-  void settle() {
-    checker_.settle(
-        [&](std::uint16_t a, std::uint64_t va) {
-          Proc* p = proc_by_asid(a);
-          if (!p) return Pte{};
-          return quietly([&] {
-            auto s = p->mm->page_table().pte_slot(VirtAddr{va}, false);
-            return s ? ptep_get(p->mm->env(), *s) : Pte{};
-          });
-        },
-        [&](std::uint16_t a, std::uint64_t va) {
-          Proc* p = proc_by_asid(a);
-          return p ? stored_in(*p, VirtAddr{va}) : Pte{};
-        });
   }
 
   // ---- parallel blocks ----
@@ -638,11 +396,11 @@ class Runner final : public RunMachine {
   ExploreSetup parallel_setup(const Parallel& p) {
     ExploreSetup s;
     s.source = sc_.file;
-    s.mem = &mem_;
+    s.mem = &m_.memory();
     s.pt = &pt();
     s.asid = asid();
-    s.features = features_;
-    s.checker = opts_.check ? &checker_ : nullptr;
+    s.features = m_.features();
+    s.checker = m_.checking() ? &m_.checker() : nullptr;
     for (const Branch& b : p.branches) {
       ExploreBranch eb;
       eb.label = b.text;
@@ -656,7 +414,7 @@ class Runner final : public RunMachine {
                        eb.kind = ExploreBranch::Kind::Hw;
                        eb.va = resolve(h.addr);
                        eb.access = mem_access(h.kind);
-                       eb.no_vma = !cur().mm->vmas().empty() && !cur().mm->find_vma(eb.va.val);
+                       eb.no_vma = !cur().vmas().empty() && !cur().find_vma(eb.va.val);
                        slot(eb.va);
                      },
                      [&](const LocklessRead& r) {
@@ -669,7 +427,7 @@ class Runner final : public RunMachine {
                        eb.device = true;
                        eb.va = resolve(d.addr);
                        eb.access = mem_access(d.kind);
-                       if (const Vma* v = cur().mm->find_vma(eb.va.val))
+                       if (const Vma* v = cur().find_vma(eb.va.val))
                          throw ScenarioError(d.addr.loc,
                                              fmt::format("a dev branch inside a mapping ({:#x}-{:#x}) of process {}: "
                                                          "the memory manager's fault path does not run inside "
@@ -779,14 +537,11 @@ class Runner final : public RunMachine {
       be.result = x.explore(*opts_.explore_max);
       res_.explorations.push_back(std::move(be));
     }
-    const KeptRun k = x.run_seeded(sc_.header.seed + index_, opts_.check ? &checker_ : nullptr);
-    for (const TlbiRequest& r : k.tlbis) mmu_.on_tlbi(r);  // broadcast: this CPU's TLBs too
+    const KeptRun k = x.run_seeded(sc_.header.seed + index_, m_.checking() ? &m_.checker() : nullptr);
+    m_.broadcast_tlbis(cur_, k.tlbis, k.caller_tlbi);  // this CPU's TLBs too
     env().counters() += k.counters;
-    caller_tlbi_ += k.caller_tlbi;
     if (opts_.trace)
-      for (const StepRecord& r : k.steps)
-        *opts_.trace << fmt::format("  {}:{}: {}{}\n", st.loc.file, p.branches[r.branch].loc.line,
-                                    format_step(r, geo_.page_shift), r.note.empty() ? "" : "  ; " + r.note);
+      for (const StepRecord& r : k.steps) opts_.trace->on_block_step(st, p.branches[r.branch].loc, r, geo_.page_shift);
     ParallelRun pr;
     pr.loc = st.loc;
     for (std::size_t i = 0; i < p.branches.size(); ++i) {
@@ -802,14 +557,14 @@ class Runner final : public RunMachine {
   }
 
   void exec_mmap(const Statement& st, const Mmap& m) {
-    if (cur().names.count(m.name))
+    if (cur_names().count(m.name))
       throw ScenarioError(m.name_loc, fmt::format("mapping '{}' already exists in process {}", m.name, cur_));
     // A shared anonymous mapping is backed by a shmem object of its own
     // (shmem_zero_setup), which fork's child shares.
     const bool shmem = m.shared && !m.file;
     const std::string shmem_name = fmt::format("shmem:{}:{}", cur_, m.name);
     const std::string* file = m.file ? &*m.file : shmem ? &shmem_name : nullptr;
-    auto start = cur().mm->mmap(m.size, m.prot, m.shared,
+    auto start = cur().mmap(m.size, m.prot, m.shared,
                                 m.addr ? std::optional<std::uint64_t>(m.addr->val) : std::nullopt,
                                 m.align.value_or(0), file, shmem);
     if (!start) {
@@ -817,23 +572,23 @@ class Runner final : public RunMachine {
                                m.addr ? "the range is already mapped" : "no free range of that size");
       return;
     }
-    cur().names[m.name] = {*start, m.size};
+    cur_names()[m.name] = {*start, m.size};
   }
 
   // `brk NAME SIZE`: NAME is a heap whose break moves to NAME + SIZE.
   void exec_brk(const Statement& st, const Brk& b) {
-    auto it = cur().names.find(b.name);
-    if (it == cur().names.end())
+    auto it = cur_names().find(b.name);
+    if (it == cur_names().end())
       throw ScenarioError(b.name_loc, fmt::format("no mapping named '{}' in process {}", b.name, cur_));
     auto& [start, size] = it->second;
-    if (const Vma* v = cur().mm->find_vma(start); v && (v->file >= 0 || v->shared))
+    if (const Vma* v = cur().find_vma(start); v && (v->file >= 0 || v->shared))
       throw ScenarioError(b.name_loc, fmt::format("brk moves the break of a private anonymous heap; '{}' is {}",
                                                   b.name, v->shared ? "shared" : "file-backed"));
     if (b.size > kUserVaEnd - start)
       throw ScenarioError(st.loc, fmt::format("brk {} {}: the heap would end past the 48-bit user address "
                                               "space ({:#x})",
                                               b.name, format_size(b.size), kUserVaEnd));
-    if (!cur().mm->brk(start + size, start + b.size)) {
+    if (!cur().brk(start + size, start + b.size)) {
       res_.error = fmt::format("{}:{}: brk {}: the range after the heap is already mapped", st.loc.file,
                                st.loc.line, b.name);
       return;
@@ -843,7 +598,7 @@ class Runner final : public RunMachine {
 
   void exec_madvise(const Statement& st, const Madvise& m) {
     const VirtAddr a = resolve(m.addr);
-    Mm& mm = *cur().mm;
+    Mm& mm = cur();
     switch (m.advice) {
       case Advice::DontNeed: mm.madvise_dontneed(a.val, m.len); break;
       case Advice::Free: mm.madvise_free(a.val, m.len); break;
@@ -865,88 +620,44 @@ class Runner final : public RunMachine {
   // `pages` PTEs (Mm::age_young).
   void exec_reclaim(const Reclaim& r) {
     std::uint64_t budget = r.pages.value_or(~std::uint64_t{0});
-    for (auto& p : procs_)
-      if (p.alive) budget = p.mm->age_young(budget);
+    for (std::size_t pid = 0; pid < m_.processes(); ++pid)
+      if (m_.alive(pid)) budget = m_.mm(pid).age_young(budget);
   }
 
   // One access; a fault goes to the memory manager (handle_mm_fault) and the
   // access is retried, as the CPU re-executes the faulting instruction. A
   // fault it cannot resolve is the process's SIGSEGV: a run error.
   bool access_one(const Statement& st, AccessKind ak, MemAccess kind, VirtAddr va) {
-    const auto why = try_access(cur(), va, kind);
+    const auto why = m_.access(cur_, va, kind);
     if (!why) return true;
     res_.error = fmt::format("{}:{}: {} {:#x} in process {}: {}", st.loc.file, st.loc.line, name(ak), va.val,
                              cur_, *why);
     return false;
   }
 
-  // The path of every user access; nullopt when it completed, else why not
-  // ("Translation at level 3; SIGSEGV: no mapping").
-  std::optional<std::string> try_access(Proc& p, VirtAddr va, MemAccess kind, bool continued = false) {
-    Mm& mm = *p.mm;
-    for (int attempt = 0;; ++attempt) {
-      const AccessResult r = mmu_.access(mm.page_table(), mm.asid(), va, kind, /*retry=*/continued || attempt > 0);
-      if (r.fault == Fault::None) return std::nullopt;
-      std::string why;
-      if (attempt >= 3) {
-        why = "the fault handler did not resolve it";
-      } else {
-        const FaultResult fr = mm.handle_fault(va.val, kind == MemAccess::Write, kind == MemAccess::Exec);
-        if (fr == FaultResult::Handled) continue;
-        why = mm.find_vma(va.val) ? "SIGSEGV: the mapping does not permit it" : "SIGSEGV: no mapping";
-      }
-      return fmt::format("{} at level {}; {}", fault_name(r.fault), r.level, why);
-    }
-  }
-
   // `dev read|write ADDR`: a device walker without HTTU reads the leaf
-  // descriptor alone (docs/explore.md, "Device walkers and `fault_loop`").
-  // A fault is handled inside a mapping by the memory manager's own fault
-  // path (handle_mm_fault), outside every mapping by the PTE-level handler
-  // (mm/pte_fault.h); then the access retries. The fault just handled
-  // again, with the PTE as the handler left it, is fault_loop.
+  // descriptor alone (docs/explore.md, "Device walkers and `fault_loop`");
+  // the machine handles its faults and retries (Machine::device_access).
+  // The fault just handled again, with the PTE as the handler left it, is
+  // fault_loop.
   void exec_dev(const Statement& st, const DevAccess& d) {
     const VirtAddr va = resolve(d.addr);
-    const MemAccess kind = mem_access(d.kind);
-    const bool write = kind == MemAccess::Write;
-    Mm& mm = *cur().mm;
-    const Walker walker(mem_);
-    auto walk = [&] { return walker.walk(mm.page_table().root(), mm.asid(), va, nullptr); };
-    auto fault_of = [&](const WalkResult& w) { return access_fault(w.valid, w.desc, kind, /*hafdbs=*/false); };
-    auto error = [&](AccessFault f, std::string_view why) {
-      res_.error = fmt::format("{}:{}: dev {} {:#x} in process {}: {}; {}", st.loc.file, st.loc.line,
-                               name(d.kind), va.val, cur_, access_fault_name(f), why);
-    };
-    AccessFault handled = AccessFault::None;
-    bool left_faulting = false;
-    // Each retry either completes, loops or handles another reason; the
-    // reasons are few, so this bound is only a guard.
-    for (int attempt = 0; attempt < 8; ++attempt) {
-      const WalkResult w = walk();
-      const AccessFault f = fault_of(w);
-      if (f == AccessFault::None) return;
-      if (f == handled && left_faulting) {
-        if (opts_.check)
-          checker_.report_fault_loop(va, st.loc.line, w.desc,
-                                     fmt::format("{} faulted again ({}) after its fault handler "
-                                                 "(ptep_set_access_flags) left the PTE still faulting for it: a "
-                                                 "walker without hardware A/D updates would fault forever",
-                                                 st.text, access_fault_name(f)));
+    const DeviceAccessResult r = m_.device_access(cur_, va, mem_access(d.kind));
+    switch (r.end) {
+      case DeviceAccessResult::End::Completed: return;
+      case DeviceAccessResult::End::FaultLoop:
+        if (m_.checking())
+          m_.checker().report_fault_loop(va, st.loc.line, r.desc,
+                                         fmt::format("{} faulted again ({}) after its fault handler "
+                                                     "(ptep_set_access_flags) left the PTE still faulting for it: a "
+                                                     "walker without hardware A/D updates would fault forever",
+                                                     st.text, access_fault_name(r.fault)));
         return;
-      }
-      handled = f;
-      if (mm.find_vma(va.val)) {
-        if (mm.handle_fault(va.val, write, /*exec=*/false) != FaultResult::Handled)
-          return error(f, "SIGSEGV: the mapping does not permit it");
-      } else {
-        const auto s = pt().pte_slot(va, /*alloc=*/false);
-        if (!s) return error(f, kNoValidPte);
-        if (const auto why = handle_pte_level_fault(env(), VirtAddr{align_down(va.val, geo_.page_size())}, *s, write))
-          return error(f, *why);
-      }
-      left_faulting = fault_of(walk()) == handled;
+      case DeviceAccessResult::End::Failed:
+        res_.error = fmt::format("{}:{}: dev {} {:#x} in process {}: {}; {}", st.loc.file, st.loc.line,
+                                 name(d.kind), va.val, cur_, access_fault_name(r.fault), r.why);
+        return;
     }
-    error(handled, "the fault handler did not resolve it");
   }
 
   // `read|write|exec ADDR LEN [stride] [count] [pattern]`.
@@ -1001,7 +712,7 @@ class Runner final : public RunMachine {
   void exec_expect_pte(const Statement& st, const ExpectPte& e) {
     const unsigned shift = geo_.page_shift;
     const VirtAddr va = resolve(e.addr);
-    const Pte pte = e.raw ? stored(va) : quietly([&] { return cur().mm->leaf_pte(va.val, /*gathered=*/true); });
+    const Pte pte = e.raw ? stored(va) : m_.quietly([&] { return cur().leaf_pte(va.val, /*gathered=*/true); });
     std::string wrong;
     auto check = [&](std::string_view key, std::optional<bool> want, bool got) {
       if (want && *want != got) wrong += fmt::format(" {}={} (expected {})", key, int(got), int(*want));
@@ -1025,186 +736,19 @@ class Runner final : public RunMachine {
                               format_pte(pte, shift)));
   }
 
-  // ---- stats ----
-  struct Coverage {
-    std::uint64_t present = 0, cont = 0;
-    std::uint64_t pmd_pages = 0;  // mapped by huge PMDs: in rss, not PTEs
-  };
-  // Over every live process's page table.
-  Coverage coverage() {
-    Coverage c;
-    const unsigned n = geo_.ptrs_per_table();
-    for (auto& p : procs_) {
-      if (!p.alive) continue;
-      c.pmd_pages += p.mm->pmd_mapped_pages();
-      p.mm->page_table().for_each_pte_page([&](VirtAddr, PteSlot s) {
-        for (unsigned i = 0; i < n; ++i) {
-          const Pte pte = s.ptr()[i];
-          if (!pte_present(pte)) continue;
-          ++c.present;
-          c.cont += pte_valid_cont(pte);
-        }
-      });
-    }
-    return c;
-  }
-
-  // `cov`: the page-table scan, when the caller already made it (the end
-  // of a run asks for both cont_coverage and rss_bytes).
-  double stat_value(std::string_view name, const Coverage* cov = nullptr) {
-    EngineCounters k;
-    for (auto& p : procs_) k += p.mm->env().counters();
-    MmStats& ms = sys_.stats();
-    if (name == "mm_faults") return double(ms.faults);
-    if (name == "faults_anon") return double(ms.faults_anon);
-    if (name == "faults_zero") return double(ms.faults_zero);
-    if (name == "faults_cow") return double(ms.faults_cow);
-    if (name == "faults_reuse") return double(ms.faults_reuse);
-    if (name == "faults_access") return double(ms.faults_access);
-    if (name == "reuse_unfolds") return double(ms.reuse_unfolds);
-    if (name == "folios_freed") return double(ms.folios_freed);
-    if (name == "pgtables_freed") return double(ms.pgtables_freed);
-    // Page-table memory in use now, every process's (PageTables in meminfo).
-    if (name == "pgtable_bytes") return double(mem_.live_tables() * geo_.page_size());
-    if (name.starts_with("est_"))
-      for (const auto& [k, v] : estimate_time(mmu_.config(), geo_.page_size(),
-                                              [&](std::string_view n) { return stat_value(n, cov); }))
-        if (k == name) return v;
-    if (name == "peak_pgtable_bytes") return double(mem_.peak_live_tables() * geo_.page_size());
-    if (name == "pgtable_allocs") return double(mem_.tables_allocated());
-    // Every folio allocated, whole, at the most at once: anonymous, shmem
-    // and page cache (the zero pages excluded). RSS as a page size costs it.
-    if (name == "peak_rss_bytes") return double(buddy_.peak_used_frames() * geo_.page_size());
-    if (name == "reclaim_entries") return double(ms.reclaim_entries);
-    // A driven run (a replay) counts the program's instructions; a
-    // scenario states its instructions per access.
-    if (name == "instructions")
-      return instructions_ ? double(*instructions_)
-                           : double(mmu_.stats().accesses) * sc_.header.insns_per_access;
-    if (name == "bytes_zeroed") return double(ms.bytes_zeroed);
-    if (name == "bytes_copied") return double(ms.bytes_copied);
-    if (name == "thp_fault_alloc") return double(ms.thp_fault_alloc);
-    if (name == "thp_fault_fallback") return double(ms.thp_fault_fallback);
-    if (name == "thp_split_pmd") return double(ms.thp_split_pmd);
-    if (name == "thp_zero_page_alloc") return double(ms.thp_zero_page_alloc);
-    if (name == "folio_splits") return double(ms.folio_splits);
-    if (name == "pglazyfree") return double(ms.pglazyfree);
-    if (name == "pglazyfreed") return double(ms.pglazyfreed);
-    if (name == "pgdeactivate") return double(ms.pgdeactivate);
-    if (name == "faults_file") return double(ms.faults_file);
-    if (name == "faultaround_pages") return double(ms.faultaround_pages);
-    if (name == "pagecache_folios") return double(ms.pagecache_folios);
-    if (name == "shmem_folios") return double(ms.shmem_folios);
-    if (name == "pagecache_bytes") return double(ms.pagecache_bytes);
-    for (const auto& [order, n] : ms.pagecache_alloc)
-      if (name == fmt::format("pagecache_alloc_{}", format_size(geo_.page_size() << order))) return double(n);
-    for (const auto& [order, n] : ms.split)
-      if (name == fmt::format("split_{}", format_size(geo_.page_size() << order))) return double(n);
-    if (name == "tlb_mpki") {
-      const MmuStats& m = mmu_.stats();
-      return m.accesses ? 1000.0 * double(m.tlb_misses) / double(m.accesses) : 0.0;
-    }
-    for (const auto& [order, n] : ms.anon_fault_alloc)
-      if (name == fmt::format("anon_fault_alloc_{}", format_size(geo_.page_size() << order))) return double(n);
-    for (const auto& [order, n] : ms.anon_fault_fallback)
-      if (name == fmt::format("anon_fault_fallback_{}", format_size(geo_.page_size() << order)))
-        return double(n);
-    if (name == "folds") return double(k.folds);
-    if (name == "unfolds") return double(k.unfolds);
-    if (name == "tlbi") return double(k.tlbi);
-    if (name == "tlbi_pages") return double(k.tlbi_pages);
-    if (name == "pte_stores") return double(k.pte_stores);
-    if (name == "cont_coverage") {
-      const Coverage c = cov ? *cov : coverage();
-      return c.present ? double(c.cont) / double(c.present) : 0.0;
-    }
-    if (name == "rss_bytes") {
-      const Coverage c = cov ? *cov : coverage();
-      return double((c.present + c.pmd_pages) * geo_.page_size());
-    }
-    const MmuStats& m = mmu_.stats();
-    if (name == "accesses") return double(m.accesses);
-    if (name == "tlb_misses") return double(m.tlb_misses);
-    if (name == "walks") return double(m.walks);
-    if (name == "walk_cycles") return double(m.walk_cycles);
-    if (name == "faults") return double(m.faults);
-    if (name == "tlb_hits_l1") return double(m.l1_hits);
-    if (name == "tlb_hits_l2") return double(m.l2_hits);
-    if (name == "walk_mem_accesses") return double(m.walk_mem_accesses);
-    if (name == "translation_cycles") return double(m.cycles);
-    if (name == "hw_af_updates") return double(m.hw_af_updates);
-    if (name == "hw_dirty_updates") return double(m.hw_dirty_updates);
-    if (name == "caller_tlbi") return double(caller_tlbi_ + ms.caller_tlbi);
-    if (name == "tlbi_instructions") return double(m.tlbi_va + m.tlbi_range + m.tlbi_asid + m.tlbi_all);
-    if (name == "tlbi_instructions_va") return double(m.tlbi_va);
-    if (name == "tlbi_instructions_range") return double(m.tlbi_range);
-    if (name == "tlbi_instructions_asid") return double(m.tlbi_asid);
-    if (name == "tlbi_instructions_all") return double(m.tlbi_all);
-    if (name == "tlb_overlaps") return double(m.tlb_overlaps);
-    if (name == "violations") return double(checker_.violations().size());
-    for (std::size_t r = 0; r < kRules.size(); ++r)
-      if (name == fmt::format("violations_{}", kRules[r])) return double(checker_.count(Rule(r)));
-    return 0.0;
-  }
-
-  std::vector<std::pair<std::string, double>> collect_stats() {
-    std::vector<std::pair<std::string, double>> out;
-    const Coverage cov = coverage();  // one scan of every page table, not one per stat
-    for (const auto& n : stat_names())
-      if (!n.starts_with("est_")) out.emplace_back(n, stat_value(n, &cov));
-    const auto est = estimate_time(mmu_.config(), geo_.page_size(), [&](std::string_view n) {
-      for (const auto& [k, v] : out)
-        if (k == n) return v;
-      return 0.0;
-    });
-    out.insert(out.end(), est.begin(), est.end());
-    // The per-size mTHP counters, as /sys/kernel/mm/transparent_hugepage/
-    // hugepages-<size>/stats names them.
-    for (const auto& [order, n] : sys_.stats().anon_fault_alloc)
-      out.emplace_back(fmt::format("anon_fault_alloc_{}", format_size(geo_.page_size() << order)), double(n));
-    for (const auto& [order, n] : sys_.stats().anon_fault_fallback)
-      out.emplace_back(fmt::format("anon_fault_fallback_{}", format_size(geo_.page_size() << order)),
-                       double(n));
-    for (const auto& [order, n] : sys_.stats().split)
-      out.emplace_back(fmt::format("split_{}", format_size(geo_.page_size() << order)), double(n));
-    for (const auto& [order, n] : sys_.stats().pagecache_alloc)
-      out.emplace_back(fmt::format("pagecache_alloc_{}", format_size(geo_.page_size() << order)), double(n));
-    return out;
-  }
-
   const Scenario& sc_;
   const Geometry& geo_;
   const RunOptions& opts_;
-  PhysMem mem_;
-  TlbConfig core_;     // the core, the header's overrides applied (run_core)
-  Features features_;  // what the engine asks about it
-  BuddyAllocator buddy_;
-  Checker checker_;
-  Mmu mmu_;
-  MmSystem sys_;
-  std::vector<Proc> procs_;
+  Machine m_;
+  std::vector<Names> names_;  // each process's mappings, by pid
   std::size_t cur_ = 0;
   std::mt19937_64 rng_;
-  std::uint64_t caller_tlbi_ = 0;
-  std::optional<std::uint64_t> instructions_;  // counted by a driven run
   std::size_t index_ = 0;  // of the statement being executed
   std::map<std::string, FolioDecl> folios_;
   RunResult res_;
 };
 
 }  // namespace
-
-// `anon_fault_alloc_<size>` / `anon_fault_fallback_<size>` for a folio size
-// of the granule: the per-size mTHP counters.
-bool mthp_stat(const Header& h, std::string_view name) {
-  const Geometry& g = h.geometry();
-  for (std::string_view prefix : {"anon_fault_alloc_", "anon_fault_fallback_", "split_", "pagecache_alloc_"}) {
-    if (name.substr(0, prefix.size()) != prefix) continue;
-    for (unsigned order = prefix == "pagecache_alloc_" ? 0 : 1; g.page_shift + order <= g.pmd_shift(); ++order)
-      if (name.substr(prefix.size()) == format_size(g.page_size() << order)) return true;
-  }
-  return false;
-}
 
 void validate_for_run(const Scenario& sc) {
   try {
@@ -1217,10 +761,10 @@ void validate_for_run(const Scenario& sc) {
     if (auto what = unsupported(st.op))
       throw ScenarioError(st.loc, fmt::format("{} not supported yet ({})", *what, planned_in(st.op)));
     if (const auto* e = std::get_if<ExpectStat>(&st.op)) {
-      const auto& names = stat_names();
-      if (std::find(names.begin(), names.end(), e->name) == names.end() && !mthp_stat(sc.header, e->name))
-        throw ScenarioError(e->name_loc, fmt::format("unknown stat '{}'; expected one of: {}", e->name,
-                                                     fmt::join(names, ", ")));
+      const Geometry& g = sc.header.geometry();
+      if (!is_scenario_stat(e->name, g))
+        throw ScenarioError(e->name_loc, fmt::format("unknown stat '{}'; expected one of: {} (docs/stats.md)",
+                                                     e->name, fmt::join(scenario_stat_names(g), ", ")));
     }
   }
 }

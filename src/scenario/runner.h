@@ -1,5 +1,5 @@
-// scenario/runner.h — executes a parsed scenario against the engine and the
-// simulated machine, checking its `expect`s.
+// scenario/runner.h — the interpreter of a parsed scenario over the
+// simulated machine (sim/machine.h), checking its `expect`s.
 //
 // Owns: the run of one scenario under one configuration: allocation of the
 // named folios, the statements in order, the expects where they stand, the
@@ -22,6 +22,7 @@
 #include "explore/explorer.h"
 #include "hw/checker.h"
 #include "scenario/scenario.h"
+#include "sim/watcher.h"
 
 namespace contpte {
 
@@ -64,7 +65,7 @@ struct ParallelRun {
 struct RunResult {
   std::string scenario;  // file name as given
   RunConfig config;
-  // Report `stats`, in a stable order of keys (see stat_names()).
+  // Report `stats`, in a stable order of keys (sim/stats.h).
   std::vector<std::pair<std::string, double>> stats;
   unsigned statements = 0;
   unsigned expects_passed = 0;
@@ -83,8 +84,22 @@ struct RunResult {
   double stat(std::string_view name) const;
 };
 
+// `--trace`: what a run shows as it goes: every statement, each step of a
+// parallel block's interleaving, and (as a MachineWatcher) every PTE access
+// and TLB invalidation of every process. The printer is
+// report/trace_printer.h, wired by apps/.
+class RunTrace : public MachineWatcher {
+ public:
+  // `st` is about to run.
+  virtual void on_statement(const Statement& st) = 0;
+  // One step of the interleaving a parallel block `st` ran in, made by the
+  // branch written at `branch`.
+  virtual void on_block_step(const Statement& st, const SourceLoc& branch, const StepRecord& step,
+                             unsigned page_shift) = 0;
+};
+
 struct RunOptions {
-  std::ostream* trace = nullptr;  // --trace: every PTE access and TLBI
+  RunTrace* trace = nullptr;      // --trace (report/trace_printer.h)
   std::ostream* dump = nullptr;   // where `dump` prints (stdout by default)
   bool check = true;              // run the conformance checker (`--no-check`: off)
   // `contpte explore`: explore every interleaving of each parallel block (at
@@ -107,11 +122,9 @@ struct RunOptions {
   std::function<void(Features&)> test_features;
 };
 
-// The names `expect stat` and the report know, in report order.
-const std::vector<std::string>& stat_names();
-
 // Checks what can only be checked against the runner's capabilities
-// (statements of later issues, stat names); throws ScenarioError.
+// (statements of later issues, stat names: sim/stats.h); throws
+// ScenarioError.
 void validate_for_run(const Scenario& sc);
 
 RunResult run_scenario(const Scenario& sc, const RunOptions& opts = {});

@@ -37,14 +37,6 @@ ScenarioError::ScenarioError(const SourceLoc& loc, std::string_view message)
 ScenarioError::ScenarioError(std::string_view file, std::string_view message)
     : std::runtime_error(fmt::format("{}: error: {}", file, message)), message_(message) {}
 
-std::string format_size(std::uint64_t bytes) {
-  constexpr std::array<std::pair<char, unsigned>, 4> kUnits{{{'T', 40}, {'G', 30}, {'M', 20}, {'K', 10}}};
-  if (bytes != 0)
-    for (auto [suffix, shift] : kUnits)
-      if (bytes % (std::uint64_t{1} << shift) == 0) return fmt::format("{}{}", bytes >> shift, suffix);
-  return std::to_string(bytes);
-}
-
 namespace cpt {
 
 void Parser::force_header(std::string_view lines) {

@@ -26,6 +26,7 @@
 
 #include "arch/granule.h"
 #include "arch/pte.h"
+#include "arch/pte_format.h"
 
 namespace contpte {
 
@@ -168,8 +169,7 @@ constexpr std::string_view name(AccessKind v) { return kAccessKinds[static_cast<
 constexpr std::string_view name(Pattern v) { return kPatterns[static_cast<std::size_t>(v)].name; }
 constexpr std::string_view name(CmpOp v) { return kCmpOps[static_cast<std::size_t>(v)].name; }
 
-// "64K", "2M", "1T"; bytes that are no whole K print as a plain number.
-std::string format_size(std::uint64_t bytes);
+
 
 // ---- header --------------------------------------------------------------------
 

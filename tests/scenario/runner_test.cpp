@@ -10,6 +10,7 @@
 #include <set>
 #include <sstream>
 
+#include "report/trace_printer.h"
 #include "scenario/configs.h"
 #include "scenario/runner.h"
 #include "scenario/scenario.h"
@@ -156,8 +157,9 @@ TEST(Runner, ContCoverageIsTheFractionOfPresentPtesWithCont) {
 
 TEST(Runner, TraceShowsEveryPteAccessAndTlbiWithItsLine) {
   std::ostringstream trace;
+  TracePrinter printer(trace);
   RunOptions opts;
-  opts.trace = &trace;
+  opts.trace = &printer;
   run_text(
       "alloc F order=4\n"
       "set_ptes 0x40000000 F nr=16 prot=rw\n"

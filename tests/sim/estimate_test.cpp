@@ -1,4 +1,4 @@
-// tests/scenario/estimate_test.cpp — the time estimate (docs/estimate.md):
+// tests/sim/estimate_test.cpp — the time estimate (docs/estimate.md):
 // each part is its counter times the core's constant, the parts add up,
 // scenarios count insns_per_access per access and replays their
 // instruction fetches; peak memory is a peak (a replay whose process has
@@ -13,7 +13,7 @@
 #include <random>
 
 #include "support/scenario_run.h"
-#include "scenario/estimate.h"
+#include "sim/estimate.h"
 #include "trace/replay.h"
 
 namespace contpte {

@@ -1,4 +1,4 @@
-// explore/step_format.h — one explorer step as text.
+// report/step_format.h — one explorer step as text.
 //
 // Owns: the one form of a StepRecord shared by `--trace` of a parallel block
 // and the explorer's counterexamples (PTEs as arch/pte_format.h writes them).

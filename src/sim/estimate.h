@@ -1,4 +1,4 @@
-// scenario/estimate.h — the estimated time of a run: user work,
+// sim/estimate.h — the estimated time of a run: user work,
 // translation, and the kernel's work on page faults, PTEs, zeroing,
 // copying, TLB maintenance and reclaim, each from the run's counters and
 // the core's cost constants (CoreCosts, with their sources in the preset).
@@ -7,6 +7,7 @@
 // stats. Must not know: how the counters were produced, report formats.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <functional>
 #include <string>
@@ -18,7 +19,7 @@
 
 namespace contpte {
 
-// The counters an estimate reads, by stat name (stat_names()).
+// The counters an estimate reads, by stat name (sim/stats.h).
 using StatLookup = std::function<double(std::string_view)>;
 
 // The `est_*_ns` stats, in report order: est_time_ns = est_user_ns +
@@ -30,6 +31,9 @@ std::vector<std::pair<std::string, double>> estimate_time(const TlbConfig& core,
                                                           const StatLookup& stat);
 
 // Their names, in the same order.
+inline constexpr std::array<std::string_view, 11> kEstimateStats{
+    "est_time_ns", "est_user_ns", "est_kernel_ns", "est_work_ns", "est_translation_ns", "est_fault_ns",
+    "est_pte_ns",  "est_zero_ns", "est_copy_ns",   "est_tlbi_ns", "est_reclaim_ns"};
 const std::vector<std::string>& estimate_stat_names();
 
 }  // namespace contpte

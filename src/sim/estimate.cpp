@@ -1,11 +1,9 @@
-#include "scenario/estimate.h"
+#include "sim/estimate.h"
 
 namespace contpte {
 
 const std::vector<std::string>& estimate_stat_names() {
-  static const std::vector<std::string> names{
-      "est_time_ns", "est_user_ns", "est_kernel_ns", "est_work_ns",  "est_translation_ns", "est_fault_ns",
-      "est_pte_ns",  "est_zero_ns", "est_copy_ns",   "est_tlbi_ns", "est_reclaim_ns"};
+  static const std::vector<std::string> names(kEstimateStats.begin(), kEstimateStats.end());
   return names;
 }
 
@@ -27,9 +25,10 @@ std::vector<std::pair<std::string, double>> estimate_time(const TlbConfig& core,
   const double reclaim = stat("reclaim_entries") * c.reclaim_page_ns;
   const double user = work + translation;
   const double kernel = fault + pte + zero + copy + tlbi + reclaim;
-  const std::vector<double> values{user + kernel, user, kernel, work, translation, fault, pte, zero, copy, tlbi, reclaim};
+  const std::array<double, kEstimateStats.size()> values{user + kernel, user,  kernel, work, translation, fault,
+                                                          pte,           zero, copy,   tlbi, reclaim};
   std::vector<std::pair<std::string, double>> out;
-  for (std::size_t i = 0; i < values.size(); ++i) out.emplace_back(estimate_stat_names()[i], values[i]);
+  for (std::size_t i = 0; i < values.size(); ++i) out.emplace_back(kEstimateStats[i], values[i]);
   return out;
 }
 

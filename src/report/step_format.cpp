@@ -1,4 +1,4 @@
-#include "explore/step_format.h"
+#include "report/step_format.h"
 
 #include <fmt/format.h>
 
