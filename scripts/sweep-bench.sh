@@ -28,9 +28,10 @@ p1=$!
 wait "$p0" "$p1"
 t2=$(now)
 
-python3 - "$tmp" "$t0" "$t1" "$t2" <<'PY'
+python3 - "$tmp" "$seeds" "$t0" "$t1" "$t2" <<'PY'
 import json, os, sys
-d, t0, t1, t2 = sys.argv[1], *map(float, sys.argv[2:])
+d, seeds = sys.argv[1], int(sys.argv[2])
+t0, t1, t2 = map(float, sys.argv[3:])
 def runs(*names):
     out = {}
     for n in names:
@@ -43,7 +44,7 @@ own = sum(r["wall_s"] for r in one.values())
 single, two = t1 - t0, t2 - t1
 strip = lambda rs: {k: {f: v for f, v in r.items() if f != "wall_s"} for k, r in rs.items()}
 same = strip(one) == strip(shards) and len(one) == len(shards)
-print(f"runs: {len(one)} (built-in suite x {len(one) // 42 if len(one) % 42 == 0 else '?'} seeds)")
+print(f"runs: {len(one)} ({len(one) // seeds} inputs x configurations, x {seeds} seeds)")
 print(f"single --threads 1: {single:.2f} s wall, runs' own time {own:.2f} s")
 print(f"overhead per run: {(single - own) / len(one) * 1e3:.2f} ms = {(single - own) / own * 100:.2f}% of the runs' own time (target < 5%)")
 print(f"two --shard I/2 --threads 1 at once: {two:.2f} s = {two / single:.3f}x the single process (target <= 0.6)")
