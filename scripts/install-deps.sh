@@ -14,7 +14,9 @@
 #              (scripts/linux-tree.sh unpacks Debian's linux-source-6.12),
 #              slurm-wlm + munge (the one-node Slurm sweep test), GNU
 #              parallel (the parallel sweep recipe's test), pybind11-dev +
-#              python3-dev (the Python module, optional for the tool itself).
+#              python3-dev (the Python module, optional for the tool itself),
+#              zlib1g-dev (its example C files are what scripts/record-build.sh
+#              compiles and records).
 # Starts from a bare `debootstrap --variant=minbase bookworm` root: nothing is
 # assumed present but apt and dpkg. No step needs git.
 set -euo pipefail
@@ -32,7 +34,8 @@ packages=(ca-certificates cmake g++ gcc ninja-build pkg-config
 if ((test)); then
   packages+=(libgtest-dev libgmock-dev libbenchmark-dev
              clang libclang-rt-14-dev xz-utils
-             slurm-wlm munge parallel pybind11-dev python3-dev)
+             slurm-wlm munge parallel pybind11-dev python3-dev
+             zlib1g-dev)
 fi
 
 if ! command -v dpkg-query >/dev/null 2>&1; then
