@@ -223,7 +223,7 @@ TEST(RecordQemu, SmallProgramRecordsAndReplaysClean) {
   EXPECT_EQ(r.streams, 2u);  // the helper forks once
   EXPECT_GT(r.totals.accesses, 10000u);
   const TraceContents c = read_trace_file(path.string());
-  EXPECT_EQ(c.header.version, 2u);
+  EXPECT_EQ(c.header.version, kTraceVersion);
   EXPECT_EQ(c.header.isa, TraceIsa::X86_64);
   EXPECT_EQ(c.header.command, std::vector<std::string>{CONTPTE_RECORD_HELPER});
   bool mmap_1m = false;
