@@ -1064,6 +1064,58 @@ struct Explorer::Impl {
   std::vector<Witness> obs_found;
   std::uint64_t obs_nodes = 0;
 
+  // What a lockless reader does after the loads of one attempt returned a
+  // given sequence of values. The reader is engine code and deterministic
+  // in what its loads return, so each answer is kept, in a trie of
+  // attempts per reader that outlives the execution (the PTE words it
+  // names are the same in every execution of the block): the reader runs
+  // only for an attempt never seen. Re-running it for every state
+  // observed cost an exception (its stop at the next load) per state,
+  // most of the explorer's time.
+  struct ReaderMove {
+    enum class Kind : std::uint8_t { Unknown, Load, Retry, Returns };
+    Kind kind = Kind::Unknown;
+    const Pte* slot = nullptr;  // Load: the word it loads next
+    Pte value{};                // Returns: what it returns
+    std::vector<std::pair<Pte, std::uint32_t>> next;  // Load: by the value loaded
+  };
+  // Beyond this many moves a reader's trie starts again (a bound on memory;
+  // the answers are recomputed, nothing is lost).
+  static constexpr std::size_t kReaderMovesMax = 1u << 22;
+  std::vector<std::vector<ReaderMove>> reader_moves;  // per branch; [0]: an attempt's start
+
+  // The reader's move at trie node `node`, for the attempt `log` (the
+  // values along the path from the root to `node`).
+  const ReaderMove& reader_move(unsigned b, std::uint32_t node, const std::vector<Pte>& log) {
+    ReaderMove& m = reader_moves[b][node];
+    if (m.kind != ReaderMove::Kind::Unknown) return m;
+    BranchRun& r = runs[b];
+    r.log = log;
+    r.done = false;
+    r.result.reset();
+    replay_reader(b);
+    if (r.done) {
+      m.kind = ReaderMove::Kind::Returns;
+      m.value = *r.result;
+    } else if (r.pending.kind == StepKind::ReaderRetry) {
+      m.kind = ReaderMove::Kind::Retry;
+    } else {
+      m.kind = ReaderMove::Kind::Load;
+      m.slot = r.pending.slot;
+    }
+    return m;
+  }
+
+  // The trie node after `node` when its load returned `v`.
+  std::uint32_t reader_child(unsigned b, std::uint32_t node, Pte v) {
+    for (const auto& [value, child] : reader_moves[b][node].next)
+      if (value == v) return child;
+    const auto child = static_cast<std::uint32_t>(reader_moves[b].size());
+    reader_moves[b].emplace_back();  // may move the vector: index again below
+    reader_moves[b][node].next.emplace_back(v, child);
+    return child;
+  }
+
   const std::vector<ObsWrite>* writes_of(const Pte* w) const {
     for (const auto& [p, v] : obs_writes)
       if (p == w) return &v;
@@ -1126,36 +1178,33 @@ struct Explorer::Impl {
 
   // The reader's attempt from (cut, log): runs it and branches on what its
   // next load may return.
-  void observe_from(unsigned b, const Clock& cut, std::vector<Pte>& log) {
+  void observe_from(unsigned b, const Clock& cut, std::vector<Pte>& log, std::uint32_t node) {
     if (!obs_seen.insert(obs_key(cut, log)).second) return;
     ++obs_nodes;
-    BranchRun& r = runs[b];
-    r.log = log;
-    r.done = false;
-    r.result.reset();
-    replay_reader(b);
-    if (r.done) {
-      const Pte v = *r.result;
+    const ReaderMove& m = reader_move(b, node, log);
+    if (m.kind == ReaderMove::Kind::Returns) {
+      const Pte v = m.value;
       auto it = std::find_if(obs_found.begin(), obs_found.end(), [&](const Witness& w) { return w.value == v; });
       if (it == obs_found.end()) obs_found.push_back({v, obs_path});
       else if (obs_path.size() < it->path.size()) it->path = obs_path;
       return;
     }
-    if (r.pending.kind == StepKind::ReaderRetry) {
+    if (m.kind == ReaderMove::Kind::Retry) {
       obs_path.push_back({cut, nullptr, {}});
       std::vector<Pte> fresh;
-      observe_from(b, cut, fresh);
+      observe_from(b, cut, fresh, 0);
       obs_path.pop_back();
       return;
     }
-    const Pte* w = r.pending.slot;
+    const Pte* w = m.slot;
     std::vector<Pte> tried;
     auto branch = [&](const Clock& c, Pte v) {
       if (std::find(tried.begin(), tried.end(), v) != tried.end()) return;  // a smaller cut gave it
       tried.push_back(v);
+      const std::uint32_t child = reader_child(b, node, v);
       obs_path.push_back({c, w, v});
       log.push_back(v);
-      observe_from(b, c, log);
+      observe_from(b, c, log, child);
       log.pop_back();
       obs_path.pop_back();
     };
@@ -1210,8 +1259,10 @@ struct Explorer::Impl {
     obs_seen.clear();
     obs_found.clear();
     obs_path.clear();
+    if (reader_moves.size() != nbranches()) reader_moves.assign(nbranches(), {});
+    if (reader_moves[b].empty() || reader_moves[b].size() > kReaderMovesMax) reader_moves[b].assign(1, {});
     std::vector<Pte> log;
-    observe_from(b, Clock{}, log);
+    observe_from(b, Clock{}, log, 0);
     result.reader_states += obs_nodes;
     obs_nodes = 0;
     observed_values.resize(nbranches());
@@ -1232,7 +1283,7 @@ struct Explorer::Impl {
     obs_found.clear();
     obs_path.clear();
     log.clear();
-    observe_from(b, full, log);
+    observe_from(b, full, log, 0);
     BranchRun& r = runs[b];
     r.done = true;
     r.end = BranchEnd::Completed;
@@ -1289,6 +1340,7 @@ struct Explorer::Impl {
     mode = Mode::Explore;
     result = {};
     stack.clear();
+    reader_moves.clear();
     kept = nullptr;
     const auto t0 = std::chrono::steady_clock::now();
     for (;;) {
