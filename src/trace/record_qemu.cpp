@@ -381,7 +381,10 @@ class Merger {
         ++res_.unparsed_lines;
         return;
       }
-      if (p.blocks.size() <= index) p.blocks.resize(index + 1), p.own_block.resize(index + 1);
+      // (A forked child, once placed, holds its parent's blocks: the two
+      // tables grow separately.)
+      if (p.blocks.size() <= index) p.blocks.resize(index + 1);
+      if (p.own_block.size() <= index) p.own_block.resize(index + 1);
       PluginBlock b;
       b.vaddr = w[i + 1];
       b.sizes.resize(n);
