@@ -540,25 +540,7 @@ std::optional<TraceRecord> TraceReader::next() {
 TraceRecord TraceReader::read_other(std::uint8_t tag, std::uint64_t at) {
   switch (tag) {
     case kTagMmap:
-    case kTagMmapWithin: {
-      TraceMmap m;
-      m.len = get_varint();
-      m.prot = get_u32("protection");
-      m.flags = get_u32("flags");
-      if (m.len == 0 || m.len > kMaxMapLen) fail(at, fmt::format("mmap length {:#x} out of range", m.len));
-      if (m.prot > 7) fail(at, fmt::format("mmap protection {:#x} has unknown bits", m.prot));
-      if (m.flags & ~trace_map::kAll) fail(at, fmt::format("mmap flags {:#x} have unknown bits", m.flags));
-      if (tag == kTagMmapWithin) {
-        m.within = get_map("mmap within");
-        m.within_offset = get_varint();
-        check_range(*m.within, m.within_offset, m.len, at);
-      }
-      if (map_len_.size() >= kMaxMaps) fail(at, "too many mappings");
-      map_len_.push_back(m.len);
-      z_->cursor.resize(map_len_.size() * 2, 0);
-      z_->flags.push_back(m.flags);
-      return m;
-    }
+    case kTagMmapWithin: return read_mmap(tag == kTagMmapWithin, false, at);
     case kTagMunmap: {
       TraceMunmap m;
       m.map = get_map("munmap");
@@ -656,6 +638,33 @@ TraceRecord TraceReader::read_other(std::uint8_t tag, std::uint64_t at) {
   }
 }
 
+// mmap and its variants: inside another mapping (`within`), of a file
+// (`file`, version 2).
+TraceMmap TraceReader::read_mmap(bool within, bool file, std::uint64_t at) {
+  TraceMmap m;
+  m.len = get_varint();
+  m.prot = get_u32("protection");
+  m.flags = get_u32("flags");
+  if (m.len == 0 || m.len > kMaxMapLen) fail(at, fmt::format("mmap length {:#x} out of range", m.len));
+  if (m.prot > 7) fail(at, fmt::format("mmap protection {:#x} has unknown bits", m.prot));
+  if (m.flags & ~trace_map::kAll) fail(at, fmt::format("mmap flags {:#x} have unknown bits", m.flags));
+  if (within) {
+    m.within = get_map("mmap within");
+    m.within_offset = get_varint();
+    check_range(*m.within, m.within_offset, m.len, at);
+  }
+  if (file) {
+    m.file = get_u32("file");
+    if (*m.file >= files_) fail(at, fmt::format("mmap names file {}, but only {} exist", *m.file, files_));
+    m.file_offset = get_varint();
+  }
+  if (map_len_.size() >= kMaxMaps) fail(at, "too many mappings");
+  map_len_.push_back(m.len);
+  z_->cursor.resize(map_len_.size() * 2, 0);
+  z_->flags.push_back(m.flags);
+  return m;
+}
+
 std::string TraceReader::get_string(std::uint64_t max, const char* what) {
   const std::uint64_t len = get_varint();
   if (len > max) fail(z_->record_start, fmt::format("{} of {} bytes (at most {})", what, len, max));
@@ -705,28 +714,7 @@ TraceRecord TraceReader::read_v2(std::uint8_t tag, std::uint64_t at) {
       return f;
     }
     case kTagMmapFile:
-    case kTagMmapWithinFile: {
-      TraceMmap m;
-      m.len = get_varint();
-      m.prot = get_u32("protection");
-      m.flags = get_u32("flags");
-      if (m.len == 0 || m.len > kMaxMapLen) fail(at, fmt::format("mmap length {:#x} out of range", m.len));
-      if (m.prot > 7) fail(at, fmt::format("mmap protection {:#x} has unknown bits", m.prot));
-      if (m.flags & ~trace_map::kAll) fail(at, fmt::format("mmap flags {:#x} have unknown bits", m.flags));
-      if (tag == kTagMmapWithinFile) {
-        m.within = get_map("mmap within");
-        m.within_offset = get_varint();
-        check_range(*m.within, m.within_offset, m.len, at);
-      }
-      m.file = get_u32("file");
-      if (*m.file >= files_) fail(at, fmt::format("mmap names file {}, but only {} exist", *m.file, files_));
-      m.file_offset = get_varint();
-      if (map_len_.size() >= kMaxMaps) fail(at, "too many mappings");
-      map_len_.push_back(m.len);
-      z_->cursor.resize(map_len_.size() * 2, 0);
-      z_->flags.push_back(m.flags);
-      return m;
-    }
+    case kTagMmapWithinFile: return read_mmap(tag == kTagMmapWithinFile, true, at);
     case kTagExec: {
       TraceExec e;
       const std::uint64_t argc = get_varint();

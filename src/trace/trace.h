@@ -310,6 +310,7 @@ class TraceReader {
   void check_range(std::uint32_t map, std::uint64_t offset, std::uint64_t len, std::uint64_t at);
   TraceRecord read_other(std::uint8_t tag, std::uint64_t at);
   TraceRecord read_v2(std::uint8_t tag, std::uint64_t at);
+  TraceMmap read_mmap(bool within, bool file, std::uint64_t at);
   std::string get_string(std::uint64_t max, const char* what);
 
   std::istream& in_;
