@@ -350,12 +350,34 @@ struct Explorer::Impl {
   std::vector<Witness> obs_found;
   std::uint64_t obs_nodes = 0;
 
+  // What a lockless reader does after the loads of one attempt returned a
+  // given sequence of values. The reader is engine code and deterministic
+  // in what its loads return, so each answer is kept, in a trie of
+  // attempts per reader that outlives the execution (the PTE words it
+  // names are the same in every execution of the block): the reader runs
+  // only for an attempt never seen. Re-running it for every state
+  // observed cost an exception (its stop at the next load) per state,
+  // most of the explorer's time.
+  struct ReaderMove {
+    enum class Kind : std::uint8_t { Unknown, Load, Retry, Returns };
+    Kind kind = Kind::Unknown;
+    const Pte* slot = nullptr;  // Load: the word it loads next
+    Pte value{};                // Returns: what it returns
+    std::vector<std::pair<Pte, std::uint32_t>> next;  // Load: by the value loaded
+  };
+  // Beyond this many moves a reader's trie starts again (a bound on memory;
+  // the answers are recomputed, nothing is lost).
+  static constexpr std::size_t kReaderMovesMax = 1u << 22;
+  std::vector<std::vector<ReaderMove>> reader_moves;  // per branch; [0]: an attempt's start
+
+  const ReaderMove& reader_move(unsigned b, std::uint32_t node, const std::vector<Pte>& log);
+  std::uint32_t reader_child(unsigned b, std::uint32_t node, Pte v);
   const std::vector<ObsWrite>* writes_of(const Pte* w) const;
   Pte initial_of(const Pte* w) const;
   Pte value_at(const Pte* w, const Clock& c) const;
   void index_writes();
   std::string obs_key(const Clock& c, const std::vector<Pte>& log) const;
-  void observe_from(unsigned b, const Clock& cut, std::vector<Pte>& log);
+  void observe_from(unsigned b, const Clock& cut, std::vector<Pte>& log, std::uint32_t node);
   bool in_cut(std::size_t i, const Clock& c) const { return c[steps[i].branch] >= clocks[i][steps[i].branch]; }
   std::vector<StepRecord> linearize(unsigned b, const std::vector<ObsStep>& path, std::optional<Pte> returns,
                                     bool all) const;

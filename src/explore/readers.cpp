@@ -65,6 +65,39 @@ void Explorer::Impl::reader_step(unsigned b) {
 // each is visited once. Exactly the values the reader can return when
 // interleaved in every order, at a cost independent of how many orders.
 
+// The reader's move at trie node `node`, for the attempt `log` (the
+// values along the path from the root to `node`).
+const Explorer::Impl::ReaderMove& Explorer::Impl::reader_move(unsigned b, std::uint32_t node,
+                                                             const std::vector<Pte>& log) {
+  ReaderMove& m = reader_moves[b][node];
+  if (m.kind != ReaderMove::Kind::Unknown) return m;
+  BranchRun& r = runs[b];
+  r.log = log;
+  r.done = false;
+  r.result.reset();
+  replay_reader(b);
+  if (r.done) {
+    m.kind = ReaderMove::Kind::Returns;
+    m.value = *r.result;
+  } else if (r.pending.kind == StepKind::ReaderRetry) {
+    m.kind = ReaderMove::Kind::Retry;
+  } else {
+    m.kind = ReaderMove::Kind::Load;
+    m.slot = r.pending.slot;
+  }
+  return m;
+}
+
+// The trie node after `node` when its load returned `v`.
+std::uint32_t Explorer::Impl::reader_child(unsigned b, std::uint32_t node, Pte v) {
+  for (const auto& [value, child] : reader_moves[b][node].next)
+    if (value == v) return child;
+  const auto child = static_cast<std::uint32_t>(reader_moves[b].size());
+  reader_moves[b].emplace_back();  // may move the vector: index again below
+  reader_moves[b][node].next.emplace_back(v, child);
+  return child;
+}
+
 const std::vector<Explorer::Impl::ObsWrite>* Explorer::Impl::writes_of(const Pte* w) const {
   for (const auto& [p, v] : obs_writes)
     if (p == w) return &v;
@@ -129,36 +162,33 @@ std::string Explorer::Impl::obs_key(const Clock& c, const std::vector<Pte>& log)
 
 // The reader's attempt from (cut, log): runs it and branches on what its
 // next load may return.
-void Explorer::Impl::observe_from(unsigned b, const Clock& cut, std::vector<Pte>& log) {
+void Explorer::Impl::observe_from(unsigned b, const Clock& cut, std::vector<Pte>& log, std::uint32_t node) {
   if (!obs_seen.insert(obs_key(cut, log)).second) return;
   ++obs_nodes;
-  BranchRun& r = runs[b];
-  r.log = log;
-  r.done = false;
-  r.result.reset();
-  replay_reader(b);
-  if (r.done) {
-    const Pte v = *r.result;
+  const ReaderMove& m = reader_move(b, node, log);
+  if (m.kind == ReaderMove::Kind::Returns) {
+    const Pte v = m.value;
     auto it = std::find_if(obs_found.begin(), obs_found.end(), [&](const Witness& w) { return w.value == v; });
     if (it == obs_found.end()) obs_found.push_back({v, obs_path});
     else if (obs_path.size() < it->path.size()) it->path = obs_path;
     return;
   }
-  if (r.pending.kind == StepKind::ReaderRetry) {
+  if (m.kind == ReaderMove::Kind::Retry) {
     obs_path.push_back({cut, nullptr, {}});
     std::vector<Pte> fresh;
-    observe_from(b, cut, fresh);
+    observe_from(b, cut, fresh, 0);
     obs_path.pop_back();
     return;
   }
-  const Pte* w = r.pending.slot;
+  const Pte* w = m.slot;
   std::vector<Pte> tried;
   auto branch = [&](const Clock& c, Pte v) {
     if (std::find(tried.begin(), tried.end(), v) != tried.end()) return;  // a smaller cut gave it
     tried.push_back(v);
+    const std::uint32_t child = reader_child(b, node, v);
     obs_path.push_back({c, w, v});
     log.push_back(v);
-    observe_from(b, c, log);
+    observe_from(b, c, log, child);
     log.pop_back();
     obs_path.pop_back();
   };
@@ -211,8 +241,10 @@ void Explorer::Impl::observe_reader(unsigned b) {
   obs_seen.clear();
   obs_found.clear();
   obs_path.clear();
+  if (reader_moves.size() != nbranches()) reader_moves.assign(nbranches(), {});
+  if (reader_moves[b].empty() || reader_moves[b].size() > kReaderMovesMax) reader_moves[b].assign(1, {});
   std::vector<Pte> log;
-  observe_from(b, Clock{}, log);
+  observe_from(b, Clock{}, log, 0);
   result.reader_states += obs_nodes;
   obs_nodes = 0;
   observed_values.resize(nbranches());
@@ -233,7 +265,7 @@ void Explorer::Impl::observe_reader(unsigned b) {
   obs_found.clear();
   obs_path.clear();
   log.clear();
-  observe_from(b, full, log);
+  observe_from(b, full, log, 0);
   BranchRun& r = runs[b];
   r.done = true;
   r.end = BranchEnd::Completed;

@@ -227,6 +227,7 @@ ExploreResult Explorer::Impl::explore(std::uint64_t max) {
   mode = Mode::Explore;
   result = {};
   stack.clear();
+  reader_moves.clear();
   kept = nullptr;
   const auto t0 = std::chrono::steady_clock::now();
   for (;;) {
