@@ -4,8 +4,8 @@
 # a ready machine it changes nothing and touches no network, so setup.sh and
 # test.sh can call it every time.
 #   (default)  what the build and every command of the tool need at run time:
-#              compiler, CMake, Ninja, the libraries, qemu-user and proot
-#              (`contpte record`'s QEMU recorder; proot follows exec), valgrind
+#              compiler, CMake, Ninja, the libraries, qemu-user
+#              (`contpte record`'s QEMU recorder, which follows exec itself), valgrind
 #              (its fallback), python3 (scripts/live-reference.py,
 #              bench/record_speed.py).
 #   --test     also what the tests and benchmarks need: GoogleTest and gmock
@@ -14,7 +14,10 @@
 #              (scripts/linux-tree.sh unpacks Debian's linux-source-6.12),
 #              slurm-wlm + munge (the one-node Slurm sweep test), GNU
 #              parallel (the parallel sweep recipe's test), pybind11-dev +
-#              python3-dev (the Python module, optional for the tool itself).
+#              python3-dev (the Python module, optional for the tool itself),
+#              zlib1g-dev (its example C files are what scripts/record-build.sh
+#              compiles and records), make (the recorded `make -j2` build of
+#              the process-tree test).
 # Starts from a bare `debootstrap --variant=minbase bookworm` root: nothing is
 # assumed present but apt and dpkg. No step needs git.
 set -euo pipefail
@@ -28,11 +31,12 @@ esac
 
 packages=(ca-certificates cmake g++ gcc ninja-build pkg-config
           libcli11-dev libfmt-dev nlohmann-json3-dev libzstd-dev
-          qemu-user proot valgrind python3)
+          qemu-user valgrind python3)
 if ((test)); then
   packages+=(libgtest-dev libgmock-dev libbenchmark-dev
              clang libclang-rt-14-dev xz-utils
-             slurm-wlm munge parallel pybind11-dev python3-dev)
+             slurm-wlm munge parallel pybind11-dev python3-dev
+             zlib1g-dev make)
 fi
 
 if ! command -v dpkg-query >/dev/null 2>&1; then

@@ -17,6 +17,13 @@
  * vCPU has its own buffer; sending takes a lock, so messages never mix.
  * fork: qemu-user forks itself; the child drops what its parent had
  * buffered, opens its own connection and announces itself.
+ * execve: qemu-user would hand it to the host kernel and the new program
+ * would run natively, unrecorded. The plugin runs it under QEMU instead:
+ * at the execve's entry it sends what it has, then executes the same qemu
+ * command line (qemu, its options, this plugin) with the new program
+ * (follow_exec). The new qemu has the same pid and connects again. When that
+ * execve fails (the program is missing, of another ISA, not ELF), QEMU's
+ * own execve runs and fails or succeeds as it would have.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -28,6 +35,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -76,6 +84,11 @@ static struct {
   size_t ndefs, defs_cap;
   uint64_t next_block;
   int failed; /* the recorder went away: stop sending */
+  /* This qemu's command line up to the guest program (qemu, its options,
+   * -plugin SPEC), for following execve; NULL: not known. */
+  char **qemu_argv;
+  size_t qemu_argc;
+  unsigned elf_machine; /* the guest ISA's ELF e_machine */
 } g = {.fd = -1, .lock = PTHREAD_MUTEX_INITIALIZER};
 
 static uint64_t now_ns(void) {
@@ -260,6 +273,162 @@ static void put_file(struct buffer *b, int fd) {
   b->n += (size_t)len;
 }
 
+/* ---- following execve --------------------------------------------------------- */
+
+/* qemu-user maps guest addresses 1:1 when it runs a 64-bit guest on a
+ * 64-bit host without a reserved address space (guest_base 0, the case for
+ * x86-64 and aarch64 guests here); reading through process_vm_readv turns
+ * a wrong guess into an error, never a crash. */
+static int read_guest(uint64_t addr, void *to, size_t n) {
+  struct iovec local = {to, n}, remote = {(void *)(uintptr_t)addr, n};
+  return process_vm_readv(getpid(), &local, 1, &remote, 1, 0) == (ssize_t)n ? 0 : -1;
+}
+
+/* A NUL-terminated guest string, malloc'd; NULL when unreadable. */
+static char *guest_string(uint64_t addr) {
+  size_t cap = 256, n = 0;
+  char *s = malloc(cap);
+  while (s) {
+    if (n == cap) {
+      if (cap > (1u << 20)) break;
+      char *t = realloc(s, cap *= 2);
+      if (!t) break;
+      s = t;
+    }
+    if (read_guest(addr + n, s + n, 1) != 0) break;
+    if (s[n++] == '\0') return s;
+  }
+  free(s);
+  return NULL;
+}
+
+/* The guest's argv array (NULL-terminated, at most 1 << 16 entries). */
+static char **guest_argv(uint64_t addr, size_t *count) {
+  size_t cap = 16, n = 0;
+  char **v = calloc(cap, sizeof *v);
+  for (; v; ++n) {
+    uint64_t p = 0;
+    if (n + 1 >= cap) {
+      if (cap > (1u << 16)) break;
+      char **t = realloc(v, (cap *= 2) * sizeof *v);
+      if (!t) break;
+      v = t;
+    }
+    if (addr == 0) break;
+    if (read_guest(addr + 8 * n, &p, 8) != 0) goto fail;
+    if (p == 0) break;
+    if (!(v[n] = guest_string(p))) goto fail;
+  }
+  if (!v) return NULL;
+  v[n] = NULL;
+  *count = n;
+  return v;
+fail:
+  for (size_t i = 0; i < n; ++i) free(v[i]);
+  free(v);
+  return NULL;
+}
+
+/* The ELF e_machine of `path`, or 0 when it is no ELF; a "#!" line's
+ * interpreter and its optional argument go to interp/arg. */
+static unsigned exec_kind(const char *path, char *interp, size_t isize, char *arg, size_t asize) {
+  interp[0] = arg[0] = '\0';
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return 0;
+  char h[256];
+  ssize_t n = read(fd, h, sizeof h - 1);
+  close(fd);
+  if (n >= 20 && memcmp(h, "\x7f" "ELF", 4) == 0) return (unsigned char)h[18] | (unsigned char)h[19] << 8;
+  if (n < 3 || h[0] != '#' || h[1] != '!') return 0;
+  h[n] = '\0';
+  char *l = h + 2, *e = strchr(l, '\n');
+  if (!e) return 0;
+  *e = '\0';
+  while (*l == ' ' || *l == '\t') ++l;
+  size_t k = strcspn(l, " \t");
+  if (k == 0 || k >= isize) return 0;
+  memcpy(interp, l, k), interp[k] = '\0';
+  l += k;
+  while (*l == ' ' || *l == '\t') ++l;
+  size_t m = strlen(l);
+  while (m > 0 && (l[m - 1] == ' ' || l[m - 1] == '\t' || l[m - 1] == '\r')) --m;
+  if (m >= asize) return 0;
+  memcpy(arg, l, m), arg[m] = '\0';
+  return 1; /* a script: the caller looks at its interpreter */
+}
+
+/* Runs the program of an execve(path, argv, envp) under this qemu command
+ * line; returns only when it could not (the caller lets QEMU's execve run). */
+static void follow_exec(uint64_t path_addr, uint64_t argv_addr, uint64_t envp_addr) {
+  if (!g.qemu_argv) return;
+  char *path = guest_string(path_addr);
+  size_t argc = 0, envc = 0;
+  char **argv = guest_argv(argv_addr, &argc), **envp = guest_argv(envp_addr, &envc);
+  char interp[512], arg[512];
+  if (!path || !argv || !envp || access(path, X_OK) != 0) goto out;
+  unsigned kind = exec_kind(path, interp, sizeof interp, arg, sizeof arg);
+  const int script = kind == 1;
+  if (script) {
+    char i2[8], a2[8];
+    kind = exec_kind(interp, i2, sizeof i2, a2, sizeof a2);
+  }
+  if (kind != g.elf_machine) goto out;
+  /* qemu [options] -plugin SPEC -0 ARGV0 PROGRAM ARGS... ; a script runs
+   * as the kernel runs it: INTERP [ARG] PATH ARGS... */
+  size_t n = 0;
+  char **v = calloc(g.qemu_argc + argc + 8, sizeof *v);
+  if (!v) goto out;
+  for (size_t i = 0; i < g.qemu_argc; ++i) v[n++] = g.qemu_argv[i];
+  v[n++] = "-0";
+  if (script) {
+    v[n++] = interp, v[n++] = interp;
+    if (arg[0]) v[n++] = arg;
+    v[n++] = path;
+  } else {
+    v[n++] = argc > 0 ? argv[0] : path, v[n++] = path;
+  }
+  for (size_t i = 1; i < argc; ++i) v[n++] = argv[i];
+  v[n] = NULL;
+  execve("/proc/self/exe", v, envp);
+  free(v);
+out:
+  free(path);
+  for (size_t i = 0; argv && i < argc; ++i) free(argv[i]);
+  for (size_t i = 0; envp && i < envc; ++i) free(envp[i]);
+  free(argv), free(envp);
+}
+
+/* This qemu's own options, up to and including `-plugin SPEC`. */
+static void learn_qemu_argv(void) {
+  int fd = open("/proc/self/cmdline", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return;
+  size_t cap = 1 << 16, n = 0;
+  char *buf = malloc(cap);
+  ssize_t r;
+  while (buf && (r = read(fd, buf + n, cap - n)) > 0) {
+    n += (size_t)r;
+    if (n == cap) {
+      char *t = realloc(buf, cap *= 2);
+      if (!t) break;
+      buf = t;
+    }
+  }
+  close(fd);
+  if (!buf) return;
+  size_t count = 0;
+  for (size_t i = 0; i < n; ++i) count += buf[i] == '\0';
+  char **v = calloc(count + 1, sizeof *v);
+  if (!v) return free(buf);
+  size_t k = 0;
+  for (size_t i = 0; i < n && k < count; i += strlen(buf + i) + 1) v[k++] = buf + i;
+  for (size_t i = 0; i + 1 < k; ++i)
+    if (strcmp(v[i], "-plugin") == 0 && strstr(v[i + 1], "sock=")) {
+      g.qemu_argv = v, g.qemu_argc = i + 2;
+      return;
+    }
+  free(v), free(buf);
+}
+
 static void on_syscall(qemu_plugin_id_t id, unsigned int vcpu, int64_t num, uint64_t a1, uint64_t a2, uint64_t a3,
                        uint64_t a4, uint64_t a5, uint64_t a6, uint64_t a7, uint64_t a8) {
   (void)id, (void)a7, (void)a8;
@@ -277,6 +446,7 @@ static void on_syscall(qemu_plugin_id_t id, unsigned int vcpu, int64_t num, uint
   /* Everything before a system call goes out before it: a process that
    * blocks has sent all it did (the recorder merges processes by time). */
   flush(b);
+  if (code == CPT_SYS_EXECVE) follow_exec(a1, a2, a3);
 }
 
 static void on_syscall_ret(qemu_plugin_id_t id, unsigned int vcpu, int64_t num, int64_t ret) {
@@ -343,9 +513,9 @@ CPT_PLUGIN_EXPORT int qemu_plugin_install(qemu_plugin_id_t id, const qemu_info_t
     return -1;
   }
   if (strcmp(info->target_name, "x86_64") == 0) {
-    g.isa = CPT_ISA_X86_64, g.nr = &kX86_64;
+    g.isa = CPT_ISA_X86_64, g.nr = &kX86_64, g.elf_machine = 62;
   } else if (strcmp(info->target_name, "aarch64") == 0) {
-    g.isa = CPT_ISA_AARCH64, g.nr = &kAarch64;
+    g.isa = CPT_ISA_AARCH64, g.nr = &kAarch64, g.elf_machine = 183;
   } else {
     qemu_plugin_outs("contpte_record: guest is neither x86_64 nor aarch64\n");
     return -1;
@@ -363,6 +533,8 @@ CPT_PLUGIN_EXPORT int qemu_plugin_install(qemu_plugin_id_t id, const qemu_info_t
     qemu_plugin_outs("contpte_record: cannot connect to the recorder's socket\n");
     return -1;
   }
+  for (int i = 0; i < argc; ++i)
+    if (strcmp(argv[i], "exec=follow") == 0) learn_qemu_argv();
   qemu_plugin_register_vcpu_init_cb(id, on_vcpu_init);
   qemu_plugin_register_vcpu_exit_cb(id, on_vcpu_exit);
   qemu_plugin_register_vcpu_tb_trans_cb(id, on_translate);

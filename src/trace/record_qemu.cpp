@@ -261,6 +261,9 @@ class Merger {
       w_.write(TraceExec{cmdline_of(p.pid)});
       return;
     }
+    // An exec's new program can connect before the connection of the
+    // program it replaces has been drained: wait for that.
+    if (!final && live_pids_.count(p.pid)) return;
     if (!root_done_) {
       root_done_ = true;
       p.stream = 0;
@@ -304,9 +307,18 @@ class Merger {
     std::vector<std::string> args;
     std::string a;
     while (std::getline(f, a, '\0')) args.push_back(a);
-    // qemu's own arguments come first: the guest command follows the plugin.
+    // qemu's own arguments come first: the guest command follows the plugin
+    // (after an exec the plugin started, `-0 ARGV0 PROGRAM`: the program
+    // sees ARGV0 as its argv[0]).
     for (std::size_t i = 0; i + 1 < args.size(); ++i)
-      if (args[i] == "-plugin") return {args.begin() + static_cast<std::ptrdiff_t>(i) + 2, args.end()};
+      if (args[i] == "-plugin") {
+        std::vector<std::string> cmd(args.begin() + static_cast<std::ptrdiff_t>(i) + 2, args.end());
+        if (cmd.size() >= 3 && cmd[0] == "-0") {
+          cmd.erase(cmd.begin() + 2);  // the program's path; its argv[0] stays
+          cmd.erase(cmd.begin());
+        }
+        return cmd;
+      }
     return args;
   }
 
@@ -369,7 +381,10 @@ class Merger {
         ++res_.unparsed_lines;
         return;
       }
-      if (p.blocks.size() <= index) p.blocks.resize(index + 1), p.own_block.resize(index + 1);
+      // (A forked child, once placed, holds its parent's blocks: the two
+      // tables grow separately.)
+      if (p.blocks.size() <= index) p.blocks.resize(index + 1);
+      if (p.own_block.size() <= index) p.own_block.resize(index + 1);
       PluginBlock b;
       b.vaddr = w[i + 1];
       b.sizes.resize(n);
@@ -614,7 +629,9 @@ RecordResult record_with_qemu(const std::vector<std::string>& command, const std
   if (!out) throw RecordError(fmt::format("cannot create '{}': {}", out_path, strerror(errno)));
 
   SocketDir sock;
-  argv.insert(argv.end(), {"-plugin", fmt::format("{},sock={}", plugin_path(opts), sock.path())});
+  // exec=follow: the plugin runs every program the guest executes under
+  // this same qemu command line (plugins/qemu/contpte_record.c).
+  argv.insert(argv.end(), {"-plugin", fmt::format("{},sock={},exec=follow", plugin_path(opts), sock.path())});
   argv.insert(argv.end(), guest.argv.begin(), guest.argv.end());
 
   struct IgnoreInterrupt {

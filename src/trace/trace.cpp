@@ -37,6 +37,8 @@ enum Tag : std::uint8_t {
   kTagMmapFile = 0x8f,
   kTagMmapWithinFile = 0x90,
   kTagExec = 0x91,
+  // Version 3.
+  kTagRunNext = 0x92,
   kTagEnd = 0xff,
 };
 // Access tag bits: type (2), map changed (1), size code (4).
@@ -53,6 +55,9 @@ constexpr std::uint64_t kMaxBlocks = std::uint64_t{1} << 28;
 constexpr std::uint64_t kMaxBlockInsns = 4096;
 constexpr std::uint64_t kMaxPath = 4096;
 constexpr std::size_t kChunk = 1 << 17;
+// Past kChunk, room for the longest fixed-size record (an mmap: a tag and 7
+// varints); records with strings or size lists reserve their own.
+constexpr std::size_t kSlack = 128;
 
 constexpr std::uint64_t zigzag(std::int64_t v) {
   return (static_cast<std::uint64_t>(v) << 1) ^ static_cast<std::uint64_t>(v >> 63);
@@ -64,6 +69,52 @@ constexpr std::int64_t unzigzag(std::uint64_t v) {
 // Fetches continue where the previous one ended; data accesses are coded
 // against the previous data access of the same mapping.
 constexpr unsigned cursor_class(TraceAccessType t) { return t == TraceAccessType::Instr ? 0 : 1; }
+
+// Version 3's prediction of data accesses and block runs, kept alike by the
+// writer and the reader (docs/trace-format.md "Version 3"). A data access
+// has a context: the block that ran last in the current thread and how
+// many data accesses followed it (the k-th access of a block is usually the
+// same instruction as last time, striding through memory as it did then).
+// A context predicts its next access at its last offset plus its last
+// stride, in its last mapping. A block predicts the block that ran after it
+// last time.
+struct Predictor {
+  static constexpr std::uint32_t kNone = ~0u;
+  static constexpr unsigned kSlots = 16;  // accesses past the 15th share the last context
+  struct Context {
+    std::uint32_t map = kNone;
+    std::uint64_t offset = 0;
+    std::uint64_t stride = 0;  // modulo 2^64
+  };
+  std::vector<Context> contexts;        // kSlots per block
+  std::vector<std::uint32_t> next;      // per block: the block that ran after it last
+  std::uint32_t block = kNone;          // the current thread's last block run
+  unsigned k = 0;                       // data accesses since it ran
+
+  void define_block() {
+    contexts.resize(contexts.size() + kSlots);
+    next.push_back(kNone);
+  }
+  // A stream, thread or program switch: the next access has no context.
+  void forget() { block = kNone, k = 0; }
+  bool predicts(std::uint32_t b) const { return block != kNone && next[block] == b; }
+  void run(std::uint32_t b) {
+    if (block != kNone) next[block] = b;
+    block = b, k = 0;
+  }
+  Context* context() {
+    if (block == kNone) return nullptr;
+    return &contexts[std::size_t{block} * kSlots + std::min(k, kSlots - 1)];
+  }
+  // The mapping and offset base a data access in mapping `map` is coded
+  // against: the context's prediction when it is in the same mapping.
+  static bool same_map(const Context* c, std::uint32_t map) { return c && c->map == map; }
+  static void learn(Context* c, std::uint32_t map, std::uint64_t offset) {
+    if (!c) return;
+    c->stride = c->map == map ? offset - c->offset : 0;
+    c->map = map, c->offset = offset;
+  }
+};
 
 }  // namespace
 
@@ -100,6 +151,7 @@ struct TraceWriter::Zstd {
   ~Zstd() { ZSTD_freeCCtx(cctx); }
   // Per-mapping cursors of the delta encoding (see cursor_class).
   std::vector<std::uint64_t> data_cursor;
+  Predictor pred;  // version 3
 };
 
 TraceWriter::TraceWriter(std::ostream& out, const TraceHeader& header, int level)
@@ -108,32 +160,33 @@ TraceWriter::TraceWriter(std::ostream& out, const TraceHeader& header, int level
   ZSTD_CCtx_setParameter(z_->cctx, ZSTD_c_compressionLevel, level);
   // The frame checksum turns a flipped bit into an error, not a wrong record.
   ZSTD_CCtx_setParameter(z_->cctx, ZSTD_c_checksumFlag, 1);
-  buf_.reserve(kChunk + 64);
+  // Compression runs on a worker thread while the caller encodes the next
+  // chunk; a libzstd built without threads refuses, and compresses inline.
+  ZSTD_CCtx_setParameter(z_->cctx, ZSTD_c_nbWorkers, 1);
+  buf_.resize(kChunk + kSlack);
   if (header.version < kTraceVersionMin || header.version > kTraceVersion)
     throw std::logic_error(fmt::format("TraceWriter: no trace format version {}", header.version));
   version_ = header.version;
-  buf_.append(kMagic.data(), kMagic.size());
+  put_bytes(kMagic.data(), kMagic.size());
   put_varint(header.version);
   if (version_ >= 2) put_varint(static_cast<unsigned>(header.isa));
   put_varint(header.command.size());
   for (const auto& a : header.command) {
     put_varint(a.size());
-    buf_ += a;
+    put_bytes(a.data(), a.size());
   }
 }
 
 TraceWriter::~TraceWriter() = default;
 
-void TraceWriter::put_varint(std::uint64_t v) {
-  while (v >= 0x80) {
-    put_byte(static_cast<std::uint8_t>(v | 0x80));
-    v >>= 7;
-  }
-  put_byte(static_cast<std::uint8_t>(v));
+void TraceWriter::put_bytes(const char* p, std::size_t k) {
+  reserve(k + kSlack);
+  std::memcpy(buf_.data() + n_, p, k);
+  n_ += k;
 }
 
 void TraceWriter::flush_buffer(bool end) {
-  ZSTD_inBuffer in{buf_.data(), buf_.size(), 0};
+  ZSTD_inBuffer in{buf_.data(), n_, 0};
   zout_.resize(ZSTD_CStreamOutSize());
   for (;;) {
     ZSTD_outBuffer o{zout_.data(), zout_.size(), 0};
@@ -144,7 +197,8 @@ void TraceWriter::flush_buffer(bool end) {
     if (end ? left == 0 : in.pos == in.size) break;
   }
   if (!out_) throw std::runtime_error("cannot write the trace");
-  buf_.clear();
+  n_ = 0;
+  if (buf_.size() > kChunk + kSlack) buf_.resize(kChunk + kSlack);  // after a long string
 }
 
 void TraceWriter::access(const TraceAccess& a) {
@@ -152,26 +206,40 @@ void TraceWriter::access(const TraceAccess& a) {
   auto& cursors = z_->data_cursor;
   if (cursors.size() <= std::size_t{a.map} * 2 + 1) cursors.resize(std::size_t{a.map} * 2 + 2, 0);
   std::uint64_t& cursor = cursors[std::size_t{a.map} * 2 + c];
-  const bool changed = a.map != cur_map_[c];
+  // Version 3: a data access is coded against its context's prediction.
+  Predictor::Context* ctx = c == 1 && version_ >= 3 ? z_->pred.context() : nullptr;
+  const std::uint32_t expected_map = ctx && ctx->map != Predictor::kNone ? ctx->map : cur_map_[c];
+  const bool changed = a.map != expected_map;
+  const std::uint64_t base =
+      !changed && Predictor::same_map(ctx, a.map) ? ctx->offset + ctx->stride : cursor;
   const std::uint8_t size_code = a.size < 16 ? static_cast<std::uint8_t>(a.size) : 0;
   put_byte(static_cast<std::uint8_t>(static_cast<unsigned>(a.type) | (changed ? kAccessMapChanged : 0) |
                                      (size_code << kAccessSizeShift)));
   if (size_code == 0) put_varint(a.size);
   if (changed) put_varint(a.map);
-  put_varint(zigzag(static_cast<std::int64_t>(a.offset - cursor)));
+  put_varint(zigzag(static_cast<std::int64_t>(a.offset - base)));
+  if (c == 1 && version_ >= 3) {
+    Predictor::learn(ctx, a.map, a.offset);
+    ++z_->pred.k;
+  }
   cur_map_[c] = a.map;
   cursor = c == 0 ? a.offset + a.size : a.offset;
   ++totals_.records;
   ++totals_.accesses;
-  if (buf_.size() >= kChunk) flush_buffer(false);
+  if (n_ >= kChunk) flush_buffer(false);
 }
 
 void TraceWriter::run_block(std::uint32_t block, std::uint32_t insns) {
-  put_byte(kTagRunBlock);
-  put_varint(block);
+  if (version_ >= 3 && z_->pred.predicts(block)) {
+    put_byte(kTagRunNext);
+  } else {
+    put_byte(kTagRunBlock);
+    put_varint(block);
+  }
+  if (version_ >= 3) z_->pred.run(block);
   ++totals_.records;
   totals_.accesses += insns;
-  if (buf_.size() >= kChunk) flush_buffer(false);
+  if (n_ >= kChunk) flush_buffer(false);
 }
 
 void TraceWriter::write(const TraceRecord& r) {
@@ -220,10 +288,12 @@ void TraceWriter::write_other(const TraceRecord& r) {
         } else if constexpr (std::is_same_v<T, TraceStream>) {
           put_byte(kTagStream), put_varint(x.stream);
           cur_map_[0] = cur_map_[1] = ~0u;  // as the reader: the next access names its mapping
+          z_->pred.forget();
         } else if constexpr (std::is_same_v<T, TraceBlock>) {
           put_byte(kTagBlock), put_varint(x.map), put_varint(x.offset), put_varint(x.sizes.size());
-          for (std::uint8_t b : x.sizes) put_byte(b);
+          put_bytes(reinterpret_cast<const char*>(x.sizes.data()), x.sizes.size());
           ++blocks_;
+          z_->pred.define_block();
           block_insns_.push_back(static_cast<std::uint32_t>(x.sizes.size()));
         } else if constexpr (std::is_same_v<T, TraceRunBlock>) {
           if (x.block >= block_insns_.size()) throw std::logic_error("TraceWriter: run of an undefined block");
@@ -237,19 +307,21 @@ void TraceWriter::write_other(const TraceRecord& r) {
         } else if constexpr (std::is_same_v<T, TraceThread>) {
           put_byte(kTagThread), put_varint(x.tid);
           cur_map_[0] = cur_map_[1] = ~0u;
+          z_->pred.forget();
         } else if constexpr (std::is_same_v<T, TraceFile>) {
           put_byte(kTagFile), put_varint(x.size), put_varint(x.path.size());
-          buf_ += x.path;
+          put_bytes(x.path.data(), x.path.size());
           ++files_;
         } else if constexpr (std::is_same_v<T, TraceExec>) {
           put_byte(kTagExec), put_varint(x.command.size());
-          for (const auto& a : x.command) put_varint(a.size()), buf_ += a;
+          for (const auto& a : x.command) put_varint(a.size()), put_bytes(a.data(), a.size());
           cur_map_[0] = cur_map_[1] = ~0u;
+          z_->pred.forget();
         }
       },
       r);
   ++totals_.records;
-  if (buf_.size() >= kChunk) flush_buffer(false);
+  if (n_ >= kChunk) flush_buffer(false);
 }
 
 void TraceWriter::finish() {
@@ -271,6 +343,7 @@ struct TraceReader::Zstd {
   std::vector<std::uint64_t> cursor;  // per mapping: fetch and data cursors
   std::vector<std::uint32_t> flags;   // per mapping: its trace_map flags
   std::uint64_t record_start = 0;
+  Predictor pred;  // version 3
 };
 
 TraceReader::TraceReader(std::istream& in, std::string name)
@@ -414,23 +487,43 @@ std::optional<TraceRecord> TraceReader::next() {
       if (s == 0 || s > kMaxAccessSize) fail(at, fmt::format("access size {} out of range", s));
       a.size = static_cast<std::uint32_t>(s);
     }
+    // Version 3: a data access is coded against its context's prediction.
+    Predictor::Context* ctx = c == 1 && header_.version >= 3 ? z_->pred.context() : nullptr;
+    const std::uint32_t expected_map = ctx && ctx->map != Predictor::kNone ? ctx->map : cur_map_[c];
     if (tag & kAccessMapChanged) {
-      cur_map_[c] = get_map("access");
-    } else if (cur_map_[c] == ~0u) {
+      a.map = get_map("access");
+    } else if (expected_map == ~0u) {
       fail(at, "access continues a mapping, but none was named before");
+    } else {
+      a.map = expected_map;
     }
-    a.map = cur_map_[c];
     std::uint64_t& cursor = z_->cursor[std::size_t{a.map} * 2 + c];
-    a.offset = cursor + static_cast<std::uint64_t>(unzigzag(get_varint()));
+    const bool predicted = !(tag & kAccessMapChanged) && Predictor::same_map(ctx, a.map);
+    const std::uint64_t base = predicted ? ctx->offset + ctx->stride : cursor;
+    a.offset = base + static_cast<std::uint64_t>(unzigzag(get_varint()));
     check_range(a.map, a.offset, a.size, at);
+    if (c == 1 && header_.version >= 3) {
+      Predictor::learn(ctx, a.map, a.offset);
+      ++z_->pred.k;
+    }
+    cur_map_[c] = a.map;
     cursor = c == 0 ? a.offset + a.size : a.offset;
     ++seen_.records;
     ++seen_.accesses;
     return a;
   }
-  if (tag == kTagRunBlock && header_.version >= 2) {
-    const std::uint64_t id = get_varint();
-    if (id >= blocks_.size()) fail(at, fmt::format("runs block {}, but only {} exist", id, blocks_.size()));
+  if ((tag == kTagRunBlock && header_.version >= 2) || (tag == kTagRunNext && header_.version >= 3)) {
+    std::uint64_t id = 0;
+    if (tag == kTagRunBlock) {
+      id = get_varint();
+      if (id >= blocks_.size()) fail(at, fmt::format("runs block {}, but only {} exist", id, blocks_.size()));
+    } else {
+      const Predictor& p = z_->pred;
+      if (p.block == Predictor::kNone || p.next[p.block] == Predictor::kNone)
+        fail(at, "runs the next block, but no block ran before it in this thread");
+      id = p.next[p.block];
+    }
+    if (header_.version >= 3) z_->pred.run(static_cast<std::uint32_t>(id));
     const TraceBlock& b = blocks_[id];
     // The mapping may have shrunk since the block was defined.
     check_range(b.map, b.offset, block_len_[id], at);
@@ -533,6 +626,7 @@ TraceRecord TraceReader::read_other(std::uint8_t tag, std::uint64_t at) {
       // Each stream has its own program counter and stack: a new fetch
       // cursor. The per-mapping cursors stay (the encoder shares them too).
       cur_map_[0] = cur_map_[1] = ~0u;
+      z_->pred.forget();
       return s;
     }
     case kTagBlock:
@@ -545,6 +639,8 @@ TraceRecord TraceReader::read_other(std::uint8_t tag, std::uint64_t at) {
     case kTagExec:
       if (header_.version < 2) fail(at, fmt::format("record tag {:#x} is not in trace format version 1", tag));
       return read_v2(tag, at);
+    case kTagRunNext:
+      fail(at, fmt::format("record tag {:#x} is not in trace format version {}", tag, header_.version));
     case kTagEnd: {
       totals_.records = get_varint();
       totals_.accesses = get_varint();
@@ -588,6 +684,7 @@ TraceRecord TraceReader::read_v2(std::uint8_t tag, std::uint64_t at) {
       if (blocks_.size() >= kMaxBlocks) fail(at, "too many blocks");
       blocks_.push_back(std::move(b));
       block_len_.push_back(len);
+      z_->pred.define_block();
       return blocks_.back();
     }
     case kTagTime: {
@@ -597,6 +694,7 @@ TraceRecord TraceReader::read_v2(std::uint8_t tag, std::uint64_t at) {
     case kTagThread: {
       // Like a stream switch: the thread has its own program counter.
       cur_map_[0] = cur_map_[1] = ~0u;
+      z_->pred.forget();
       return TraceThread{get_u32("thread")};
     }
     case kTagFile: {
@@ -635,6 +733,7 @@ TraceRecord TraceReader::read_v2(std::uint8_t tag, std::uint64_t at) {
       if (argc > kMaxArgs) fail(at, fmt::format("exec has {} arguments (at most {})", argc, kMaxArgs));
       for (std::uint64_t i = 0; i < argc; ++i) e.command.push_back(get_string(kMaxArgLen, "exec argument"));
       cur_map_[0] = cur_map_[1] = ~0u;
+      z_->pred.forget();
       return e;
     }
     default: break;

@@ -24,9 +24,10 @@
 
 namespace contpte {
 
-// The version the writer writes by default. The reader reads 1 and 2; a
-// version-1 header writes a version-1 file (no record of version 2 in it).
-inline constexpr std::uint32_t kTraceVersion = 2;
+// The version the writer writes by default. The reader reads 1 to 3; an
+// older header writes an older file (version 1: no record of version 2 in
+// it; version 2: data accesses coded without version 3's prediction).
+inline constexpr std::uint32_t kTraceVersion = 3;
 inline constexpr std::uint32_t kTraceVersionMin = 1;
 
 // The instruction set of the recorded program (version 2; version 1 traces
@@ -234,14 +235,27 @@ class TraceWriter {
 
  private:
   struct Zstd;
-  void put_byte(std::uint8_t b) { buf_.push_back(static_cast<char>(b)); }
-  void put_varint(std::uint64_t v);
+  void put_byte(std::uint8_t b) { buf_[n_++] = static_cast<char>(b); }
+  void put_varint(std::uint64_t v) {
+    while (v >= 0x80) {
+      buf_[n_++] = static_cast<char>(v | 0x80);
+      v >>= 7;
+    }
+    buf_[n_++] = static_cast<char>(v);
+  }
+  // Room for `k` more bytes (fixed-size records always have it: the buffer
+  // keeps slack past kChunk).
+  void reserve(std::size_t k) {
+    if (n_ + k > buf_.size()) buf_.resize(n_ + k);
+  }
+  void put_bytes(const char* p, std::size_t k);
   void flush_buffer(bool end);
   void write_other(const TraceRecord& r);
 
   std::ostream& out_;
   std::unique_ptr<Zstd> z_;
-  std::string buf_;
+  std::string buf_;  // uncompressed bytes [0, n_) not yet handed to zstd
+  std::size_t n_ = 0;
   std::string zout_;
   // The mapping of the previous fetch and of the previous data access (the
   // per-mapping offset cursors are in Zstd).

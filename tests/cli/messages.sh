@@ -50,7 +50,7 @@ expect_err "--threads 1000" 2 "contpte run: error: --threads: expected a positiv
 
 # --replay on something that is not a trace: no zstd error; a missing file: why.
 expect_err "--replay on a scenario" 2 \
-  "$tmp/good.cpt: error: at byte 0: not a contpte trace: it does not start with the zstd magic 28 b5 2f fd (a trace is a zstd stream holding the magic 'CPTTRACE' and format version 2)" \
+  "$tmp/good.cpt: error: at byte 0: not a contpte trace: it does not start with the zstd magic 28 b5 2f fd (a trace is a zstd stream holding the magic 'CPTTRACE' and format version 3)" \
   "$bin" run --replay "$tmp/good.cpt"
 : >"$tmp/empty.trace"
 expect_err "--replay on an empty file" 2 \

@@ -6,6 +6,8 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <map>
+#include <set>
 #include <sstream>
 
 #include "trace/replay.h"
@@ -223,7 +225,7 @@ TEST(RecordQemu, SmallProgramRecordsAndReplaysClean) {
   EXPECT_EQ(r.streams, 2u);  // the helper forks once
   EXPECT_GT(r.totals.accesses, 10000u);
   const TraceContents c = read_trace_file(path.string());
-  EXPECT_EQ(c.header.version, 2u);
+  EXPECT_EQ(c.header.version, kTraceVersion);
   EXPECT_EQ(c.header.isa, TraceIsa::X86_64);
   EXPECT_EQ(c.header.command, std::vector<std::string>{CONTPTE_RECORD_HELPER});
   bool mmap_1m = false;
@@ -315,6 +317,73 @@ TEST(RecordQemu, Arm64DynamicGzip) {
   const std::string root = arm64_sysroot(why);
   if (root.empty()) GTEST_SKIP() << why;
   record_arm64({root + "/bin/gzip", "--version"}, root, true);
+}
+
+// A whole process tree: `make -j2` of three small C files. The plugin runs
+// every program a process executes under QEMU again (plugins/qemu/
+// contpte_record.c, follow_exec), so the trace holds make, the compiler
+// driver, cc1, as, collect2 and ld, each an exec in its stream, and the
+// two compiler jobs interleaved by time, not one after another.
+TEST(RecordQemu, MakeBuildRecordsEveryProcess) {
+  if (const std::string why = qemu_unavailable(qemu_options()); !why.empty()) GTEST_SKIP() << why;
+  if (!program_in_path("make")) GTEST_SKIP() << "make is not installed (scripts/install-deps.sh --test)";
+  if (!program_in_path("gcc")) GTEST_SKIP() << "gcc is not installed";
+  const auto dir = std::filesystem::temp_directory_path() / ("contpte_record_make-" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  for (const char* f : {"a", "b", "c"}) {
+    std::ofstream(dir / (std::string(f) + ".c"))
+        << "int " << f << "(int x) { int s = 0; for (int i = 0; i < x; ++i) s += i * " << (f[0] - 'a' + 2)
+        << "; return s; }\n"
+        << (f[0] == 'a' ? "int b(int); int c(int);\nint main(void) { return a(3) + b(4) + c(5) > 1000; }\n" : "");
+  }
+  std::ofstream(dir / "Makefile") << "prog: a.o b.o c.o\n\tgcc -o prog a.o b.o c.o\n"
+                                  << "%.o: %.c\n\tgcc -O0 -c $< -o $@\n";
+  const auto path = dir / "make.trace";
+  const RecordResult r = record_command({"make", "-s", "-j2", "-C", dir.string()}, path.string(), qemu_options());
+  EXPECT_EQ(r.exit_status, 0);
+  EXPECT_EQ(r.unparsed_lines, 0u);
+  EXPECT_TRUE(std::filesystem::exists(dir / "prog"));
+  // Every program of the build, by the basename of what it executed; and
+  // interleaving: the records of two cc1 processes alternate while both
+  // are alive (the compiles of -j2 run at once, and replay follows the
+  // file order). Streamed: the trace is large.
+  std::ifstream in(path, std::ios::binary);
+  TraceReader rd(in, path.string());
+  constexpr std::uint32_t kNone = ~0u;
+  std::map<std::string, int> ran;
+  std::map<std::uint32_t, std::string> program;  // by stream
+  std::set<std::uint32_t> exited, cc1_ran;
+  std::uint32_t cur = 0, prev_cc1 = kNone;
+  bool cur_cc1 = false, interleaved = false;
+  while (auto rec = rd.next()) {
+    if (const auto* e = std::get_if<TraceExec>(&*rec); e && !e->command.empty()) {
+      program[cur] = std::filesystem::path(e->command[0]).filename().string();
+      ++ran[program[cur]];
+      cur_cc1 = program[cur] == "cc1";
+    } else if (const auto* s = std::get_if<TraceStream>(&*rec)) {
+      cur = s->stream;
+      cur_cc1 = program[cur] == "cc1";
+    } else if (std::holds_alternative<TraceExit>(*rec)) {
+      exited.insert(cur);
+    } else if (cur_cc1 && (std::holds_alternative<TraceAccess>(*rec) || std::holds_alternative<TraceRunBlock>(*rec))) {
+      if (prev_cc1 != kNone && prev_cc1 != cur && cc1_ran.count(cur) && !exited.count(prev_cc1)) interleaved = true;
+      cc1_ran.insert(cur);
+      prev_cc1 = cur;
+    }
+  }
+  EXPECT_EQ(ran["gcc"], 4) << "3 compiles and a link";
+  EXPECT_EQ(ran["cc1"], 3);
+  EXPECT_EQ(ran["as"], 3);
+  EXPECT_EQ(ran["collect2"], 1);
+  EXPECT_EQ(ran["ld"], 1);
+  EXPECT_TRUE(interleaved);
+  EXPECT_EQ(rd.streams(), 1u + 4 + 3 + 3 + 2);  // make's children, then gcc's (cc1, as; collect2, ld)
+  ReplayOptions ro;
+  ro.run.check = false;  // the replay's address resolution is the point here
+  const RunResult run = replay_trace(path.string(), *find_config("contpte-64k"), ro);
+  EXPECT_EQ(run.stat("replay_unresolved_accesses"), 0);
+  EXPECT_EQ(run.stat("replay_failed_mmaps"), 0);
+  std::filesystem::remove_all(dir);
 }
 
 TEST(RecordQemu, NonElfProgramIsAnError) {
