@@ -1,0 +1,402 @@
+// explore/explorer_impl.h — the explorer's private state, shared by the
+// files that implement it (not part of the explore/ API; include
+// explore/explorer.h).
+//
+// Promises: one struct, Explorer::Impl, holding one execution's state (the
+// branches' runs, the steps so far with their footprints and vector clocks,
+// the undo log, the execution's checker copy) and the search's state (the
+// stack of scheduling points); its member functions are defined by area:
+//   search.cpp         the search: scheduling points, DPOR backtracking, sleep
+//                      sets, one execution from the state before the block,
+//                      explore() and run_seeded()
+//   engine_branch.cpp  engine branches: each Env operation a step, the
+//                      page-table lock around a statement, TLB invalidations
+//   hw_branch.cpp      hardware branches: another CPU's walk, AF/DBM update
+//                      and TLB fill, fault and retry; device walkers (dev)
+//   readers.cpp        lockless readers, interleaved or observed
+//   findings.cpp       the checks in every state and at the end, and the
+//                      counterexamples they leave
+// Below: what a step touches (Footprint) and when two steps commute.
+#pragma once
+
+#include <algorithm>
+#include <array>
+#include <cstdint>
+#include <optional>
+#include <random>
+#include <stdexcept>
+#include <string>
+#include <unordered_map>
+#include <unordered_set>
+#include <utility>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include "engine/pgtable.h"
+#include "explore/explorer.h"
+#include "hw/access_fault.h"
+#include "hw/walker.h"
+
+namespace contpte {
+namespace explore_detail {
+
+using Clock = std::array<std::uint32_t, Explorer::kMaxBranches>;
+using Mask = std::uint32_t;
+constexpr Mask bit(unsigned b) { return Mask{1} << b; }
+
+// Thrown to end an execution early: sleep-blocked (equivalent to one
+// already explored), failed, or the bound reached.
+struct AbortExecution {};
+// Thrown out of a lockless reader's re-execution when it reaches the step
+// it has not taken yet.
+struct ReaderStopped {};
+
+// What a step touches, for the dependence relation of partial-order
+// reduction: two steps of different branches commute unless they touch the
+// same PTE word and one writes it, or one is a lock operation and so is
+// the other, or one invalidates a TLB the other fills.
+struct Footprint {
+  StepKind kind = StepKind::Load;
+  const Pte* slot = nullptr;      // the word loaded / written
+  const Pte* read_lo = nullptr;   // a range of words read as a whole
+  const Pte* read_hi = nullptr;   //   (a walk's block check, a reader's retry)
+  std::uint64_t va_lo = 0, va_hi = 0;  // Tlbi: VAs flushed; hw: the block its fill covers
+  // A walk after a fault retry: whether it finds a statement in progress
+  // decides between waiting again and the access failing, so it does not
+  // commute with taking or dropping the page-table lock.
+  bool lock_sensitive = false;
+};
+
+inline bool writes(StepKind k) {
+  return k == StepKind::Store || k == StepKind::Xchg || k == StepKind::Cmpxchg || k == StepKind::HwUpdate;
+}
+inline bool takes_lock(StepKind k) {
+  return k == StepKind::Acquire || k == StepKind::Release || k == StepKind::FaultRetry;
+}
+inline bool fills(StepKind k) { return k == StepKind::HwWalk || k == StepKind::HwUpdate; }
+inline bool touches(const Footprint& f, const Pte* p) {
+  return p && (f.slot == p || (f.read_lo <= p && p < f.read_hi));
+}
+
+inline bool dependent(const Footprint& a, const Footprint& b) {
+  if (takes_lock(a.kind) && takes_lock(b.kind)) return true;
+  if ((a.lock_sensitive && takes_lock(b.kind)) || (b.lock_sensitive && takes_lock(a.kind))) return true;
+  // The end of a statement settles the checker's A/D bookkeeping and checks
+  // the other CPUs' TLBs against memory: it reads everything.
+  for (const auto* r : {&a, &b}) {
+    const Footprint& o = r == &a ? b : a;
+    if (r->kind == StepKind::Release &&
+        (writes(o.kind) || fills(o.kind) || o.kind == StepKind::Tlbi))
+      return true;
+  }
+  for (const auto* t : {&a, &b}) {
+    const Footprint& o = t == &a ? b : a;
+    if (t->kind == StepKind::Tlbi && fills(o.kind) && t->va_lo < o.va_hi && o.va_lo < t->va_hi)
+      return true;
+  }
+  if (writes(a.kind) && touches(b, a.slot)) return true;
+  if (writes(b.kind) && touches(a, b.slot)) return true;
+  return false;
+}
+
+// A PTE with the bits a gathered view may differ in (AF and dirty) cleared.
+inline Pte strip_ad(Pte p) { return pte_mkold(pte_mkclean(p)); }
+
+}  // namespace explore_detail
+// The explorer's files (and only they: this header is private) use the
+// helpers above unqualified.
+using namespace explore_detail;
+
+struct Explorer::Impl {
+  enum class Mode : std::uint8_t { Explore, Seeded };
+  enum class Phase : std::uint8_t { Idle, Running, Finished, Done };
+  // A dev branch's handler runs inside the FaultWait step (it takes the
+  // lock) and drops the lock in the Handler step.
+  enum class HwPhase : std::uint8_t { Walk, Update, FaultWait, Handler, Done };
+
+  struct BranchRun {
+    BranchRun(Explorer& x, unsigned b) : env(x, b) {}
+    StepEnv env;
+    Footprint pending;
+    bool done = false;
+    std::uint32_t nsteps = 0;
+    Clock clock{};
+    // engine
+    Phase phase = Phase::Idle;
+    // hardware
+    HwPhase hw = HwPhase::Walk;
+    Pte expected{};
+    Pte* update_slot = nullptr;
+    bool needs_dirty = false;
+    bool retried = false;
+    // dev: the fault its handler is handling or last handled, whether the
+    // handler left the PTE still faulting for it, and whether it could not
+    // handle it at all (an error of the run).
+    AccessFault handled = AccessFault::None;
+    bool left_faulting = false;
+    bool handler_error = false;
+    std::optional<TlbEntry> tlb;
+    BranchEnd end = BranchEnd::Completed;
+    std::string outcome;
+    // lockless reader
+    std::vector<Pte> log;
+    std::size_t replay_idx = 0;
+    std::size_t attempt_start = 0;  // first step of the current attempt
+    std::optional<Pte> result;
+  };
+
+  struct Node {
+    Mask enabled = 0, backtrack = 0, done = 0, sleep = 0;
+    std::vector<Footprint> pending;
+    unsigned chosen = 0;
+  };
+
+  Impl(Explorer& self, ExploreSetup s)
+      : x(self), setup(std::move(s)), geo(setup.mem->geometry()), walker(*setup.mem),
+        view_env(*setup.mem, *setup.pt, setup.features, setup.asid) {
+    if (setup.branches.empty()) throw std::invalid_argument("explorer: no branches");
+    if (setup.branches.size() > kMaxBranches)
+      throw std::invalid_argument(fmt::format("explorer: at most {} branches", kMaxBranches));
+  }
+
+  Explorer& x;
+  ExploreSetup setup;
+  const Geometry& geo;
+  Walker walker;
+  SimEnv view_env;  // ptep_get for settling and final checks (no observers)
+
+  Mode mode = Mode::Explore;
+  std::mt19937_64 rng;
+  std::optional<Checker> chk_copy;
+  Checker* chk = nullptr;
+  std::vector<std::pair<Pte*, Pte>> undo;
+  std::vector<BranchRun> runs;
+  std::vector<StepRecord> steps;
+  std::vector<Footprint> fps;
+  std::vector<Clock> clocks;
+  std::vector<Node> stack;
+  std::size_t depth = 0;
+  int lock_holder = -1;
+  std::size_t violations_seen = 0;
+  std::vector<ExploreFailure> exec_failures;  // this execution's, one per rule
+  KeptRun* kept = nullptr;
+  ExploreResult result;
+  std::array<EngineWhere, kMaxBranches> where{};  // per branch: the engine function it is in
+
+  unsigned nbranches() const { return static_cast<unsigned>(setup.branches.size()); }
+  const ExploreBranch& spec(unsigned b) const { return setup.branches[b]; }
+
+  std::uint64_t va_of(const Pte* p) const {
+    auto v = setup.pt->va_of(PteSlot(const_cast<Pte*>(p)));
+    return v ? v->val : 0;
+  }
+  std::pair<std::uint64_t, std::uint64_t> block_of(std::uint64_t va) const {
+    const std::uint64_t b = geo.cont_pte_size();
+    return {va & ~(b - 1), (va & ~(b - 1)) + b};
+  }
+  std::pair<const Pte*, const Pte*> block_words(const Pte* slot) const {
+    if (!slot) return {nullptr, nullptr};
+    const PteSlot first = PteSlot(const_cast<Pte*>(slot)).align_down(geo.cont_ptes);
+    return {first.ptr(), first.ptr() + geo.cont_ptes};
+  }
+
+  // ---- search.cpp: the search ---------------------------------------------
+
+  void reset_world();
+  void start_execution();
+  void init_branch(unsigned b);
+  // Lockless readers as observers: the reduction for `contpte explore`.
+  bool observing() const { return mode == Mode::Explore && setup.reduce && setup.observe_readers; }
+  bool enabled(unsigned b) const;
+  bool read_word_changed_since(unsigned b, std::size_t from) const;
+  int pick();
+  void add_backtrack_points();
+
+  // Per branch, the latest step of each kind the dependence relation asks
+  // about, so that the latest step of a branch that does not commute with a
+  // given one is found in a few look-ups instead of a scan of every step.
+  struct DepIndex {
+    using PerBranch = std::array<int, kMaxBranches>;
+    static PerBranch none() {
+      PerBranch a;
+      a.fill(-1);
+      return a;
+    }
+    struct SlotSteps {
+      PerBranch write = none(), touch = none();  // writes it; loads, walks or writes it
+    };
+    PerBranch lockish = none(), lock_sensitive = none(), write = none(), fill = none(), release = none(),
+              tlbi = none();
+    std::array<std::vector<int>, kMaxBranches> tlbi_steps, fill_steps, range_reads;
+    std::unordered_map<const Pte*, SlotSteps> slots;
+
+    void clear() {
+      lockish = lock_sensitive = write = fill = release = tlbi = none();
+      for (auto& v : tlbi_steps) v.clear();
+      for (auto& v : fill_steps) v.clear();
+      for (auto& v : range_reads) v.clear();
+      slots.clear();
+    }
+
+    void add(int i, unsigned q, const Footprint& f) {
+      if (takes_lock(f.kind)) lockish[q] = i;
+      if (f.lock_sensitive) lock_sensitive[q] = i;
+      if (writes(f.kind)) write[q] = i;
+      if (fills(f.kind)) fill[q] = i, fill_steps[q].push_back(i);
+      if (f.kind == StepKind::Release) release[q] = i;
+      if (f.kind == StepKind::Tlbi) tlbi[q] = i, tlbi_steps[q].push_back(i);
+      if (f.read_lo) range_reads[q].push_back(i);
+      if (f.slot) {
+        SlotSteps& ss = slots[f.slot];
+        ss.touch[q] = i;
+        if (writes(f.kind)) ss.write[q] = i;
+      }
+    }
+
+    // The latest step of branch q that does not commute with f, or -1.
+    int latest(const Impl& x, unsigned q, const Footprint& f) const {
+      int best = -1;
+      auto consider = [&](int i) {
+        if (i > best && dependent(x.fps[static_cast<std::size_t>(i)], f)) best = i;
+      };
+      auto scan = [&](const std::vector<int>& v) {  // the latest dependent one
+        for (auto it = v.rbegin(); it != v.rend() && *it > best; ++it)
+          if (dependent(x.fps[static_cast<std::size_t>(*it)], f)) {
+            best = *it;
+            return;
+          }
+      };
+      if (takes_lock(f.kind)) consider(lockish[q]), consider(lock_sensitive[q]);
+      if (f.lock_sensitive) consider(lockish[q]);
+      if (f.kind == StepKind::Release) consider(write[q]), consider(fill[q]), consider(tlbi[q]);
+      if (writes(f.kind) || fills(f.kind) || f.kind == StepKind::Tlbi) consider(release[q]);
+      if (f.kind == StepKind::Tlbi) scan(fill_steps[q]);
+      if (fills(f.kind)) scan(tlbi_steps[q]);
+      if (f.slot) {
+        if (auto it = slots.find(f.slot); it != slots.end())
+          consider(writes(f.kind) ? it->second.touch[q] : it->second.write[q]);
+        if (writes(f.kind)) scan(range_reads[q]);
+      }
+      for (const Pte* p = f.read_lo; p && p < f.read_hi; ++p)
+        if (auto it = slots.find(p); it != slots.end()) consider(it->second.write[q]);
+      return best;
+    }
+  };
+  DepIndex dep;
+
+  StepRecord& record(unsigned b, const Footprint& f, StepRecord rec);
+  void step(unsigned b);
+  bool execute();
+  bool next_schedule();
+  ExploreResult explore(std::uint64_t max);
+  KeptRun run_seeded(std::uint64_t seed, Checker* live);
+
+  // ---- engine_branch.cpp: engine branches ----------------------------------
+
+  struct MemOp {
+    StepKind kind;
+    Pte* slot;
+    Pte value;
+    Pte expected;
+  };
+  Pte env_op(unsigned b, const MemOp& op);
+  void wait_turn(unsigned b);
+  void tlbi(unsigned b, TlbiRequest req);
+  void lockless_retry(unsigned b);
+  void run_engine(unsigned b);
+  void release_engine(unsigned b);
+
+  // ---- hw_branch.cpp: hardware branches and device walkers -----------------
+
+  Footprint hw_footprint(unsigned b, StepKind k);
+  void hw_step(unsigned b);
+  void hw_walk(unsigned b, StepRecord& rec);
+  void unmapped_access(unsigned b, StepRecord& rec, const std::string& why);
+  void unmapped(unsigned b, const std::string& why);
+  void dev_fault(unsigned b, StepRecord& rec, AccessFault af);
+  void report_fault_loop(unsigned b, const std::string& fault, Pte pte);
+  void dev_fault_handler(unsigned b);
+  void dev_handler_done(unsigned b, StepRecord& rec);
+  void hw_update(unsigned b, StepRecord& rec);
+  void fill_tlb(unsigned b, const WalkResult& w, Pte cached);
+
+  // ---- readers.cpp: lockless readers ---------------------------------------
+
+  void replay_reader(unsigned b);
+  void reader_step(unsigned b);
+
+  struct ObsWrite {
+    std::size_t step;  // index in `steps`
+    unsigned branch;
+    std::uint32_t pos;  // the step's position in its branch (1-based)
+    Pte value;
+  };
+  struct ObsStep {
+    Clock cut{};
+    const Pte* slot = nullptr;  // null: a retry
+    Pte value{};
+  };
+
+  std::vector<std::vector<Pte>> observed_values;  // per branch, this execution
+  std::vector<std::pair<const Pte*, std::vector<ObsWrite>>> obs_writes;
+  std::vector<std::pair<const Pte*, Pte>> obs_initial;
+  std::unordered_set<std::string> obs_seen;
+  std::vector<ObsStep> obs_path;
+  struct Witness {
+    Pte value;
+    std::vector<ObsStep> path;
+  };
+  std::vector<Witness> obs_found;
+  std::uint64_t obs_nodes = 0;
+
+  // What a lockless reader does after the loads of one attempt returned a
+  // given sequence of values. The reader is engine code and deterministic
+  // in what its loads return, so each answer is kept, in a trie of
+  // attempts per reader that outlives the execution (the PTE words it
+  // names are the same in every execution of the block): the reader runs
+  // only for an attempt never seen. Re-running it for every state
+  // observed cost an exception (its stop at the next load) per state,
+  // most of the explorer's time.
+  struct ReaderMove {
+    enum class Kind : std::uint8_t { Unknown, Load, Retry, Returns };
+    Kind kind = Kind::Unknown;
+    const Pte* slot = nullptr;  // Load: the word it loads next
+    Pte value{};                // Returns: what it returns
+    std::vector<std::pair<Pte, std::uint32_t>> next;  // Load: by the value loaded
+  };
+  // Beyond this many moves a reader's trie starts again (a bound on memory;
+  // the answers are recomputed, nothing is lost).
+  static constexpr std::size_t kReaderMovesMax = 1u << 22;
+  std::vector<std::vector<ReaderMove>> reader_moves;  // per branch; [0]: an attempt's start
+
+  const ReaderMove& reader_move(unsigned b, std::uint32_t node, const std::vector<Pte>& log);
+  std::uint32_t reader_child(unsigned b, std::uint32_t node, Pte v);
+  const std::vector<ObsWrite>* writes_of(const Pte* w) const;
+  Pte initial_of(const Pte* w) const;
+  Pte value_at(const Pte* w, const Clock& c) const;
+  void index_writes();
+  std::string obs_key(const Clock& c, const std::vector<Pte>& log) const;
+  void observe_from(unsigned b, const Clock& cut, std::vector<Pte>& log, std::uint32_t node);
+  bool in_cut(std::size_t i, const Clock& c) const { return c[steps[i].branch] >= clocks[i][steps[i].branch]; }
+  std::vector<StepRecord> linearize(unsigned b, const std::vector<ObsStep>& path, std::optional<Pte> returns,
+                                    bool all) const;
+  void observe_reader(unsigned b);
+  bool value_existed(unsigned b, Pte got) const;
+  void check_readers();
+
+  // ---- findings.cpp: checks and counterexamples ----------------------------
+
+  void write_word(Pte* p, Pte v);
+  void check_block_of(const Pte* p, std::uint64_t va);
+  void after_step();
+  void fail(std::string rule, std::string verdict, std::uint64_t va,
+            std::vector<StepRecord>* witness = nullptr);
+  void merge_failures();
+  void mark_culprit(ExploreFailure& f) const;
+  void settle_and_check_tlbs();
+  void final_checks();
+  void tally_outcomes();
+};
+
+}  // namespace contpte

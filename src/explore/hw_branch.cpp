@@ -1,0 +1,240 @@
+// explore/hw_branch.cpp — hardware branches: another CPU's access as a
+// small state machine (walk; FEAT_HAFDBS AF/DBM compare-exchange; TLB
+// fill; fault, waiting for the page-table lock, retry), and device walkers
+// without hardware A/D updates (`dev`), whose fault handler runs
+// handle_pte_fault's path (mm/pte_fault.h) as steps.
+//
+// Promises: the fault decision is hw/access_fault.h's, as for the MMU; an
+// access that can never complete is an error of the run (unmapped); a dev
+// access faulting again for the reason its handler just handled, with the
+// PTE as the handler left it, is the checker's rule fault_loop.
+#include "explore/explorer_impl.h"
+
+#include <stdexcept>
+
+#include "mm/pte_fault.h"
+
+namespace contpte {
+
+Footprint Explorer::Impl::hw_footprint(unsigned b, StepKind k) {
+  const ExploreBranch& s = spec(b);
+  Footprint f{k};
+  auto slot = setup.pt->pte_slot(s.va, false);
+  f.slot = slot ? slot->ptr() : nullptr;
+  std::tie(f.va_lo, f.va_hi) = block_of(s.va.val);
+  // A dev walk decides on its word alone (its handler always runs).
+  f.lock_sensitive = k == StepKind::HwWalk && runs[b].retried && !s.device;
+  return f;
+}
+
+void Explorer::Impl::hw_step(unsigned b) {
+  BranchRun& r = runs[b];
+  const ExploreBranch& s = spec(b);
+  StepRecord rec;
+  rec.va = s.va.val;
+  const Footprint f = r.pending;
+  switch (r.hw) {
+    case HwPhase::Walk: hw_walk(b, rec); break;
+    case HwPhase::Update: hw_update(b, rec); break;
+    case HwPhase::FaultWait:
+      if (s.device) return dev_fault_handler(b);  // records its own steps
+      rec.note = "fault handler took the page-table lock; the access retries";
+      r.retried = true;
+      r.hw = HwPhase::Walk;
+      break;
+    case HwPhase::Handler: dev_handler_done(b, rec); break;
+    case HwPhase::Done: throw std::logic_error("explorer: finished hw branch stepped");
+  }
+  switch (r.hw) {
+    case HwPhase::Walk: r.pending = hw_footprint(b, StepKind::HwWalk); break;
+    case HwPhase::Update: r.pending = hw_footprint(b, StepKind::HwUpdate); break;
+    case HwPhase::FaultWait: r.pending = Footprint{StepKind::FaultRetry}; break;
+    case HwPhase::Handler: r.pending = Footprint{StepKind::Release}; break;
+    case HwPhase::Done: r.done = true; break;
+  }
+  record(b, f, std::move(rec));
+  after_step();
+}
+
+void Explorer::Impl::hw_walk(unsigned b, StepRecord& rec) {
+  BranchRun& r = runs[b];
+  const ExploreBranch& s = spec(b);
+  // The block a CONT leaf belongs to is checked in every state it changes
+  // (check_block_of), so the walk itself depends on its own word only.
+  const WalkResult w = walker.walk(setup.pt->root(), setup.asid, s.va, nullptr);
+  rec.before = rec.after = w.desc;
+  const Pte d = w.desc;
+  const bool hafdbs = setup.features.hafdbs && !s.device;  // a device walker never updates A/D
+  const bool needs_dirty = s.access == MemAccess::Write && pte_rdonly(d);
+  const AccessFault af = access_fault(w.valid, d, s.access, hafdbs);
+  if (af != AccessFault::None && s.device) return dev_fault(b, rec, af);
+  const std::string fault = af == AccessFault::None ? std::string() : std::string(access_fault_name(af));
+  if (!fault.empty()) {
+    const bool unmapped = !w.valid;
+    if (unmapped && s.no_vma) {
+      unmapped_access(b, rec, fmt::format("no VMA covers {:#x} (SIGSEGV)", s.va.val));
+    } else if (!r.retried || (unmapped && lock_holder >= 0)) {
+      // The handler waits for the page-table lock; a PTE cleared by a
+      // statement in progress (break-before-make) is valid again after it.
+      r.hw = HwPhase::FaultWait;
+      rec.note = fault + ": the handler waits for the page-table lock";
+    } else if (unmapped) {
+      unmapped_access(b, rec,
+                      fmt::format("no valid PTE maps {:#x} after its fault was handled and no statement is "
+                                  "in progress",
+                                  s.va.val));
+    } else {
+      r.hw = HwPhase::Done;
+      r.end = BranchEnd::Faulted;
+      r.outcome = "faulted: " + fault;
+      rec.note = fault + " again: the access does not complete";
+    }
+    return;
+  }
+  if (!pte_young(d) || needs_dirty) {
+    r.hw = HwPhase::Update;
+    r.expected = d;
+    r.update_slot = w.slot;
+    r.needs_dirty = needs_dirty;
+    rec.note = needs_dirty ? "needs the dirty update" : "needs the access flag";
+    return;
+  }
+  fill_tlb(b, w, d);
+  r.hw = HwPhase::Done;
+  r.outcome = "done";
+  rec.note = "TLB fill; the access completes";
+}
+
+// An access that can never complete: an error of the run (a top-level
+// access would be the process's SIGSEGV), in every interleaving it occurs.
+void Explorer::Impl::unmapped_access(unsigned b, StepRecord& rec, const std::string& why) {
+  runs[b].hw = HwPhase::Done;
+  rec.note = why + ": the access cannot complete";
+  unmapped(b, why);
+}
+
+void Explorer::Impl::unmapped(unsigned b, const std::string& why) {
+  BranchRun& r = runs[b];
+  r.end = BranchEnd::Unmapped;
+  r.outcome = "unmapped: " + why;
+  const std::string what = fmt::format("{}: {}; the access cannot complete", spec(b).label, why);
+  if (kept) kept->problems.push_back({spec(b).line, what});
+  fail("unmapped", fmt::format("unmapped: {}:{}: {}", setup.source, spec(b).line, what), spec(b).va.val);
+}
+
+// A dev access faulted (`af`) on the word its walk read. The reason its
+// handler just handled, with the PTE still as the handler left it
+// (nobody undid a fix in between): a walker that reads each descriptor
+// alone would fault forever (rule fault_loop). Anything else goes to the
+// handler, which waits for the page-table lock.
+void Explorer::Impl::dev_fault(unsigned b, StepRecord& rec, AccessFault af) {
+  BranchRun& r = runs[b];
+  const std::string fault(access_fault_name(af));
+  if (af == r.handled && r.left_faulting) {
+    r.hw = HwPhase::Done;
+    r.end = BranchEnd::Faulted;
+    r.outcome = "fault_loop: " + fault;
+    rec.note = fault + " again, as its handler left the PTE: it would fault forever";
+    report_fault_loop(b, fault, rec.before);
+    return;
+  }
+  r.hw = HwPhase::FaultWait;
+  r.handled = af;
+  rec.note = fault + ": the handler waits for the page-table lock";
+}
+
+// A finding of the checker (claimable by `expect violation fault_loop`);
+// with checking off (--no-check), not reported: the access just ends.
+void Explorer::Impl::report_fault_loop(unsigned b, const std::string& fault, Pte pte) {
+  const ExploreBranch& s = spec(b);
+  if (!chk) return;
+  chk->report_fault_loop(s.va, s.line, pte,
+                         fmt::format("{} faulted again ({}) after its fault handler (ptep_set_access_flags) "
+                                     "left the PTE still faulting for it: a walker without hardware A/D "
+                                     "updates would fault forever",
+                                     s.label, fault));
+}
+
+// The handler, under the page-table lock: handle_pte_fault's path
+// (mm/pte_fault.h) through this branch's StepEnv, each memory operation
+// a step that other branches may interleave with, as for an engine
+// statement. A fault it cannot handle (no valid PTE, a write to a PTE
+// without write permission) is an error of the run.
+void Explorer::Impl::dev_fault_handler(unsigned b) {
+  BranchRun& r = runs[b];
+  const ExploreBranch& s = spec(b);
+  lock_holder = static_cast<int>(b);
+  r.retried = true;
+  StepRecord rec;
+  rec.va = s.va.val;
+  rec.note = "fault handler takes the page-table lock (handle_pte_fault)";
+  record(b, r.pending, std::move(rec));
+  after_step();
+  const auto slot = setup.pt->pte_slot(s.va, false);
+  const auto why = slot ? handle_pte_level_fault(r.env, VirtAddr{align_down(s.va.val, geo.page_size())}, *slot,
+                                                 s.access == MemAccess::Write)
+                        : std::optional<std::string_view>("no page table maps it");
+  r.handler_error = why.has_value();
+  if (why) unmapped(b, fmt::format("{}; {}", access_fault_name(r.handled), *why));
+  r.hw = HwPhase::Handler;
+  r.pending = Footprint{StepKind::Release};
+}
+
+// The handler drops the lock (the end of an operation, as for an engine
+// statement); the access retries unless the fault could not be handled.
+void Explorer::Impl::dev_handler_done(unsigned b, StepRecord& rec) {
+  BranchRun& r = runs[b];
+  const ExploreBranch& s = spec(b);
+  settle_and_check_tlbs();
+  lock_holder = -1;
+  const WalkResult w = walker.walk(setup.pt->root(), setup.asid, s.va, nullptr);
+  r.left_faulting = access_fault(w.valid, w.desc, s.access, false) == r.handled;
+  if (r.handler_error) {
+    rec.note = "drops the page-table lock; the fault could not be handled";
+    r.hw = HwPhase::Done;
+    return;
+  }
+  rec.note = r.left_faulting ? "fault handler done, drops the page-table lock; the PTE still faults; retries"
+                             : "fault handler done, drops the page-table lock; the access retries";
+  r.hw = HwPhase::Walk;
+}
+
+// FEAT_HAFDBS: AF and (for a store through a DBM entry) !RDONLY, by a
+// compare-exchange on the word the walk read; if software changed it in
+// between, the walk starts again.
+void Explorer::Impl::hw_update(unsigned b, StepRecord& rec) {
+  BranchRun& r = runs[b];
+  Pte v = pte_mkyoung(r.expected);
+  if (r.needs_dirty && pte_write(r.expected)) v = clear_pte_bit(v, bits::kRdonly);
+  rec.before = *r.update_slot;
+  if (rec.before != r.expected) {
+    rec.after = rec.before;
+    rec.note = "compare-exchange failed: the PTE changed; walks again";
+    r.hw = HwPhase::Walk;
+    return;
+  }
+  write_word(r.update_slot, v);
+  rec.after = v;
+  rec.wrote = rec.after != rec.before;
+  rec.note = r.needs_dirty ? "sets dirty (and AF); TLB fill; the write completes"
+                           : "sets AF; TLB fill; the access completes";
+  const WalkResult w = walker.walk(setup.pt->root(), setup.asid, spec(b).va, nullptr);
+  fill_tlb(b, w, v);
+  r.hw = HwPhase::Done;
+  r.outcome = "done";
+}
+
+void Explorer::Impl::fill_tlb(unsigned b, const WalkResult& w, Pte cached) {
+  TlbEntry e;
+  e.asid = setup.asid;
+  e.va = w.va_base;
+  e.size_shift = w.size_shift;
+  e.level = static_cast<std::uint8_t>(w.level);
+  e.cont = pte_cont(w.desc);
+  e.pa = w.pa_base;
+  e.desc = cached;
+  e.page_shift = static_cast<std::uint8_t>(geo.page_shift);
+  runs[b].tlb = e;
+}
+
+}  // namespace contpte
