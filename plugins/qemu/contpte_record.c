@@ -173,6 +173,11 @@ static int connect_recorder(void) {
     close(fd);
     return -1;
   }
+  /* A deep socket buffer lets the guest run ahead of the recorder's
+   * conversion instead of waiting for it after every message (capped by
+   * net.core.wmem_max; a smaller buffer only costs speed). */
+  int sndbuf = 8 << 20;
+  setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf);
   g.fd = fd;
   uint64_t hello[6] = {msg_header(CPT_MSG_HELLO, 40), CPT_REC_PROTOCOL, (uint64_t)getpid(), (uint64_t)getppid(),
                        g.isa, now_ns()};

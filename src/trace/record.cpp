@@ -1,10 +1,10 @@
 #include "trace/record.h"
+#include "trace/record_common.h"
 
 #include "trace/record_space.h"
 
 #include <fcntl.h>
 #include <poll.h>
-#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -333,20 +333,6 @@ constexpr TraceIsa host_isa() {
 #endif
 }
 
-// A temporary directory for valgrind's logs, removed on every exit path.
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    std::string t = (fs::temp_directory_path() / "contpte-record-XXXXXX").string();
-    if (!mkdtemp(t.data())) throw RecordError(fmt::format("cannot create a temporary directory: {}", strerror(errno)));
-    path = t;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-};
-
 struct Fd {
   int fd = -1;
   explicit Fd(int f) : fd(f) {}
@@ -366,22 +352,13 @@ pid_t start_valgrind(const std::vector<std::string>& command, const RecordOption
   std::vector<std::string> argv{opts.valgrind, "--tool=lackey", "--trace-mem=yes", "--trace-syscalls=yes",
                                 "--trace-children=no", fmt::format("--log-file={}/vg.%p", dir.string())};
   argv.insert(argv.end(), command.begin(), command.end());
-  std::vector<char*> cargv;
-  for (auto& a : argv) cargv.push_back(a.data());
-  cargv.push_back(nullptr);
-  const pid_t pid = ::fork();
-  if (pid < 0) throw RecordError(fmt::format("fork: {}", strerror(errno)));
-  if (pid == 0) {
-    // The parent ignores Ctrl-C while recording; the program must not.
-    signal(SIGINT, SIG_DFL);
+  const pid_t pid = record_common::spawn_recorded(argv, [&] {
     // Wait until the parent made the FIFO valgrind will open as its log.
     close(sync[1]);
     char c;
     if (read(sync[0], &c, 1) != 1) _exit(127);
     close(sync[0]);
-    execvp(cargv[0], cargv.data());
-    _exit(127);
-  }
+  });
   close(sync[0]);
   fifo = dir / fmt::format("vg.{}", pid);
   const bool made = mkfifo(fifo.c_str(), 0600) == 0;
@@ -397,12 +374,6 @@ pid_t start_valgrind(const std::vector<std::string>& command, const RecordOption
   return pid;
 }
 
-int status_of(int wstatus) {
-  if (WIFEXITED(wstatus)) return WEXITSTATUS(wstatus);
-  if (WIFSIGNALED(wstatus)) return 128 + WTERMSIG(wstatus);
-  return 1;
-}
-
 }  // namespace
 
 RecordResult record_command(const std::vector<std::string>& command, const std::string& out_path,
@@ -412,27 +383,14 @@ RecordResult record_command(const std::vector<std::string>& command, const std::
     return record_with_qemu(command, out_path, opts);
   if (!program_in_path(opts.valgrind))
     throw RecordError(fmt::format("'{}' not found: install valgrind (scripts/install-deps.sh)", opts.valgrind));
-  std::ofstream out(out_path, std::ios::binary | std::ios::trunc);
-  if (!out) throw RecordError(fmt::format("cannot create '{}': {}", out_path, strerror(errno)));
+  std::ofstream out = record_common::create_trace_file(out_path);
 
-  TempDir dir;
-  // Ctrl-C stops the recorded program (the whole foreground group gets
-  // it), not the recording: what the program did until then is written as
-  // a complete trace, and the temporary logs are removed.
-  struct IgnoreInterrupt {
-    struct sigaction old {};
-    IgnoreInterrupt() {
-      struct sigaction ign {};
-      ign.sa_handler = SIG_IGN;
-      sigaction(SIGINT, &ign, &old);
-    }
-    ~IgnoreInterrupt() { sigaction(SIGINT, &old, nullptr); }
-  } ignore_interrupt;
-  // Forked children that outlive the recorded process are reparented here,
-  // so the recording waits for every one (their logs end when they exit).
-  prctl(PR_SET_CHILD_SUBREAPER, 1);
+  // valgrind's logs; removed on every exit path (Ctrl-C included: it stops
+  // the recorded program, not the recording).
+  const record_common::TempDir dir("contpte-record");
+  const record_common::RecordingScope scope;
   fs::path fifo;
-  const pid_t pid = start_valgrind(command, opts, dir.path, fifo);
+  const pid_t pid = start_valgrind(command, opts, dir.path(), fifo);
   Fd fd(open(fifo.c_str(), O_RDONLY | O_NONBLOCK));
   if (fd.fd < 0) {
     kill(pid, SIGKILL);
@@ -477,22 +435,19 @@ RecordResult record_command(const std::vector<std::string>& command, const std::
   if (!exited) waitpid(pid, &wstatus, 0);
   while (waitpid(-1, nullptr, 0) > 0) {  // the forked children, reparented to us
   }
-  res.exit_status = status_of(wstatus);
+  res.exit_status = record_common::exit_status_of(wstatus);
   if (res.exit_status == 127 && res.log_bytes == 0)
     throw RecordError(fmt::format("could not run {} (exit 127)", opts.valgrind));
 
   convert_children(
       writer, forks, res,
       [&](long child) -> std::unique_ptr<std::istream> {
-        auto in = std::make_unique<std::ifstream>(dir.path / fmt::format("vg.{}", child), std::ios::binary);
+        auto in = std::make_unique<std::ifstream>(dir.path() / fmt::format("vg.{}", child), std::ios::binary);
         if (!*in) return nullptr;
         return in;
       },
       tick);
-  writer.finish();
-  res.totals = writer.totals();
-  res.streams = writer.next_stream();
-  res.compressed_bytes = writer.compressed_bytes();
+  record_common::finish_recording(writer, res);
   return res;
 }
 

@@ -10,7 +10,6 @@
 // The address-space rules are RecordedSpace's (trace/record_space.h).
 #include <fcntl.h>
 #include <poll.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -33,6 +32,7 @@
 
 #include "record_protocol.h"
 #include "trace/record.h"
+#include "trace/record_common.h"
 #include "trace/record_space.h"
 
 namespace contpte {
@@ -555,14 +555,12 @@ class Merger {
   bool root_done_ = false;
 };
 
-// The temporary directory holding the socket, removed on every exit path.
-struct SocketDir {
-  fs::path dir;
+// The socket the plugin instances connect to, in a temporary directory
+// removed on every exit path.
+struct Socket {
+  record_common::TempDir dir{"contpte-qemu"};
   int fd = -1;
-  SocketDir() {
-    std::string t = (fs::temp_directory_path() / "contpte-qemu-XXXXXX").string();
-    if (!mkdtemp(t.data())) throw RecordError(fmt::format("cannot create a temporary directory: {}", strerror(errno)));
-    dir = t;
+  Socket() {
     fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     sockaddr_un a{};
     a.sun_family = AF_UNIX;
@@ -572,33 +570,13 @@ struct SocketDir {
     if (bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || listen(fd, 64) != 0)
       throw RecordError(fmt::format("cannot listen on {}: {}", p, strerror(errno)));
   }
-  ~SocketDir() {
+  ~Socket() {
     if (fd >= 0) close(fd);
-    std::error_code ec;
-    fs::remove_all(dir, ec);
   }
-  std::string path() const { return (dir / "s").string(); }
+  Socket(const Socket&) = delete;
+  Socket& operator=(const Socket&) = delete;
+  std::string path() const { return (dir.path() / "s").string(); }
 };
-
-int status_of(int wstatus) {
-  if (WIFEXITED(wstatus)) return WEXITSTATUS(wstatus);
-  if (WIFSIGNALED(wstatus)) return 128 + WTERMSIG(wstatus);
-  return 1;
-}
-
-pid_t spawn(std::vector<std::string> argv) {
-  std::vector<char*> cargv;
-  for (auto& a : argv) cargv.push_back(a.data());
-  cargv.push_back(nullptr);
-  const pid_t pid = ::fork();
-  if (pid < 0) throw RecordError(fmt::format("fork: {}", strerror(errno)));
-  if (pid == 0) {
-    signal(SIGINT, SIG_DFL);
-    execvp(cargv[0], cargv.data());
-    _exit(127);
-  }
-  return pid;
-}
 
 }  // namespace
 
@@ -625,25 +603,15 @@ RecordResult record_with_qemu(const std::vector<std::string>& command, const std
                                     trace_isa_name(guest.isa), sysroot));
     argv.insert(argv.end(), {"-L", sysroot});
   }
-  std::ofstream out(out_path, std::ios::binary | std::ios::trunc);
-  if (!out) throw RecordError(fmt::format("cannot create '{}': {}", out_path, strerror(errno)));
+  std::ofstream out = record_common::create_trace_file(out_path);
 
-  SocketDir sock;
+  Socket sock;
   // exec=follow: the plugin runs every program the guest executes under
   // this same qemu command line (plugins/qemu/contpte_record.c).
   argv.insert(argv.end(), {"-plugin", fmt::format("{},sock={},exec=follow", plugin_path(opts), sock.path())});
   argv.insert(argv.end(), guest.argv.begin(), guest.argv.end());
 
-  struct IgnoreInterrupt {
-    struct sigaction old {};
-    IgnoreInterrupt() {
-      struct sigaction ign {};
-      ign.sa_handler = SIG_IGN;
-      sigaction(SIGINT, &ign, &old);
-    }
-    ~IgnoreInterrupt() { sigaction(SIGINT, &old, nullptr); }
-  } ignore_interrupt;
-  prctl(PR_SET_CHILD_SUBREAPER, 1);
+  const record_common::RecordingScope scope;
 
   TraceHeader header;
   header.command = command;
@@ -652,7 +620,7 @@ RecordResult record_with_qemu(const std::vector<std::string>& command, const std
   RecordResult res;
   Merger merger(writer, res);
   std::vector<std::unique_ptr<Proc>> procs;
-  const pid_t pid = spawn(argv);
+  const pid_t pid = record_common::spawn_recorded(argv);
   int wstatus = 0;
   bool exited = false;
   std::uint64_t last_tick = 0;
@@ -689,14 +657,11 @@ RecordResult record_with_qemu(const std::vector<std::string>& command, const std
   merger.finish_all();
   while (waitpid(-1, nullptr, 0) > 0) {
   }
-  res.exit_status = status_of(wstatus);
+  res.exit_status = record_common::exit_status_of(wstatus);
   if (procs.empty())
     throw RecordError(fmt::format("{} recorded nothing (exit status {}): did the plugin load?", qemu,
                                   res.exit_status));
-  writer.finish();
-  res.totals = writer.totals();
-  res.streams = writer.next_stream();
-  res.compressed_bytes = writer.compressed_bytes();
+  record_common::finish_recording(writer, res);
   return res;
 }
 

@@ -61,7 +61,7 @@ const RecordedSpace::Seg* RecordedSpace::add_implicit(std::uint64_t a) {
   const std::uint32_t id = w_->next_map();
   w_->write(TraceMmap{hi - lo, trace_prot::kRead | trace_prot::kWrite | trace_prot::kExec, trace_map::kImplicit,
                       std::nullopt, 0, std::nullopt, 0});
-  last_ = nullptr;
+  forget_recent();
   return &as_.implicit.emplace(lo, Seg{lo, hi, id, 0}).first->second;
 }
 
@@ -72,7 +72,7 @@ void RecordedSpace::unmap_implicit(std::uint64_t a, std::uint64_t e) {
 void RecordedSpace::munmap(std::uint64_t a, std::uint64_t len) {
   len = page_up(len);
   for_range(a, a + len, true, [&](const Seg& p) { w_->write(TraceMunmap{p.map, p.off, p.end - p.start}); });
-  last_ = nullptr;
+  forget_recent();
 }
 
 void RecordedSpace::mprotect(std::uint64_t a, std::uint64_t len, std::uint64_t prot) {
@@ -110,7 +110,7 @@ void RecordedSpace::mmap(std::uint64_t a, std::uint64_t len, std::uint64_t prot,
   const std::uint32_t id = w_->next_map();
   w_->write(m);
   as_.segs.emplace(a, Seg{a, a + len, id, 0});
-  last_ = nullptr;
+  forget_recent();
 }
 
 void RecordedSpace::brk(std::uint64_t asked, std::uint64_t now) {
@@ -127,7 +127,7 @@ void RecordedSpace::brk(std::uint64_t asked, std::uint64_t now) {
     w_->write(TraceMmap{end - start, trace_prot::kRead | trace_prot::kWrite, trace_map::kHeap, std::nullopt, 0,
                         std::nullopt, 0});
     as_.segs.emplace(start, Seg{start, end, *as_.heap, 0});
-    last_ = nullptr;
+    forget_recent();
     return;
   }
   auto it = as_.segs.find(start);
@@ -138,7 +138,7 @@ void RecordedSpace::brk(std::uint64_t asked, std::uint64_t now) {
   if (end > it->second.end) unmap_implicit(it->second.end, end);
   it->second.end = end;
   w_->write(TraceBrk{*as_.heap, end - start});
-  last_ = nullptr;
+  forget_recent();
 }
 
 void RecordedSpace::mremap(std::uint64_t old, std::uint64_t old_len, std::uint64_t new_len, std::uint64_t now) {
@@ -157,7 +157,7 @@ void RecordedSpace::mremap(std::uint64_t old, std::uint64_t old_len, std::uint64
       w_->write(TraceMremap{map, new_len, true});
       as_.segs.emplace(now, Seg{now, now + new_len, id, 0});
     }
-    last_ = nullptr;
+    forget_recent();
     return;
   }
   // Part of a mapping: an unmap and a fresh mapping (docs/trace.md).
@@ -166,7 +166,7 @@ void RecordedSpace::mremap(std::uint64_t old, std::uint64_t old_len, std::uint64
   const std::uint32_t id = w_->next_map();
   w_->write(TraceMmap{new_len, trace_prot::kRead | trace_prot::kWrite, 0, std::nullopt, 0, std::nullopt, 0});
   as_.segs.emplace(now, Seg{now, now + new_len, id, 0});
-  last_ = nullptr;
+  forget_recent();
 }
 
 }  // namespace contpte

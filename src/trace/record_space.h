@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <map>
 #include <optional>
+#include <utility>
 
 #include "trace/trace.h"
 
@@ -25,14 +26,14 @@ class RecordedSpace {
   // A fork's child starts with a copy (copy the object).
   RecordedSpace(const RecordedSpace& o) : w_(o.w_), as_(o.as_) {}
   RecordedSpace& operator=(const RecordedSpace& o) {
-    w_ = o.w_, as_ = o.as_, last_ = nullptr;
+    w_ = o.w_, as_ = o.as_;
+    forget_recent();
     return *this;
   }
 
   // A data access or fetch of `size` bytes at `addr`.
   void access(TraceAccessType type, std::uint64_t addr, std::uint64_t size) {
-    const Seg* s = last_ && addr >= last_->start && addr < last_->end ? last_ : lookup(addr);
-    last_ = s;
+    const Seg* s = seg_of(addr);
     size = std::min<std::uint64_t>({size, s->end - addr, 1 << 16});  // the rest would be the next mapping's
     w_->access(TraceAccess{type, s->map, s->off + (addr - s->start), static_cast<std::uint32_t>(size)});
   }
@@ -43,8 +44,7 @@ class RecordedSpace {
     std::uint64_t offset, room;
   };
   Place place(std::uint64_t addr) {
-    const Seg* s = last_ && addr >= last_->start && addr < last_->end ? last_ : lookup(addr);
-    last_ = s;
+    const Seg* s = seg_of(addr);
     return Place{s->map, s->off + (addr - s->start), s->end - addr};
   }
 
@@ -61,7 +61,7 @@ class RecordedSpace {
   // execve: nothing of the old program stays (the trace says TraceExec).
   void clear() {
     as_ = AddressSpace{};
-    last_ = nullptr;
+    forget_recent();
   }
 
  private:
@@ -95,11 +95,26 @@ class RecordedSpace {
     return add_implicit(a);
   }
   const Seg* add_implicit(std::uint64_t a);
+  static bool inside(const Seg* s, std::uint64_t a) { return s && a >= s->start && a < s->end; }
+  // The segment of `a` through the two most recently used (a program
+  // alternates between its stack and its data); any change of the segment
+  // maps forgets them.
+  const Seg* seg_of(std::uint64_t a) {
+    if (inside(recent_[0], a)) return recent_[0];
+    if (inside(recent_[1], a)) {
+      std::swap(recent_[0], recent_[1]);
+      return recent_[0];
+    }
+    const Seg* s = lookup(a);
+    recent_[1] = recent_[0], recent_[0] = s;
+    return s;
+  }
+  void forget_recent() { recent_[0] = recent_[1] = nullptr; }
   void unmap_implicit(std::uint64_t a, std::uint64_t e);
 
   TraceWriter* w_;
   AddressSpace as_;
-  const Seg* last_ = nullptr;  // the segment of the previous access (a cache)
+  const Seg* recent_[2] = {nullptr, nullptr};  // a cache of seg_of
 };
 
 }  // namespace contpte

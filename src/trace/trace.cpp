@@ -30,7 +30,7 @@ enum Tag : std::uint8_t {
   kTagStream = 0x89,
   // Version 2.
   kTagBlock = 0x8a,
-  kTagRunBlock = 0x8b,
+  kTagRunBlock = trace_detail::kTagRunBlock,
   kTagTime = 0x8c,
   kTagThread = 0x8d,
   kTagFile = 0x8e,
@@ -38,12 +38,12 @@ enum Tag : std::uint8_t {
   kTagMmapWithinFile = 0x90,
   kTagExec = 0x91,
   // Version 3.
-  kTagRunNext = 0x92,
+  kTagRunNext = trace_detail::kTagRunNext,
   kTagEnd = 0xff,
 };
 // Access tag bits: type (2), map changed (1), size code (4).
-constexpr std::uint8_t kAccessMapChanged = 0x04;
-constexpr unsigned kAccessSizeShift = 3;
+using trace_detail::kAccessMapChanged;
+using trace_detail::kAccessSizeShift;
 
 // Limits that keep a corrupt trace from asking for absurd allocations.
 constexpr std::uint64_t kMaxArgs = 4096;
@@ -54,7 +54,7 @@ constexpr std::uint64_t kMaxMaps = std::uint64_t{1} << 28;
 constexpr std::uint64_t kMaxBlocks = std::uint64_t{1} << 28;
 constexpr std::uint64_t kMaxBlockInsns = 4096;
 constexpr std::uint64_t kMaxPath = 4096;
-constexpr std::size_t kChunk = 1 << 17;
+using trace_detail::kChunk;
 // Past kChunk, room for the longest fixed-size record (an mmap: a tag and 7
 // varints); records with strings or size lists reserve their own.
 constexpr std::size_t kSlack = 128;
@@ -70,53 +70,10 @@ constexpr std::int64_t unzigzag(std::uint64_t v) {
 // against the previous data access of the same mapping.
 constexpr unsigned cursor_class(TraceAccessType t) { return t == TraceAccessType::Instr ? 0 : 1; }
 
-// Version 3's prediction of data accesses and block runs, kept alike by the
-// writer and the reader (docs/trace-format.md "Version 3"). A data access
-// has a context: the block that ran last in the current thread and how
-// many data accesses followed it (the k-th access of a block is usually the
-// same instruction as last time, striding through memory as it did then).
-// A context predicts its next access at its last offset plus its last
-// stride, in its last mapping. A block predicts the block that ran after it
-// last time.
-struct Predictor {
-  static constexpr std::uint32_t kNone = ~0u;
-  static constexpr unsigned kSlots = 16;  // accesses past the 15th share the last context
-  struct Context {
-    std::uint32_t map = kNone;
-    std::uint64_t offset = 0;
-    std::uint64_t stride = 0;  // modulo 2^64
-  };
-  std::vector<Context> contexts;        // kSlots per block
-  std::vector<std::uint32_t> next;      // per block: the block that ran after it last
-  std::uint32_t block = kNone;          // the current thread's last block run
-  unsigned k = 0;                       // data accesses since it ran
-
-  void define_block() {
-    contexts.resize(contexts.size() + kSlots);
-    next.push_back(kNone);
-  }
-  // A stream, thread or program switch: the next access has no context.
-  void forget() { block = kNone, k = 0; }
-  bool predicts(std::uint32_t b) const { return block != kNone && next[block] == b; }
-  void run(std::uint32_t b) {
-    if (block != kNone) next[block] = b;
-    block = b, k = 0;
-  }
-  Context* context() {
-    if (block == kNone) return nullptr;
-    return &contexts[std::size_t{block} * kSlots + std::min(k, kSlots - 1)];
-  }
-  // The mapping and offset base a data access in mapping `map` is coded
-  // against: the context's prediction when it is in the same mapping.
-  static bool same_map(const Context* c, std::uint32_t map) { return c && c->map == map; }
-  static void learn(Context* c, std::uint32_t map, std::uint64_t offset) {
-    if (!c) return;
-    c->stride = c->map == map ? offset - c->offset : 0;
-    c->map = map, c->offset = offset;
-  }
-};
 
 }  // namespace
+
+using trace_detail::Predictor;
 
 TraceError::TraceError(std::string file, std::uint64_t offset, bool compressed, const std::string& message)
     : std::runtime_error(fmt::format("{}: error: {} byte {}: {}", file,
@@ -149,9 +106,6 @@ std::string_view trace_access_name(TraceAccessType t) {
 struct TraceWriter::Zstd {
   ZSTD_CCtx* cctx = ZSTD_createCCtx();
   ~Zstd() { ZSTD_freeCCtx(cctx); }
-  // Per-mapping cursors of the delta encoding (see cursor_class).
-  std::vector<std::uint64_t> data_cursor;
-  Predictor pred;  // version 3
 };
 
 TraceWriter::TraceWriter(std::ostream& out, const TraceHeader& header, int level)
@@ -201,46 +155,7 @@ void TraceWriter::flush_buffer(bool end) {
   if (buf_.size() > kChunk + kSlack) buf_.resize(kChunk + kSlack);  // after a long string
 }
 
-void TraceWriter::access(const TraceAccess& a) {
-  const unsigned c = cursor_class(a.type);
-  auto& cursors = z_->data_cursor;
-  if (cursors.size() <= std::size_t{a.map} * 2 + 1) cursors.resize(std::size_t{a.map} * 2 + 2, 0);
-  std::uint64_t& cursor = cursors[std::size_t{a.map} * 2 + c];
-  // Version 3: a data access is coded against its context's prediction.
-  Predictor::Context* ctx = c == 1 && version_ >= 3 ? z_->pred.context() : nullptr;
-  const std::uint32_t expected_map = ctx && ctx->map != Predictor::kNone ? ctx->map : cur_map_[c];
-  const bool changed = a.map != expected_map;
-  const std::uint64_t base =
-      !changed && Predictor::same_map(ctx, a.map) ? ctx->offset + ctx->stride : cursor;
-  const std::uint8_t size_code = a.size < 16 ? static_cast<std::uint8_t>(a.size) : 0;
-  put_byte(static_cast<std::uint8_t>(static_cast<unsigned>(a.type) | (changed ? kAccessMapChanged : 0) |
-                                     (size_code << kAccessSizeShift)));
-  if (size_code == 0) put_varint(a.size);
-  if (changed) put_varint(a.map);
-  put_varint(zigzag(static_cast<std::int64_t>(a.offset - base)));
-  if (c == 1 && version_ >= 3) {
-    Predictor::learn(ctx, a.map, a.offset);
-    ++z_->pred.k;
-  }
-  cur_map_[c] = a.map;
-  cursor = c == 0 ? a.offset + a.size : a.offset;
-  ++totals_.records;
-  ++totals_.accesses;
-  if (n_ >= kChunk) flush_buffer(false);
-}
-
-void TraceWriter::run_block(std::uint32_t block, std::uint32_t insns) {
-  if (version_ >= 3 && z_->pred.predicts(block)) {
-    put_byte(kTagRunNext);
-  } else {
-    put_byte(kTagRunBlock);
-    put_varint(block);
-  }
-  if (version_ >= 3) z_->pred.run(block);
-  ++totals_.records;
-  totals_.accesses += insns;
-  if (n_ >= kChunk) flush_buffer(false);
-}
+void TraceWriter::grow_cursors(std::uint32_t map) { cursors_.resize(std::size_t{map} * 2 + 2, 0); }
 
 void TraceWriter::write(const TraceRecord& r) {
   if (const auto* a = std::get_if<TraceAccess>(&r))
@@ -288,12 +203,12 @@ void TraceWriter::write_other(const TraceRecord& r) {
         } else if constexpr (std::is_same_v<T, TraceStream>) {
           put_byte(kTagStream), put_varint(x.stream);
           cur_map_[0] = cur_map_[1] = ~0u;  // as the reader: the next access names its mapping
-          z_->pred.forget();
+          pred_.forget();
         } else if constexpr (std::is_same_v<T, TraceBlock>) {
           put_byte(kTagBlock), put_varint(x.map), put_varint(x.offset), put_varint(x.sizes.size());
           put_bytes(reinterpret_cast<const char*>(x.sizes.data()), x.sizes.size());
           ++blocks_;
-          z_->pred.define_block();
+          pred_.define_block();
           block_insns_.push_back(static_cast<std::uint32_t>(x.sizes.size()));
         } else if constexpr (std::is_same_v<T, TraceRunBlock>) {
           if (x.block >= block_insns_.size()) throw std::logic_error("TraceWriter: run of an undefined block");
@@ -307,7 +222,7 @@ void TraceWriter::write_other(const TraceRecord& r) {
         } else if constexpr (std::is_same_v<T, TraceThread>) {
           put_byte(kTagThread), put_varint(x.tid);
           cur_map_[0] = cur_map_[1] = ~0u;
-          z_->pred.forget();
+          pred_.forget();
         } else if constexpr (std::is_same_v<T, TraceFile>) {
           put_byte(kTagFile), put_varint(x.size), put_varint(x.path.size());
           put_bytes(x.path.data(), x.path.size());
@@ -316,7 +231,7 @@ void TraceWriter::write_other(const TraceRecord& r) {
           put_byte(kTagExec), put_varint(x.command.size());
           for (const auto& a : x.command) put_varint(a.size()), put_bytes(a.data(), a.size());
           cur_map_[0] = cur_map_[1] = ~0u;
-          z_->pred.forget();
+          pred_.forget();
         }
       },
       r);
@@ -540,25 +455,7 @@ std::optional<TraceRecord> TraceReader::next() {
 TraceRecord TraceReader::read_other(std::uint8_t tag, std::uint64_t at) {
   switch (tag) {
     case kTagMmap:
-    case kTagMmapWithin: {
-      TraceMmap m;
-      m.len = get_varint();
-      m.prot = get_u32("protection");
-      m.flags = get_u32("flags");
-      if (m.len == 0 || m.len > kMaxMapLen) fail(at, fmt::format("mmap length {:#x} out of range", m.len));
-      if (m.prot > 7) fail(at, fmt::format("mmap protection {:#x} has unknown bits", m.prot));
-      if (m.flags & ~trace_map::kAll) fail(at, fmt::format("mmap flags {:#x} have unknown bits", m.flags));
-      if (tag == kTagMmapWithin) {
-        m.within = get_map("mmap within");
-        m.within_offset = get_varint();
-        check_range(*m.within, m.within_offset, m.len, at);
-      }
-      if (map_len_.size() >= kMaxMaps) fail(at, "too many mappings");
-      map_len_.push_back(m.len);
-      z_->cursor.resize(map_len_.size() * 2, 0);
-      z_->flags.push_back(m.flags);
-      return m;
-    }
+    case kTagMmapWithin: return read_mmap(tag == kTagMmapWithin, false, at);
     case kTagMunmap: {
       TraceMunmap m;
       m.map = get_map("munmap");
@@ -656,6 +553,33 @@ TraceRecord TraceReader::read_other(std::uint8_t tag, std::uint64_t at) {
   }
 }
 
+// mmap and its variants: inside another mapping (`within`), of a file
+// (`file`, version 2).
+TraceMmap TraceReader::read_mmap(bool within, bool file, std::uint64_t at) {
+  TraceMmap m;
+  m.len = get_varint();
+  m.prot = get_u32("protection");
+  m.flags = get_u32("flags");
+  if (m.len == 0 || m.len > kMaxMapLen) fail(at, fmt::format("mmap length {:#x} out of range", m.len));
+  if (m.prot > 7) fail(at, fmt::format("mmap protection {:#x} has unknown bits", m.prot));
+  if (m.flags & ~trace_map::kAll) fail(at, fmt::format("mmap flags {:#x} have unknown bits", m.flags));
+  if (within) {
+    m.within = get_map("mmap within");
+    m.within_offset = get_varint();
+    check_range(*m.within, m.within_offset, m.len, at);
+  }
+  if (file) {
+    m.file = get_u32("file");
+    if (*m.file >= files_) fail(at, fmt::format("mmap names file {}, but only {} exist", *m.file, files_));
+    m.file_offset = get_varint();
+  }
+  if (map_len_.size() >= kMaxMaps) fail(at, "too many mappings");
+  map_len_.push_back(m.len);
+  z_->cursor.resize(map_len_.size() * 2, 0);
+  z_->flags.push_back(m.flags);
+  return m;
+}
+
 std::string TraceReader::get_string(std::uint64_t max, const char* what) {
   const std::uint64_t len = get_varint();
   if (len > max) fail(z_->record_start, fmt::format("{} of {} bytes (at most {})", what, len, max));
@@ -705,28 +629,7 @@ TraceRecord TraceReader::read_v2(std::uint8_t tag, std::uint64_t at) {
       return f;
     }
     case kTagMmapFile:
-    case kTagMmapWithinFile: {
-      TraceMmap m;
-      m.len = get_varint();
-      m.prot = get_u32("protection");
-      m.flags = get_u32("flags");
-      if (m.len == 0 || m.len > kMaxMapLen) fail(at, fmt::format("mmap length {:#x} out of range", m.len));
-      if (m.prot > 7) fail(at, fmt::format("mmap protection {:#x} has unknown bits", m.prot));
-      if (m.flags & ~trace_map::kAll) fail(at, fmt::format("mmap flags {:#x} have unknown bits", m.flags));
-      if (tag == kTagMmapWithinFile) {
-        m.within = get_map("mmap within");
-        m.within_offset = get_varint();
-        check_range(*m.within, m.within_offset, m.len, at);
-      }
-      m.file = get_u32("file");
-      if (*m.file >= files_) fail(at, fmt::format("mmap names file {}, but only {} exist", *m.file, files_));
-      m.file_offset = get_varint();
-      if (map_len_.size() >= kMaxMaps) fail(at, "too many mappings");
-      map_len_.push_back(m.len);
-      z_->cursor.resize(map_len_.size() * 2, 0);
-      z_->flags.push_back(m.flags);
-      return m;
-    }
+    case kTagMmapWithinFile: return read_mmap(tag == kTagMmapWithinFile, true, at);
     case kTagExec: {
       TraceExec e;
       const std::uint64_t argc = get_varint();

@@ -22,6 +22,8 @@
 #include <variant>
 #include <vector>
 
+#include "trace/trace_predict.h"
+
 namespace contpte {
 
 // The version the writer writes by default. The reader reads 1 to 3; an
@@ -221,8 +223,8 @@ class TraceWriter {
   // The caller keeps the ids consistent (the reader checks them):
   // next_map() is the id the next TraceMmap (or moved TraceMremap) gets.
   void write(const TraceRecord& r);
-  void access(const TraceAccess& a);  // the hot path: no variant
-  void run_block(std::uint32_t block, std::uint32_t insns);  // ditto; `insns`: the block's size
+  inline void access(const TraceAccess& a);  // the hot path: no variant, inline
+  inline void run_block(std::uint32_t block, std::uint32_t insns);  // ditto; `insns`: the block's size
   // The end record and the zstd frame's end; nothing may follow.
   void finish();
 
@@ -251,6 +253,7 @@ class TraceWriter {
   void put_bytes(const char* p, std::size_t k);
   void flush_buffer(bool end);
   void write_other(const TraceRecord& r);
+  void grow_cursors(std::uint32_t map);
 
   std::ostream& out_;
   std::unique_ptr<Zstd> z_;
@@ -260,6 +263,9 @@ class TraceWriter {
   // The mapping of the previous fetch and of the previous data access (the
   // per-mapping offset cursors are in Zstd).
   std::uint32_t cur_map_[2] = {~0u, ~0u};
+  // Per mapping: the fetch and data cursors of the delta coding.
+  std::vector<std::uint64_t> cursors_;
+  trace_detail::Predictor pred_;  // version 3
   std::uint32_t maps_ = 0;
   std::uint32_t streams_ = 1;
   std::uint32_t blocks_ = 0, files_ = 0;
@@ -270,6 +276,60 @@ class TraceWriter {
   std::uint64_t compressed_ = 0;
   bool finished_ = false;
 };
+
+// Record tags and access-tag bits the inline writer needs
+// (docs/trace-format.md).
+namespace trace_detail {
+inline constexpr std::uint8_t kTagRunBlock = 0x8b, kTagRunNext = 0x92;
+inline constexpr std::uint8_t kAccessMapChanged = 0x04;
+inline constexpr unsigned kAccessSizeShift = 3;
+inline constexpr std::size_t kChunk = 1 << 17;  // uncompressed bytes handed to zstd at once
+}  // namespace trace_detail
+
+void TraceWriter::access(const TraceAccess& a) {
+  using namespace trace_detail;
+  // Fetches continue where the previous one ended; data accesses are coded
+  // against the previous data access of the same mapping, or in version 3
+  // against their context's prediction (docs/trace-format.md).
+  const unsigned c = a.type == TraceAccessType::Instr ? 0 : 1;
+  if (cursors_.size() <= std::size_t{a.map} * 2 + 1) grow_cursors(a.map);
+  std::uint64_t& cursor = cursors_[std::size_t{a.map} * 2 + c];
+  const bool predict = c == 1 && version_ >= 3;
+  Predictor::Context* ctx = predict ? pred_.context() : nullptr;
+  const std::uint32_t expected_map = ctx && ctx->map != Predictor::kNone ? ctx->map : cur_map_[c];
+  const bool changed = a.map != expected_map;
+  const std::uint64_t base = !changed && Predictor::same_map(ctx, a.map) ? ctx->offset + ctx->stride : cursor;
+  const std::uint8_t size_code = a.size < 16 ? static_cast<std::uint8_t>(a.size) : 0;
+  put_byte(static_cast<std::uint8_t>(static_cast<unsigned>(a.type) | (changed ? kAccessMapChanged : 0) |
+                                     (size_code << kAccessSizeShift)));
+  if (size_code == 0) put_varint(a.size);
+  if (changed) put_varint(a.map);
+  const auto d = static_cast<std::int64_t>(a.offset - base);
+  put_varint((static_cast<std::uint64_t>(d) << 1) ^ static_cast<std::uint64_t>(d >> 63));  // zigzag
+  if (predict) {
+    Predictor::learn(ctx, a.map, a.offset);
+    ++pred_.k;
+  }
+  cur_map_[c] = a.map;
+  cursor = c == 0 ? a.offset + a.size : a.offset;
+  ++totals_.records;
+  ++totals_.accesses;
+  if (n_ >= kChunk) flush_buffer(false);
+}
+
+void TraceWriter::run_block(std::uint32_t block, std::uint32_t insns) {
+  using namespace trace_detail;
+  if (version_ >= 3 && pred_.predicts(block)) {
+    put_byte(kTagRunNext);
+  } else {
+    put_byte(kTagRunBlock);
+    put_varint(block);
+  }
+  if (version_ >= 3) pred_.run(block);
+  ++totals_.records;
+  totals_.accesses += insns;
+  if (n_ >= kChunk) flush_buffer(false);
+}
 
 class TraceReader {
  public:
@@ -310,6 +370,7 @@ class TraceReader {
   void check_range(std::uint32_t map, std::uint64_t offset, std::uint64_t len, std::uint64_t at);
   TraceRecord read_other(std::uint8_t tag, std::uint64_t at);
   TraceRecord read_v2(std::uint8_t tag, std::uint64_t at);
+  TraceMmap read_mmap(bool within, bool file, std::uint64_t at);
   std::string get_string(std::uint64_t max, const char* what);
 
   std::istream& in_;
