@@ -8,10 +8,13 @@
 # Records, one trace per process, what a gcc build of the C files runs:
 # cc1 (the compiler proper), as and ld for each file.
 # Each command is the one `gcc -###` prints, run under `contpte record`
-# (the valgrind recorder today: it does not follow exec, so each process is
-# recorded on its own and scripts/compare-build.py adds the processes up).
+# (its default recorder: QEMU where qemu-user is installed, else valgrind),
+# one trace per process; scripts/compare-build.py adds the processes up.
+# (The QEMU recorder also follows exec, so `contpte record -- make` records
+# a whole build as one trace; per-process traces keep the comparison the
+# same under both recorders.)
 # Default files: three of zlib's examples (Debian package zlib1g-dev),
-# compiled at -O0 so that recording takes minutes, not hours.
+# compiled at -O0 (about a minute under QEMU, hours under valgrind).
 set -eu
 CONTPTE=build/contpte
 if [ "${1:-}" = "-c" ]; then CONTPTE=$2; shift 2; fi

@@ -111,7 +111,8 @@ class Replayer {
   // A fixed mapping at `want` (maybe not page aligned in the simulated
   // granule): the covering pages, sharing a protection with what was
   // already in an edge page (so neither neighbour starts to fault).
-  std::optional<std::uint64_t> map_fixed(std::uint64_t want, std::uint64_t len, Prot prot) {
+  std::optional<std::uint64_t> map_fixed(std::uint64_t want, std::uint64_t len, Prot prot, bool shared = false,
+                                         const std::string* file = nullptr, bool shmem = false) {
     const std::uint64_t s = down(want), e = up(want + len);
     std::uint32_t bits = bits_of(prot);
     if (s != want)
@@ -119,7 +120,29 @@ class Replayer {
     if (e != want + len)
       if (const Vma* v = mm().find_vma(e - 1)) bits |= bits_of(v->prot);
     mm().munmap(s, e - s);  // MAP_FIXED replaces what was there
-    return mm().mmap(e - s, prot_of(bits), false, s, 0);
+    return mm().mmap(e - s, prot_of(bits), shared, s, 0, file, shmem);
+  }
+
+  // What backs a new mapping in the simulated mm (docs/trace.md "Replay"):
+  // a file mapping maps the page cache of "PATH@OFFSET", one per file and
+  // file offset, so every process that maps the same segment of a file
+  // shares its cache (the simulated mm's file mappings start at their
+  // file's page 0, hence one cache per offset); shared anonymous memory is
+  // shmem of its own, shared with the children forked after it; the rest
+  // is private anonymous memory.
+  struct Backing {
+    std::optional<std::string> file;
+    bool shared = false, shmem = false;
+  };
+  Backing backing_of(const TraceMmap& m) {
+    Backing b;
+    b.shared = m.flags & trace_map::kShared;
+    if (m.file && *m.file < files_.size())
+      b.file = fmt::format("{}@{:#x}", files_[*m.file], m.file_offset);
+    else if (b.shared && !(m.flags & trace_map::kFile))
+      b.file = fmt::format("shmem#{}", next_id_), b.shmem = true;
+    if (!b.file) b.shared = false;  // a shared file the trace does not name: anonymous
+    return b;
   }
 
   void add_map(std::optional<std::uint64_t> base, std::uint64_t len, Prot prot) {
@@ -136,16 +159,18 @@ class Replayer {
 
   void apply(const TraceMmap& m) {
     const Prot prot = prot_of(m.prot);
+    const Backing b = backing_of(m);
+    const std::string* file = b.file ? &*b.file : nullptr;
     if (m.within && map(*m.within).placed) {
       const std::uint64_t want = map(*m.within).base + m.within_offset;
-      return add_map(map_fixed(want, m.len, prot) ? std::optional(want) : std::nullopt, m.len, prot);
+      return add_map(map_fixed(want, m.len, prot, b.shared, file, b.shmem) ? std::optional(want) : std::nullopt,
+                     m.len, prot);
     }
     std::optional<std::uint64_t> at;
     if (m.flags & trace_map::kHeap) at = mm().mmap(m.len, prot, false, kHeapBase, 0);
     // Everything else top-down, THP-aligned where Linux aligns it
-    // (thp_get_unmapped_area, in the simulated mm). File and shared
-    // mappings replay as private anonymous memory (docs/trace.md).
-    if (!at) at = mm().mmap(m.len, prot, false, std::nullopt, 0);
+    // (thp_get_unmapped_area, in the simulated mm).
+    if (!at) at = mm().mmap(m.len, prot, b.shared, std::nullopt, 0, file, b.shmem);
     add_map(at, m.len, prot);
   }
 
@@ -250,7 +275,7 @@ class Replayer {
   void apply(const TraceRunBlock& r) { run_block(r.block); }
   void apply(const TraceTime&) {}    // the order of the records is the time order already
   void apply(const TraceThread&) {}  // threads share their process's address space and TLBs
-  void apply(const TraceFile&) {}
+  void apply(const TraceFile& f) { files_.push_back(f.path); }
   // The new program starts from an empty address space: the old
   // program's mappings go (as exec's exec_mmap drops the old mm).
   void apply(const TraceExec&) {
@@ -290,6 +315,7 @@ class Replayer {
   std::vector<std::vector<Map>> maps_{1};  // by pid
   std::vector<Map>* cur_ = &maps_[0];       // the current process's
   std::uint32_t next_id_ = 0;
+  std::vector<std::string> files_;  // the trace's files by id: their paths
   std::vector<std::size_t> pid_of_stream_{0};
   std::size_t pid_ = 0;
   std::uint64_t unresolved_ = 0, failed_mmaps_ = 0, instructions_ = 0;

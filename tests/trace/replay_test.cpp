@@ -138,6 +138,47 @@ TEST(Replay, MappingsInsideAReservationKeepTheirOffsets) {
   EXPECT_EQ(r.stat("faults_zero") + r.stat("faults_anon"), 2);
 }
 
+// File mappings replay as mappings of the page cache (one per file and
+// file offset), shared by every process that maps the same segment: the
+// second program of an exec reads the cache the first one filled.
+TEST(Replay, FileMappingsShareThePageCacheAcrossProcesses) {
+  using namespace trace_map;
+  const TraceMmap text{0x10000, kRX, kFile, std::nullopt, 0, 0u, 0x2000};
+  std::vector<TraceRecord> recs{TraceFile{0x40000, "/usr/lib/libc.so.6"}, text,
+                                TraceAccess{A::Load, 0, 0x100, 8}, TraceExec{{"again"}}, text,
+                                TraceAccess{A::Load, 1, 0x100, 8}};
+  const RunResult r = replay(recs);
+  EXPECT_EQ(r.stat("replay_unresolved_accesses"), 0);
+  EXPECT_EQ(r.stat("faults_file"), 2);  // both reads are page-cache faults
+  const double once = replay({recs.begin(), recs.begin() + 3}).stat("pagecache_bytes");
+  EXPECT_GT(once, 0);
+  // Read once: the second process found the pages in the cache.
+  EXPECT_EQ(r.stat("pagecache_bytes"), once);
+  // A mapping of the same file at another offset is another cache.
+  recs.push_back(TraceMmap{0x10000, kRX, kFile, std::nullopt, 0, 0u, 0x20000});
+  recs.push_back(TraceAccess{A::Load, 2, 0x100, 8});
+  EXPECT_GT(replay(recs).stat("pagecache_bytes"), once);
+  // Without the file (version 1 traces, implicit mappings): anonymous.
+  const RunResult anon_r = replay({anon(0x10000), TraceAccess{A::Load, 0, 0x100, 8}});
+  EXPECT_EQ(anon_r.stat("faults_file"), 0);
+  EXPECT_EQ(anon_r.stat("pagecache_bytes"), 0);
+}
+
+// Shared anonymous memory is shared with the children forked after it: a
+// child's write is no copy-on-write fault.
+TEST(Replay, SharedAnonymousMemoryStaysSharedAfterFork) {
+  using namespace trace_map;
+  const std::vector<TraceRecord> recs{TraceMmap{0x1000, kRW, kShared, std::nullopt, 0, std::nullopt, 0},
+                                      TraceAccess{A::Store, 0, 0, 8}, TraceFork{1}, TraceStream{1},
+                                      TraceAccess{A::Store, 0, 0, 8}};
+  const RunResult r = replay(recs);
+  EXPECT_EQ(r.stat("replay_unresolved_accesses"), 0);
+  EXPECT_EQ(r.stat("faults_cow"), 0);
+  const RunResult priv = replay({anon(0x1000), TraceAccess{A::Store, 0, 0, 8}, TraceFork{1}, TraceStream{1},
+                                 TraceAccess{A::Store, 0, 0, 8}});
+  EXPECT_EQ(priv.stat("faults_cow"), 1);
+}
+
 TEST(Replay, ForkGivesTheChildStreamACopyOnWriteAddressSpace) {
   const RunResult r = replay({anon(0x10000), TraceAccess{A::Store, 0, 0x0, 8}, TraceFork{1},
                               TraceAccess{A::Store, 0, 0x0, 8},  // parent writes: COW copy (shared after fork)
