@@ -35,7 +35,7 @@
 
 #include "engine/pgtable.h"
 #include "explore/explorer.h"
-#include "hw/access_fault.h"
+#include "hw/access_rules.h"
 #include "hw/walker.h"
 
 namespace contpte {

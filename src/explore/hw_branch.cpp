@@ -4,7 +4,7 @@
 // without hardware A/D updates (`dev`), whose fault handler runs
 // handle_pte_fault's path (mm/pte_fault.h) as steps.
 //
-// Promises: the fault decision is hw/access_fault.h's, as for the MMU; an
+// Promises: the fault decision is hw/access_rules.h's, as for the MMU; an
 // access that can never complete is an error of the run (unmapped); a dev
 // access faulting again for the reason its handler just handled, with the
 // PTE as the handler left it, is the checker's rule fault_loop.
@@ -65,7 +65,7 @@ void Explorer::Impl::hw_walk(unsigned b, StepRecord& rec) {
   rec.before = rec.after = w.desc;
   const Pte d = w.desc;
   const bool hafdbs = setup.features.hafdbs && !s.device;  // a device walker never updates A/D
-  const bool needs_dirty = s.access == MemAccess::Write && pte_rdonly(d);
+  const bool needs_dirty = needs_dirty_update(d, s.access);
   const AccessFault af = access_fault(w.valid, d, s.access, hafdbs);
   if (af != AccessFault::None && s.device) return dev_fault(b, rec, af);
   const std::string fault = af == AccessFault::None ? std::string() : std::string(access_fault_name(af));
@@ -91,7 +91,7 @@ void Explorer::Impl::hw_walk(unsigned b, StepRecord& rec) {
     }
     return;
   }
-  if (!pte_young(d) || needs_dirty) {
+  if (needs_hafdbs_update(d, s.access)) {
     r.hw = HwPhase::Update;
     r.expected = d;
     r.update_slot = w.slot;
@@ -204,18 +204,17 @@ void Explorer::Impl::dev_handler_done(unsigned b, StepRecord& rec) {
 // between, the walk starts again.
 void Explorer::Impl::hw_update(unsigned b, StepRecord& rec) {
   BranchRun& r = runs[b];
-  Pte v = pte_mkyoung(r.expected);
-  if (r.needs_dirty && pte_write(r.expected)) v = clear_pte_bit(v, bits::kRdonly);
-  rec.before = *r.update_slot;
-  if (rec.before != r.expected) {
-    rec.after = rec.before;
+  const HafdbsUpdate u =
+      hafdbs_update(r.update_slot, r.expected, r.needs_dirty, [&](Pte* word, Pte v) { write_word(word, v); });
+  rec.before = u.before;
+  rec.after = u.after;
+  if (!u.exchanged) {
     rec.note = "compare-exchange failed: the PTE changed; walks again";
     r.hw = HwPhase::Walk;
     return;
   }
-  write_word(r.update_slot, v);
-  rec.after = v;
-  rec.wrote = rec.after != rec.before;
+  const Pte v = u.after;
+  rec.wrote = u.wrote();
   rec.note = r.needs_dirty ? "sets dirty (and AF); TLB fill; the write completes"
                            : "sets AF; TLB fill; the access completes";
   const WalkResult w = walker.walk(setup.pt->root(), setup.asid, spec(b).va, nullptr);
@@ -225,16 +224,7 @@ void Explorer::Impl::hw_update(unsigned b, StepRecord& rec) {
 }
 
 void Explorer::Impl::fill_tlb(unsigned b, const WalkResult& w, Pte cached) {
-  TlbEntry e;
-  e.asid = setup.asid;
-  e.va = w.va_base;
-  e.size_shift = w.size_shift;
-  e.level = static_cast<std::uint8_t>(w.level);
-  e.cont = pte_cont(w.desc);
-  e.pa = w.pa_base;
-  e.desc = cached;
-  e.page_shift = static_cast<std::uint8_t>(geo.page_shift);
-  runs[b].tlb = e;
+  runs[b].tlb = tlb_entry_from_walk(w, setup.asid, cached, geo.page_shift);
 }
 
 }  // namespace contpte

@@ -71,16 +71,8 @@ MmuStats Mmu::stats() const {
   return s;
 }
 
-// What a cached descriptor lets EL0 do without any update: AP[1] (USER)
-// for loads and stores, RDONLY clear for stores, UXN clear for fetches.
-bool Mmu::permits(const Pte& d, MemAccess kind) const {
-  switch (kind) {
-    case MemAccess::Read: return d.val & bits::kUser;
-    case MemAccess::Write: return (d.val & bits::kUser) && !pte_rdonly(d);
-    case MemAccess::Exec: return pte_user_exec(d);
-  }
-  return false;
-}
+// A TLB hit's permission (hw/access_rules.h).
+bool Mmu::permits(const Pte& d, MemAccess kind) const { return cached_permits(d, kind); }
 
 AccessResult Mmu::access(const PageTable& pt, std::uint16_t asid, VirtAddr va, MemAccess kind,
                          bool retry) {
@@ -249,26 +241,22 @@ void Mmu::prefetch_walk(std::uint16_t asid, VirtAddr va) const {
 // entry, a load) needs none, and keeping it apart keeps that path lean.
 Pte Mmu::hw_update(const PageTable& pt, std::uint16_t asid, Pte* target, Pte d,
                    bool needs_dirty) {
-  Pte old = *target;
-  for (;;) {
-    if (!pte_valid(old)) break;  // software cleared it meanwhile: the access retries
-    Pte v = pte_mkyoung(old);
-    if (needs_dirty && pte_write(old)) v = clear_pte_bit(v, bits::kRdonly);
-    if (v == old) break;
-    Pte seen = *target;
-    if (seen == old) {
-      *target = v;
-      stats_.hw_af_updates += !pte_young(old);
-      stats_.hw_dirty_updates += pte_rdonly(old) && !pte_rdonly(v);
+  // The compare-exchange retries on the value it finds (the target may be
+  // another entry of the block than the walked one, see fill_from_walk).
+  for (Pte old = *target; pte_valid(old);) {  // software cleared it: the access retries
+    const HafdbsUpdate u = hafdbs_update(target, old, needs_dirty, [&](Pte* word, Pte v) {
+      *word = v;
       if (checker_)
-        if (auto tva = pt.va_of(PteSlot(target))) checker_->on_pte_write(asid, tva->val, old, v);
+        if (auto tva = pt.va_of(PteSlot(word))) checker_->on_pte_write(asid, tva->val, old, v);
+    });
+    if (u.exchanged) {
+      stats_.hw_af_updates += u.sets_af();
+      stats_.hw_dirty_updates += u.sets_dirty();
       break;
     }
-    old = seen;
+    old = u.before;
   }
-  Pte cached = pte_mkyoung(d);
-  if (needs_dirty) cached = clear_pte_bit(cached, bits::kRdonly);
-  return cached;
+  return hafdbs_value(d, needs_dirty);
 }
 
 AccessResult Mmu::walk_and_fill(const PageTable& pt, std::uint16_t asid, VirtAddr va,
@@ -304,11 +292,8 @@ inline AccessResult Mmu::fill_from_walk(const PageTable& pt, std::uint16_t asid,
   }
 
   const Pte d = w.desc;
-  const bool el0_ok = kind == MemAccess::Exec ? pte_user_exec(d) : (d.val & bits::kUser) != 0;
-  if (!el0_ok) return fault(Fault::Permission);
-  const bool needs_dirty = kind == MemAccess::Write && pte_rdonly(d);
-  if (needs_dirty && !(pte_write(d) && hafdbs_)) return fault(Fault::Permission);
-  if (!pte_young(d) && !hafdbs_) return fault(Fault::AccessFlag);
+  if (const AccessFault f = access_fault(true, d, kind, hafdbs_); f != AccessFault::None)
+    return fault(fault_class(f));
 
   // FEAT_HAFDBS: set AF and, for a store through a DBM descriptor, clear
   // RDONLY — atomically, since software may be changing the entry: a
@@ -320,16 +305,10 @@ inline AccessResult Mmu::fill_from_walk(const PageTable& pt, std::uint16_t asid,
     const std::size_t idx = PteSlot(w.slot).index_in(g.cont_ptes);
     target = w.slot - idx + std::uniform_int_distribution<unsigned>(0, g.cont_ptes - 1)(rng_);
   }
-  const Pte cached = !pte_young(d) || needs_dirty ? hw_update(pt, asid, target, d, needs_dirty) : d;
+  const Pte cached =
+      needs_hafdbs_update(d, kind) ? hw_update(pt, asid, target, d, needs_dirty_update(d, kind)) : d;
 
-  TlbEntry e;
-  e.asid = asid;
-  e.va = w.va_base;
-  e.size_shift = w.size_shift;
-  e.level = static_cast<std::uint8_t>(w.level);
-  e.cont = pte_cont(d);
-  e.pa = w.pa_base;
-  e.desc = cached;
+  const TlbEntry e = tlb_entry_from_walk(w, asid, cached);
   if (!e.cont && !checker_) [[likely]] {  // what fill() comes to: no split, nothing to check
     if (absent) {
       l2_.fill_absent_l2(e, va.val);

@@ -13,6 +13,7 @@
 #include <random>
 
 #include "engine/env.h"
+#include "hw/access_rules.h"
 #include "hw/checker.h"
 #include "hw/page_table.h"
 #include "hw/phys_mem.h"
@@ -22,7 +23,7 @@
 
 namespace contpte {
 
-enum class Fault : std::uint8_t { None, Translation, AccessFlag, Permission };
+// Fault (hw/access_rules.h): the fault class an access reports.
 std::string_view fault_name(Fault f);
 
 struct AccessResult {

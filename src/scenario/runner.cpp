@@ -10,7 +10,7 @@
 
 #include "arch/pte_format.h"
 #include "engine/pgtable.h"
-#include "hw/access_fault.h"
+#include "hw/access_rules.h"
 #include "hw/checker.h"
 #include "hw/page_table.h"
 #include "hw/sim_env.h"

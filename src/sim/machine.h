@@ -26,7 +26,7 @@
 
 #include "arch/granule.h"
 #include "engine/env.h"
-#include "hw/access_fault.h"
+#include "hw/access_rules.h"
 #include "hw/checker.h"
 #include "hw/mmu.h"
 #include "hw/phys_mem.h"
