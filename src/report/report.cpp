@@ -56,6 +56,7 @@ nlohmann::json run_json(const RunResult& r) {
   };
   if (r.error) run["error"] = *r.error;
   if (r.isa) run["isa"] = *r.isa;
+  if (!r.kernel_fallbacks.empty()) run["kernel_fallbacks"] = r.kernel_fallbacks;
   if (!r.explorations.empty()) run["explore"] = explorations_json(r);
   if (!r.parallel_runs.empty()) run["parallel"] = parallel_runs_json(r);
   return run;
@@ -86,6 +87,9 @@ void print_summary(std::ostream& out, const RunResult& r) {
     if (!v.claimed)
       out << fmt::format("  {}:{}: violation {} at {:#x}\n", r.scenario, v.line, rule_name(v.rule), v.va.val);
   print_parallel_runs(out, r);
+  if (!r.kernel_fallbacks.empty())
+    out << fmt::format("  kernel fallbacks (generic core-mm versions of helpers the tree lacks): {}\n",
+                       fmt::join(r.kernel_fallbacks, ", "));
   if (r.error) out << "  error: " << *r.error << '\n';
 }
 
@@ -214,6 +218,11 @@ void print_comparison(std::ostream& out, const std::vector<RunResult>& runs, std
           human_bytes(r->stat("rss_bytes")), human_bytes(r->stat("pgtable_bytes")), speedup, note);
     }
     print_estimate(out, rs, base);
+    for (const RunResult* r : rs)
+      if (!r->kernel_fallbacks.empty())
+        out << fmt::format("  {}: kernel fallbacks {} (docs/kernel.md \"Fallbacks\": stats may differ from the "
+                           "built-in engine's)\n",
+                           r->config.name, fmt::join(r->kernel_fallbacks, ", "));
   }
   out << fmt::format("\nspeedup: translation cycles (TLB hits + walks) of {} divided by the configuration's; "
                      "tlbi: flush requests by the engine and its callers; RSS and PT (page-table memory) "

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <random>
+#include <set>
 #include <iostream>
 #include <type_traits>
 
@@ -191,6 +192,12 @@ class Runner final : public RunMachine {
   RunResult finish() {
     res_.violations = m_.checker().violations();
     res_.stats = collect_stats(m_);
+    std::set<std::string> fallbacks;  // every process's, exited ones too
+    for (std::size_t pid = 0; pid < m_.processes(); ++pid) {
+      const auto& used = m_.env(pid).fallbacks_used();
+      fallbacks.insert(used.begin(), used.end());
+    }
+    res_.kernel_fallbacks.assign(fallbacks.begin(), fallbacks.end());
     return std::move(res_);
   }
 

@@ -75,6 +75,10 @@ struct RunResult {
   std::optional<std::string> error;  // run error, e.g. an unhandled fault
   std::vector<BlockExploration> explorations;  // `contpte explore`: one per parallel block
   std::optional<std::string> isa;  // a replayed trace's ISA ("x86-64", "aarch64", "unknown")
+  // --kernel: the arch helpers the tree lacks whose generic core-mm version
+  // ran in this run (docs/kernel.md "Fallbacks"), sorted; where a stat
+  // differs from the built-in engine's, one of these is why.
+  std::vector<std::string> kernel_fallbacks;
   std::vector<ParallelRun> parallel_runs;      // every parallel block, as run (seeded)
 
   // 0 every expect held; 1 a failure, an unclaimed violation or a run error;

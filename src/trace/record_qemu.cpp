@@ -54,9 +54,7 @@ std::uint64_t monotonic_ns() {
   return static_cast<std::uint64_t>(ts.tv_sec) * 1'000'000'000u + static_cast<std::uint64_t>(ts.tv_nsec);
 }
 
-constexpr std::int64_t unzigzag(std::uint64_t v) {
-  return static_cast<std::int64_t>(v >> 1) ^ -static_cast<std::int64_t>(v & 1);
-}
+using trace_detail::unzigzag;
 
 // The program and the ISA it needs; a "#!" script runs its interpreter.
 struct Guest {
@@ -621,7 +619,7 @@ RecordResult record_with_qemu(const std::vector<std::string>& command, const std
   Merger merger(writer, res);
   std::vector<std::unique_ptr<Proc>> procs;
   const pid_t pid = record_common::spawn_recorded(argv);
-  int wstatus = 0;
+  int wstatus = 0, wstatus_any = 0;
   bool exited = false;
   std::uint64_t last_tick = 0;
   for (;;) {
@@ -644,9 +642,11 @@ RecordResult record_with_qemu(const std::vector<std::string>& command, const std
       last_tick = res.log_bytes;
       opts.progress(RecordProgress{res.log_bytes, writer.totals().accesses, writer.next_stream()});
     }
-    if (!exited && waitpid(pid, &wstatus, WNOHANG) == pid) exited = true;
-    while (waitpid(-1, nullptr, WNOHANG) > 0) {  // reparented descendants
-    }
+    // Reaps reparented descendants too. The recorded command may be among
+    // them: reaped here, a later waitpid(pid) would fail (ECHILD) and the
+    // loop would wait for it forever.
+    for (pid_t w; (w = waitpid(-1, exited ? nullptr : &wstatus_any, WNOHANG)) > 0;)
+      if (w == pid) exited = true, wstatus = wstatus_any;
     bool open = false;
     for (auto& p : procs) open |= !p->closed;
     if (exited && !open && ready <= 0) break;

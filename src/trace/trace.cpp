@@ -59,12 +59,7 @@ using trace_detail::kChunk;
 // varints); records with strings or size lists reserve their own.
 constexpr std::size_t kSlack = 128;
 
-constexpr std::uint64_t zigzag(std::int64_t v) {
-  return (static_cast<std::uint64_t>(v) << 1) ^ static_cast<std::uint64_t>(v >> 63);
-}
-constexpr std::int64_t unzigzag(std::uint64_t v) {
-  return static_cast<std::int64_t>(v >> 1) ^ -static_cast<std::int64_t>(v & 1);
-}
+using trace_detail::unzigzag;
 
 // Fetches continue where the previous one ended; data accesses are coded
 // against the previous data access of the same mapping.

@@ -284,6 +284,13 @@ inline constexpr std::uint8_t kTagRunBlock = 0x8b, kTagRunNext = 0x92;
 inline constexpr std::uint8_t kAccessMapChanged = 0x04;
 inline constexpr unsigned kAccessSizeShift = 3;
 inline constexpr std::size_t kChunk = 1 << 17;  // uncompressed bytes handed to zstd at once
+// Signed deltas as varints: small magnitudes of either sign stay short.
+constexpr std::uint64_t zigzag(std::int64_t v) {
+  return (static_cast<std::uint64_t>(v) << 1) ^ static_cast<std::uint64_t>(v >> 63);
+}
+constexpr std::int64_t unzigzag(std::uint64_t v) {
+  return static_cast<std::int64_t>(v >> 1) ^ -static_cast<std::int64_t>(v & 1);
+}
 }  // namespace trace_detail
 
 void TraceWriter::access(const TraceAccess& a) {
@@ -305,7 +312,7 @@ void TraceWriter::access(const TraceAccess& a) {
   if (size_code == 0) put_varint(a.size);
   if (changed) put_varint(a.map);
   const auto d = static_cast<std::int64_t>(a.offset - base);
-  put_varint((static_cast<std::uint64_t>(d) << 1) ^ static_cast<std::uint64_t>(d >> 63));  // zigzag
+  put_varint(zigzag(d));
   if (predict) {
     Predictor::learn(ctx, a.map, a.offset);
     ++pred_.k;

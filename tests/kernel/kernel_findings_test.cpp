@@ -76,6 +76,27 @@ TEST(KernelFindings, BytesForPagesInClearYoungDirtyIsOutOfRange) {
   fs::remove_all(bad);
 }
 
+// mprotect on a 6.12 tree: the 6.17 batched modify_prot_start_ptes /
+// modify_prot_commit_ptes are not in it, so their generic core-mm versions
+// run and the run says so (the main job's jit workload differs from the
+// built-in engine's stats for this reason, docs/kernel.md "Fallbacks").
+TEST(KernelFindings, ARunReportsTheCoreMmFallbacksItUsed) {
+  CONTPTE_NEED_LINUX_TREE(tree);
+  kernel::KernelEngines engines(tree, nullptr);
+  RunOptions opts;
+  opts.kernel_engine = [&](const Geometry& g, bool on) { return &engines.get(g, on); };
+  const std::string head = "granule 4K\ncontpte upstream\nmthp 64K\nmmap code 256K\nwrite code 256K\n";
+  const RunResult with = run_scenario(parse_scenario(head + "mprotect code 256K rx\n", "mprotect.cpt"), opts);
+  EXPECT_EQ(with.exit_status(), 0) << testing::describe(with);
+  EXPECT_EQ(with.kernel_fallbacks, (std::vector<std::string>{"modify_prot_commit_ptes", "modify_prot_start_ptes"}));
+  EXPECT_GT(with.stat("unfolds"), 0) << "the generic versions unfold each block PTE by PTE";
+  const RunResult without = run_scenario(parse_scenario(head, "touch.cpt"), opts);
+  EXPECT_TRUE(without.kernel_fallbacks.empty());
+  const RunResult builtin = run_scenario(parse_scenario(head + "mprotect code 256K rx\n", "mprotect.cpt"));
+  EXPECT_TRUE(builtin.kernel_fallbacks.empty());
+  EXPECT_EQ(builtin.stat("unfolds"), 0) << "6.17's batched versions rewrite each block whole";
+}
+
 TEST(KernelFindings, ConvertReadingInsteadOfClearingLosesDirtyUnderExplore) {
   CONTPTE_NEED_LINUX_TREE(tree);
   const std::string race = "examples/races/upstream-fold-vs-hw-write.cpt";
