@@ -120,11 +120,14 @@ void BM_Shape(benchmark::State& st) {
   st.SetLabel(fmt::format("{} {} hw={} readers={}", kOps[op], g.name, st.range(2), st.range(3)));
 }
 
-// range(0): engine op, range(1): granule; a hw write, a dev write, one reader.
+// range(0): engine op, range(1): granule, range(2): hardware branches, the
+// last of them a dev write (2: a CPU's write and a device's; 3: two CPUs'
+// writes and a device's); one reader.
 void BM_DevShape(benchmark::State& st) {
   const unsigned op = static_cast<unsigned>(st.range(0));
   const GranuleShape& g = kGranules[static_cast<std::size_t>(st.range(1))];
-  const Scenario sc = parse_scenario(shape(op, g, 2, 1, "upstream", /*dev=*/true), "dev-shape.cpt");
+  const auto hw = static_cast<unsigned>(st.range(2));
+  const Scenario sc = parse_scenario(shape(op, g, hw, 1, "upstream", /*dev=*/true), "dev-shape.cpt");
   RunOptions opts;
   opts.explore_max = 100'000'000;
   ExploreResult last;
@@ -132,7 +135,7 @@ void BM_DevShape(benchmark::State& st) {
   st.counters["classes"] = double(last.executions);
   st.counters["exhausted"] = last.exhausted ? 1 : 0;
   st.counters["failed"] = last.failed() ? 1 : 0;
-  st.SetLabel(fmt::format("{} {} hw=1 dev=1 readers=1", kOps[op], g.name));
+  st.SetLabel(fmt::format("{} {} hw={} dev=1 readers=1", kOps[op], g.name, hw - 1));
 }
 
 // The naive fold with one hardware write and one reader: the counterexample
@@ -166,9 +169,9 @@ BENCHMARK(BM_Shape)
     ->ArgsProduct({benchmark::CreateDenseRange(0, 8, 1), {0}, {1}, {2}})
     ->Unit(benchmark::kMillisecond)
     ->Iterations(1);
-// A CPU's write, a device's write and a reader, 4K.
+// One or two CPUs' writes, a device's write and a reader, 4K.
 BENCHMARK(BM_DevShape)
-    ->ArgsProduct({benchmark::CreateDenseRange(0, 8, 1), {0}})
+    ->ArgsProduct({benchmark::CreateDenseRange(0, 8, 1), {0}, {2, 3}})
     ->Unit(benchmark::kMillisecond)
     ->Iterations(1);
 BENCHMARK(BM_NaiveShape)->DenseRange(0, 2)->Unit(benchmark::kMillisecond)->Iterations(1);

@@ -189,6 +189,11 @@ struct ExploreSetup {
   // the other branches (explorer.cpp, "lockless readers as observers").
   // false: they are interleaved step by step like the other branches.
   bool observe_readers = true;
+  // With `reduce`: a CPU's fault handler that takes the page-table lock and
+  // drops it at once commutes with another such handler and with a walk
+  // that looks at the lock (explorer.cpp, Footprint::lock_instant). false:
+  // every pair of lock steps is ordered (tests compare the two).
+  bool commute_instant_locks = true;
   // Called with each complete execution's final state (tests).
   std::function<void(const FinalState&)> on_final;
   // Called every kProgressEvery complete executions of explore() with the
@@ -211,6 +216,7 @@ struct ExploreResult {
   std::uint64_t sleep_blocked = 0; // executions cut as equivalent to one explored
   std::uint64_t steps = 0;         // steps executed over all executions
   std::uint64_t reader_states = 0; // observed readers: (cut, loaded values) states visited
+  std::uint64_t reader_memo_hits = 0; // observed readers whose writes' order an earlier class had
   std::uint64_t failing = 0;       // executions that failed
   bool exhausted = false;          // every interleaving (up to equivalence) explored
   double seconds = 0;

@@ -22,12 +22,12 @@
 #include <algorithm>
 #include <array>
 #include <cstdint>
+#include <deque>
 #include <optional>
 #include <random>
 #include <stdexcept>
 #include <string>
 #include <unordered_map>
-#include <unordered_set>
 #include <utility>
 #include <vector>
 
@@ -66,6 +66,12 @@ struct Footprint {
   // decides between waiting again and the access failing, so it does not
   // commute with taking or dropping the page-table lock.
   bool lock_sensitive = false;
+  // A CPU's fault handler that takes the page-table lock and drops it at
+  // once (with FEAT_HAFDBS it has nothing to change: it only waits for a
+  // statement in progress): it leaves the lock as it found it, so two of
+  // them commute, and so does one with a walk that looks at the lock.
+  bool lock_instant = false;
+  bool operator==(const Footprint&) const = default;
 };
 
 inline bool writes(StepKind k) {
@@ -80,8 +86,10 @@ inline bool touches(const Footprint& f, const Pte* p) {
 }
 
 inline bool dependent(const Footprint& a, const Footprint& b) {
-  if (takes_lock(a.kind) && takes_lock(b.kind)) return true;
-  if ((a.lock_sensitive && takes_lock(b.kind)) || (b.lock_sensitive && takes_lock(a.kind))) return true;
+  if (takes_lock(a.kind) && takes_lock(b.kind) && !(a.lock_instant && b.lock_instant)) return true;
+  if ((a.lock_sensitive && takes_lock(b.kind) && !b.lock_instant) ||
+      (b.lock_sensitive && takes_lock(a.kind) && !a.lock_instant))
+    return true;
   // The end of a statement settles the checker's A/D bookkeeping and checks
   // the other CPUs' TLBs against memory: it reads everything.
   for (const auto* r : {&a, &b}) {
@@ -196,6 +204,7 @@ struct Explorer::Impl {
   int lock_holder = -1;
   std::size_t violations_seen = 0;
   std::vector<ExploreFailure> exec_failures;  // this execution's, one per rule
+  std::uint64_t fail_calls = 0;                // findings reported (for observe_reader)
   KeptRun* kept = nullptr;
   ExploreResult result;
   std::array<EngineWhere, kMaxBranches> where{};  // per branch: the engine function it is in
@@ -203,10 +212,14 @@ struct Explorer::Impl {
   unsigned nbranches() const { return static_cast<unsigned>(setup.branches.size()); }
   const ExploreBranch& spec(unsigned b) const { return setup.branches[b]; }
 
+  // The VA a PTE word maps, remembered: the tables do not change shape
+  // inside a parallel block, and the look-up walks them.
   std::uint64_t va_of(const Pte* p) const {
+    if (auto it = va_cache.find(p); it != va_cache.end()) return it->second;
     auto v = setup.pt->va_of(PteSlot(const_cast<Pte*>(p)));
-    return v ? v->val : 0;
+    return va_cache.emplace(p, v ? v->val : 0).first->second;
   }
+  mutable std::unordered_map<const Pte*, std::uint64_t> va_cache;
   std::pair<std::uint64_t, std::uint64_t> block_of(std::uint64_t va) const {
     const std::uint64_t b = geo.cont_pte_size();
     return {va & ~(b - 1), (va & ~(b - 1)) + b};
@@ -242,13 +255,14 @@ struct Explorer::Impl {
     struct SlotSteps {
       PerBranch write = none(), touch = none();  // writes it; loads, walks or writes it
     };
-    PerBranch lockish = none(), lock_sensitive = none(), write = none(), fill = none(), release = none(),
-              tlbi = none();
+    // lockish: every lock step; lock_changing: those that are not instant.
+    PerBranch lockish = none(), lock_changing = none(), lock_sensitive = none(), write = none(), fill = none(),
+              release = none(), tlbi = none();
     std::array<std::vector<int>, kMaxBranches> tlbi_steps, fill_steps, range_reads;
     std::unordered_map<const Pte*, SlotSteps> slots;
 
     void clear() {
-      lockish = lock_sensitive = write = fill = release = tlbi = none();
+      lockish = lock_changing = lock_sensitive = write = fill = release = tlbi = none();
       for (auto& v : tlbi_steps) v.clear();
       for (auto& v : fill_steps) v.clear();
       for (auto& v : range_reads) v.clear();
@@ -257,6 +271,7 @@ struct Explorer::Impl {
 
     void add(int i, unsigned q, const Footprint& f) {
       if (takes_lock(f.kind)) lockish[q] = i;
+      if (takes_lock(f.kind) && !f.lock_instant) lock_changing[q] = i;
       if (f.lock_sensitive) lock_sensitive[q] = i;
       if (writes(f.kind)) write[q] = i;
       if (fills(f.kind)) fill[q] = i, fill_steps[q].push_back(i);
@@ -283,8 +298,8 @@ struct Explorer::Impl {
             return;
           }
       };
-      if (takes_lock(f.kind)) consider(lockish[q]), consider(lock_sensitive[q]);
-      if (f.lock_sensitive) consider(lockish[q]);
+      if (takes_lock(f.kind)) consider(f.lock_instant ? lock_changing[q] : lockish[q]), consider(lock_sensitive[q]);
+      if (f.lock_sensitive) consider(lock_changing[q]);
       if (f.kind == StepKind::Release) consider(write[q]), consider(fill[q]), consider(tlbi[q]);
       if (writes(f.kind) || fills(f.kind) || f.kind == StepKind::Tlbi) consider(release[q]);
       if (f.kind == StepKind::Tlbi) scan(fill_steps[q]);
@@ -300,6 +315,19 @@ struct Explorer::Impl {
     }
   };
   DepIndex dep;
+
+  // Per branch: the latest step of each other branch that does not commute
+  // with a footprint (its pending step, mostly), brought up to date as
+  // steps are appended. pick and record ask it for every branch at every
+  // step; recomputing it each time was a quarter of the explorer's time.
+  struct LatestDependent {
+    Footprint f;
+    bool valid = false;
+    std::size_t upto = 0;  // steps[0, upto) are accounted for
+    std::array<int, kMaxBranches> latest{};
+  };
+  std::array<LatestDependent, kMaxBranches> latest_dep;
+  const std::array<int, kMaxBranches>& latest_for(unsigned p, const Footprint& f);
 
   StepRecord& record(unsigned b, const Footprint& f, StepRecord rec);
   void step(unsigned b);
@@ -356,9 +384,79 @@ struct Explorer::Impl {
   };
 
   std::vector<std::vector<Pte>> observed_values;  // per branch, this execution
-  std::vector<std::pair<const Pte*, std::vector<ObsWrite>>> obs_writes;
-  std::vector<std::pair<const Pte*, Pte>> obs_initial;
-  std::unordered_set<std::string> obs_seen;
+  // Per PTE word written in this execution: its value before, and its
+  // writes in execution order (the same as happens-before: writes to one
+  // word never commute). Sorted by word, for a binary search per load.
+  struct WordWrites {
+    const Pte* word;
+    Pte initial;
+    std::vector<ObsWrite> writes;
+  };
+  std::vector<WordWrites> obs_words;
+  // An attempt's state: the cut and what the reader has gathered. A
+  // lockless reader (ptep_get_lockless) keeps its first load whole and,
+  // of the block's words it then loads, compares them without AF and dirty
+  // and ORs their AF and dirty into its result: two attempts that agree on
+  // those continue alike (without this, the 2^16 orders in which a reader
+  // can see a block's AF/dirty being rewritten word by word are all apart).
+  // `gathered` names that view of the attempt's values (see ReaderMove).
+  struct ObsKey {
+    Clock cut{};
+    std::uint32_t gathered = 0;
+    bool operator==(const ObsKey&) const = default;
+  };
+  struct ObsKeyHash {
+    std::size_t operator()(const ObsKey& k) const {
+      std::uint64_t h = k.gathered * 0x9e3779b97f4a7c15ull;
+      for (std::uint32_t c : k.cut) h = (h ^ c) * 0xff51afd7ed558ccdull, h ^= h >> 32;
+      return static_cast<std::size_t>(h ^ (h >> 29));
+    }
+  };
+  // The states observed: open addressing with linear probing over a
+  // power-of-two table (a node-based set allocated a node per state, which
+  // was most of the reader's cost).
+  class ObsSeen {
+   public:
+    // Whether k is new (and now in the set).
+    bool insert(const ObsKey& k) {
+      if ((size_ + 1) * 2 > keys_.size()) grow();
+      if (insert_new(k)) return ++size_, true;
+      return false;
+    }
+    void clear() {
+      if (size_ == 0) return;
+      std::fill(hashes_.begin(), hashes_.end(), 0);
+      size_ = 0;
+    }
+
+   private:
+    // hashes_[i] is 0 for a free slot, else the key's hash with bit 0 set
+    // (compared before the key).
+    bool insert_new(const ObsKey& k) { return insert_hashed(k, ObsKeyHash{}(k) | 1); }
+    bool insert_hashed(const ObsKey& k, std::size_t h) {
+      const std::size_t mask = keys_.size() - 1;
+      for (std::size_t i = (h >> 1) & mask;; i = (i + 1) & mask) {
+        if (hashes_[i] == 0) {
+          hashes_[i] = h;
+          keys_[i] = k;
+          return true;
+        }
+        if (hashes_[i] == h && keys_[i] == k) return false;
+      }
+    }
+    void grow() {
+      std::vector<ObsKey> keys = std::move(keys_);
+      std::vector<std::size_t> hashes = std::move(hashes_);
+      keys_.assign(std::max<std::size_t>(64, keys.size() * 2), ObsKey{});
+      hashes_.assign(keys_.size(), 0);
+      for (std::size_t i = 0; i < keys.size(); ++i)
+        if (hashes[i]) insert_hashed(keys[i], hashes[i]);
+    }
+    std::vector<ObsKey> keys_;
+    std::vector<std::size_t> hashes_;
+    std::size_t size_ = 0;
+  };
+  ObsSeen obs_seen;
   std::vector<ObsStep> obs_path;
   struct Witness {
     Pte value;
@@ -366,6 +464,11 @@ struct Explorer::Impl {
   };
   std::vector<Witness> obs_found;
   std::uint64_t obs_nodes = 0;
+  // observe_from's values tried, per recursion depth (the attempt's length
+  // plus those of the attempts before it): kept to spare an allocation per
+  // state; a deque, so that a deeper level's growth moves no shallower one.
+  std::deque<std::vector<Pte>> obs_tried;
+  std::size_t obs_retries = 0;
 
   // What a lockless reader does after the loads of one attempt returned a
   // given sequence of values. The reader is engine code and deterministic
@@ -381,7 +484,14 @@ struct Explorer::Impl {
     const Pte* slot = nullptr;  // Load: the word it loads next
     Pte value{};                // Returns: what it returns
     std::vector<std::pair<Pte, std::uint32_t>> next;  // Load: by the value loaded
+    // The attempt as the reader's result sees it: its first value whole,
+    // the later ones without AF and dirty (a node of `gathered_nodes`), and
+    // whether any later one was young / dirty.
+    std::uint32_t gathered = 0;  // bit 31: some later value young; bit 30: dirty
   };
+  static constexpr std::uint32_t kGatheredYoung = 1u << 31, kGatheredDirty = 1u << 30;
+  // Per reader, the trie of attempts as gathered: children by value.
+  std::vector<std::vector<std::vector<std::pair<Pte, std::uint32_t>>>> gathered_nodes;
   // Beyond this many moves a reader's trie starts again (a bound on memory;
   // the answers are recomputed, nothing is lost).
   static constexpr std::size_t kReaderMovesMax = 1u << 22;
@@ -389,16 +499,23 @@ struct Explorer::Impl {
 
   const ReaderMove& reader_move(unsigned b, std::uint32_t node, const std::vector<Pte>& log);
   std::uint32_t reader_child(unsigned b, std::uint32_t node, Pte v);
+  std::uint32_t gathered_child(unsigned b, std::uint32_t node, Pte v);
+  std::vector<WordWrites>::const_iterator word_lower_bound(const Pte* w) const;
+  const WordWrites* word_writes(const Pte* w) const;
   const std::vector<ObsWrite>* writes_of(const Pte* w) const;
-  Pte initial_of(const Pte* w) const;
   Pte value_at(const Pte* w, const Clock& c) const;
   void index_writes();
-  std::string obs_key(const Clock& c, const std::vector<Pte>& log) const;
   void observe_from(unsigned b, const Clock& cut, std::vector<Pte>& log, std::uint32_t node);
   bool in_cut(std::size_t i, const Clock& c) const { return c[steps[i].branch] >= clocks[i][steps[i].branch]; }
   std::vector<StepRecord> linearize(unsigned b, const std::vector<ObsStep>& path, std::optional<Pte> returns,
                                     bool all) const;
+  // Observation reused across classes with the same order of PTE writes
+  // (readers.cpp, write_order_key).
+  static constexpr std::size_t kObservedMemoMax = 1u << 20;
+  std::unordered_map<std::string, std::vector<Pte>> observed_memo;  // write_order_key -> values
+  std::string write_order_key(unsigned b) const;
   void observe_reader(unsigned b);
+  void observe_reader_states(unsigned b);
   bool value_existed(unsigned b, Pte got) const;
   void check_readers();
 

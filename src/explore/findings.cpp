@@ -19,10 +19,10 @@ void Explorer::Impl::write_word(Pte* p, Pte v) {
   undo.emplace_back(p, old);
   *p = v;
   if (!chk) return;
-  const auto va = setup.pt->va_of(PteSlot(p));
-  if (!va) return;
-  chk->on_pte_write(setup.asid, va->val, old, v);
-  check_block_of(p, va->val);
+  const std::uint64_t va = va_of(p);
+  if (!va) return;  // no table maps it (0 is never a user VA here)
+  chk->on_pte_write(setup.asid, va, old, v);
+  check_block_of(p, va);
 }
 
 // Rule 1 in every state, not only when this model's walks happen: a CPU
@@ -51,6 +51,7 @@ void Explorer::Impl::after_step() {
 void Explorer::Impl::fail(std::string rule, std::string verdict, std::uint64_t va,
                           std::vector<StepRecord>* witness) {
   if (mode != Mode::Explore) return;  // a kept run reports through the live checker
+  ++fail_calls;
   for (ExploreFailure& f : exec_failures)
     if (f.rule == rule) {
       // Observed readers can fail in several ways in one execution: keep the shortest.

@@ -48,7 +48,11 @@ void Explorer::Impl::hw_step(unsigned b) {
   switch (r.hw) {
     case HwPhase::Walk: r.pending = hw_footprint(b, StepKind::HwWalk); break;
     case HwPhase::Update: r.pending = hw_footprint(b, StepKind::HwUpdate); break;
-    case HwPhase::FaultWait: r.pending = Footprint{StepKind::FaultRetry}; break;
+    case HwPhase::FaultWait:
+      r.pending = Footprint{StepKind::FaultRetry};
+      // A dev handler holds the lock until its Release.
+      r.pending.lock_instant = !s.device && setup.commute_instant_locks;
+      break;
     case HwPhase::Handler: r.pending = Footprint{StepKind::Release}; break;
     case HwPhase::Done: r.done = true; break;
   }

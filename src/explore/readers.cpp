@@ -10,6 +10,7 @@
 // reader that cannot return once every other step is done is `deadlock`.
 #include "explore/explorer_impl.h"
 
+#include <functional>
 #include <stdexcept>
 
 namespace contpte {
@@ -93,77 +94,73 @@ std::uint32_t Explorer::Impl::reader_child(unsigned b, std::uint32_t node, Pte v
   for (const auto& [value, child] : reader_moves[b][node].next)
     if (value == v) return child;
   const auto child = static_cast<std::uint32_t>(reader_moves[b].size());
+  const std::uint32_t parent = reader_moves[b][node].gathered;
+  const std::uint32_t flags = (parent & (kGatheredYoung | kGatheredDirty)) |
+                              (node != 0 && pte_young(v) ? kGatheredYoung : 0) |
+                              (node != 0 && pte_dirty(v) ? kGatheredDirty : 0);
+  const std::uint32_t g =
+      gathered_child(b, parent & ~(kGatheredYoung | kGatheredDirty), node == 0 ? v : strip_ad(v));
   reader_moves[b].emplace_back();  // may move the vector: index again below
+  reader_moves[b].back().gathered = g | flags;
   reader_moves[b][node].next.emplace_back(v, child);
   return child;
 }
 
-const std::vector<Explorer::Impl::ObsWrite>* Explorer::Impl::writes_of(const Pte* w) const {
-  for (const auto& [p, v] : obs_writes)
-    if (p == w) return &v;
-  return nullptr;
+// The node of the gathered-values trie after `node` for the value `v`
+// (already stripped of AF and dirty unless it is the attempt's first).
+std::uint32_t Explorer::Impl::gathered_child(unsigned b, std::uint32_t node, Pte v) {
+  auto& nodes = gathered_nodes[b];
+  for (const auto& [value, child] : nodes[node])
+    if (value == v) return child;
+  const auto child = static_cast<std::uint32_t>(nodes.size());
+  if (child >= kGatheredDirty) throw std::length_error("explorer: too many reader states");
+  nodes.emplace_back();
+  nodes[node].emplace_back(v, child);
+  return child;
 }
 
-Pte Explorer::Impl::initial_of(const Pte* w) const {
-  for (const auto& [p, v] : obs_initial)
-    if (p == w) return v;
-  return *w;  // never written in this execution
+std::vector<Explorer::Impl::WordWrites>::const_iterator Explorer::Impl::word_lower_bound(const Pte* w) const {
+  return std::lower_bound(obs_words.begin(), obs_words.end(), w,
+                          [](const WordWrites& e, const Pte* p) { return std::less<const Pte*>{}(e.word, p); });
+}
+
+const Explorer::Impl::WordWrites* Explorer::Impl::word_writes(const Pte* w) const {
+  auto it = word_lower_bound(w);
+  return it != obs_words.end() && it->word == w ? &*it : nullptr;
+}
+
+const std::vector<Explorer::Impl::ObsWrite>* Explorer::Impl::writes_of(const Pte* w) const {
+  const WordWrites* e = word_writes(w);
+  return e ? &e->writes : nullptr;
 }
 
 Pte Explorer::Impl::value_at(const Pte* w, const Clock& c) const {
-  Pte v = initial_of(w);
-  if (const auto* ws = writes_of(w))
-    for (const ObsWrite& e : *ws) {
-      if (c[e.branch] < e.pos) break;
-      v = e.value;
-    }
+  const WordWrites* ww = word_writes(w);
+  if (!ww) return *w;  // never written in this execution
+  Pte v = ww->initial;
+  for (const ObsWrite& e : ww->writes) {
+    if (c[e.branch] < e.pos) break;
+    v = e.value;
+  }
   return v;
 }
 
 void Explorer::Impl::index_writes() {
-  obs_writes.clear();
-  obs_initial.clear();
+  obs_words.clear();
   for (std::size_t i = 0; i < steps.size(); ++i) {
     if (!steps[i].wrote || !writes(fps[i].kind) || !fps[i].slot) continue;
     const Pte* w = fps[i].slot;
-    auto it = std::find_if(obs_writes.begin(), obs_writes.end(), [&](const auto& e) { return e.first == w; });
-    if (it == obs_writes.end()) {
-      obs_writes.push_back({w, {}});
-      obs_initial.push_back({w, steps[i].before});
-      it = obs_writes.end() - 1;
-    }
+    auto at = word_lower_bound(w);
+    if (at == obs_words.end() || at->word != w) at = obs_words.insert(at, WordWrites{w, steps[i].before, {}});
     const unsigned q = steps[i].branch;
-    it->second.push_back({i, q, clocks[i][q], steps[i].after});
+    obs_words[static_cast<std::size_t>(at - obs_words.begin())].writes.push_back({i, q, clocks[i][q], steps[i].after});
   }
-}
-
-// An attempt's state: the cut and what the reader has gathered. A
-// lockless reader (ptep_get_lockless) keeps its first load whole and,
-// of the block's words it then loads, compares them without AF and dirty
-// and ORs their AF and dirty into its result: two attempts that agree on
-// those continue alike (without this, the 2^16 orders in which a reader
-// can see a block's AF/dirty being rewritten word by word are all apart).
-std::string Explorer::Impl::obs_key(const Clock& c, const std::vector<Pte>& log) const {
-  std::string k(reinterpret_cast<const char*>(c.data()), nbranches() * sizeof(c[0]));
-  auto put = [&](std::uint64_t v) { k.append(reinterpret_cast<const char*>(&v), sizeof v); };
-  bool young = false, dirty = false;
-  for (std::size_t i = 0; i < log.size(); ++i) {
-    if (i == 0) {
-      put(log[i].val);
-      continue;
-    }
-    put(strip_ad(log[i]).val);
-    young |= pte_young(log[i]);
-    dirty |= pte_dirty(log[i]);
-  }
-  put(log.size() | (std::uint64_t{young} << 62) | (std::uint64_t{dirty} << 63));
-  return k;
 }
 
 // The reader's attempt from (cut, log): runs it and branches on what its
 // next load may return.
 void Explorer::Impl::observe_from(unsigned b, const Clock& cut, std::vector<Pte>& log, std::uint32_t node) {
-  if (!obs_seen.insert(obs_key(cut, log)).second) return;
+  if (!obs_seen.insert(ObsKey{cut, reader_moves[b][node].gathered})) return;
   ++obs_nodes;
   const ReaderMove& m = reader_move(b, node, log);
   if (m.kind == ReaderMove::Kind::Returns) {
@@ -176,12 +173,16 @@ void Explorer::Impl::observe_from(unsigned b, const Clock& cut, std::vector<Pte>
   if (m.kind == ReaderMove::Kind::Retry) {
     obs_path.push_back({cut, nullptr, {}});
     std::vector<Pte> fresh;
+    obs_retries += log.size() + 1;
     observe_from(b, cut, fresh, 0);
+    obs_retries -= log.size() + 1;
     obs_path.pop_back();
     return;
   }
   const Pte* w = m.slot;
-  std::vector<Pte> tried;
+  while (obs_tried.size() <= log.size() + obs_retries) obs_tried.emplace_back();
+  std::vector<Pte>& tried = obs_tried[log.size() + obs_retries];
+  tried.clear();
   auto branch = [&](const Clock& c, Pte v) {
     if (std::find(tried.begin(), tried.end(), v) != tried.end()) return;  // a smaller cut gave it
     tried.push_back(v);
@@ -236,13 +237,62 @@ std::vector<StepRecord> Explorer::Impl::linearize(unsigned b, const std::vector<
   return out;
 }
 
+// What a reader can return depends on an execution only through its PTE
+// writes: which word each writes, the value, its branch, and which writes
+// of the other branches happen before it (the cuts the reader reads from
+// are joins of writes' clocks). Executions that differ only in the order
+// of loads, walks, TLB invalidations and lock steps — most classes when
+// hardware branches race — share one observation. Only an observation
+// without a finding is kept (a finding needs this execution's witness).
+std::string Explorer::Impl::write_order_key(unsigned b) const {
+  std::array<std::vector<std::uint32_t>, kMaxBranches> positions;  // per branch, its writes' positions
+  auto counted = [&](std::size_t i) { return steps[i].wrote && writes(fps[i].kind) && fps[i].slot; };
+  for (std::size_t i = 0; i < steps.size(); ++i)
+    if (counted(i)) positions[steps[i].branch].push_back(clocks[i][steps[i].branch]);
+  std::string k;
+  auto put = [&](auto v) { k.append(reinterpret_cast<const char*>(&v), sizeof v); };
+  put(b);
+  for (std::size_t i = 0; i < steps.size(); ++i) {
+    if (!counted(i)) continue;
+    const unsigned q = steps[i].branch;
+    put(fps[i].slot);
+    put(steps[i].after.val);
+    put(q);
+    for (unsigned o = 0; o < nbranches(); ++o) {
+      if (o == q) continue;
+      const auto& ps = positions[o];
+      put(static_cast<std::uint32_t>(std::upper_bound(ps.begin(), ps.end(), clocks[i][o]) - ps.begin()));
+    }
+  }
+  return k;
+}
+
 void Explorer::Impl::observe_reader(unsigned b) {
-  if (obs_writes.empty() && obs_initial.empty()) index_writes();
+  observed_values.resize(nbranches());
+  std::string key = write_order_key(b);
+  if (auto it = observed_memo.find(key); it != observed_memo.end()) {
+    observed_values[b] = it->second;
+    runs[b].done = true;
+    runs[b].end = BranchEnd::Completed;
+    ++result.reader_memo_hits;
+    return;
+  }
+  const std::uint64_t fails_before = fail_calls;
+  observe_reader_states(b);
+  if (fail_calls == fails_before && runs[b].end == BranchEnd::Completed) {
+    if (observed_memo.size() >= kObservedMemoMax) observed_memo.clear();
+    observed_memo.emplace(std::move(key), observed_values[b]);
+  }
+}
+
+void Explorer::Impl::observe_reader_states(unsigned b) {
+  if (obs_words.empty()) index_writes();
   obs_seen.clear();
   obs_found.clear();
   obs_path.clear();
-  if (reader_moves.size() != nbranches()) reader_moves.assign(nbranches(), {});
-  if (reader_moves[b].empty() || reader_moves[b].size() > kReaderMovesMax) reader_moves[b].assign(1, {});
+  if (reader_moves.size() != nbranches()) reader_moves.assign(nbranches(), {}), gathered_nodes.assign(nbranches(), {});
+  if (reader_moves[b].empty() || reader_moves[b].size() > kReaderMovesMax)
+    reader_moves[b].assign(1, {}), gathered_nodes[b].assign(1, {});
   std::vector<Pte> log;
   observe_from(b, Clock{}, log, 0);
   result.reader_states += obs_nodes;

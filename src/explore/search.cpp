@@ -32,9 +32,9 @@ void Explorer::Impl::start_execution() {
   depth = 0;
   lock_holder = -1;
   exec_failures.clear();
-  obs_writes.clear();
-  obs_initial.clear();
+  obs_words.clear();
   dep.clear();
+  for (auto& l : latest_dep) l.valid = false;
   if (mode == Mode::Explore) {
     chk_copy.reset();
     if (setup.checker) chk_copy.emplace(*setup.checker);
@@ -144,7 +144,7 @@ void Explorer::Impl::add_backtrack_points() {
     int race = -1;
     for (unsigned q = 0; q < nbranches(); ++q) {
       if (q == p) continue;
-      const int i = dep.latest(*this, q, next);
+      const int i = latest_for(p, next)[q];
       if (i < 0 || runs[p].clock[q] >= clocks[static_cast<std::size_t>(i)][q]) continue;  // i happens before p
       race = std::max(race, i);
     }
@@ -154,15 +154,32 @@ void Explorer::Impl::add_backtrack_points() {
   }
 }
 
+const std::array<int, Explorer::kMaxBranches>& Explorer::Impl::latest_for(unsigned p, const Footprint& f) {
+  LatestDependent& c = latest_dep[p];
+  if (!c.valid || !(c.f == f)) {
+    c.f = f;
+    c.valid = true;
+    c.upto = steps.size();
+    for (unsigned q = 0; q < nbranches(); ++q) c.latest[q] = q == p ? -1 : dep.latest(*this, q, f);
+    return c.latest;
+  }
+  for (; c.upto < steps.size(); ++c.upto) {
+    const unsigned q = steps[c.upto].branch;
+    if (q != p && dependent(fps[c.upto], f)) c.latest[q] = static_cast<int>(c.upto);
+  }
+  return c.latest;
+}
+
 // Appends a step: its vector clock joins those of the earlier steps it
 // does not commute with.
 // (The latest such step of each branch suffices: its clock covers the
 // branch's earlier ones.)
 StepRecord& Explorer::Impl::record(unsigned b, const Footprint& f, StepRecord rec) {
   Clock c = runs[b].clock;
+  const auto& latest = latest_for(b, f);
   for (unsigned q = 0; q < nbranches(); ++q) {
     if (q == b) continue;
-    const int j = dep.latest(*this, q, f);
+    const int j = latest[q];
     if (j < 0) continue;
     const Clock& cj = clocks[static_cast<std::size_t>(j)];
     for (unsigned k = 0; k < nbranches(); ++k) c[k] = std::max(c[k], cj[k]);
@@ -228,6 +245,9 @@ ExploreResult Explorer::Impl::explore(std::uint64_t max) {
   result = {};
   stack.clear();
   reader_moves.clear();
+  gathered_nodes.clear();
+  observed_memo.clear();
+  va_cache.clear();
   kept = nullptr;
   const auto t0 = std::chrono::steady_clock::now();
   for (;;) {

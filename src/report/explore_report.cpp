@@ -189,7 +189,12 @@ void print_explorations(std::ostream& out, const RunResult& r, bool verbose) {
     }
     out << fmt::format("  explored {} class{} of interleavings ({} cut as equivalent, {} steps{}){}, {:.3f} s, {:.0f}/s\n",
                        x.executions, x.executions == 1 ? "" : "es", x.sleep_blocked, x.steps,
-                       x.reader_states ? fmt::format(", {} reader states", x.reader_states) : "",
+                       x.reader_states ? fmt::format(", {} reader states{}", x.reader_states,
+                                                     x.reader_memo_hits
+                                                         ? fmt::format(" ({} observations shared by the same writes)",
+                                                                       x.reader_memo_hits)
+                                                         : "")
+                                       : "",
                        x.exhausted ? ", exhausted" : ", BOUNDED: not exhausted (raise --max): no proof", x.seconds,
                        rate(x));
     if (x.failing) out << fmt::format("  {} failing interleaving{}\n", x.failing, x.failing == 1 ? "" : "s");
@@ -242,6 +247,7 @@ nlohmann::json explorations_json(const RunResult& r) {
                      {"sleep_blocked", x.sleep_blocked},
                      {"classes", x.executions},
                      {"reader_states", x.reader_states},
+                     {"reader_memo_hits", x.reader_memo_hits},
                      {"steps", x.steps},
                      {"failing", x.failing},
                      {"exhausted", x.exhausted},

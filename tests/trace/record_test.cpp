@@ -386,6 +386,29 @@ TEST(RecordQemu, MakeBuildRecordsEveryProcess) {
   std::filesystem::remove_all(dir);
 }
 
+// exec of a "#!" script runs its interpreter under QEMU, as the kernel's
+// binfmt_script would: the stream's exec records name the interpreter,
+// then the script, then the program the script executes.
+TEST(RecordQemu, ExecOfAScriptRunsItsInterpreter) {
+  if (const std::string why = qemu_unavailable(qemu_options()); !why.empty()) GTEST_SKIP() << why;
+  const auto dir = std::filesystem::temp_directory_path() / ("contpte_record_script-" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  const auto script = dir / "s.sh";
+  std::ofstream(script) << "#!/bin/sh -e\nexec /bin/true\n";
+  std::filesystem::permissions(script, std::filesystem::perms::owner_all);
+  const auto path = dir / "s.trace";
+  const RecordResult r = record_command({"/bin/sh", "-c", "exec " + script.string() + " arg"}, path.string(),
+                                        qemu_options());
+  EXPECT_EQ(r.exit_status, 0);
+  const TraceContents c = read_trace_file(path.string());
+  const auto execs = all<TraceExec>(c);
+  ASSERT_EQ(execs.size(), 2u);
+  EXPECT_EQ(execs[0].command, (std::vector<std::string>{"/bin/sh", "-e", script.string(), "arg"}));
+  EXPECT_EQ(execs[1].command, (std::vector<std::string>{"/bin/true"}));
+  EXPECT_EQ(r.streams, 1u);  // exec continues the process's stream
+  std::filesystem::remove_all(dir);
+}
+
 TEST(RecordQemu, NonElfProgramIsAnError) {
   if (const std::string why = qemu_unavailable(qemu_options()); !why.empty()) GTEST_SKIP() << why;
   const auto dir = std::filesystem::temp_directory_path();
