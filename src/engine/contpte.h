@@ -11,6 +11,22 @@
 #include "engine/raw.h"
 
 namespace contpte {
+
+// The VAs [start, end) a block-wide A/D operation on [start, end) really
+// covers: widened to whole blocks where its first (`first_cont`) or last
+// (`last_cont`) PTE is contiguous, as contpte_clear_young_dirty_ptes and
+// contpte_ptep_test_and_clear_young do (A/D are per folio to core-mm). A
+// core-mm caller's account of what it cleared (scenario/pte_statements.h)
+// takes the range from here.
+struct VaRange {
+  std::uint64_t start = 0, end = 0;
+};
+constexpr VaRange widen_to_blocks(const Geometry& g, VaRange r, bool first_cont, bool last_cont) {
+  if (last_cont) r.end = align_down(r.end + g.cont_pte_size() - 1, g.cont_pte_size());
+  if (first_cont) r.start = align_down(r.start, g.cont_pte_size());
+  return r;
+}
+
 namespace contpte_detail {
 
 template <Env E>
@@ -305,16 +321,12 @@ template <Env E>
 void clear_young_dirty_ptes(E& env, VirtAddr addr, PteSlot ptep, unsigned nr, unsigned flags) {
   EngineScope<E> scope_(env, "contpte_clear_young_dirty_ptes");
   const Geometry& g = env.geometry();
-  std::uint64_t start = addr.val;
-  std::uint64_t end = start + nr * g.page_size();
-  if (pte_cont(raw::ptep_get(env, ptep + (nr - 1))))
-    end = align_down(end + g.cont_pte_size() - 1, g.cont_pte_size());
-  if (pte_cont(raw::ptep_get(env, ptep))) {
-    start = align_down(start, g.cont_pte_size());
-    ptep = ptep.align_down(g.cont_ptes);
-  }
-  raw::clear_young_dirty_ptes(env, VirtAddr{start}, ptep,
-                              static_cast<unsigned>((end - start) >> g.page_shift), flags);
+  const bool last_cont = pte_cont(raw::ptep_get(env, ptep + (nr - 1)));
+  const bool first_cont = pte_cont(raw::ptep_get(env, ptep));
+  const VaRange r = widen_to_blocks(g, {addr.val, addr.val + nr * g.page_size()}, first_cont, last_cont);
+  if (first_cont) ptep = ptep.align_down(g.cont_ptes);
+  raw::clear_young_dirty_ptes(env, VirtAddr{r.start}, ptep,
+                              static_cast<unsigned>((r.end - r.start) >> g.page_shift), flags);
 }
 
 // True if every entry of the block already has the AF, dirty and write

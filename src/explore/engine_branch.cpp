@@ -59,23 +59,29 @@ void Explorer::Impl::wait_turn(unsigned b) {
 void Explorer::Impl::tlbi(unsigned b, TlbiRequest req) {
   BranchRun& r = runs[b];
   Footprint f{StepKind::Tlbi};
-  if (req.kind == TlbiKind::Mm) {
-    f.va_hi = ~std::uint64_t{0};
-  } else {
-    f.va_lo = req.start.val;
-    f.va_hi = req.start.val + (req.nr_pages << geo.page_shift);
-  }
+  std::tie(f.va_lo, f.va_hi) = tlbi_range(req);
   r.pending = f;
   wait_turn(b);
-  for (BranchRun& o : runs)
-    if (o.tlb && o.tlb->va < f.va_hi && f.va_lo < o.tlb->va + o.tlb->size()) o.tlb.reset();
-  if (kept) kept->tlbis.push_back(req);
+  view_env.invalidate_tlb(req);  // the one route: ExecutionTlbs::on_tlbi
   StepRecord rec;
   rec.va = f.va_lo;
   rec.nr = req.kind == TlbiKind::Mm ? 0 : req.nr_pages;
   rec.note = req.kind == TlbiKind::Mm ? "flush_tlb_mm" : req.kind == TlbiKind::Page ? "by VA" : "range";
   record(b, f, std::move(rec));
   after_step();
+}
+
+// The VAs an invalidation covers, [lo, hi): all of them for flush_tlb_mm.
+std::pair<std::uint64_t, std::uint64_t> Explorer::Impl::tlbi_range(const TlbiRequest& req) const {
+  if (req.kind == TlbiKind::Mm) return {0, ~std::uint64_t{0}};
+  return {req.start.val, req.start.val + (req.nr_pages << geo.page_shift)};
+}
+
+void Explorer::Impl::ExecutionTlbs::on_tlbi(const TlbiRequest& r) {
+  const auto [lo, hi] = x.tlbi_range(r);
+  for (BranchRun& o : x.runs)
+    if (o.tlb && o.tlb->va < hi && lo < o.tlb->va + o.tlb->size()) o.tlb.reset();
+  if (machine) machine->invalidate_tlb(r);
 }
 
 void Explorer::Impl::lockless_retry(unsigned b) {

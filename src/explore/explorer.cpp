@@ -79,6 +79,8 @@ std::uint16_t StepEnv::asid() const { return x_->impl_->setup.asid; }
 Explorer::Explorer(ExploreSetup setup) : impl_(std::make_unique<Impl>(*this, std::move(setup))) {}
 Explorer::~Explorer() = default;
 ExploreResult Explorer::explore(std::uint64_t max) { return impl_->explore(max); }
-KeptRun Explorer::run_seeded(std::uint64_t seed, Checker* live) { return impl_->run_seeded(seed, live); }
+KeptRun Explorer::run_seeded(std::uint64_t seed, Checker* live, SimEnv* machine) {
+  return impl_->run_seeded(seed, live, machine);
+}
 
 }  // namespace contpte

@@ -233,7 +233,6 @@ struct KeptRun {
   std::vector<StepRecord> steps;
   EngineCounters counters;         // summed over the engine branches
   std::uint64_t caller_tlbi = 0;
-  std::vector<TlbiRequest> tlbis;  // for the main CPU's TLBs
   // Reader / deadlock / unmapped findings: errors of the run, each with
   // the line of its branch.
   struct Problem {
@@ -258,8 +257,10 @@ class Explorer {
   ExploreResult explore(std::uint64_t max);
 
   // One interleaving chosen by `seed`, kept in memory; the checker given
-  // (the run's own) sees it.
-  KeptRun run_seeded(std::uint64_t seed, Checker* live);
+  // (the run's own) sees it, and each of its TLB invalidations also reaches
+  // `machine`'s TLBs (the address space's Env in the machine, the MMU
+  // behind it) through SimEnv::invalidate_tlb as it is made; null: none.
+  KeptRun run_seeded(std::uint64_t seed, Checker* live, SimEnv* machine = nullptr);
 
  private:
   friend class StepEnv;

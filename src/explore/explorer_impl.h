@@ -163,6 +163,7 @@ struct Explorer::Impl {
   Impl(Explorer& self, ExploreSetup s)
       : x(self), setup(std::move(s)), geo(setup.mem->geometry()), walker(*setup.mem),
         view_env(*setup.mem, *setup.pt, setup.features, setup.asid) {
+    view_env.set_tlb(&tlbs);
     if (setup.branches.empty()) throw std::invalid_argument("explorer: no branches");
     if (setup.branches.size() > kMaxBranches)
       throw std::invalid_argument(fmt::format("explorer: at most {} branches", kMaxBranches));
@@ -172,7 +173,22 @@ struct Explorer::Impl {
   ExploreSetup setup;
   const Geometry& geo;
   Walker walker;
-  SimEnv view_env;  // ptep_get for settling and final checks (no observers)
+  // ptep_get for settling and final checks (no observers), and the route of
+  // every TLB invalidation the branches make: SimEnv::invalidate_tlb, the
+  // one route (hw/sim_env.h), whose TLBs are this execution's (`tlbs`).
+  SimEnv view_env;
+
+  // The TLBs one execution's invalidations reach: the other CPUs' and
+  // device walkers' entries (BranchRun::tlb, fresh in each execution) and,
+  // in the kept run, the machine's own (the MMU), through the Env of the
+  // address space in the machine — as each invalidation is made.
+  struct ExecutionTlbs final : SimObserver {
+    explicit ExecutionTlbs(Impl& i) : x(i) {}
+    Impl& x;
+    SimEnv* machine = nullptr;  // the kept run's: run_seeded()
+    void on_tlbi(const TlbiRequest& r) override;
+  };
+  ExecutionTlbs tlbs{*this};
 
   Mode mode = Mode::Explore;
   std::mt19937_64 rng;
@@ -318,7 +334,7 @@ struct Explorer::Impl {
   bool execute();
   bool next_schedule();
   ExploreResult explore(std::uint64_t max);
-  KeptRun run_seeded(std::uint64_t seed, Checker* live);
+  KeptRun run_seeded(std::uint64_t seed, Checker* live, SimEnv* machine);
 
   // ---- engine_branch.cpp: engine branches ----------------------------------
 
@@ -331,6 +347,7 @@ struct Explorer::Impl {
   Pte env_op(unsigned b, const MemOp& op);
   void wait_turn(unsigned b);
   void tlbi(unsigned b, TlbiRequest req);
+  std::pair<std::uint64_t, std::uint64_t> tlbi_range(const TlbiRequest& req) const;
   void lockless_retry(unsigned b);
   void run_engine(unsigned b);
   void release_engine(unsigned b);

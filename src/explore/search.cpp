@@ -270,14 +270,16 @@ ExploreResult Explorer::Impl::explore(std::uint64_t max) {
   return std::move(result);
 }
 
-KeptRun Explorer::Impl::run_seeded(std::uint64_t seed, Checker* live) {
+KeptRun Explorer::Impl::run_seeded(std::uint64_t seed, Checker* live, SimEnv* machine) {
   mode = Mode::Seeded;
   rng.seed(seed);
   stack.clear();
   KeptRun k;
   kept = &k;
   chk = live;
+  tlbs.machine = machine;
   execute();
+  tlbs.machine = nullptr;
   undo.clear();  // kept
   for (const BranchRun& r : runs) {
     k.counters += r.env.counters();

@@ -33,10 +33,13 @@ namespace {
 
 // ---- small text parsing ---------------------------------------------------------
 
-// A cursor over one line that reports FILE:LINE:COL.
-class LineCursor {
+// A cursor over the characters of one /proc line (hex and decimal fields,
+// blanks) that reports FILE:LINE:COL. Not scenario/parse_text.h's
+// LineCursor, which walks the tokens of a .cpt line: hostproc/ stands
+// apart from the simulator's layers and shares no code with them.
+class ProcLineCursor {
  public:
-  LineCursor(std::string_view line, const std::string& file, unsigned lineno)
+  ProcLineCursor(std::string_view line, const std::string& file, unsigned lineno)
       : line_(line), file_(file), lineno_(lineno) {}
 
   [[noreturn]] void error(std::size_t col0, const std::string& what) const {
@@ -122,7 +125,7 @@ bool perms_ok(std::string_view p) {
 }
 
 // One maps-format line: "start-end perms offset dev inode   name".
-Vma parse_vma_line(LineCursor& c) {
+Vma parse_vma_line(ProcLineCursor& c) {
   Vma v;
   v.start = c.hex("a start address");
   c.expect('-', "'-' between start and end address");
@@ -170,7 +173,7 @@ std::optional<std::uint64_t> parse_pairs(std::string_view text, const std::strin
                                          std::map<std::uint64_t, std::uint64_t>& out, bool allow_end) {
   std::optional<std::uint64_t> end;
   for_each_line(text, [&](std::string_view line, unsigned lineno) {
-    LineCursor c(line, file, lineno);
+    ProcLineCursor c(line, file, lineno);
     c.skip_blanks();
     if (c.at_end() || line[c.pos()] == '#') return;
     if (allow_end && line.substr(c.pos()).starts_with("end")) {
@@ -260,7 +263,7 @@ std::vector<Vma> parse_maps(std::string_view text, const std::string& file) {
   std::vector<Vma> vmas;
   for_each_line(text, [&](std::string_view line, unsigned lineno) {
     if (line.empty()) return;
-    LineCursor c(line, file, lineno);
+    ProcLineCursor c(line, file, lineno);
     Vma v = parse_vma_line(c);
     if (!vmas.empty() && v.start < vmas.back().end)
       c.error(0, fmt::format("VMA {:#x} starts below the end {:#x} of the one before", v.start, vmas.back().end));
@@ -275,7 +278,7 @@ std::size_t apply_smaps(std::string_view text, const std::string& file, std::vec
   std::size_t unmatched = 0;
   for_each_line(text, [&](std::string_view line, unsigned lineno) {
     if (line.empty()) return;
-    LineCursor c(line, file, lineno);
+    ProcLineCursor c(line, file, lineno);
     if (looks_like_vma_header(line)) {
       const Vma h = parse_vma_line(c);
       auto it = std::lower_bound(vmas.begin(), vmas.end(), h.start,
@@ -317,7 +320,7 @@ std::vector<int> cgroup_pids(const std::string& path) {
   std::vector<int> pids;
   for_each_line(s.str(), [&](std::string_view line, unsigned lineno) {
     if (line.empty()) return;
-    LineCursor c(line, file, lineno);
+    ProcLineCursor c(line, file, lineno);
     const std::uint64_t pid = c.dec("a PID");
     if (!c.at_end() || pid == 0 || pid > 0x7fffffff) c.error(0, fmt::format("expected a PID, found '{}'", line));
     pids.push_back(static_cast<int>(pid));

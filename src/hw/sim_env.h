@@ -117,9 +117,11 @@ class SimEnv {
   // The one route by which a TLB invalidation reaches the TLBs. The Env's
   // own flushes (the engine's, the memory manager's) come here first, then
   // the observers see them; a core-mm caller's flush after a PTE-level
-  // call and the flushes of an explored parallel block come here directly,
-  // unseen by observers (the trace shows those as the caller's or the
-  // explorer's steps).
+  // call comes here directly, unseen by observers (the trace shows it as
+  // the caller's step). The explorer's flushes come here too, through its
+  // own SimEnv, whose TLBs are one execution's (explore/explorer_impl.h,
+  // ExecutionTlbs), which in the kept execution hands each on to the
+  // machine's Env here.
   void invalidate_tlb(const TlbiRequest& r) {
     if (tlb_) tlb_->on_tlbi(r);
   }

@@ -16,6 +16,7 @@
 #include <sstream>
 #include <stdexcept>
 
+#include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include "hw/tlb.h"
@@ -321,13 +322,6 @@ std::string preset_names() {
   return s;
 }
 
-template <std::size_t N>
-std::string join(const std::array<std::string_view, N>& a) {
-  std::string s;
-  for (auto x : a) s += std::string(s.empty() ? "" : ", ") + std::string(x);
-  return s;
-}
-
 // ---- JSON core descriptions (docs/tlb-json.md) ------------------------------------------
 
 class JsonLoader {
@@ -420,7 +414,7 @@ class JsonLoader {
         }
         if (!found) fail(field, "unknown holding '" + name + "'; expected one of " + names);
       } else {
-        fail(field, "unknown field; expected one of " + join(kStructureFields));
+        fail(field, fmt::format("unknown field; expected one of {}", fmt::join(kStructureFields, ", ")));
       }
       mark_given(c, field);
     }
@@ -432,7 +426,8 @@ class JsonLoader {
     for (const auto& [k, v] : j.items()) {
       const std::string field = "costs." + k;
       const auto it = std::find(kCostFields.begin(), kCostFields.end(), k);
-      if (it == kCostFields.end()) fail(field, "unknown field; expected one of " + join(kCostFields));
+      if (it == kCostFields.end())
+        fail(field, fmt::format("unknown field; expected one of {}", fmt::join(kCostFields, ", ")));
       *fields[static_cast<std::size_t>(it - kCostFields.begin())] = get_positive(v, field);
       mark_given(c, field);
     }
@@ -518,7 +513,7 @@ class JsonLoader {
       } else if (k == "costs") {
         load_costs(v, c);
       } else {
-        fail(k, "unknown field; expected one of " + join(kTopFields));
+        fail(k, fmt::format("unknown field; expected one of {}", fmt::join(kTopFields, ", ")));
       }
     }
     check_structure("l1d", c.l1d);

@@ -42,17 +42,13 @@ struct PteCaller {
     if (chk) chk->clean(asid, start, nr, dirty, young);
   }
 
-  // The range a block-wide A/D operation really covers: widened to whole
-  // blocks where its first or last PTE is contiguous, as contpte does.
+  // The range a block-wide A/D operation really covers (first VA, pages):
+  // the engine's widen_to_blocks (engine/contpte.h) where contpte is on.
   std::pair<std::uint64_t, std::uint64_t> widened(VirtAddr va, unsigned nr) {
-    std::uint64_t start = va.val;
-    std::uint64_t end = va.val + std::uint64_t{nr} * geo.page_size();
-    if (env.features().variant != Variant::Off) {
-      const std::uint64_t block = geo.cont_pte_size();
-      if (pte_cont(stored(va))) start &= ~(block - 1);
-      if (pte_cont(stored(VirtAddr{end - geo.page_size()}))) end = (end + block - 1) & ~(block - 1);
-    }
-    return {start, (end - start) >> geo.page_shift};
+    VaRange r{va.val, va.val + std::uint64_t{nr} * geo.page_size()};
+    if (env.features().variant != Variant::Off)
+      r = widen_to_blocks(geo, r, pte_cont(stored(va)), pte_cont(stored(VirtAddr{r.end - geo.page_size()})));
+    return {r.start, (r.end - r.start) >> geo.page_shift};
   }
 
   void op(const PteOp& o) {

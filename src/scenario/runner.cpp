@@ -544,8 +544,9 @@ class Runner final : public RunMachine {
       be.result = x.explore(*opts_.explore_max);
       res_.explorations.push_back(std::move(be));
     }
-    const KeptRun k = x.run_seeded(sc_.header.seed + index_, m_.checking() ? &m_.checker() : nullptr);
-    m_.broadcast_tlbis(cur_, k.tlbis, k.caller_tlbi);  // this CPU's TLBs too
+    // Its flushes reach this CPU's TLBs too, through the process's Env.
+    const KeptRun k = x.run_seeded(sc_.header.seed + index_, m_.checking() ? &m_.checker() : nullptr, &env());
+    m_.add_caller_flushes(k.caller_tlbi);
     env().counters() += k.counters;
     if (opts_.trace)
       for (const StepRecord& r : k.steps) opts_.trace->on_block_step(st, p.branches[r.branch].loc, r, geo_.page_shift);

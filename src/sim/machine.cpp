@@ -127,11 +127,6 @@ void Machine::caller_flush(std::size_t pid, VirtAddr va, std::uint64_t nr) {
   e.invalidate_tlb(TlbiRequest{nr == 1 ? TlbiKind::Page : TlbiKind::Range, e.asid(), va, nr, true});
 }
 
-void Machine::broadcast_tlbis(std::size_t pid, const std::vector<TlbiRequest>& tlbis, std::uint64_t caller) {
-  for (const TlbiRequest& r : tlbis) env(pid).invalidate_tlb(r);
-  caller_tlbi_ += caller;
-}
-
 Pte Machine::pte_view(std::size_t pid, VirtAddr va) {
   Mm& m = mm(pid);
   return quietly([&] {

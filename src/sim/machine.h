@@ -124,9 +124,11 @@ class Machine {
   // The flush a core-mm caller issues after a PTE-level call
   // (flush_tlb_page / flush_tlb_range), counted as caller_tlbi.
   void caller_flush(std::size_t pid, VirtAddr va, std::uint64_t nr);
-  // Flushes another CPU issued (an explored parallel block), broadcast to
-  // this CPU's TLBs; `caller` of them were core-mm callers' flushes.
-  void broadcast_tlbis(std::size_t pid, const std::vector<TlbiRequest>& tlbis, std::uint64_t caller);
+  // Core-mm callers' flushes another CPU issued (in an explored parallel
+  // block, whose flushes reach this CPU's TLBs through the process's Env
+  // as the kept execution makes them: Explorer::run_seeded), counted as
+  // caller_tlbi.
+  void add_caller_flushes(std::uint64_t n) { caller_tlbi_ += n; }
 
   // ---- the checker ----
   // The checker, whether or not checking is on: a PTE-level statement's
