@@ -201,6 +201,15 @@ int cmd_replay(const RunArgs& args, const BuiltinConfig* config) {
   ReplayOptions opts;
   opts.run.check = !args.no_check;
   opts.progress = show_replay_progress;
+  // --kernel: the replayed memory manager's engine calls run the tree's
+  // code, through the same seam as a scenario's (scenario/machine_spec.h).
+  const auto engines = kernel_engines(args.kernel, opts.run);
+  if (opts.run.kernel_engine)  // build before the replays start: progress and errors in order
+    for (const auto& c : kBuiltinConfigs) {
+      if (config && &c != config) continue;
+      const Header h = parse_scenario(c.header, std::string(c.name)).header;
+      opts.run.kernel_engine(h.geometry(), h.variant == "upstream");
+    }
   std::vector<RunResult> results;
   try {
     if (config)
@@ -365,10 +374,6 @@ int cmd_run(RunArgs args, const char* argv0) {
     if (std::find(configs.begin(), configs.end(), config) == configs.end()) configs.push_back(config);
   }
   if (!args.replay.empty()) {
-    if (!args.kernel.empty()) {
-      std::cerr << "contpte run: error: --kernel does not apply to --replay yet (docs/kernel.md, limits)\n";
-      return kExitUsage;
-    }
     if (!args.files.empty()) {
       std::cerr << "contpte run: error: --replay takes no scenario files\n";
       return kExitUsage;

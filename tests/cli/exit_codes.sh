@@ -93,6 +93,10 @@ else
 fi
 "$bin" run --replay "$tmp/good.cpt" >"$tmp/out" 2>&1; check "not a trace" 2 $?
 grep -q "good.cpt: error: at byte 0: not a contpte trace" "$tmp/out" || { echo "FAIL not-a-trace message"; cat "$tmp/out"; fail=1; }
+# --kernel with --replay: a tree that is not one is exit 2 naming the missing file.
+"$bin" run --replay "$src/tests/data/trace/v2-loop.trace" --kernel "$tmp/no-tree" >"$tmp/out" 2>&1
+check "replay --kernel without a tree" 2 $?
+grep -q "missing $tmp/no-tree/arch/arm64/mm/contpte.c" "$tmp/out" || { echo "FAIL replay --kernel message"; cat "$tmp/out"; fail=1; }
 if command -v zstd >/dev/null 2>&1; then
   # A well-formed header of a future version (9): refused at byte 8.
   printf 'CPTTRACE\x09\x00\xff\x00\x00' | zstd -q >"$tmp/v9.trace"
