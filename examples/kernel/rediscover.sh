@@ -14,7 +14,9 @@
 #                    contpte_ptep_set_access_flags comparing the gathered
 #                    ptep_get with the new entry (before "arm64: contpte:
 #                    fix set_access_flags() no-op check for SMMU/ATS
-#                    faults"): `explore` finds a device walker's fault_loop.
+#                    faults"): `explore` finds the fault_loop of a device
+#                    walker (outside and inside a mapping) and of a CPU
+#                    without hardware A/D updates (`hafdbs off`).
 # Exit 0 when both halves behave as described.
 set -uo pipefail
 contpte=${1:?contpte binary} tree=${2:?Linux tree} what=${3:?mutation}
@@ -40,7 +42,9 @@ case $what in
     cmd=(diff --granule 4K) ;;
   gathered-access-flags)
     sed -i 's|if (contpte_all_subptes_match_access_flags(ptep, entry))|if (pte_val(pte_mknoncont(ptep_get(ptep))) == pte_val(entry))|' "$c"
-    cmd=(explore "$here/examples/races/upstream-dev-write-vs-hw-write.cpt") ;;
+    cmd=(explore "$here/examples/races/upstream-dev-write-vs-hw-write.cpt"
+         "$here/examples/races/upstream-dev-write-in-mapping-vs-hw-write.cpt"
+         "$here/examples/races/upstream-nohafdbs-cpu-write-vs-dev-read.cpt") ;;
   *) echo "unknown mutation $what" >&2; exit 2 ;;
 esac
 cmp -s "$c" "$tree/arch/arm64/mm/contpte.c" && { echo "rediscover: the mutation did not apply to this tree" >&2; exit 2; }

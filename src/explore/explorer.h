@@ -140,8 +140,15 @@ struct ExploreBranch {
   // runs handle_pte_fault's path (mm/pte_fault.h) through this branch's
   // StepEnv, each memory operation a step; then the access retries.
   // Faulting again for the reason just handled, with the PTE as the
-  // handler left it, is rule fault_loop. Outside every VMA only.
+  // handler left it, is rule fault_loop. Inside a VMA the handler is the
+  // memory manager's path for a present PTE the VMA permits (`segv`: it
+  // does not permit the access, the process's SIGSEGV, an error of the
+  // run); the set-up refuses a dev branch whose fault would allocate or
+  // copy (no PTE; a write to a PTE without write permission).
+  // A CPU (`hw`) on a core without FEAT_HAFDBS runs the same handler for
+  // its access-flag and dirty-state faults (docs/explore.md).
   bool device = false;
+  bool segv = false;
 };
 
 // How a branch ended in one execution.

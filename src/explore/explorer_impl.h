@@ -138,9 +138,12 @@ struct Explorer::Impl {
     Pte* update_slot = nullptr;
     bool needs_dirty = false;
     bool retried = false;
-    // dev: the fault its handler is handling or last handled, whether the
-    // handler left the PTE still faulting for it, and whether it could not
-    // handle it at all (an error of the run).
+    // dev, and a CPU without FEAT_HAFDBS on an access-flag or dirty-state
+    // fault: the fault is going to its handler (which holds the lock until
+    // its Release); the fault its handler is handling or last handled,
+    // whether the handler left the PTE still faulting for it, and whether
+    // it could not handle it at all (an error of the run).
+    bool to_handler = false;
     AccessFault handled = AccessFault::None;
     bool left_faulting = false;
     bool handler_error = false;
@@ -359,6 +362,7 @@ struct Explorer::Impl {
   void hw_walk(unsigned b, StepRecord& rec);
   void unmapped_access(unsigned b, StepRecord& rec, const std::string& why);
   void unmapped(unsigned b, const std::string& why);
+  bool handler_fault(unsigned b, AccessFault af, Pte d) const;
   void dev_fault(unsigned b, StepRecord& rec, AccessFault af);
   void report_fault_loop(unsigned b, const std::string& fault, Pte pte);
   void dev_fault_handler(unsigned b);

@@ -22,7 +22,8 @@ Footprint Explorer::Impl::hw_footprint(unsigned b, StepKind k) {
   auto slot = setup.pt->pte_slot(s.va, false);
   f.slot = slot ? slot->ptr() : nullptr;
   std::tie(f.va_lo, f.va_hi) = block_of(s.va.val);
-  // A dev walk decides on its word alone (its handler always runs).
+  // A dev walk decides on its word alone (its handler always runs); a CPU's
+  // retry may decide between waiting again and `unmapped` on the lock.
   f.lock_sensitive = k == StepKind::HwWalk && runs[b].retried && !s.device;
   return f;
 }
@@ -37,7 +38,7 @@ void Explorer::Impl::hw_step(unsigned b) {
     case HwPhase::Walk: hw_walk(b, rec); break;
     case HwPhase::Update: hw_update(b, rec); break;
     case HwPhase::FaultWait:
-      if (s.device) return dev_fault_handler(b);  // records its own steps
+      if (r.to_handler) return dev_fault_handler(b);  // records its own steps
       rec.note = "fault handler took the page-table lock; the access retries";
       r.retried = true;
       r.hw = HwPhase::Walk;
@@ -50,8 +51,8 @@ void Explorer::Impl::hw_step(unsigned b) {
     case HwPhase::Update: r.pending = hw_footprint(b, StepKind::HwUpdate); break;
     case HwPhase::FaultWait:
       r.pending = Footprint{StepKind::FaultRetry};
-      // A dev handler holds the lock until its Release.
-      r.pending.lock_instant = !s.device && setup.commute_instant_locks;
+      // A handler that runs as steps holds the lock until its Release.
+      r.pending.lock_instant = !r.to_handler && setup.commute_instant_locks;
       break;
     case HwPhase::Handler: r.pending = Footprint{StepKind::Release}; break;
     case HwPhase::Done: r.done = true; break;
@@ -71,7 +72,7 @@ void Explorer::Impl::hw_walk(unsigned b, StepRecord& rec) {
   const bool hafdbs = setup.features.hafdbs && !s.device;  // a device walker never updates A/D
   const bool needs_dirty = needs_dirty_update(d, s.access);
   const AccessFault af = access_fault(w.valid, d, s.access, hafdbs);
-  if (af != AccessFault::None && s.device) return dev_fault(b, rec, af);
+  if (af != AccessFault::None && handler_fault(b, af, d)) return dev_fault(b, rec, af);
   const std::string fault = af == AccessFault::None ? std::string() : std::string(access_fault_name(af));
   if (!fault.empty()) {
     const bool unmapped = !w.valid;
@@ -126,7 +127,20 @@ void Explorer::Impl::unmapped(unsigned b, const std::string& why) {
   fail("unmapped", fmt::format("unmapped: {}:{}: {}", setup.source, spec(b).line, what), spec(b).va.val);
 }
 
-// A dev access faulted (`af`) on the word its walk read. The reason its
+// Whether fault `af` on the walked word `d` goes to the stepped handler
+// (handle_pte_fault's path): every fault of a device walker; for another
+// CPU on a core without FEAT_HAFDBS, the faults hardware would otherwise
+// have handled itself — AF clear, and a write to a writable (DBM) entry
+// that is still PTE_RDONLY (clean). Its other faults (no valid PTE, no
+// write permission) wait for the lock and retry as on any core.
+bool Explorer::Impl::handler_fault(unsigned b, AccessFault af, Pte d) const {
+  if (spec(b).device) return true;
+  if (setup.features.hafdbs) return false;
+  return af == AccessFault::AccessFlag || (af == AccessFault::ReadOnly && pte_write(d));
+}
+
+// A dev access (or a CPU's without FEAT_HAFDBS, handler_fault) faulted
+// (`af`) on the word its walk read. The reason its
 // handler just handled, with the PTE still as the handler left it
 // (nobody undid a fix in between): a walker that reads each descriptor
 // alone would fault forever (rule fault_loop). Anything else goes to the
@@ -143,6 +157,7 @@ void Explorer::Impl::dev_fault(unsigned b, StepRecord& rec, AccessFault af) {
     return;
   }
   r.hw = HwPhase::FaultWait;
+  r.to_handler = true;
   r.handled = af;
   rec.note = fault + ": the handler waits for the page-table lock";
 }
@@ -174,12 +189,28 @@ void Explorer::Impl::dev_fault_handler(unsigned b) {
   rec.note = "fault handler takes the page-table lock (handle_pte_fault)";
   record(b, r.pending, std::move(rec));
   after_step();
+  r.to_handler = false;
+  if (s.segv) {
+    // handle_mm_fault's access_error, before any PTE is looked at.
+    r.handler_error = true;
+    unmapped(b, fmt::format("{}; SIGSEGV: the mapping does not permit it", access_fault_name(r.handled)));
+    r.hw = HwPhase::Handler;
+    r.pending = Footprint{StepKind::Release};
+    return;
+  }
+  // Inside a VMA this is handle_mm_fault's own path for a present PTE the
+  // VMA permits (the set-up ruled out the allocating and copy-on-write
+  // paths); outside every VMA the PTE-level handler. Both build the entry
+  // from ptep_get under the lock and call ptep_set_access_flags.
   const auto slot = setup.pt->pte_slot(s.va, false);
   const auto why = slot ? handle_pte_level_fault(r.env, VirtAddr{align_down(s.va.val, geo.page_size())}, *slot,
                                                  s.access == MemAccess::Write)
                         : std::optional<std::string_view>("no page table maps it");
-  r.handler_error = why.has_value();
-  if (why) unmapped(b, fmt::format("{}; {}", access_fault_name(r.handled), *why));
+  // A CPU's handler that finds the PTE no longer valid or writable gives up
+  // (Linux: pte_same fails under the lock) and the access retries; the
+  // retry's fault is then a CPU's ordinary one.
+  r.handler_error = why.has_value() && s.device;
+  if (r.handler_error) unmapped(b, fmt::format("{}; {}", access_fault_name(r.handled), *why));
   r.hw = HwPhase::Handler;
   r.pending = Footprint{StepKind::Release};
 }

@@ -71,6 +71,7 @@ class Checker {
 
   // Where findings are attributed: the scenario line and a running step.
   void set_context(unsigned line, std::uint64_t step) { line_ = line, step_ = step; }
+  unsigned context_line() const { return line_; }
 
   // ---- rule 1: misprogrammed (on a walk that read a valid CONT leaf) ----
   // `block` points at the first of the CONT_PTES (or CONT_PMDS) words of

@@ -88,11 +88,7 @@ FaultResult Mm::handle_fault(std::uint64_t va, bool write, bool exec) {
   ++sys_.stats().faults;
   const Vma* v = find_vma(va);
   if (!v) return FaultResult::Segv;
-  const bool readable = v->prot == Prot::R || v->prot == Prot::RW || v->prot == Prot::RX ||
-                        v->prot == Prot::RWX;
-  const bool executable = v->prot == Prot::RX || v->prot == Prot::RWX || v->prot == Prot::X;
-  if ((write && !v->writable()) || (exec && !executable) || (!write && !exec && !readable))
-    return FaultResult::Segv;
+  if (!v->permits(write, exec)) return FaultResult::Segv;
   // __handle_mm_fault: the PMD level first. An empty PMD may get a huge
   // page; a huge PMD is handled whole unless a write has to split it.
   const PteSlot pmdp = *pt_.entry_slot(VirtAddr{va}, 2, true);

@@ -64,6 +64,13 @@ struct Vma {
   // anon_vma, so it is not.
   bool anon_vma_singular = true;
   bool writable() const { return prot == Prot::RW || prot == Prot::RWX; }
+  // handle_mm_fault's access_error: whether the VMA permits the access (a
+  // read needs VM_READ, a write VM_WRITE, a fetch VM_EXEC); else SIGSEGV.
+  bool permits(bool write, bool exec) const {
+    const bool readable = prot == Prot::R || prot == Prot::RW || prot == Prot::RX || prot == Prot::RWX;
+    const bool executable = prot == Prot::RX || prot == Prot::RWX || prot == Prot::X;
+    return write ? writable() : exec ? executable : readable;
+  }
 };
 
 // Counters the kernel would show (vmstat, hugepages-*/stats).

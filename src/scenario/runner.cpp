@@ -434,12 +434,7 @@ class Runner final : public RunMachine {
                        eb.device = true;
                        eb.va = resolve(d.addr);
                        eb.access = mem_access(d.kind);
-                       if (const Vma* v = cur().find_vma(eb.va.val))
-                         throw ScenarioError(d.addr.loc,
-                                             fmt::format("a dev branch inside a mapping ({:#x}-{:#x}) of process {}: "
-                                                         "the memory manager's fault path does not run inside "
-                                                         "parallel blocks; a top-level 'dev' statement uses it",
-                                                         v->start, v->end, cur_));
+                       if (const Vma* v = cur().find_vma(eb.va.val)) dev_in_vma(d, *v, eb);
                        slot(eb.va);
                      },
                  },
@@ -449,6 +444,31 @@ class Runner final : public RunMachine {
     if (opts_.explore_max)
       s.check_final = [this](const EngineCounters& c) { return expects_after_block(c); };
     return s;
+  }
+
+  // A dev branch inside a VMA: its fault goes to the memory manager's fault
+  // path (handle_mm_fault). Inside a block nothing but A/D updates changes a
+  // PTE of a VMA (engine branches act outside every mapping), so which path
+  // the fault takes is known here: the VMA's access_error (SIGSEGV, an
+  // error of the run when the fault happens), or handle_pte_fault's
+  // ptep_set_access_flags on the present PTE. The paths that allocate or
+  // copy (do_anonymous_page, do_fault, do_wp_page) do not run inside
+  // blocks: such a branch is an input error.
+  void dev_in_vma(const DevAccess& d, const Vma& v, ExploreBranch& eb) {
+    const bool write = d.kind == AccessKind::Write;
+    eb.segv = !v.permits(write, /*exec=*/false);
+    if (eb.segv) return;
+    const Pte p = stored(eb.va);
+    const char* path = !pte_present(p)           ? "finds no PTE: its fault would map a page (do_anonymous_page / "
+                                                   "do_fault)"
+                       : write && !pte_write(p) ? "writes a PTE without write permission: its fault would copy or "
+                                                  "reuse the page (do_wp_page)"
+                                                : nullptr;
+    if (path)
+      throw ScenarioError(d.addr.loc, fmt::format("a dev branch inside a mapping ({:#x}-{:#x}) of process {} {}, "
+                                                  "which does not run inside parallel blocks; touch the page "
+                                                  "before the block",
+                                                  v.start, v.end, cur_, path));
   }
 
   // An engine branch: the PTE-level statement through the explorer's

@@ -61,14 +61,58 @@ void Machine::exit(std::size_t pid) {
   procs_[pid].alive = false;
 }
 
+// Whether a CPU's fault is one that FEAT_HAFDBS would have handled in
+// hardware — AF clear, or a write to a writable (DBM) entry still
+// PTE_RDONLY — and that a core without it takes to handle_pte_fault.
+static bool access_flag_or_dirty_fault(AccessFault f, Pte d) {
+  return f == AccessFault::AccessFlag || (f == AccessFault::ReadOnly && pte_write(d));
+}
+
 std::optional<std::string> Machine::fault_and_retry(Mm& m, VirtAddr va, MemAccess kind, AccessResult r) {
+  // On a core without FEAT_HAFDBS, the fault just handled again, with the
+  // PTE as the handler left it, is fault_loop (design.md rule 7), as for a
+  // device walker: the access ends there. With FEAT_HAFDBS these faults
+  // never happen, so the walks below are skipped.
+  const Walker walker(mem_);
+  auto fault_of = [&](Pte* desc) {
+    const WalkResult w = walker.walk(m.page_table().root(), m.asid(), va, nullptr);
+    if (desc) *desc = w.desc;
+    return access_fault(w.valid, w.desc, kind, /*hafdbs=*/false);
+  };
+  AccessFault handled = AccessFault::None;
+  bool left_faulting = false;
   for (int attempt = 1;; ++attempt) {
+    Pte desc{};
+    const AccessFault f = features_.hafdbs ? AccessFault::None : fault_of(&desc);
+    const bool ad = access_flag_or_dirty_fault(f, desc);
+    if (ad && f == handled && left_faulting) {
+      if (check_)
+        checker_.report_fault_loop(va, checker_.context_line(), desc,
+                                   fmt::format("the CPU's {} of {:#x} faulted again ({}) after its fault handler "
+                                               "(ptep_set_access_flags) left the PTE still faulting for it: a core "
+                                               "without hardware A/D updates would fault forever",
+                                               kind == MemAccess::Write ? "write" : "read", va.val,
+                                               access_fault_name(f)));
+      return std::nullopt;
+    }
     std::string why;
     if (attempt > 3) {
       why = "the fault handler did not resolve it";
     } else {
-      const FaultResult fr = m.handle_fault(va.val, kind == MemAccess::Write, kind == MemAccess::Exec);
+      FaultResult fr = FaultResult::Segv;
+      if (m.find_vma(va.val)) {
+        fr = m.handle_fault(va.val, kind == MemAccess::Write, kind == MemAccess::Exec);
+      } else if (ad) {
+        // Outside every mapping (PTE-level scenarios): the PTE-level
+        // handler, as for a device walker (mm/pte_fault.h).
+        const auto s = m.page_table().pte_slot(va, /*alloc=*/false);
+        if (s && !handle_pte_level_fault(m.env(), VirtAddr{align_down(va.val, geo_.page_size())}, *s,
+                                         kind == MemAccess::Write))
+          fr = FaultResult::Handled;
+      }
       if (fr == FaultResult::Handled) {
+        handled = f;
+        left_faulting = ad && fault_of(nullptr) == f;
         r = mmu_.access(m.page_table(), m.asid(), va, kind, /*retry=*/true);
         if (r.fault == Fault::None) return std::nullopt;
         continue;

@@ -11,7 +11,11 @@
 //   handler outside mappings, the memory manager's fault path inside) and
 //   in every interleaving of a parallel block;
 // - a write to a read-only PTE, or a fault on no PTE, is an error of the run
-//   (exit 1), a dev branch inside a mapping an input error (exit 2);
+//   (exit 1); a dev branch inside a mapping goes through the memory
+//   manager's fault path, one whose fault would map or copy a page is an
+//   input error (exit 2);
+// - a CPU without FEAT_HAFDBS (hafdbs off) takes its access-flag and
+//   dirty-state faults to the same handler and loops the same way;
 // - the reduction stays exact with dev branches, whose handler is stepped.
 
 #include <gtest/gtest.h>
@@ -297,18 +301,155 @@ expect stat faults_access == 1
       << ro.error.value_or("");
 }
 
-TEST(ExploreDev, DevBranchInsideAMappingIsAnInputError) {
-  try {
-    run_text("granule 4K\nmmap A 64K prot=rw\nparallel\n  dev read A\nend\n");
-    FAIL() << "no error";
-  } catch (const ScenarioError& e) {
-    EXPECT_NE(std::string(e.what()).find("t.cpt:4:12: error: a dev branch inside a mapping ("), std::string::npos)
-        << e.what();
-    EXPECT_NE(std::string(e.what()).find("the memory manager's fault path does not run inside parallel blocks; a "
-                                         "top-level 'dev' statement uses it"),
-              std::string::npos)
-        << e.what();
-  }
+// Inside a mapping a dev branch's fault goes to the memory manager's fault
+// path (handle_mm_fault -> handle_pte_fault -> ptep_set_access_flags):
+// memory that MADV_FREE made clean and old, a device writing page 0 while
+// another CPU dirties page 3 (examples/races/upstream-dev-write-in-mapping-
+// vs-hw-write.cpt). With the gathered no-op check the device loops where
+// the CPU came first, as outside mappings.
+TEST(ExploreDev, DevBranchInsideAMappingGoesThroughTheMmFaultPath) {
+  const fs::path race = source_dir() / "examples/races/upstream-dev-write-in-mapping-vs-hw-write.cpt";
+  RunOptions o;
+  o.explore_max = 1'000'000;
+  const RunResult fixed = run_scenario(load_scenario(race), o);
+  ASSERT_EQ(fixed.explorations.size(), 1u);
+  EXPECT_FALSE(fixed.explorations[0].result.failed()) << printed(fixed);
+  EXPECT_TRUE(fixed.explorations[0].result.outcomes[1].always_completed());
+  // The handler's steps are the engine's ptep_set_access_flags on the block.
+  EXPECT_EQ(fixed.exit_status(), 0);
+
+  RunOptions h = with_hook(true);
+  h.explore_max = 1'000'000;
+  const RunResult loop = run_scenario(load_scenario(race), h);
+  const ExploreResult& x = loop.explorations.at(0).result;
+  EXPECT_TRUE(x.exhausted);
+  ASSERT_TRUE(x.failed());
+  EXPECT_EQ(rules(x).front(), "fault_loop") << printed(loop);
+  EXPECT_GT(x.outcomes[1].faulted, 0u);
+  EXPECT_LT(x.outcomes[1].faulted, x.executions);
+  EXPECT_NE(printed(loop).find("contpte_ptep_set_access_flags]"), std::string::npos) << printed(loop);
+  EXPECT_EQ(loop.exit_status(), 1);
+}
+
+// A mapping that does not permit the access: the process's SIGSEGV, an
+// error of the run in every interleaving (as at top level).
+TEST(ExploreDev, DevBranchInAMappingThatDoesNotPermitItIsSigsegv) {
+  const std::string text = "granule 4K\nmmap A 64K prot=r\nread A 4K\nparallel\n  hw read A\n  dev write A\nend\n";
+  const RunResult r = explore_text(text);
+  const ExploreResult& x = r.explorations.at(0).result;
+  EXPECT_EQ(rules(x), std::vector<std::string>{"unmapped"}) << printed(r);
+  EXPECT_EQ(x.outcomes.at(1).unmapped, x.executions);
+  EXPECT_TRUE(std::regex_search(x.failures.at(0).verdict,
+                                std::regex("t\\.cpt:6: dev write A: permission fault \\(read-only\\); SIGSEGV: the "
+                                           "mapping does not permit it; the access cannot complete")))
+      << x.failures.at(0).verdict;
+  EXPECT_EQ(r.exit_status(), 1);
+}
+
+// The fault paths that map or copy a page (do_anonymous_page, do_fault,
+// do_wp_page) do not run inside blocks: a dev branch that would take one
+// is an input error naming it.
+TEST(ExploreDev, DevBranchWhoseFaultWouldMapOrCopyIsAnInputError) {
+  auto error_of = [](const std::string& text) {
+    try {
+      run_text(text);
+    } catch (const ScenarioError& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  const std::string none = error_of("granule 4K\nmmap A 64K prot=rw\nparallel\n  dev read A\nend\n");
+  EXPECT_NE(none.find("t.cpt:4:12: error: a dev branch inside a mapping ("), std::string::npos) << none;
+  EXPECT_NE(none.find("finds no PTE: its fault would map a page (do_anonymous_page / do_fault), which does not "
+                      "run inside parallel blocks; touch the page before the block"),
+            std::string::npos)
+      << none;
+  // A read fault mapped the zero page, read-only: a write would copy.
+  const std::string cow = error_of("granule 4K\nmmap A 64K prot=rw\nread A 4K\nparallel\n  dev write A\nend\n");
+  EXPECT_NE(cow.find("writes a PTE without write permission: its fault would copy or reuse the page (do_wp_page)"),
+            std::string::npos)
+      << cow;
+  // The same branches after the page was written are handled (AF only).
+  EXPECT_EQ(run_text("granule 4K\nmmap A 64K prot=rw\nwrite A 4K\nparallel\n  dev write A\nend\n").exit_status(), 0);
+}
+
+// ---- CPUs without FEAT_HAFDBS (hafdbs off) --------------------------------
+
+// A CPU that does not update A/D in hardware takes access-flag and
+// dirty-state faults to handle_pte_fault, as a device walker does; the
+// fault just handled again, with the PTE as its handler left it, is the
+// same finding: fault_loop. Page 3 of the block is dirty (as an agent with
+// hardware updates left it), so the gathered check is a no-op for page 0.
+constexpr std::string_view kNoHafdbs = R"(granule 4K
+hafdbs off
+alloc F order=4
+set_ptes 0x40000000 F nr=16 prot=rw young
+raw_set 0x40003000 pfn=F+3 prot=rw cont young dirty
+)";
+
+TEST(ExploreDev, CpuWithoutHafdbsLoopsAtTopLevelWithTheGatheredCheck) {
+  const std::string text = std::string(kNoHafdbs) + "write 0x40000000 4K\nexpect raw 0x40000000 dirty=1\n";
+  const RunResult fixed = run_text(text);
+  EXPECT_EQ(fixed.exit_status(), 0) << fixed.error.value_or("");
+  EXPECT_TRUE(fixed.violations.empty());
+  EXPECT_EQ(fixed.expects_passed, 1u);
+
+  const RunResult loop = run_text(text, with_hook(true));
+  EXPECT_FALSE(loop.error) << *loop.error;
+  ASSERT_EQ(violation_rules(loop), std::vector<std::string>{"fault_loop"});
+  EXPECT_EQ(loop.violations[0].line, 6u);
+  EXPECT_EQ(loop.violations[0].detail,
+            "the CPU's write of 0x40000000 faulted again (permission fault (read-only)) after its fault handler "
+            "(ptep_set_access_flags) left the PTE still faulting for it: a core without hardware A/D updates would "
+            "fault forever");
+  EXPECT_EQ(loop.exit_status(), 1);
+  // With FEAT_HAFDBS the CPU dirties its entry itself: no fault, no loop.
+  std::string on = text;
+  on.replace(on.find("hafdbs off"), 10, "hafdbs on");
+  EXPECT_EQ(run_text(on, with_hook(true)).exit_status(), 0);
+}
+
+TEST(ExploreDev, CpuWithoutHafdbsLoopsInParallelBlocksWithTheGatheredCheck) {
+  const fs::path race = source_dir() / "examples/races/upstream-nohafdbs-cpu-write-vs-dev-read.cpt";
+  RunOptions o;
+  o.explore_max = 1'000'000;
+  const RunResult fixed = run_scenario(load_scenario(race), o);
+  ASSERT_EQ(fixed.explorations.size(), 1u);
+  EXPECT_FALSE(fixed.explorations[0].result.failed()) << printed(fixed);
+  EXPECT_TRUE(fixed.explorations[0].result.outcomes[0].always_completed()) << printed(fixed);
+
+  RunOptions h = with_hook(true);
+  h.explore_max = 1'000'000;
+  const RunResult loop = run_scenario(load_scenario(race), h);
+  const ExploreResult& x = loop.explorations.at(0).result;
+  ASSERT_TRUE(x.failed());
+  EXPECT_EQ(rules(x).front(), "fault_loop") << printed(loop);
+  EXPECT_EQ(x.outcomes[0].faulted, x.executions) << "page 3 is dirty before the block: every interleaving loops";
+  EXPECT_EQ(x.outcomes[0].first_fault, "fault_loop: permission fault (read-only)");
+  EXPECT_EQ(loop.exit_status(), 1);
+  // The seeded interleaving of `run` reports it too.
+  const RunResult seeded = run_scenario(load_scenario(race), with_hook(true));
+  EXPECT_EQ(violation_rules(seeded), std::vector<std::string>{"fault_loop"});
+}
+
+// A CPU's fault on a write-protected PTE is no access-flag or dirty-state
+// fault: it waits for the lock and retries as on any core (the handler does
+// not run; nothing is an error).
+TEST(ExploreDev, CpuWithoutHafdbsWritingAReadOnlyPteJustFaults) {
+  const RunResult r = explore_text(R"(granule 4K
+hafdbs off
+alloc F order=4
+set_ptes 0x40000000 F nr=16 prot=r young
+parallel
+  hw write 0x40005000
+  dev read 0x40009000
+end
+)");
+  const ExploreResult& x = r.explorations.at(0).result;
+  EXPECT_FALSE(x.failed()) << printed(r);
+  EXPECT_EQ(x.outcomes.at(0).faulted, x.executions);
+  EXPECT_EQ(x.outcomes.at(0).first_fault, "faulted: permission fault (read-only)");
+  EXPECT_EQ(r.exit_status(), 0);
 }
 
 // In parallel blocks: a dev read racing the aging of its block faults on
@@ -422,13 +563,14 @@ struct Outcome {
   bool exhausted = false;
 };
 
-Outcome explore_random_dev(std::uint64_t seed, bool reduce, bool gathered_check) {
+Outcome explore_random_dev(std::uint64_t seed, bool reduce, bool gathered_check, bool hafdbs = true) {
   std::mt19937_64 rng(seed);
   PhysMem mem(Granule::k4K, std::uint64_t{64} << 20);
   BuddyAllocator buddy(mem);
   PageTable pt(mem);
   Features feat;
   feat.test_gathered_access_flags_check = gathered_check;
+  feat.hafdbs = hafdbs;  // off: the CPU's access-flag and dirty faults run the handler too
   SimEnv env(mem, pt, feat);
   const VirtAddr base{0x40000000};
   const Pfn pfn = *buddy.alloc_folio(4);
@@ -471,7 +613,9 @@ Outcome explore_random_dev(std::uint64_t seed, bool reduce, bool gathered_check)
   d.access = rng() % 2 ? MemAccess::Write : MemAccess::Read;
   d.va = base + (rng() % 16) * 4096;
   d.label = "dev";
-  s.branches.push_back(d);
+  // Without FEAT_HAFDBS the CPU runs the stepped handler itself: the
+  // engine operation and the CPU alone keep the full enumeration small.
+  if (hafdbs) s.branches.push_back(d);
   ExploreBranch h;
   h.kind = ExploreBranch::Kind::Hw;
   h.access = rng() % 2 ? MemAccess::Write : MemAccess::Read;
@@ -493,26 +637,32 @@ Outcome explore_random_dev(std::uint64_t seed, bool reduce, bool gathered_check)
   return out;
 }
 
+// Seeds 1-24 on a core with FEAT_HAFDBS, 25-40 without (the CPU's
+// handler is stepped as the device's; no device branch then).
 TEST(ExploreDevProperty, ReductionReachesEveryFinalStateAndEveryFailure) {
-  unsigned compared = 0, loops = 0;
-  for (std::uint64_t seed = 1; seed <= 24; ++seed) {
+  unsigned compared = 0, loops = 0, compared_off = 0;
+  for (std::uint64_t seed = 1; seed <= 40; ++seed) {
+    const bool hafdbs = seed <= 24;
     for (bool gathered : {false, true}) {
-      SCOPED_TRACE(::testing::Message() << "seed " << seed << (gathered ? " gathered check" : ""));
-      const Outcome reduced = explore_random_dev(seed, true, gathered);
+      SCOPED_TRACE(::testing::Message() << "seed " << seed << (gathered ? " gathered check" : "")
+                                        << (hafdbs ? "" : " hafdbs off"));
+      const Outcome reduced = explore_random_dev(seed, true, gathered, hafdbs);
       ASSERT_TRUE(reduced.exhausted);
       if (!gathered) {
         EXPECT_EQ(reduced.rules.count("fault_loop"), 0u);  // the fixed engine never loops
       }
       loops += reduced.rules.count("fault_loop");
-      const Outcome full = explore_random_dev(seed, false, gathered);
+      const Outcome full = explore_random_dev(seed, false, gathered, hafdbs);
       if (!full.exhausted) continue;
       ++compared;
+      compared_off += !hafdbs;
       EXPECT_EQ(reduced.finals, full.finals);
       EXPECT_EQ(reduced.rules, full.rules);
       EXPECT_LE(reduced.executions, full.executions);
     }
   }
   EXPECT_GE(compared, 16u) << "too few cases small enough to enumerate";
+  EXPECT_GE(compared_off, 8u) << "too few cases without FEAT_HAFDBS small enough to enumerate";
   EXPECT_GE(loops, 1u) << "no case showed the gathered check's fault_loop";
 }
 

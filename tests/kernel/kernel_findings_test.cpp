@@ -133,6 +133,18 @@ TEST(KernelFindings, GatheredAccessFlagsCheckIsAFaultLoopForADevice) {
   EXPECT_TRUE(has(top, "fault_loop")) << testing::describe(top);
   EXPECT_EQ(top.exit_status(), 1);
   EXPECT_EQ(run_file("examples/17-device-walker.cpt", tree).exit_status(), 0);
+  // Inside a mapping (the memory manager's fault path), and a CPU without
+  // hardware A/D updates (`hafdbs off`): the same loop.
+  for (const char* f : {"examples/races/upstream-dev-write-in-mapping-vs-hw-write.cpt",
+                        "examples/races/upstream-nohafdbs-cpu-write-vs-dev-read.cpt"}) {
+    SCOPED_TRACE(f);
+    EXPECT_EQ(run_file(f, tree, true).exit_status(), 0);
+    const RunResult m = run_file(f, bad.string(), true);
+    EXPECT_EQ(m.exit_status(), 1);
+    ASSERT_EQ(m.explorations.size(), 1u);
+    ASSERT_TRUE(m.explorations[0].result.failed());
+    EXPECT_EQ(m.explorations[0].result.failures[0].rule, "fault_loop") << testing::describe(m);
+  }
   fs::remove_all(bad);
 }
 
