@@ -144,6 +144,7 @@ struct Explorer::Impl {
     // whether the handler left the PTE still faulting for it, and whether
     // it could not handle it at all (an error of the run).
     bool to_handler = false;
+    bool gave_up = false;  // a CPU's handler found nothing it could do: its faults are ordinary since
     AccessFault handled = AccessFault::None;
     bool left_faulting = false;
     bool handler_error = false;

@@ -135,7 +135,7 @@ void Explorer::Impl::unmapped(unsigned b, const std::string& why) {
 // write permission) wait for the lock and retry as on any core.
 bool Explorer::Impl::handler_fault(unsigned b, AccessFault af, Pte d) const {
   if (spec(b).device) return true;
-  if (setup.features.hafdbs) return false;
+  if (setup.features.hafdbs || runs[b].gave_up) return false;
   return af == AccessFault::AccessFlag || (af == AccessFault::ReadOnly && pte_write(d));
 }
 
@@ -206,9 +206,12 @@ void Explorer::Impl::dev_fault_handler(unsigned b) {
   const auto why = slot ? handle_pte_level_fault(r.env, VirtAddr{align_down(s.va.val, geo.page_size())}, *slot,
                                                  s.access == MemAccess::Write)
                         : std::optional<std::string_view>("no page table maps it");
-  // A CPU's handler that finds the PTE no longer valid or writable gives up
-  // (Linux: pte_same fails under the lock) and the access retries; the
-  // retry's fault is then a CPU's ordinary one.
+  // A CPU's handler that finds the PTE not valid or not writable for a
+  // write gives up (Linux: pte_same fails under the lock, or the fault is
+  // do_wp_page's, which a PTE-level scenario has no VMA for) and the access
+  // retries; its faults are then a CPU's ordinary ones (a second one ends
+  // the access as faulted), never a fault_loop.
+  r.gave_up = why.has_value() && !s.device;
   r.handler_error = why.has_value() && s.device;
   if (r.handler_error) unmapped(b, fmt::format("{}; {}", access_fault_name(r.handled), *why));
   r.hw = HwPhase::Handler;

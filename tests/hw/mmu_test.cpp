@@ -166,14 +166,23 @@ TEST(Mmu, InvalidationDropsTheBlockEntryCoveringAPage) {
   EXPECT_EQ(w.mmu.l2().peek(1, 0x4000f000), nullptr);
 }
 
+// A write to a read-only PTE outside every mapping: nothing handles it. (An
+// access-flag fault there, on a core without FEAT_HAFDBS, goes to the
+// PTE-level handler and the read completes.)
 TEST(Mmu, UnhandledFaultIsARunErrorNamingLineAndAddress) {
   RunResult r = run_scenario(parse_scenario(
-      "hafdbs off\nalloc F order=0\nset_ptes 0x40000000 F nr=1 prot=rw\nread 0x40000000 4K\n"
+      "hafdbs off\nalloc F order=0\nset_ptes 0x40000000 F nr=1 prot=r young\nwrite 0x40000000 4K\n"
       "expect stat faults == 1\n",
       "t.cpt"));
   ASSERT_TRUE(r.error.has_value());
   EXPECT_EQ(*r.error,
-            "t.cpt:4: read 0x40000000 in process 0: access flag fault at level 3; SIGSEGV: no mapping");
+            "t.cpt:4: write 0x40000000 in process 0: permission fault at level 3; SIGSEGV: no mapping");
+  const RunResult af = run_scenario(parse_scenario(
+      "hafdbs off\nalloc F order=0\nset_ptes 0x40000000 F nr=1 prot=rw\nread 0x40000000 4K\n"
+      "expect raw 0x40000000 young=1 dirty=0\n",
+      "t.cpt"));
+  EXPECT_EQ(af.exit_status(), 0) << af.error.value_or("");
+  EXPECT_EQ(af.expects_passed, 1u);
   EXPECT_EQ(r.exit_status(), 1);
   EXPECT_EQ(r.statements, 3u);  // the file stops there: the expect never runs
 }
