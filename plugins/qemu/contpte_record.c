@@ -88,6 +88,12 @@ static struct {
    * -plugin SPEC), for following execve; NULL: not known. */
   char **qemu_argv;
   size_t qemu_argc;
+  /* The guest command (the arguments after -plugin SPEC, NUL-terminated
+   * each), read by this process from its own /proc/self/cmdline at start,
+   * so the recorder never has to read it after the fact (the program may
+   * have exec'd again or exited by then). */
+  const char *guest_cmd;
+  size_t guest_cmd_len;
   unsigned elf_machine; /* the guest ISA's ELF e_machine */
 } g = {.fd = -1, .lock = PTHREAD_MUTEX_INITIALIZER};
 
@@ -179,9 +185,10 @@ static int connect_recorder(void) {
   int sndbuf = 8 << 20;
   setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf);
   g.fd = fd;
-  uint64_t hello[6] = {msg_header(CPT_MSG_HELLO, 40), CPT_REC_PROTOCOL, (uint64_t)getpid(), (uint64_t)getppid(),
-                       g.isa, now_ns()};
+  uint64_t hello[6] = {msg_header(CPT_MSG_HELLO, 40 + g.guest_cmd_len), CPT_REC_PROTOCOL, (uint64_t)getpid(),
+                       (uint64_t)getppid(), g.isa, now_ns()};
   send_locked(hello, sizeof hello);
+  send_locked(g.guest_cmd, g.guest_cmd_len);
   return 0;
 }
 
@@ -403,8 +410,10 @@ out:
   free(argv), free(envp);
 }
 
-/* This qemu's own options, up to and including `-plugin SPEC`. */
-static void learn_qemu_argv(void) {
+/* This qemu's command line: its own options up to and including
+ * `-plugin SPEC` (kept for following execve when `follow`), and the guest
+ * command after them. */
+static void learn_cmdline(int follow) {
   int fd = open("/proc/self/cmdline", O_RDONLY | O_CLOEXEC);
   if (fd < 0) return;
   size_t cap = 1 << 16, n = 0;
@@ -428,8 +437,10 @@ static void learn_qemu_argv(void) {
   for (size_t i = 0; i < n && k < count; i += strlen(buf + i) + 1) v[k++] = buf + i;
   for (size_t i = 0; i + 1 < k; ++i)
     if (strcmp(v[i], "-plugin") == 0 && strstr(v[i + 1], "sock=")) {
-      g.qemu_argv = v, g.qemu_argc = i + 2;
-      return;
+      if (i + 2 < k) g.guest_cmd = v[i + 2], g.guest_cmd_len = (size_t)(buf + n - v[i + 2]);
+      if (follow) g.qemu_argv = v, g.qemu_argc = i + 2;
+      else free(v);
+      return; /* buf stays: guest_cmd points into it */
     }
   free(v), free(buf);
 }
@@ -531,6 +542,9 @@ CPT_PLUGIN_EXPORT int qemu_plugin_install(qemu_plugin_id_t id, const qemu_info_t
     qemu_plugin_outs("contpte_record: missing sock=PATH\n");
     return -1;
   }
+  int follow = 0;
+  for (int i = 0; i < argc; ++i) follow |= strcmp(argv[i], "exec=follow") == 0;
+  learn_cmdline(follow);
   pthread_mutex_lock(&g.lock);
   const int ok = connect_recorder() == 0;
   pthread_mutex_unlock(&g.lock);
@@ -538,8 +552,6 @@ CPT_PLUGIN_EXPORT int qemu_plugin_install(qemu_plugin_id_t id, const qemu_info_t
     qemu_plugin_outs("contpte_record: cannot connect to the recorder's socket\n");
     return -1;
   }
-  for (int i = 0; i < argc; ++i)
-    if (strcmp(argv[i], "exec=follow") == 0) learn_qemu_argv();
   qemu_plugin_register_vcpu_init_cb(id, on_vcpu_init);
   qemu_plugin_register_vcpu_exit_cb(id, on_vcpu_exit);
   qemu_plugin_register_vcpu_tb_trans_cb(id, on_translate);

@@ -5,7 +5,8 @@
  * Each connection is one guest process (one qemu-user process): a HELLO
  * message, then CHUNK and DEFS messages until the connection closes. A
  * message is one 64-bit little-endian header word, (kind << 56) | payload
- * bytes, then the payload. HELLO and DEFS payloads are 64-bit words; a
+ * bytes, then the payload. DEFS payloads are 64-bit words, and so is a
+ * HELLO's but for the command line that ends it; a
  * CHUNK is two words (tid, time) then events as bytes, each a tag byte
  * (kind in bits 0-2, log2(size) of a load or store in bits 3-6) and
  * LEB128 varints. Deltas are zigzag-coded and start from 0 in every chunk,
@@ -17,9 +18,11 @@
 #include <stdint.h>
 
 enum {
-  CPT_REC_PROTOCOL = 1,
+  CPT_REC_PROTOCOL = 2,
   /* Message kinds (header word >> 56). */
-  CPT_MSG_HELLO = 1, /* protocol, pid, ppid, isa (CPT_ISA_*), CLOCK_MONOTONIC ns */
+  CPT_MSG_HELLO = 1, /* protocol, pid, ppid, isa (CPT_ISA_*), CLOCK_MONOTONIC ns,
+                        then the guest command line as qemu was given it (the
+                        arguments after `-plugin SPEC`, each NUL-terminated) */
   CPT_MSG_CHUNK = 2, /* tid, CLOCK_MONOTONIC ns when sent, then events */
   CPT_MSG_DEFS = 3,  /* translation-block definitions (CPT_EV_DEF events) */
   /* The guest's instruction set. */

@@ -47,6 +47,11 @@ struct RecordOptions {
   std::string qemu_plugin;
   std::string sysroot;
   std::function<void(const RecordProgress&)> progress;
+  // Tests only: the QEMU recorder sleeps this long per byte of every chunk
+  // it converts, to play a recorder that lags far behind its guests (as it
+  // does under ASan), where processes connect in orders a fast one rarely
+  // sees. The trace must be the same.
+  std::uint32_t lag_ns_per_byte = 0;
 };
 
 struct RecordResult {

@@ -5,8 +5,9 @@
 //
 // Owns: choosing qemu-x86_64 or qemu-aarch64 from the program's ELF header,
 // the socket the plugin instances connect to, decoding their messages,
-// merging the processes' chunks by time, following fork (and exec under
-// proot), and resolving the plugin's translation blocks into trace blocks.
+// merging the processes' chunks by time, following fork and exec (the
+// plugin re-runs qemu for an exec'd program), and resolving the plugin's
+// translation blocks into trace blocks.
 // The address-space rules are RecordedSpace's (trace/record_space.h).
 #include <fcntl.h>
 #include <poll.h>
@@ -159,6 +160,7 @@ struct Proc {
   long ppid = 0;
   bool hello = false;
   bool closed = false;
+  std::vector<std::string> command;  // what the guest runs (from HELLO)
   std::optional<std::uint32_t> stream;  // once its place in the trace is known
   std::optional<RecordedSpace> space;
   std::vector<PluginBlock> blocks;      // by plugin index
@@ -178,7 +180,8 @@ struct ForkedChild {
 
 class Merger {
  public:
-  Merger(TraceWriter& w, RecordResult& res) : w_(w), res_(res) {}
+  Merger(TraceWriter& w, RecordResult& res, std::uint32_t lag_ns_per_byte)
+      : w_(w), res_(res), lag_ns_per_byte_(lag_ns_per_byte) {}
 
   // Reads what `p` has sent; false at its end.
   bool receive(Proc& p) {
@@ -231,7 +234,6 @@ class Merger {
   void place(Proc& p, bool final = false) {
     if (p.stream || !p.hello) return;
     place_once(p, final);
-    if (p.stream) live_pids_.insert(p.pid);
   }
 
   void place_once(Proc& p, bool final) {
@@ -251,17 +253,18 @@ class Merger {
       return;
     }
     if (auto it = exec_waiting_.find(p.pid); it != exec_waiting_.end()) {
-      // exec (under proot: a new qemu for the new program, same pid).
+      // exec: the plugin ran a new qemu for the new program, same pid.
       p.stream = it->second;
       exec_waiting_.erase(it);
       p.space.emplace(w_);
       switch_to(*p.stream, 0);
-      w_.write(TraceExec{cmdline_of(p.pid)});
+      w_.write(TraceExec{p.command});
       return;
     }
     // An exec's new program can connect before the connection of the
-    // program it replaces has been drained: wait for that.
-    if (!final && live_pids_.count(p.pid)) return;
+    // program it replaces has been drained: wait for that (this connection
+    // counts itself once).
+    if (!final && unfinished_.count(p.pid) > 1) return;
     if (!root_done_) {
       root_done_ = true;
       p.stream = 0;
@@ -270,9 +273,11 @@ class Merger {
     }
     // A child can connect before its parent's fork has been merged (the
     // parent's chunk holding the fork's return is still queued, or not yet
-    // read): wait for it, else the child would become an unrelated process
-    // and the fork would be recorded twice.
-    if (!final && live_pids_.count(p.ppid)) return;
+    // read, or the parent itself is not placed yet because the recorder is
+    // behind): wait while the parent's connection is unfinished, else the
+    // child would become an unrelated process and the fork would be
+    // recorded twice.
+    if (!final && unfinished_.count(p.ppid)) return;
     // A process whose parent was not recorded: a new stream, forked from
     // the first one and then exec'd (it shares nothing).
     switch_to(0, 0);
@@ -280,7 +285,7 @@ class Merger {
     w_.write(TraceFork{*p.stream});
     p.space.emplace(w_);
     switch_to(*p.stream, 0);
-    w_.write(TraceExec{cmdline_of(p.pid)});
+    w_.write(TraceExec{p.command});
   }
 
   // Every stream not yet ended (an exec that never connected).
@@ -298,37 +303,36 @@ class Merger {
   }
 
   std::uint64_t start_ns = 0;
+  std::uint64_t foreign_protocol = 0;  // a HELLO of another protocol version (0: none)
 
  private:
-  static std::vector<std::string> cmdline_of(long pid) {
-    std::ifstream f(fmt::format("/proc/{}/cmdline", pid), std::ios::binary);
-    std::vector<std::string> args;
-    std::string a;
-    while (std::getline(f, a, '\0')) args.push_back(a);
-    // qemu's own arguments come first: the guest command follows the plugin
-    // (after an exec the plugin started, `-0 ARGV0 PROGRAM`: the program
-    // sees ARGV0 as its argv[0]).
-    for (std::size_t i = 0; i + 1 < args.size(); ++i)
-      if (args[i] == "-plugin") {
-        std::vector<std::string> cmd(args.begin() + static_cast<std::ptrdiff_t>(i) + 2, args.end());
-        if (cmd.size() >= 3 && cmd[0] == "-0") {
-          cmd.erase(cmd.begin() + 2);  // the program's path; its argv[0] stays
-          cmd.erase(cmd.begin());
-        }
-        return cmd;
-      }
-    return args;
+  // The guest command of a HELLO: qemu's arguments after `-plugin SPEC`.
+  // After an exec the plugin started, they are `-0 ARGV0 PROGRAM ARGS`: the
+  // program sees ARGV0 as its argv[0], so that is the command.
+  static std::vector<std::string> guest_command(std::string_view bytes) {
+    std::vector<std::string> cmd;
+    while (!bytes.empty()) {
+      const auto nul = bytes.find('\0');
+      cmd.emplace_back(bytes.substr(0, nul));
+      if (nul == std::string_view::npos) break;
+      bytes.remove_prefix(nul + 1);
+    }
+    if (cmd.size() >= 3 && cmd[0] == "-0") {
+      cmd.erase(cmd.begin() + 2);  // the program's path; its argv[0] stays
+      cmd.erase(cmd.begin());
+    }
+    return cmd;
   }
 
   void finish_if_done(Proc& p) {
     if (!p.closed || !p.queue.empty() || !p.stream || p.fd < 0) return;
     close(p.fd);
     p.fd = -1;
+    if (auto it = unfinished_.find(p.pid); it != unfinished_.end()) unfinished_.erase(it);
     if (p.exec_pending) {
       exec_waiting_[p.pid] = *p.stream;  // its next program connects with the same pid
       return;
     }
-    live_pids_.erase(p.pid);
     switch_to(*p.stream, 0);
     w_.write(TraceExit{});
   }
@@ -345,9 +349,17 @@ class Merger {
       if (kind == CPT_MSG_HELLO && len >= 40) {
         std::uint64_t w[5];
         std::memcpy(w, m, sizeof w);
+        if (w[0] != CPT_REC_PROTOCOL) {
+          // A plugin from another build: its messages cannot be trusted.
+          foreign_protocol = w[0];
+          p.closed = true;
+          return;
+        }
         p.pid = static_cast<long>(w[1]);
         p.ppid = static_cast<long>(w[2]);
+        p.command = guest_command(std::string_view(m + 40, len - 40));
         p.hello = true;
+        unfinished_.insert(p.pid);
         if (!start_ns) start_ns = w[4];
       } else if (kind == CPT_MSG_CHUNK && len >= 16) {
         Chunk c;
@@ -406,6 +418,11 @@ class Merger {
   }
 
   void convert(Proc& p, const Chunk& c) {
+    if (lag_ns_per_byte_) {
+      const std::uint64_t ns = std::uint64_t{lag_ns_per_byte_} * c.bytes.size();
+      const timespec lag{static_cast<time_t>(ns / 1'000'000'000u), static_cast<long>(ns % 1'000'000'000u)};
+      nanosleep(&lag, nullptr);
+    }
     switch_to(*p.stream, c.tid);
     w_.write(TraceTime{c.t > start_ns ? c.t - start_ns : 0});
     RecordedSpace& sp = *p.space;
@@ -545,8 +562,11 @@ class Merger {
 
   TraceWriter& w_;
   RecordResult& res_;
+  std::uint32_t lag_ns_per_byte_;
   std::map<long, ForkedChild> forked_;              // by child pid
-  std::set<long> live_pids_;                        // placed processes not yet ended
+  // The pids of connections that said hello and are not finished (placed
+  // or not): an exec's program and a child wait while they are here.
+  std::multiset<long> unfinished_;
   std::map<long, std::uint32_t> exec_waiting_;      // by pid: the stream an exec continues
   std::map<std::pair<std::string, std::uint64_t>, std::uint32_t> files_;
   std::uint32_t cur_stream_ = 0, cur_tid_ = 0;
@@ -616,7 +636,7 @@ RecordResult record_with_qemu(const std::vector<std::string>& command, const std
   header.isa = guest.isa;
   TraceWriter writer(out, header, 1);
   RecordResult res;
-  Merger merger(writer, res);
+  Merger merger(writer, res, opts.lag_ns_per_byte);
   std::vector<std::unique_ptr<Proc>> procs;
   const pid_t pid = record_common::spawn_recorded(argv);
   int wstatus = 0, wstatus_any = 0;
@@ -658,6 +678,9 @@ RecordResult record_with_qemu(const std::vector<std::string>& command, const std
   while (waitpid(-1, nullptr, 0) > 0) {
   }
   res.exit_status = record_common::exit_status_of(wstatus);
+  if (merger.foreign_protocol)
+    throw RecordError(fmt::format("the QEMU plugin {} speaks protocol {}, this recorder {}: build them together",
+                                  plugin_path(opts), merger.foreign_protocol, int{CPT_REC_PROTOCOL}));
   if (procs.empty())
     throw RecordError(fmt::format("{} recorded nothing (exit status {}): did the plugin load?", qemu,
                                   res.exit_status));
