@@ -29,7 +29,7 @@ void Mm::split_folio(Pfn head, std::uint64_t base_va) {
   const FolioInfo f = sys_.mem().folio_of(head);
   if (!f.valid || f.nr_pages == 1) return;
   if (auto pmdp = pt_.entry_slot(VirtAddr{base_va}, 2, false); pmdp && pmd_trans_huge(*pmdp->ptr()))
-    if (const Vma* v = find_vma(base_va)) split_huge_pmd(*v, base_va, *pmdp);
+    if (const Vma* v = find_vma(VirtAddr{base_va})) split_huge_pmd(*v, base_va, *pmdp);
   auto first = pt_.pte_slot(VirtAddr{base_va}, false);
   std::vector<bool> mapped(f.nr_pages, false);
   std::vector<Pte> old(f.nr_pages);
@@ -101,7 +101,8 @@ void Mm::for_each_madvise_folio(std::uint64_t start, std::uint64_t end, Fn&& fn)
   });
 }
 
-void Mm::madvise_free(std::uint64_t start, std::uint64_t len) {
+void Mm::madvise_free(VirtAddr at, std::uint64_t len) {
+  const std::uint64_t start = at.val;
   const std::uint64_t end = start + align_up(len, page_size());
   const unsigned shift = sys_.mem().geometry().page_shift;
   bool flush = false;
@@ -127,7 +128,8 @@ void Mm::madvise_free(std::uint64_t start, std::uint64_t len) {
   if (flush) flush_range(start, end);
 }
 
-void Mm::madvise_cold(std::uint64_t start, std::uint64_t len, bool pageout) {
+void Mm::madvise_cold(VirtAddr at, std::uint64_t len, bool pageout) {
+  const std::uint64_t start = at.val;
   const std::uint64_t end = start + align_up(len, page_size());
   const Geometry& g = sys_.mem().geometry();
   bool flush = false;

@@ -26,11 +26,11 @@ Mm::Mm(MmSystem& sys, unsigned pid, std::uint16_t asid)
   for (SimObserver* o : sys_.observers) env_.add_observer(o);
 }
 
-const Vma* Mm::find_vma(std::uint64_t va) const {
-  auto it = vmas_.upper_bound(va);
+const Vma* Mm::find_vma(VirtAddr va) const {
+  auto it = vmas_.upper_bound(va.val);
   if (it == vmas_.begin()) return nullptr;
   --it;
-  return va < it->second.end ? &it->second : nullptr;
+  return va.val < it->second.end ? &it->second : nullptr;
 }
 
 // protection_map[]: a private writable mapping is mapped read-only until a
@@ -127,14 +127,13 @@ void Mm::anon_vma_prepare(std::uint64_t va) {
   v.anon_vma_singular = true;
 }
 
-std::optional<std::uint64_t> Mm::mmap(std::uint64_t len, Prot prot, bool shared,
-                                      std::optional<std::uint64_t> addr, std::uint64_t align,
-                                      const std::string* file, bool shmem) {
+std::optional<VirtAddr> Mm::mmap(std::uint64_t len, Prot prot, bool shared, std::optional<VirtAddr> addr,
+                                 std::uint64_t align, const std::string* file, bool shmem) {
   const std::uint64_t page = page_size();
   len = align_up(len, page);
   std::uint64_t start = 0;
   if (addr) {
-    start = *addr;
+    start = addr->val;
     for (const auto& [s, v] : vmas_)
       if (s < start + len && start < v.end) return std::nullopt;  // occupied
   } else {
@@ -165,7 +164,7 @@ std::optional<std::uint64_t> Mm::mmap(std::uint64_t len, Prot prot, bool shared,
   if (file) v.file = sys_.file_id(*file, len / page, shmem);
   vmas_.emplace(start, v);
   merge_around(start);
-  return start;
+  return VirtAddr{start};
 }
 
 // brk (mm/mmap.c, do_brk_flags): the new area is plain anonymous read-write
@@ -173,18 +172,19 @@ std::optional<std::uint64_t> Mm::mmap(std::uint64_t len, Prot prot, bool shared,
 // when their flags still match (not after an mprotect or MADV_HUGEPAGE of
 // the tail), which is what lets a later fault choose a folio that straddles
 // the old break. Shrinking unmaps the tail as munmap does.
-bool Mm::brk(std::uint64_t old_brk, std::uint64_t new_brk) {
-  old_brk = align_up(old_brk, page_size());
-  new_brk = align_up(new_brk, page_size());
-  if (new_brk < old_brk) {
-    munmap(new_brk, old_brk - new_brk);
+bool Mm::brk(VirtAddr old_brk, VirtAddr new_brk) {
+  const std::uint64_t old_end = align_up(old_brk.val, page_size());
+  const std::uint64_t new_end = align_up(new_brk.val, page_size());
+  if (new_end < old_end) {
+    munmap(VirtAddr{new_end}, old_end - new_end);
     return true;
   }
-  if (new_brk == old_brk) return true;
-  return mmap(new_brk - old_brk, Prot::RW, false, old_brk, 0).has_value();
+  if (new_end == old_end) return true;
+  return mmap(new_end - old_end, Prot::RW, false, VirtAddr{old_end}, 0).has_value();
 }
 
-void Mm::madvise_hugepage(std::uint64_t start, std::uint64_t len, bool on) {
+void Mm::madvise_hugepage(VirtAddr at, std::uint64_t len, bool on) {
+  const std::uint64_t start = at.val;
   const std::uint64_t end = start + align_up(len, page_size());
   split_vma_at(start);
   split_vma_at(end);
@@ -199,7 +199,8 @@ void Mm::madvise_hugepage(std::uint64_t start, std::uint64_t len, bool on) {
 // change_protection / change_pte_range with the 6.17 batched
 // modify_prot_start_ptes / modify_prot_commit_ptes: one batch per run of a
 // large folio, so a whole uniform block is rewritten contiguous in one go.
-void Mm::mprotect(std::uint64_t start, std::uint64_t len, Prot prot) {
+void Mm::mprotect(VirtAddr at, std::uint64_t len, Prot prot) {
+  const std::uint64_t start = at.val;
   const Geometry& g = sys_.mem().geometry();
   const unsigned shift = g.page_shift;
   const std::uint64_t end = start + align_up(len, page_size());

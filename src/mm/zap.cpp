@@ -91,7 +91,8 @@ void Mm::tlb_finish_mmu(MmuGather& tlb) {
 }
 
 // unmap_region: zap, free the page tables no neighbour shares, one flush.
-void Mm::munmap(std::uint64_t start, std::uint64_t len) {
+void Mm::munmap(VirtAddr at, std::uint64_t len) {
+  const std::uint64_t start = at.val;
   const std::uint64_t end = start + align_up(len, page_size());
   split_vma_at(start);
   split_vma_at(end);
@@ -109,9 +110,9 @@ void Mm::munmap(std::uint64_t start, std::uint64_t len) {
   tlb_finish_mmu(tlb);
 }
 
-void Mm::madvise_dontneed(std::uint64_t start, std::uint64_t len) {
+void Mm::madvise_dontneed(VirtAddr start, std::uint64_t len) {
   MmuGather tlb;
-  zap_range(start, start + align_up(len, page_size()), tlb);
+  zap_range(start.val, start.val + align_up(len, page_size()), tlb);
   tlb_finish_mmu(tlb);
 }
 
