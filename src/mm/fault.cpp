@@ -53,7 +53,7 @@ FaultResult Mm::do_anonymous_page(const Vma& v, std::uint64_t va, PteSlot ptep, 
   for (unsigned order : thp_orders(v)) {
     const std::uint64_t size = g.page_size() << order;
     const std::uint64_t a = align_down(va, size);
-    if (a < v.start || a + size > v.end) continue;  // thp_vma_suitable_orders
+    if (a < v.start.val || a + size > v.end.val) continue;  // thp_vma_suitable_orders
     orders.push_back(order);
   }
   // The highest order whose range is still all empty, then lower ones.

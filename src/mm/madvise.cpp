@@ -108,7 +108,8 @@ void Mm::madvise_free(VirtAddr at, std::uint64_t len) {
   bool flush = false;
   std::vector<std::pair<std::uint64_t, std::uint64_t>> ranges;  // private anonymous parts
   for (const auto& [s, v] : vmas_)
-    if (v.start < end && start < v.end && !v.shared) ranges.emplace_back(std::max(start, v.start), std::min(end, v.end));
+    if (v.start.val < end && start < v.end.val && !v.shared)
+      ranges.emplace_back(std::max(start, v.start.val), std::min(end, v.end.val));
   for (const auto& [rs, re] : ranges)
     for_each_madvise_folio(rs, re, [&](std::uint64_t va, PteSlot slot, Pte pte, unsigned nr, bool is_pmd) {
       const FolioInfo f = sys_.mem().folio_of(pte_pfn(pte, shift));
@@ -135,7 +136,8 @@ void Mm::madvise_cold(VirtAddr at, std::uint64_t len, bool pageout) {
   bool flush = false;
   std::vector<std::pair<std::uint64_t, std::uint64_t>> ranges;
   for (const auto& [s, v] : vmas_)
-    if (v.start < end && start < v.end && !v.shared) ranges.emplace_back(std::max(start, v.start), std::min(end, v.end));
+    if (v.start.val < end && start < v.end.val && !v.shared)
+      ranges.emplace_back(std::max(start, v.start.val), std::min(end, v.end.val));
   // Reclaim happens after the walk (reclaim_pages on the isolated list).
   struct Victim {
     std::uint64_t va;

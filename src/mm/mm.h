@@ -47,7 +47,7 @@ struct ThpSettings {
 };
 
 struct Vma {
-  std::uint64_t start = 0, end = 0;  // [start, end), page aligned
+  VirtAddr start, end;  // [start, end), page aligned
   Prot prot = Prot::RW;
   bool shared = false;
   bool hugepage = false;    // VM_HUGEPAGE (MADV_HUGEPAGE)
@@ -71,6 +71,7 @@ struct Vma {
     const bool executable = prot == Prot::RX || prot == Prot::RWX || prot == Prot::X;
     return write ? writable() : exec ? executable : readable;
   }
+  std::uint64_t len() const { return end.val - start.val; }
 };
 
 // Counters the kernel would show (vmstat, hugepages-*/stats).
@@ -216,7 +217,7 @@ class Mm {
   std::uint16_t asid() const { return asid_; }
   PageTable& page_table() { return pt_; }
   SimEnv& env() { return env_; }
-  const std::map<std::uint64_t, Vma>& vmas() const { return vmas_; }
+  const std::map<VirtAddr, Vma>& vmas() const { return vmas_; }
   const Vma* find_vma(VirtAddr va) const;
 
   // mmap of anonymous memory. `addr` fixes the place (MAP_FIXED_NOREPLACE
@@ -320,7 +321,7 @@ class Mm {
   // folio.
   void do_fault_around(const Vma& v, std::uint64_t va);
   std::uint64_t file_index(const Vma& v, std::uint64_t va) const {
-    return v.pgoff + ((va - v.start) >> sys_.mem().geometry().page_shift);
+    return v.pgoff + ((va - v.start.val) >> sys_.mem().geometry().page_shift);
   }
 
   // ---- PMD-sized THP (huge_memory.cpp); nullopt = VM_FAULT_FALLBACK ----
@@ -374,7 +375,7 @@ class Mm {
   std::uint16_t asid_;
   PageTable pt_;
   SimEnv env_;
-  std::map<std::uint64_t, Vma> vmas_;  // by start
+  std::map<VirtAddr, Vma> vmas_;  // by start
 };
 
 }  // namespace contpte

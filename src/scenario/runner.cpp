@@ -229,10 +229,10 @@ class Runner final : public RunMachine {
   void outside_vmas(const SourceLoc& loc, VirtAddr va, std::uint64_t nr) {
     const std::uint64_t end = va.val + nr * geo_.page_size();
     for (const auto& [s, v] : cur().vmas())
-      if (s < end && va.val < v.end)
+      if (s.val < end && va < v.end)
         throw ScenarioError(loc, fmt::format("PTE-level statement inside a mapping ({:#x}-{:#x}) of "
                                                 "process {}; PTE-level statements act outside every mmap",
-                                                v.start, v.end, cur_));
+                                                v.start.val, v.end.val, cur_));
   }
 
   void expect_result(const Statement& st, bool ok, std::string message) {
@@ -468,7 +468,7 @@ class Runner final : public RunMachine {
       throw ScenarioError(d.addr.loc, fmt::format("a dev branch inside a mapping ({:#x}-{:#x}) of process {} {}, "
                                                   "which does not run inside parallel blocks; touch the page "
                                                   "before the block",
-                                                  v.start, v.end, cur_, path));
+                                                  v.start.val, v.end.val, cur_, path));
   }
 
   // An engine branch: the PTE-level statement through the explorer's
