@@ -107,9 +107,8 @@ std::string parse_error_message(CLI::App& app, const CLI::ParseError& e) {
         return with_suggestion(fmt::format("contpte: error: unknown command '{}'", arg), closest_name(arg, commands));
     const auto left = app.remaining(false);
     if (!left.empty()) return leftover_message(app, left);
-    std::string list;
-    for (const auto& c : commands) list += (list.empty() ? "" : ", ") + c;
-    return fmt::format("contpte: error: a command is required: one of {} (contpte --help)", list);
+    return fmt::format("contpte: error: a command is required: one of {} (contpte --help)",
+                       fmt::join(commands, ", "));
   }
   if (dynamic_cast<const CLI::ExtrasError*>(&e)) {
     // The leftovers belong to the innermost command that has any.

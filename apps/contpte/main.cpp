@@ -357,9 +357,8 @@ int cmd_run(RunArgs args, const char* argv0) {
   for (const auto& name : args.configs) {
     const BuiltinConfig* config = find_config(name);
     if (!config) {
-      std::string names;
-      for (const auto& c : kBuiltinConfigs) names += std::string(names.empty() ? "" : ", ") + std::string(c.name);
-      std::cerr << fmt::format("contpte run: error: unknown configuration '{}'; expected one of: {}\n", name, names);
+      std::cerr << fmt::format("contpte run: error: unknown configuration '{}'; expected one of: {}\n", name,
+                               config_names());
       return kExitUsage;
     }
     if (std::find(configs.begin(), configs.end(), config) == configs.end()) configs.push_back(config);

@@ -13,6 +13,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <ranges>
 #include <sstream>
 #include <stdexcept>
 
@@ -317,9 +318,7 @@ const TlbPreset* find_preset(std::string_view name) {
 }
 
 std::string preset_names() {
-  std::string s;
-  for (const auto& p : tlb_presets()) s += std::string(s.empty() ? "" : ", ") + std::string(p.name);
-  return s;
+  return fmt::format("{}", fmt::join(tlb_presets() | std::views::transform(&TlbPreset::name), ", "));
 }
 
 // ---- JSON core descriptions (docs/tlb-json.md) ------------------------------------------
@@ -397,22 +396,20 @@ class JsonLoader {
         s.hit_cycles = get_unsigned(v, field);
       } else if (k == "replacement") {
         const std::string name = get_string(v, field);
-        bool found = false;
-        std::string names;
-        for (const auto& p : replacement_policies()) {
-          names += std::string(names.empty() ? "" : ", ") + std::string(p.name);
-          if (p.name == name) s.replacement = p.id, found = true;
-        }
-        if (!found) fail(field, "unknown policy '" + name + "'; expected one of " + names);
+        const auto& policies = replacement_policies();
+        const auto p = std::ranges::find(policies, name, &ReplacementInfo::name);
+        if (p == policies.end())
+          fail(field, fmt::format("unknown policy '{}'; expected one of {}", name,
+                                  fmt::join(policies | std::views::transform(&ReplacementInfo::name), ", ")));
+        s.replacement = p->id;
       } else if (k == "cont") {
         const std::string name = get_string(v, field);
-        bool found = false;
-        std::string names;
-        for (const auto& h : cont_holdings()) {
-          names += std::string(names.empty() ? "" : ", ") + std::string(h.name);
-          if (h.name == name) s.cont = h.id, found = true;
-        }
-        if (!found) fail(field, "unknown holding '" + name + "'; expected one of " + names);
+        const auto& holdings = cont_holdings();
+        const auto h = std::ranges::find(holdings, name, &ContHoldingInfo::name);
+        if (h == holdings.end())
+          fail(field, fmt::format("unknown holding '{}'; expected one of {}", name,
+                                  fmt::join(holdings | std::views::transform(&ContHoldingInfo::name), ", ")));
+        s.cont = h->id;
       } else {
         fail(field, fmt::format("unknown field; expected one of {}", fmt::join(kStructureFields, ", ")));
       }

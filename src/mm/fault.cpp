@@ -53,7 +53,7 @@ FaultResult Mm::do_anonymous_page(const Vma& v, std::uint64_t va, PteSlot ptep, 
   for (unsigned order : thp_orders(v)) {
     const std::uint64_t size = g.page_size() << order;
     const std::uint64_t a = align_down(va, size);
-    if (a < v.start || a + size > v.end) continue;  // thp_vma_suitable_orders
+    if (a < v.start.val || a + size > v.end.val) continue;  // thp_vma_suitable_orders
     orders.push_back(order);
   }
   // The highest order whose range is still all empty, then lower ones.
@@ -84,9 +84,10 @@ FaultResult Mm::do_anonymous_page(const Vma& v, std::uint64_t va, PteSlot ptep, 
   return FaultResult::Segv;  // out of memory: the OOM killer's business
 }
 
-FaultResult Mm::handle_fault(std::uint64_t va, bool write, bool exec) {
+FaultResult Mm::handle_fault(VirtAddr at, bool write, bool exec) {
   ++sys_.stats().faults;
-  const Vma* v = find_vma(va);
+  const std::uint64_t va = at.val;
+  const Vma* v = find_vma(at);
   if (!v) return FaultResult::Segv;
   const bool readable = v->prot == Prot::R || v->prot == Prot::RW || v->prot == Prot::RX ||
                         v->prot == Prot::RWX;
@@ -125,7 +126,8 @@ FaultResult Mm::handle_fault(std::uint64_t va, bool write, bool exec) {
   return FaultResult::Handled;
 }
 
-FaultResult Mm::populate_write(std::uint64_t start, std::uint64_t len) {
+FaultResult Mm::populate_write(VirtAddr at, std::uint64_t len) {
+  const std::uint64_t start = at.val;
   const std::uint64_t pmd = sys_.mem().geometry().pmd_size();
   // How far va is already mapped writable and dirty (0: it needs a fault).
   // Looks without allocating a PTE page, which would rule out a huge PMD.
@@ -141,7 +143,7 @@ FaultResult Mm::populate_write(std::uint64_t start, std::uint64_t len) {
       va += step;
       continue;
     }
-    if (handle_fault(va, true, false) == FaultResult::Segv) return FaultResult::Segv;
+    if (handle_fault(VirtAddr{va}, true, false) == FaultResult::Segv) return FaultResult::Segv;
     // The fault may have mapped a whole folio or PMD: look again, but never
     // twice at a page the fault left as it was.
     if (!populated(va)) va += page_size();

@@ -107,8 +107,8 @@ void Mm::do_fault_around(const Vma& v, std::uint64_t va) {
   const Geometry& g = sys_.mem().geometry();
   if (kFaultAroundBytes <= g.page_size()) return;  // should_fault_around
   const std::uint64_t pmd_base = align_down(va, g.pmd_size());
-  const std::uint64_t from = std::max({align_down(va, kFaultAroundBytes), v.start, pmd_base});
-  const std::uint64_t to = std::min({align_down(va, kFaultAroundBytes) + kFaultAroundBytes, v.end,
+  const std::uint64_t from = std::max({align_down(va, kFaultAroundBytes), v.start.val, pmd_base});
+  const std::uint64_t to = std::min({align_down(va, kFaultAroundBytes) + kFaultAroundBytes, v.end.val,
                                      pmd_base + g.pmd_size()});
   FileCache& f = sys_.file(v.file);
   const std::uint64_t mark = f.ra_valid ? f.ra_start + f.ra_size - f.ra_async : ~std::uint64_t{0};

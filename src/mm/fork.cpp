@@ -88,13 +88,13 @@ std::unique_ptr<Mm> Mm::fork(unsigned child_pid, std::uint16_t child_asid) {
     if (!v.anon_vma) continue;
     // copy_pmd_range allocates the child's PTE table under every parent
     // PMD that has one, whether or not a PTE in it is present.
-    for (std::uint64_t va = align_down(v.start, g.pmd_size()); va < v.end; va += g.pmd_size()) {
-      const VirtAddr at{std::max(va, v.start)};
+    for (std::uint64_t va = align_down(v.start.val, g.pmd_size()); va < v.end.val; va += g.pmd_size()) {
+      const VirtAddr at{std::max(va, v.start.val)};
       if (pt_.pte_slot(at, false)) child->pt_.pte_slot(at, true);
     }
     // copy_huge_pmd: the child maps the same THP (or huge zero folio);
     // both PMDs are write-protected and the child's is old.
-    for_each_huge_pmd(v.start, v.end, [&](std::uint64_t haddr, PteSlot src, Pte pmd) {
+    for_each_huge_pmd(v.start.val, v.end.val, [&](std::uint64_t haddr, PteSlot src, Pte pmd) {
       if (!is_huge_zero_pmd(pmd)) {
         const FolioInfo f = sys_.mem().folio_of(pte_pfn(pmd, shift));
         if (f.valid) sys_.map_pages(f.head, f.nr_pages, child_pid);
@@ -103,7 +103,7 @@ std::unique_ptr<Mm> Mm::fork(unsigned child_pid, std::uint16_t child_asid) {
       pmd = pte_mkold(pte_wrprotect(pmd));
       set_pmd_at(child->env_, VirtAddr{haddr}, *child->pt_.entry_slot(VirtAddr{haddr}, 2, true), pmd);
     });
-    for_each_present_batch(v.start, v.end, [&](std::uint64_t va, PteSlot src, Pte pte, unsigned nr) {
+    for_each_present_batch(v.start.val, v.end.val, [&](std::uint64_t va, PteSlot src, Pte pte, unsigned nr) {
       if (!pte_special(pte)) {
         const FolioInfo f = sys_.mem().folio_of(pte_pfn(pte, shift));
         if (f.valid) sys_.map_pages(f.head, nr, child_pid);

@@ -24,7 +24,7 @@ bool Mm::thp_pmd_allowed(const Vma& v, std::uint64_t haddr) const {
   if (it == sys_.thp().per_order.end()) return false;
   const ThpMode m = it->second == ThpMode::Inherit ? sys_.thp().top : it->second;
   if (!(m == ThpMode::Always || (m == ThpMode::Madvise && v.hugepage))) return false;
-  return haddr >= v.start && haddr + sys_.mem().geometry().pmd_size() <= v.end;
+  return haddr >= v.start.val && haddr + sys_.mem().geometry().pmd_size() <= v.end.val;
 }
 
 bool Mm::is_huge_zero_pmd(Pte pmd) const {

@@ -29,7 +29,7 @@ void Mm::split_folio(Pfn head, std::uint64_t base_va) {
   const FolioInfo f = sys_.mem().folio_of(head);
   if (!f.valid || f.nr_pages == 1) return;
   if (auto pmdp = pt_.entry_slot(VirtAddr{base_va}, 2, false); pmdp && pmd_trans_huge(*pmdp->ptr()))
-    if (const Vma* v = find_vma(base_va)) split_huge_pmd(*v, base_va, *pmdp);
+    if (const Vma* v = find_vma(VirtAddr{base_va})) split_huge_pmd(*v, base_va, *pmdp);
   auto first = pt_.pte_slot(VirtAddr{base_va}, false);
   std::vector<bool> mapped(f.nr_pages, false);
   std::vector<Pte> old(f.nr_pages);
@@ -101,13 +101,15 @@ void Mm::for_each_madvise_folio(std::uint64_t start, std::uint64_t end, Fn&& fn)
   });
 }
 
-void Mm::madvise_free(std::uint64_t start, std::uint64_t len) {
+void Mm::madvise_free(VirtAddr at, std::uint64_t len) {
+  const std::uint64_t start = at.val;
   const std::uint64_t end = start + align_up(len, page_size());
   const unsigned shift = sys_.mem().geometry().page_shift;
   bool flush = false;
   std::vector<std::pair<std::uint64_t, std::uint64_t>> ranges;  // private anonymous parts
   for (const auto& [s, v] : vmas_)
-    if (v.start < end && start < v.end && !v.shared) ranges.emplace_back(std::max(start, v.start), std::min(end, v.end));
+    if (v.start.val < end && start < v.end.val && !v.shared)
+      ranges.emplace_back(std::max(start, v.start.val), std::min(end, v.end.val));
   for (const auto& [rs, re] : ranges)
     for_each_madvise_folio(rs, re, [&](std::uint64_t va, PteSlot slot, Pte pte, unsigned nr, bool is_pmd) {
       const FolioInfo f = sys_.mem().folio_of(pte_pfn(pte, shift));
@@ -127,13 +129,15 @@ void Mm::madvise_free(std::uint64_t start, std::uint64_t len) {
   if (flush) flush_range(start, end);
 }
 
-void Mm::madvise_cold(std::uint64_t start, std::uint64_t len, bool pageout) {
+void Mm::madvise_cold(VirtAddr at, std::uint64_t len, bool pageout) {
+  const std::uint64_t start = at.val;
   const std::uint64_t end = start + align_up(len, page_size());
   const Geometry& g = sys_.mem().geometry();
   bool flush = false;
   std::vector<std::pair<std::uint64_t, std::uint64_t>> ranges;
   for (const auto& [s, v] : vmas_)
-    if (v.start < end && start < v.end && !v.shared) ranges.emplace_back(std::max(start, v.start), std::min(end, v.end));
+    if (v.start.val < end && start < v.end.val && !v.shared)
+      ranges.emplace_back(std::max(start, v.start.val), std::min(end, v.end.val));
   // Reclaim happens after the walk (reclaim_pages on the isolated list).
   struct Victim {
     std::uint64_t va;

@@ -47,7 +47,7 @@ struct ThpSettings {
 };
 
 struct Vma {
-  std::uint64_t start = 0, end = 0;  // [start, end), page aligned
+  VirtAddr start, end;  // [start, end), page aligned
   Prot prot = Prot::RW;
   bool shared = false;
   bool hugepage = false;    // VM_HUGEPAGE (MADV_HUGEPAGE)
@@ -64,6 +64,7 @@ struct Vma {
   // anon_vma, so it is not.
   bool anon_vma_singular = true;
   bool writable() const { return prot == Prot::RW || prot == Prot::RWX; }
+  std::uint64_t len() const { return end.val - start.val; }
 };
 
 // Counters the kernel would show (vmstat, hugepages-*/stats).
@@ -209,47 +210,46 @@ class Mm {
   std::uint16_t asid() const { return asid_; }
   PageTable& page_table() { return pt_; }
   SimEnv& env() { return env_; }
-  const std::map<std::uint64_t, Vma>& vmas() const { return vmas_; }
-  const Vma* find_vma(std::uint64_t va) const;
+  const std::map<VirtAddr, Vma>& vmas() const { return vmas_; }
+  const Vma* find_vma(VirtAddr va) const;
 
   // mmap of anonymous memory. `addr` fixes the place (MAP_FIXED_NOREPLACE
   // semantics: it must be free); else the top-down allocator picks it, PMD
   // aligned for anonymous lengths that are PMD multiples (thp_get_unmapped_area).
   // Returns the start, or nullopt when no room.
-  std::optional<std::uint64_t> mmap(std::uint64_t len, Prot prot, bool shared,
-                                    std::optional<std::uint64_t> addr, std::uint64_t align,
-                                    const std::string* file = nullptr, bool shmem = false);
-  void munmap(std::uint64_t start, std::uint64_t len);
+  std::optional<VirtAddr> mmap(std::uint64_t len, Prot prot, bool shared, std::optional<VirtAddr> addr,
+                               std::uint64_t align, const std::string* file = nullptr, bool shmem = false);
+  void munmap(VirtAddr start, std::uint64_t len);
   // brk(): moves a heap's break from `old_brk` to `new_brk`. Growing maps
   // [old_brk, new_brk) as anonymous read-write memory that merges with the
   // heap's VMA when compatible; false (the break stays) when that range is
   // not free. Shrinking unmaps [new_brk, old_brk).
-  bool brk(std::uint64_t old_brk, std::uint64_t new_brk);
-  void mprotect(std::uint64_t start, std::uint64_t len, Prot prot);
-  void madvise_dontneed(std::uint64_t start, std::uint64_t len);
+  bool brk(VirtAddr old_brk, VirtAddr new_brk);
+  void mprotect(VirtAddr start, std::uint64_t len, Prot prot);
+  void madvise_dontneed(VirtAddr start, std::uint64_t len);
   // MADV_FREE: whole exclusive folios in the range are cleaned and made old
   // (clear_young_dirty_ptes) and marked lazyfree; one the range covers only
   // in part is split to order-0 pages first.
-  void madvise_free(std::uint64_t start, std::uint64_t len);
+  void madvise_free(VirtAddr start, std::uint64_t len);
   // MADV_COLD (pageout false): whole exclusive folios are made old and
   // deactivated. MADV_PAGEOUT: they are reclaimed — with no swap device
   // only a lazyfree folio still clean can go: it is unmapped and freed.
   // Partly covered folios are split first, as for MADV_FREE.
-  void madvise_cold(std::uint64_t start, std::uint64_t len, bool pageout);
-  void madvise_hugepage(std::uint64_t start, std::uint64_t len, bool on);
+  void madvise_cold(VirtAddr start, std::uint64_t len, bool pageout);
+  void madvise_hugepage(VirtAddr start, std::uint64_t len, bool on);
   // MADV_POPULATE_WRITE: fault in for write every page of the range.
-  FaultResult populate_write(std::uint64_t start, std::uint64_t len);
+  FaultResult populate_write(VirtAddr start, std::uint64_t len);
 
   // The leaf translation of `va` as a PTE value: the PTE (read through
   // ptep_get when `gathered`, else the stored word), or, under a huge PMD,
   // the block descriptor advanced to va's page (table bit clear:
   // pmd_trans_huge tells it apart). None if nothing maps va.
-  Pte leaf_pte(std::uint64_t va, bool gathered);
+  Pte leaf_pte(VirtAddr va, bool gathered);
   // Pages mapped by huge PMDs (rss) in this address space.
   std::uint64_t pmd_mapped_pages() const;
 
   // handle_mm_fault for a user access that faulted at `va`.
-  FaultResult handle_fault(std::uint64_t va, bool write, bool exec);
+  FaultResult handle_fault(VirtAddr va, bool write, bool exec);
 
   // fork(): a new address space sharing every anonymous folio, with
   // private writable PTEs write-protected in both (copy_pte_range).
@@ -314,7 +314,7 @@ class Mm {
   // folio.
   void do_fault_around(const Vma& v, std::uint64_t va);
   std::uint64_t file_index(const Vma& v, std::uint64_t va) const {
-    return v.pgoff + ((va - v.start) >> sys_.mem().geometry().page_shift);
+    return v.pgoff + ((va - v.start.val) >> sys_.mem().geometry().page_shift);
   }
 
   // ---- PMD-sized THP (huge_memory.cpp); nullopt = VM_FAULT_FALLBACK ----
@@ -368,7 +368,7 @@ class Mm {
   std::uint16_t asid_;
   PageTable pt_;
   SimEnv env_;
-  std::map<std::uint64_t, Vma> vmas_;  // by start
+  std::map<VirtAddr, Vma> vmas_;  // by start
 };
 
 }  // namespace contpte

@@ -15,8 +15,8 @@ std::uint64_t Mm::age_young(std::uint64_t budget) {
   const std::uint64_t pmd = g.pmd_size();
   for (const auto& entry : vmas_) {
     const Vma& v = entry.second;
-    for (std::uint64_t va = v.start; va < v.end && budget;) {
-      const std::uint64_t pmd_end = std::min(v.end, align_down(va, pmd) + pmd);
+    for (std::uint64_t va = v.start.val; va < v.end.val && budget;) {
+      const std::uint64_t pmd_end = std::min(v.end.val, align_down(va, pmd) + pmd);
       auto pmdp = pt_.entry_slot(VirtAddr{va}, 2, false);
       const Pte pmdv = pmdp ? *pmdp->ptr() : Pte{};
       if (pmd_trans_huge(pmdv) && !is_huge_zero_pmd(pmdv)) {

@@ -26,7 +26,7 @@ Mm::Mm(MmSystem& sys, unsigned pid, std::uint16_t asid)
   for (SimObserver* o : sys_.observers) env_.add_observer(o);
 }
 
-const Vma* Mm::find_vma(std::uint64_t va) const {
+const Vma* Mm::find_vma(VirtAddr va) const {
   auto it = vmas_.upper_bound(va);
   if (it == vmas_.begin()) return nullptr;
   --it;
@@ -44,11 +44,11 @@ PgProt Mm::vm_page_prot(const Vma& v) const {
 }
 
 void Mm::split_vma_at(std::uint64_t addr) {
-  auto it = vmas_.upper_bound(addr);
+  auto it = vmas_.upper_bound(VirtAddr{addr});
   if (it == vmas_.begin()) return;
   --it;
   Vma& v = it->second;
-  if (addr <= v.start || addr >= v.end) return;
+  if (addr <= v.start.val || addr >= v.end.val) return;
   // vma_adjust_trans_huge: a huge PMD cannot straddle two VMAs, so one
   // across an unaligned boundary is split to PTEs first.
   const std::uint64_t pmd = sys_.mem().geometry().pmd_size();
@@ -56,10 +56,10 @@ void Mm::split_vma_at(std::uint64_t addr) {
     if (auto pmdp = pt_.entry_slot(VirtAddr{addr}, 2, false); pmdp && pmd_trans_huge(*pmdp->ptr()))
       split_huge_pmd(v, align_down(addr, pmd), *pmdp);
   Vma hi = v;
-  hi.start = addr;
-  if (v.file >= 0) hi.pgoff = v.pgoff + ((addr - v.start) >> sys_.mem().geometry().page_shift);
-  v.end = addr;
-  vmas_.emplace(addr, hi);
+  hi.start = VirtAddr{addr};
+  if (v.file >= 0) hi.pgoff = v.pgoff + ((addr - v.start.val) >> sys_.mem().geometry().page_shift);
+  v.end = VirtAddr{addr};
+  vmas_.emplace(VirtAddr{addr}, hi);
 }
 
 namespace {
@@ -68,7 +68,7 @@ namespace {
 // the same file at the next file page.
 bool adjacent_same_flags(const Vma& a, const Vma& b, unsigned page_shift) {
   const bool same_backing =
-      a.file == b.file && (a.file < 0 || b.pgoff == a.pgoff + ((a.end - a.start) >> page_shift));
+      a.file == b.file && (a.file < 0 || b.pgoff == a.pgoff + (a.len() >> page_shift));
   return a.end == b.start && a.shared == b.shared && a.hugepage == b.hugepage &&
          a.nohugepage == b.nohugepage && same_backing;
 }
@@ -83,7 +83,7 @@ void Mm::merge_around(std::uint64_t addr) {
     const bool anon_ok = a.anon_vma == b.anon_vma || !a.anon_vma || !b.anon_vma;
     return adjacent_same_flags(a, b, shift) && a.prot == b.prot && anon_ok;
   };
-  auto it = vmas_.upper_bound(addr);
+  auto it = vmas_.upper_bound(VirtAddr{addr});
   if (it != vmas_.begin()) --it;
   if (it != vmas_.begin()) --it;
   while (it != vmas_.end()) {
@@ -98,7 +98,7 @@ void Mm::merge_around(std::uint64_t addr) {
       vmas_.erase(next);
       continue;
     }
-    if (it->first > addr) break;
+    if (it->first.val > addr) break;
     it = next;
   }
 }
@@ -108,7 +108,7 @@ void Mm::merge_around(std::uint64_t addr) {
 // anon_vma when that one is reusable — the next VMA is tried first — so
 // that an mprotect which later makes their rights equal can merge them.
 void Mm::anon_vma_prepare(std::uint64_t va) {
-  auto it = vmas_.upper_bound(va);
+  auto it = vmas_.upper_bound(VirtAddr{va});
   if (it == vmas_.begin()) return;
   --it;
   Vma& v = it->second;
@@ -127,16 +127,15 @@ void Mm::anon_vma_prepare(std::uint64_t va) {
   v.anon_vma_singular = true;
 }
 
-std::optional<std::uint64_t> Mm::mmap(std::uint64_t len, Prot prot, bool shared,
-                                      std::optional<std::uint64_t> addr, std::uint64_t align,
-                                      const std::string* file, bool shmem) {
+std::optional<VirtAddr> Mm::mmap(std::uint64_t len, Prot prot, bool shared, std::optional<VirtAddr> addr,
+                                 std::uint64_t align, const std::string* file, bool shmem) {
   const std::uint64_t page = page_size();
   len = align_up(len, page);
   std::uint64_t start = 0;
   if (addr) {
-    start = *addr;
+    start = addr->val;
     for (const auto& [s, v] : vmas_)
-      if (s < start + len && start < v.end) return std::nullopt;  // occupied
+      if (s.val < start + len && start < v.end.val) return std::nullopt;  // occupied
   } else {
     // thp_get_unmapped_area: anonymous lengths that are PMD multiples are
     // PMD aligned so they can get PMD-sized folios.
@@ -147,7 +146,7 @@ std::optional<std::uint64_t> Mm::mmap(std::uint64_t len, Prot prot, bool shared,
     std::uint64_t hi = kMmapBase;
     bool found = false;
     for (auto it = vmas_.rbegin();; ++it) {
-      const std::uint64_t lo = it == vmas_.rend() ? kMmapMin : std::min(it->second.end, hi);
+      const std::uint64_t lo = it == vmas_.rend() ? kMmapMin : std::min(it->second.end.val, hi);
       if (hi >= lo + len) {
         const std::uint64_t cand = align_down(hi - len, a);
         if (cand >= lo) {
@@ -157,15 +156,15 @@ std::optional<std::uint64_t> Mm::mmap(std::uint64_t len, Prot prot, bool shared,
         }
       }
       if (it == vmas_.rend()) break;
-      hi = std::min(hi, it->second.start);
+      hi = std::min(hi, it->second.start.val);
     }
     if (!found) return std::nullopt;
   }
-  Vma v{start, start + len, prot, shared, false, false};
+  Vma v{VirtAddr{start}, VirtAddr{start + len}, prot, shared, false, false};
   if (file) v.file = sys_.file_id(*file, len / page, shmem);
-  vmas_.emplace(start, v);
+  vmas_.emplace(v.start, v);
   merge_around(start);
-  return start;
+  return v.start;
 }
 
 // brk (mm/mmap.c, do_brk_flags): the new area is plain anonymous read-write
@@ -173,22 +172,23 @@ std::optional<std::uint64_t> Mm::mmap(std::uint64_t len, Prot prot, bool shared,
 // when their flags still match (not after an mprotect or MADV_HUGEPAGE of
 // the tail), which is what lets a later fault choose a folio that straddles
 // the old break. Shrinking unmaps the tail as munmap does.
-bool Mm::brk(std::uint64_t old_brk, std::uint64_t new_brk) {
-  old_brk = align_up(old_brk, page_size());
-  new_brk = align_up(new_brk, page_size());
-  if (new_brk < old_brk) {
-    munmap(new_brk, old_brk - new_brk);
+bool Mm::brk(VirtAddr old_brk, VirtAddr new_brk) {
+  const std::uint64_t old_end = align_up(old_brk.val, page_size());
+  const std::uint64_t new_end = align_up(new_brk.val, page_size());
+  if (new_end < old_end) {
+    munmap(VirtAddr{new_end}, old_end - new_end);
     return true;
   }
-  if (new_brk == old_brk) return true;
-  return mmap(new_brk - old_brk, Prot::RW, false, old_brk, 0).has_value();
+  if (new_end == old_end) return true;
+  return mmap(new_end - old_end, Prot::RW, false, VirtAddr{old_end}, 0).has_value();
 }
 
-void Mm::madvise_hugepage(std::uint64_t start, std::uint64_t len, bool on) {
+void Mm::madvise_hugepage(VirtAddr at, std::uint64_t len, bool on) {
+  const std::uint64_t start = at.val;
   const std::uint64_t end = start + align_up(len, page_size());
   split_vma_at(start);
   split_vma_at(end);
-  for (auto it = vmas_.lower_bound(start); it != vmas_.end() && it->first < end; ++it) {
+  for (auto it = vmas_.lower_bound(at); it != vmas_.end() && it->first.val < end; ++it) {
     it->second.hugepage = on;
     it->second.nohugepage = !on;
   }
@@ -199,20 +199,21 @@ void Mm::madvise_hugepage(std::uint64_t start, std::uint64_t len, bool on) {
 // change_protection / change_pte_range with the 6.17 batched
 // modify_prot_start_ptes / modify_prot_commit_ptes: one batch per run of a
 // large folio, so a whole uniform block is rewritten contiguous in one go.
-void Mm::mprotect(std::uint64_t start, std::uint64_t len, Prot prot) {
+void Mm::mprotect(VirtAddr at, std::uint64_t len, Prot prot) {
+  const std::uint64_t start = at.val;
   const Geometry& g = sys_.mem().geometry();
   const unsigned shift = g.page_shift;
   const std::uint64_t end = start + align_up(len, page_size());
   split_vma_at(start);
   split_vma_at(end);
   bool flushed_any = false;
-  for (auto it = vmas_.lower_bound(start); it != vmas_.end() && it->first < end; ++it) {
+  for (auto it = vmas_.lower_bound(at); it != vmas_.end() && it->first.val < end; ++it) {
     Vma& v = it->second;
     if (v.prot == prot) continue;  // nothing to change: skipped
     v.prot = prot;
     const PgProt newprot = vm_page_prot(v);
     // change_huge_pmd: invalidate, modify, set — the whole block at once.
-    for_each_huge_pmd(v.start, v.end, [&](std::uint64_t haddr, PteSlot pmdp, Pte) {
+    for_each_huge_pmd(v.start.val, v.end.val, [&](std::uint64_t haddr, PteSlot pmdp, Pte) {
       const Pte oldpmd = pmdp_invalidate(haddr, pmdp);
       Pte entry = pte_modify(oldpmd, newprot);
       // can_change_pmd_writable: an exclusive anonymous THP (never the
@@ -224,7 +225,7 @@ void Mm::mprotect(std::uint64_t start, std::uint64_t len, Prot prot) {
       set_pmd_at(env_, VirtAddr{haddr}, pmdp, entry);
       flushed_any = true;
     });
-    for_each_present_batch(v.start, v.end, [&](std::uint64_t va, PteSlot slot, Pte, unsigned nr) {
+    for_each_present_batch(v.start.val, v.end.val, [&](std::uint64_t va, PteSlot slot, Pte, unsigned nr) {
       Pte oldpte = modify_prot_start_ptes(env_, VirtAddr{va}, slot, nr);
       if (sys_.checker) sys_.checker->returned(asid_, va, nr, oldpte);
       Pte ptent = pte_modify(oldpte, newprot);

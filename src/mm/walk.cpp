@@ -57,11 +57,11 @@ void Mm::flush_pmds(const std::vector<std::uint64_t>& haddrs, bool last_level) {
   }
 }
 
-Pte Mm::leaf_pte(std::uint64_t va, bool gathered) {
+Pte Mm::leaf_pte(VirtAddr va, bool gathered) {
   const Geometry& g = sys_.mem().geometry();
-  if (auto slot = pt_.pte_slot(VirtAddr{va}, false)) return gathered ? ptep_get(env_, *slot) : *slot->ptr();
-  if (auto pmdp = pt_.entry_slot(VirtAddr{va}, 2, false); pmdp && pmd_trans_huge(*pmdp->ptr()))
-    return pte_advance_pfn(*pmdp->ptr(), (va & (g.pmd_size() - 1)) >> g.page_shift, g.page_shift);
+  if (auto slot = pt_.pte_slot(va, false)) return gathered ? ptep_get(env_, *slot) : *slot->ptr();
+  if (auto pmdp = pt_.entry_slot(va, 2, false); pmdp && pmd_trans_huge(*pmdp->ptr()))
+    return pte_advance_pfn(*pmdp->ptr(), (va.val & (g.pmd_size() - 1)) >> g.page_shift, g.page_shift);
   return Pte{};
 }
 

@@ -64,7 +64,7 @@ void Mm::for_each_huge_pmd(std::uint64_t start, std::uint64_t end, Fn&& whole) {
     if (!pmdp || !pmd_trans_huge(*pmdp->ptr())) continue;
     if (haddr >= start && haddr + pmd <= end) {
       whole(haddr, *pmdp, *pmdp->ptr());
-    } else if (const Vma* v = find_vma(haddr)) {
+    } else if (const Vma* v = find_vma(VirtAddr{haddr})) {
       split_huge_pmd(*v, haddr, *pmdp);
     }
   }

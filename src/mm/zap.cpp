@@ -40,10 +40,10 @@ void Mm::zap_range(std::uint64_t start, std::uint64_t end, MmuGather& tlb) {
 }
 
 void Mm::free_pgtables(std::uint64_t start, std::uint64_t end, MmuGather& tlb) {
-  auto next = vmas_.lower_bound(end);
-  const std::uint64_t ceiling = next == vmas_.end() ? 0 : next->second.start;
-  auto prev = vmas_.lower_bound(start);
-  const std::uint64_t floor = prev == vmas_.begin() ? 0 : std::prev(prev)->second.end;
+  auto next = vmas_.lower_bound(VirtAddr{end});
+  const std::uint64_t ceiling = next == vmas_.end() ? 0 : next->second.start.val;
+  auto prev = vmas_.lower_bound(VirtAddr{start});
+  const std::uint64_t floor = prev == vmas_.begin() ? 0 : std::prev(prev)->second.end.val;
   auto freed = pt_.free_pgd_range(start, end, floor, ceiling);
   tlb.tables.insert(tlb.tables.end(), freed.begin(), freed.end());
 }
@@ -91,27 +91,28 @@ void Mm::tlb_finish_mmu(MmuGather& tlb) {
 }
 
 // unmap_region: zap, free the page tables no neighbour shares, one flush.
-void Mm::munmap(std::uint64_t start, std::uint64_t len) {
+void Mm::munmap(VirtAddr at, std::uint64_t len) {
+  const std::uint64_t start = at.val;
   const std::uint64_t end = start + align_up(len, page_size());
   split_vma_at(start);
   split_vma_at(end);
-  auto first = vmas_.lower_bound(start);
-  if (first == vmas_.end() || first->first >= end) return;  // nothing mapped: nothing to do
-  const std::uint64_t lo = first->second.start;
+  auto first = vmas_.lower_bound(at);
+  if (first == vmas_.end() || first->first.val >= end) return;  // nothing mapped: nothing to do
+  const std::uint64_t lo = first->second.start.val;
   std::uint64_t hi = lo;
   MmuGather tlb;
   zap_range(start, end, tlb);
-  for (auto it = first; it != vmas_.end() && it->first < end;) {
-    hi = it->second.end;
+  for (auto it = first; it != vmas_.end() && it->first.val < end;) {
+    hi = it->second.end.val;
     it = vmas_.erase(it);
   }
   free_pgtables(lo, hi, tlb);
   tlb_finish_mmu(tlb);
 }
 
-void Mm::madvise_dontneed(std::uint64_t start, std::uint64_t len) {
+void Mm::madvise_dontneed(VirtAddr start, std::uint64_t len) {
   MmuGather tlb;
-  zap_range(start, start + align_up(len, page_size()), tlb);
+  zap_range(start.val, start.val + align_up(len, page_size()), tlb);
   tlb_finish_mmu(tlb);
 }
 
@@ -120,7 +121,7 @@ void Mm::madvise_dontneed(std::uint64_t start, std::uint64_t len) {
 void Mm::exit_mmap() {
   MmuGather tlb;
   tlb.fullmm = true;
-  for (const auto& [s, v] : vmas_) zap_range(v.start, v.end, tlb);
+  for (const auto& [s, v] : vmas_) zap_range(v.start.val, v.end.val, tlb);
   vmas_.clear();
   free_pgtables(0, kUserVaEnd, tlb);
   ++sys_.stats().caller_tlbi;

@@ -214,10 +214,8 @@ void print_explore_verdict(std::ostream& out, const RunResult& r) {
   const std::size_t n = r.explorations.size();
   const std::string blocks = fmt::format("{} parallel block{}", n, n == 1 ? "" : "s");
   if (!rules.empty()) {
-    std::string list;
-    for (const auto& rule : rules) list += (list.empty() ? "" : ", ") + rule;
     out << fmt::format("{}: FAILED — {} fail{} in some interleaving of {} (counterexamples above)\n", r.scenario,
-                       list, rules.size() == 1 ? "s" : "", blocks);
+                       fmt::join(rules, ", "), rules.size() == 1 ? "s" : "", blocks);
   } else if (r.exit_status() == 1) {  // 3 (bounded) is not a failure of the run
     out << fmt::format("{}: FAILED — {}, but the run {}\n", r.scenario,
                        n ? "no interleaving of " + blocks + " fails" : "no parallel block to explore",

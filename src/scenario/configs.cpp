@@ -1,7 +1,10 @@
 #include "scenario/configs.h"
 
+#include <fmt/format.h>
+
 #include <atomic>
 #include <mutex>
+#include <ranges>
 #include <thread>
 
 namespace contpte {
@@ -10,6 +13,10 @@ const BuiltinConfig* find_config(std::string_view name) {
   for (const auto& c : kBuiltinConfigs)
     if (c.name == name) return &c;
   return nullptr;
+}
+
+std::string config_names() {
+  return fmt::format("{}", fmt::join(kBuiltinConfigs | std::views::transform(&BuiltinConfig::name), ", "));
 }
 
 void parallel_for(std::size_t n, unsigned threads, const std::function<void(std::size_t)>& fn) {

@@ -39,6 +39,8 @@ inline constexpr std::array<BuiltinConfig, 8> kBuiltinConfigs{{
 }};
 
 const BuiltinConfig* find_config(std::string_view name);
+// The configurations' names, comma separated, for an error's "expected one of".
+std::string config_names();
 
 // One scenario file under one configuration (none: its own header), and
 // optionally on another TLB core (`--tlb`: a preset or an absolute path).

@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <initializer_list>
 #include <optional>
+#include <ranges>
 #include <span>
 #include <string>
 #include <string_view>
@@ -70,9 +71,7 @@ std::optional<E> lookup(const std::array<Named<E>, N>& table, std::string_view w
 
 template <class E, std::size_t N>
 std::string names_of(const std::array<Named<E>, N>& table) {
-  std::string out;
-  for (const auto& entry : table) out += (out.empty() ? "" : ", ") + std::string(entry.name);
-  return out;
+  return fmt::format("{}", fmt::join(table | std::views::transform(&Named<E>::name), ", "));
 }
 
 inline std::string join(std::span<const std::string_view> words) { return fmt::format("{}", fmt::join(words, ", ")); }

@@ -202,7 +202,7 @@ class Runner final : public RunMachine {
   }
 
   // ---- the current process ----
-  using Names = std::map<std::string, std::pair<std::uint64_t, std::uint64_t>>;  // start, size
+  using Names = std::map<std::string, std::pair<VirtAddr, std::uint64_t>>;  // start, size
   Mm& cur() { return m_.mm(cur_); }
   Names& cur_names() { return names_[cur_]; }
   SimEnv& env() { return m_.env(cur_); }
@@ -221,7 +221,7 @@ class Runner final : public RunMachine {
     if (a.offset >= it->second.second)
       throw ScenarioError(a.loc, fmt::format("offset {:#x} is past the end of '{}' ({})", a.offset,
                                              *a.mapping, format_size(it->second.second)));
-    return VirtAddr{it->second.first + a.offset};
+    return it->second.first + a.offset;
   }
 
   // A PTE-level statement acts outside every mapping (docs/scenario.md): inside
@@ -229,10 +229,10 @@ class Runner final : public RunMachine {
   void outside_vmas(const SourceLoc& loc, VirtAddr va, std::uint64_t nr) {
     const std::uint64_t end = va.val + nr * geo_.page_size();
     for (const auto& [s, v] : cur().vmas())
-      if (s < end && va.val < v.end)
+      if (s.val < end && va < v.end)
         throw ScenarioError(loc, fmt::format("PTE-level statement inside a mapping ({:#x}-{:#x}) of "
                                                 "process {}; PTE-level statements act outside every mmap",
-                                                v.start, v.end, cur_));
+                                                v.start.val, v.end.val, cur_));
   }
 
   void expect_result(const Statement& st, bool ok, std::string message) {
@@ -276,12 +276,12 @@ class Runner final : public RunMachine {
             [&](const Mmap& m) { exec_mmap(st, m); },
             [&](const Munmap& m) {
               const VirtAddr a = resolve(m.addr);
-              cur().munmap(a.val, m.len);
+              cur().munmap(a, m.len);
             },
             [&](const Brk& b) { exec_brk(st, b); },
             [&](const Mprotect& m) {
               const VirtAddr a = resolve(m.addr);
-              cur().mprotect(a.val, m.len, m.prot);
+              cur().mprotect(a, m.len, m.prot);
             },
             [&](const Madvise& m) { exec_madvise(st, m); },
             [&](const Fork&) {
@@ -421,7 +421,7 @@ class Runner final : public RunMachine {
                        eb.kind = ExploreBranch::Kind::Hw;
                        eb.va = resolve(h.addr);
                        eb.access = mem_access(h.kind);
-                       eb.no_vma = !cur().vmas().empty() && !cur().find_vma(eb.va.val);
+                       eb.no_vma = !cur().vmas().empty() && !cur().find_vma(eb.va);
                        slot(eb.va);
                      },
                      [&](const LocklessRead& r) {
@@ -434,12 +434,12 @@ class Runner final : public RunMachine {
                        eb.device = true;
                        eb.va = resolve(d.addr);
                        eb.access = mem_access(d.kind);
-                       if (const Vma* v = cur().find_vma(eb.va.val))
+                       if (const Vma* v = cur().find_vma(eb.va))
                          throw ScenarioError(d.addr.loc,
                                              fmt::format("a dev branch inside a mapping ({:#x}-{:#x}) of process {}: "
                                                          "the memory manager's fault path does not run inside "
                                                          "parallel blocks; a top-level 'dev' statement uses it",
-                                                         v->start, v->end, cur_));
+                                                         v->start.val, v->end.val, cur_));
                        slot(eb.va);
                      },
                  },
@@ -572,9 +572,7 @@ class Runner final : public RunMachine {
     const bool shmem = m.shared && !m.file;
     const std::string shmem_name = fmt::format("shmem:{}:{}", cur_, m.name);
     const std::string* file = m.file ? &*m.file : shmem ? &shmem_name : nullptr;
-    auto start = cur().mmap(m.size, m.prot, m.shared,
-                                m.addr ? std::optional<std::uint64_t>(m.addr->val) : std::nullopt,
-                                m.align.value_or(0), file, shmem);
+    auto start = cur().mmap(m.size, m.prot, m.shared, m.addr, m.align.value_or(0), file, shmem);
     if (!start) {
       res_.error = fmt::format("{}:{}: mmap {}: {}", st.loc.file, st.loc.line, m.name,
                                m.addr ? "the range is already mapped" : "no free range of that size");
@@ -592,7 +590,7 @@ class Runner final : public RunMachine {
     if (const Vma* v = cur().find_vma(start); v && (v->file >= 0 || v->shared))
       throw ScenarioError(b.name_loc, fmt::format("brk moves the break of a private anonymous heap; '{}' is {}",
                                                   b.name, v->shared ? "shared" : "file-backed"));
-    if (b.size > kUserVaEnd - start)
+    if (b.size > kUserVaEnd - start.val)
       throw ScenarioError(st.loc, fmt::format("brk {} {}: the heap would end past the 48-bit user address "
                                               "space ({:#x})",
                                               b.name, format_size(b.size), kUserVaEnd));
@@ -608,14 +606,14 @@ class Runner final : public RunMachine {
     const VirtAddr a = resolve(m.addr);
     Mm& mm = cur();
     switch (m.advice) {
-      case Advice::DontNeed: mm.madvise_dontneed(a.val, m.len); break;
-      case Advice::Free: mm.madvise_free(a.val, m.len); break;
-      case Advice::Cold: mm.madvise_cold(a.val, m.len, /*pageout=*/false); break;
-      case Advice::Pageout: mm.madvise_cold(a.val, m.len, /*pageout=*/true); break;
-      case Advice::Hugepage: mm.madvise_hugepage(a.val, m.len, true); break;
-      case Advice::NoHugepage: mm.madvise_hugepage(a.val, m.len, false); break;
+      case Advice::DontNeed: mm.madvise_dontneed(a, m.len); break;
+      case Advice::Free: mm.madvise_free(a, m.len); break;
+      case Advice::Cold: mm.madvise_cold(a, m.len, /*pageout=*/false); break;
+      case Advice::Pageout: mm.madvise_cold(a, m.len, /*pageout=*/true); break;
+      case Advice::Hugepage: mm.madvise_hugepage(a, m.len, true); break;
+      case Advice::NoHugepage: mm.madvise_hugepage(a, m.len, false); break;
       case Advice::PopulateWrite:
-        if (mm.populate_write(a.val, m.len) == FaultResult::Segv)
+        if (mm.populate_write(a, m.len) == FaultResult::Segv)
           res_.error = fmt::format("{}:{}: madvise populate_write: EFAULT (not a writable mapping, "
                                    "or out of memory)",
                                    st.loc.file, st.loc.line);
@@ -720,7 +718,7 @@ class Runner final : public RunMachine {
   void exec_expect_pte(const Statement& st, const ExpectPte& e) {
     const unsigned shift = geo_.page_shift;
     const VirtAddr va = resolve(e.addr);
-    const Pte pte = e.raw ? stored(va) : m_.quietly([&] { return cur().leaf_pte(va.val, /*gathered=*/true); });
+    const Pte pte = e.raw ? stored(va) : m_.quietly([&] { return cur().leaf_pte(va, /*gathered=*/true); });
     std::string wrong;
     auto check = [&](std::string_view key, std::optional<bool> want, bool got) {
       if (want && *want != got) wrong += fmt::format(" {}={} (expected {})", key, int(got), int(*want));

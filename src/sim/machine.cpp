@@ -67,13 +67,13 @@ std::optional<std::string> Machine::fault_and_retry(Mm& m, VirtAddr va, MemAcces
     if (attempt > 3) {
       why = "the fault handler did not resolve it";
     } else {
-      const FaultResult fr = m.handle_fault(va.val, kind == MemAccess::Write, kind == MemAccess::Exec);
+      const FaultResult fr = m.handle_fault(va, kind == MemAccess::Write, kind == MemAccess::Exec);
       if (fr == FaultResult::Handled) {
         r = mmu_.access(m.page_table(), m.asid(), va, kind, /*retry=*/true);
         if (r.fault == Fault::None) return std::nullopt;
         continue;
       }
-      why = m.find_vma(va.val) ? "SIGSEGV: the mapping does not permit it" : "SIGSEGV: no mapping";
+      why = m.find_vma(va) ? "SIGSEGV: the mapping does not permit it" : "SIGSEGV: no mapping";
     }
     return fmt::format("{} at level {}; {}", fault_name(r.fault), r.level, why);
   }
@@ -107,8 +107,8 @@ DeviceAccessResult Machine::device_access(std::size_t pid, VirtAddr va, MemAcces
     if (f == AccessFault::None) return {};
     if (f == handled && left_faulting) return {DeviceAccessResult::End::FaultLoop, f, w.desc, {}};
     handled = f;
-    if (m.find_vma(va.val)) {
-      if (m.handle_fault(va.val, write, /*exec=*/false) != FaultResult::Handled)
+    if (m.find_vma(va)) {
+      if (m.handle_fault(va, write, /*exec=*/false) != FaultResult::Handled)
         return failed(f, "SIGSEGV: the mapping does not permit it");
     } else {
       const auto s = m.page_table().pte_slot(va, /*alloc=*/false);

@@ -148,7 +148,7 @@ class Machine {
   // mm), unseen by watchers; none when no PTE table covers va.
   Pte pte_view(std::size_t pid, VirtAddr va);
   // The stored leaf word: a PTE, or a huge PMD's block advanced to va's page.
-  Pte stored(std::size_t pid, VirtAddr va) { return mm(pid).leaf_pte(va.val, /*gathered=*/false); }
+  Pte stored(std::size_t pid, VirtAddr va) { return mm(pid).leaf_pte(va, /*gathered=*/false); }
   // Reads made with watchers paused.
   template <class Fn>
   auto quietly(Fn&& fn) {

@@ -6,6 +6,7 @@
 #include <charconv>
 #include <fstream>
 #include <numeric>
+#include <ranges>
 #include <set>
 #include <sstream>
 
@@ -137,9 +138,8 @@ PlanCore make_core(const std::string& name) {
     fail(name, "a core file's path may not contain blanks or '#' (it becomes a scenario's `tlb` line)");
   std::error_code ec;
   if (!fs::is_regular_file(name, ec)) {
-    std::string names = "default";
-    for (const auto& p : presets) names += ", " + std::string(p.name);
-    fail(name, fmt::format("neither a TLB preset ({}) nor a core JSON file", names));
+    fail(name, fmt::format("neither a TLB preset (default, {}) nor a core JSON file",
+                           fmt::join(presets | std::views::transform(&TlbPreset::name), ", ")));
   }
   try {
     (void)resolve_tlb_config(name);
@@ -278,9 +278,7 @@ Plan resolve_plan(const SweepRequest& req, const fs::path& builtin_dir, const st
     for (const auto& c : kBuiltinConfigs) p.configs.emplace_back(c.name);
   for (const auto& name : req.configs) {
     if (!find_config(name)) {
-      std::string names;
-      for (const auto& c : kBuiltinConfigs) names += std::string(names.empty() ? "" : ", ") + std::string(c.name);
-      fail("contpte sweep", fmt::format("unknown configuration '{}'; expected one of: {}", name, names));
+      fail("contpte sweep", fmt::format("unknown configuration '{}'; expected one of: {}", name, config_names()));
     }
     if (std::find(p.configs.begin(), p.configs.end(), name) == p.configs.end()) p.configs.push_back(name);
   }

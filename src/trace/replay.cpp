@@ -15,7 +15,7 @@ namespace {
 // Where the brk heap goes: low, where Linux puts it after a PIE program
 // (mm->brk follows the executable near 0x55..., far below the mmap area
 // that grows down from mmap_base), so mmaps never crowd it.
-constexpr std::uint64_t kHeapBase = 0x5555'0000'0000;
+constexpr VirtAddr kHeapBase{0x5555'0000'0000};
 
 Prot prot_of(std::uint32_t bits) {
   using namespace trace_prot;
@@ -111,16 +111,17 @@ class Replayer {
   // A fixed mapping at `want` (maybe not page aligned in the simulated
   // granule): the covering pages, sharing a protection with what was
   // already in an edge page (so neither neighbour starts to fault).
-  std::optional<std::uint64_t> map_fixed(std::uint64_t want, std::uint64_t len, Prot prot, bool shared = false,
-                                         const std::string* file = nullptr, bool shmem = false) {
+  // False when it could not be mapped.
+  bool map_fixed(std::uint64_t want, std::uint64_t len, Prot prot, bool shared = false,
+                 const std::string* file = nullptr, bool shmem = false) {
     const std::uint64_t s = down(want), e = up(want + len);
     std::uint32_t bits = bits_of(prot);
     if (s != want)
-      if (const Vma* v = mm().find_vma(s)) bits |= bits_of(v->prot);
+      if (const Vma* v = mm().find_vma(VirtAddr{s})) bits |= bits_of(v->prot);
     if (e != want + len)
-      if (const Vma* v = mm().find_vma(e - 1)) bits |= bits_of(v->prot);
-    mm().munmap(s, e - s);  // MAP_FIXED replaces what was there
-    return mm().mmap(e - s, prot_of(bits), shared, s, 0, file, shmem);
+      if (const Vma* v = mm().find_vma(VirtAddr{e - 1})) bits |= bits_of(v->prot);
+    mm().munmap(VirtAddr{s}, e - s);  // MAP_FIXED replaces what was there
+    return mm().mmap(e - s, prot_of(bits), shared, VirtAddr{s}, 0, file, shmem).has_value();
   }
 
   // What backs a new mapping in the simulated mm (docs/trace.md "Replay"):
@@ -145,10 +146,10 @@ class Replayer {
     return b;
   }
 
-  void add_map(std::optional<std::uint64_t> base, std::uint64_t len, Prot prot) {
+  void add_map(std::optional<VirtAddr> base, std::uint64_t len, Prot prot) {
     if (!base) ++failed_mmaps_;
     cur_->resize(++next_id_);
-    cur_->back() = Map{base.value_or(0), len, prot, base.has_value()};
+    cur_->back() = Map{base.value_or(VirtAddr{}).val, len, prot, base.has_value()};
   }
   // Mapping `id` as the current process sees it (unplaced when it was made
   // by another process after their fork).
@@ -163,10 +164,11 @@ class Replayer {
     const std::string* file = b.file ? &*b.file : nullptr;
     if (m.within && map(*m.within).placed) {
       const std::uint64_t want = map(*m.within).base + m.within_offset;
-      return add_map(map_fixed(want, m.len, prot, b.shared, file, b.shmem) ? std::optional(want) : std::nullopt,
+      return add_map(map_fixed(want, m.len, prot, b.shared, file, b.shmem) ? std::optional(VirtAddr{want})
+                                                                            : std::nullopt,
                      m.len, prot);
     }
-    std::optional<std::uint64_t> at;
+    std::optional<VirtAddr> at;
     if (m.flags & trace_map::kHeap) at = mm().mmap(m.len, prot, false, kHeapBase, 0);
     // Everything else top-down, THP-aligned where Linux aligns it
     // (thp_get_unmapped_area, in the simulated mm).
@@ -178,7 +180,7 @@ class Replayer {
     const Map& mp = map(m.map);
     if (!mp.placed) return;
     const auto [s, e] = range_in(mp, m.offset, m.len);
-    if (s < e) mm().munmap(s, e - s);
+    if (s < e) mm().munmap(VirtAddr{s}, e - s);
   }
 
   // Whole pages inside the range get the new protection; a page only
@@ -189,17 +191,17 @@ class Replayer {
     const Map& mp = map(m.map);
     if (!mp.placed || m.len == 0) return;
     const auto [s, e] = range_in(mp, m.offset, m.len);
-    if (s < e) mm().mprotect(s, e - s, prot_of(m.prot));
+    if (s < e) mm().mprotect(VirtAddr{s}, e - s, prot_of(m.prot));
     const std::uint64_t first = down(mp.base + m.offset), last = down(mp.base + m.offset + m.len - 1);
     if (first < s || s >= e) grant_page(first, m.prot);
     if (last != first && (last >= e || s >= e)) grant_page(last, m.prot);
   }
 
   void grant_page(std::uint64_t page, std::uint32_t prot) {
-    const Vma* v = mm().find_vma(page);
+    const Vma* v = mm().find_vma(VirtAddr{page});
     if (!v) return;
     const Prot u = prot_of(bits_of(v->prot) | prot);
-    if (u != v->prot) mm().mprotect(page, page_, u);
+    if (u != v->prot) mm().mprotect(VirtAddr{page}, page_, u);
   }
 
   void apply(const TraceMadvise& m) {
@@ -207,11 +209,12 @@ class Replayer {
     if (!mp.placed) return;
     const auto [s, e] = range_in(mp, m.offset, m.len);
     if (s >= e) return;
+    const VirtAddr at{s};
     switch (m.advice) {
-      case trace_madv::kDontNeed: mm().madvise_dontneed(s, e - s); break;
-      case trace_madv::kHugepage: mm().madvise_hugepage(s, e - s, true); break;
-      case trace_madv::kNoHugepage: mm().madvise_hugepage(s, e - s, false); break;
-      case trace_madv::kPopulateWrite: mm().populate_write(s, e - s); break;
+      case trace_madv::kDontNeed: mm().madvise_dontneed(at, e - s); break;
+      case trace_madv::kHugepage: mm().madvise_hugepage(at, e - s, true); break;
+      case trace_madv::kNoHugepage: mm().madvise_hugepage(at, e - s, false); break;
+      case trace_madv::kPopulateWrite: mm().populate_write(at, e - s); break;
       default: break;  // MADV_FREE, COLD, PAGEOUT, ...: not modelled (docs/trace.md)
     }
   }
@@ -220,8 +223,8 @@ class Replayer {
   // after it are taken.
   bool resize(Map& mp, std::uint64_t len) {
     const std::uint64_t old_end = up(mp.base + mp.len), new_end = up(mp.base + len);
-    if (new_end > old_end && !mm().mmap(new_end - old_end, mp.prot, false, old_end, 0)) return false;
-    if (new_end < old_end) mm().munmap(new_end, old_end - new_end);
+    if (new_end > old_end && !mm().mmap(new_end - old_end, mp.prot, false, VirtAddr{old_end}, 0)) return false;
+    if (new_end < old_end) mm().munmap(VirtAddr{new_end}, old_end - new_end);
     mp.len = len;
     return true;
   }
@@ -229,7 +232,7 @@ class Replayer {
   void apply(const TraceBrk& b) {
     Map& mp = map(b.map);
     if (!mp.placed) return;
-    if (!mm().brk(mp.base + mp.len, mp.base + b.len)) {
+    if (!mm().brk(VirtAddr{mp.base + mp.len}, VirtAddr{mp.base + b.len})) {
       ++failed_mmaps_;
       return;
     }
@@ -241,7 +244,7 @@ class Replayer {
   void apply(const TraceMremap& m) {
     Map& mp = map(m.map);
     if (!m.moved && (!mp.placed || resize(mp, m.new_len))) return;
-    if (mp.placed) mm().munmap(mp.base, up(mp.base + mp.len) - mp.base);
+    if (mp.placed) mm().munmap(VirtAddr{mp.base}, up(mp.base + mp.len) - mp.base);
     const auto at = mm().mmap(m.new_len, mp.prot, false, std::nullopt, 0);
     if (m.moved) {
       // The old id is dead: its place may be the new mapping's now.
@@ -250,7 +253,7 @@ class Replayer {
     }
     // In place in the recording, but the replayed neighbour is in the way.
     if (!at) ++failed_mmaps_;
-    mp = Map{at.value_or(0), m.new_len, mp.prot, at.has_value()};
+    mp = Map{at.value_or(VirtAddr{}).val, m.new_len, mp.prot, at.has_value()};
   }
 
   // The child's view of the mappings is the parent's at the fork; each
@@ -281,7 +284,7 @@ class Replayer {
   void apply(const TraceExec&) {
     for (Map& mp : *cur_)
       if (mp.placed) {
-        mm().munmap(mp.base, up(mp.base + mp.len) - mp.base);
+        mm().munmap(VirtAddr{mp.base}, up(mp.base + mp.len) - mp.base);
         mp.placed = false;
       }
   }

@@ -76,7 +76,7 @@ class World {
     arena_ = (g == Granule::k4K ? 4 : 2) * geo.pmd_size();  // 8192 or 4096 pages
     base_ = 0x40'0000'0000;
     procs_.push_back(std::make_unique<Mm>(sys_, 0, 1));
-    procs_[0]->mmap(arena_, Prot::RW, false, base_, 0);
+    procs_[0]->mmap(arena_, Prot::RW, false, VirtAddr{base_}, 0);
     refs_.emplace_back(arena_ / page_);
     for (auto& r : refs_[0]) r.mapped = true;
   }
@@ -100,32 +100,32 @@ class World {
     auto [start, len] = range();
     const std::string where = fmt::format("{}+{}", start, len);
     if (o < 52) {
-      procs_[p]->munmap(base_ + start * page_, len * page_);
+      procs_[p]->munmap(page_at(start), len * page_);
       for (std::uint64_t i = start; i < start + len; ++i) refs_[p][i] = RefPage{};
       return fmt::format("p{} munmap {}", p, where);
     }
     if (o < 57) {
       for (std::uint64_t i = start; i < start + len; ++i)
         if (refs_[p][i].mapped) return fmt::format("p{} mmap (occupied) {}", p, where);
-      EXPECT_TRUE(procs_[p]->mmap(len * page_, Prot::RW, false, base_ + start * page_, 0).has_value());
+      EXPECT_TRUE(procs_[p]->mmap(len * page_, Prot::RW, false, page_at(start), 0).has_value());
       for (std::uint64_t i = start; i < start + len; ++i) refs_[p][i] = RefPage{true, Prot::RW, {}};
       return fmt::format("p{} mmap {}", p, where);
     }
     if (o < 67) {
       static constexpr Prot kProts[] = {Prot::R, Prot::RW, Prot::RW, Prot::None};
       const Prot np = kProts[std::uniform_int_distribution<int>(0, 3)(rng_)];
-      procs_[p]->mprotect(base_ + start * page_, len * page_, np);
+      procs_[p]->mprotect(page_at(start), len * page_, np);
       for (std::uint64_t i = start; i < start + len; ++i)
         if (refs_[p][i].mapped) refs_[p][i].prot = np;
       return fmt::format("p{} mprotect {} {}", p, where, prot_name(np));
     }
     if (o < 74) {
-      procs_[p]->madvise_dontneed(base_ + start * page_, len * page_);
+      procs_[p]->madvise_dontneed(page_at(start), len * page_);
       for (std::uint64_t i = start; i < start + len; ++i) refs_[p][i].token.reset();
       return fmt::format("p{} dontneed {}", p, where);
     }
     if (o < 78) {
-      const bool done = procs_[p]->populate_write(base_ + start * page_, len * page_) == FaultResult::Handled;
+      const bool done = procs_[p]->populate_write(page_at(start), len * page_) == FaultResult::Handled;
       // Pages are populated in order up to the first one the VMA does not
       // let be written (madvise_populate stops there); a populated page is
       // written: it holds data of its own.
@@ -155,7 +155,8 @@ class World {
       procs_[p]->age_young(std::uniform_int_distribution<std::uint64_t>(1, 5000)(rng_));
       return fmt::format("p{} reclaim", p);
     }
-    const std::uint64_t a = base_ + start * page_, n = len * page_;
+    const VirtAddr a = page_at(start);
+    const std::uint64_t n = len * page_;
     if (o < 95) {
       procs_[p]->madvise_free(a, n);
       for (std::uint64_t i = start; i < start + len; ++i) refs_[p][i].lazy = true;
@@ -169,7 +170,7 @@ class World {
     // Only lazyfree content may go; what went reads as zeros again.
     for (std::uint64_t i = start; i < start + len; ++i) {
       RefPage& r = refs_[p][i];
-      if (r.token && r.lazy && !pte_present(procs_[p]->leaf_pte(a + (i - start) * page_, false))) r.token.reset();
+      if (r.token && r.lazy && !pte_present(procs_[p]->leaf_pte(page_at(i), false))) r.token.reset();
     }
     return fmt::format("p{} pageout {}", p, where);
   }
@@ -266,11 +267,11 @@ class World {
   std::string access(std::size_t p, bool write) {
     std::uint64_t i = std::uniform_int_distribution<std::uint64_t>(0, arena_ / page_ - 1)(rng_);
     RefPage& r = refs_[p][i];
-    const std::uint64_t va = base_ + i * page_;
+    const VirtAddr va = page_at(i);
     const bool allowed = r.mapped && (write ? r.prot == Prot::RW : (r.prot == Prot::RW || r.prot == Prot::R));
     bool ok = false;
     for (int attempt = 0; attempt < 4; ++attempt) {
-      const AccessResult a = mmu_.access(procs_[p]->page_table(), procs_[p]->asid(), VirtAddr{va},
+      const AccessResult a = mmu_.access(procs_[p]->page_table(), procs_[p]->asid(), va,
                                          write ? MemAccess::Write : MemAccess::Read, attempt > 0);
       if (a.fault == Fault::None) {
         ok = true;
@@ -278,7 +279,7 @@ class World {
       }
       if (procs_[p]->handle_fault(va, write, false) == FaultResult::Segv) break;
     }
-    EXPECT_EQ(ok, allowed) << "p" << p << (write ? " write " : " read ") << std::hex << va;
+    EXPECT_EQ(ok, allowed) << "p" << p << (write ? " write " : " read ") << std::hex << va.val;
     if (ok && write) {
       r.token = ++next_token_;
       r.lazy = false;
@@ -309,12 +310,15 @@ class World {
       const VirtAddr va{base_ + i * page_};
       if (auto pte = mm.page_table().pte_slot(va, false)) {
         for (unsigned j = 0; j < g.ptrs_per_table(); ++j) out[i + j] = pte->ptr()[j];
-      } else if (const Pte pmd = mm.leaf_pte(va.val, false); pmd_trans_huge(pmd)) {
+      } else if (const Pte pmd = mm.leaf_pte(va, false); pmd_trans_huge(pmd)) {
         for (unsigned j = 0; j < g.ptrs_per_table(); ++j) out[i + j] = pte_advance_pfn(pmd, j, g.page_shift);
       }
     }
     return out;
   }
+
+  // The address of arena page `i`.
+  VirtAddr page_at(std::uint64_t i) const { return VirtAddr{base_ + i * page_}; }
 
   std::pair<std::uint64_t, std::uint64_t> range() {
     const std::uint64_t pages = arena_ / page_;

@@ -40,7 +40,7 @@ TEST(Machine, ProcessesRunInAsidPidPlusOne) {
 
 TEST(Machine, AFaultingAccessGoesToTheMemoryManagerAndIsRetriedOnce) {
   Machine m(spec_4k());
-  ASSERT_TRUE(m.mm(0).mmap(0x10000, Prot::RW, false, 0x4000000000ull, 0, nullptr));
+  ASSERT_TRUE(m.mm(0).mmap(0x10000, Prot::RW, false, VirtAddr{0x4000000000ull}, 0, nullptr));
   EXPECT_EQ(m.access(0, VirtAddr{0x4000000000ull}, MemAccess::Write), std::nullopt);
   EXPECT_EQ(m.mmu().stats().accesses, 1u);  // the retry is not a second access
   EXPECT_EQ(m.mmu().stats().faults, 1u);
@@ -77,7 +77,7 @@ TEST(Machine, TheWatcherSeesProcessAccessesButNotTheMachinesOwnReads) {
     unsigned seen = 0;
   } w;
   Machine m(spec_4k(), &w);
-  ASSERT_TRUE(m.mm(0).mmap(0x10000, Prot::RW, false, 0x4000000000ull, 0, nullptr));
+  ASSERT_TRUE(m.mm(0).mmap(0x10000, Prot::RW, false, VirtAddr{0x4000000000ull}, 0, nullptr));
   ASSERT_EQ(m.access(0, VirtAddr{0x4000000000ull}, MemAccess::Write), std::nullopt);
   const unsigned after_fault = w.seen;
   EXPECT_GT(after_fault, 0u);
