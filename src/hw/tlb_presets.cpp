@@ -13,7 +13,6 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <ranges>
 #include <sstream>
 #include <stdexcept>
 
@@ -21,6 +20,7 @@
 #include <nlohmann/json.hpp>
 
 #include "hw/tlb.h"
+#include "arch/names.h"
 
 namespace contpte {
 
@@ -318,7 +318,7 @@ const TlbPreset* find_preset(std::string_view name) {
 }
 
 std::string preset_names() {
-  return fmt::format("{}", fmt::join(tlb_presets() | std::views::transform(&TlbPreset::name), ", "));
+  return fmt::format("{}", fmt::join(names_in(tlb_presets(), &TlbPreset::name), ", "));
 }
 
 // ---- JSON core descriptions (docs/tlb-json.md) ------------------------------------------
@@ -332,10 +332,10 @@ class JsonLoader {
   template <class Table>
   const auto& find_named(const Table& table, const std::string& name, std::string_view field,
                          std::string_view what) const {
-    const auto it = std::ranges::find(table, name, [](const auto& e) { return std::string_view(e.name); });
-    if (it == std::ranges::end(table))
+    const auto it = std::find_if(std::begin(table), std::end(table), [&](const auto& e) { return e.name == name; });
+    if (it == std::end(table))
       fail(field, fmt::format("unknown {} '{}'; expected one of {}", what, name,
-                              fmt::join(table | std::views::transform([](const auto& e) { return e.name; }), ", ")));
+                              fmt::join(names_in(table, [](const auto& e) { return std::string_view(e.name); }), ", ")));
     return *it;
   }
 
