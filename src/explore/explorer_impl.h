@@ -255,11 +255,75 @@ struct Explorer::Impl {
     struct SlotSteps {
       PerBranch write = none(), touch = none();  // writes it; loads, walks or writes it
     };
+    // SlotSteps per PTE word: a flat open-addressing table keyed by the
+    // word's address, emptied in O(1) by a new generation. The look-ups run
+    // for every branch at every step (sixteen for a block's range read); a
+    // node-based map's modulo hashing and cache misses were a quarter of the
+    // explorer's time.
+    class SlotTable {
+     public:
+      const SlotSteps* find(const Pte* p) const {
+        for (std::size_t i = home(p);; i = (i + 1) & mask()) {
+          const Entry& e = t_[i];
+          if (e.gen != gen_) return nullptr;
+          if (e.key == p) return &e.v;
+        }
+      }
+      SlotSteps& operator[](const Pte* p) {
+        if (2 * (size_ + 1) > t_.size()) grow();
+        return insert(p);
+      }
+      void clear() {
+        if (++gen_ == 0) {  // wrapped: no stale entry may look current
+          for (Entry& e : t_) e.gen = 0;
+          gen_ = 1;
+        }
+        size_ = 0;
+      }
+
+     private:
+      struct Entry {
+        const Pte* key = nullptr;
+        std::uint32_t gen = 0;  // current when == gen_
+        SlotSteps v;
+      };
+      std::size_t mask() const { return t_.size() - 1; }
+      std::size_t home(const Pte* p) const {
+        return static_cast<std::size_t>((reinterpret_cast<std::uintptr_t>(p) >> 3) * 0x9E3779B97F4A7C15ull >>
+                                        (64 - bits_));
+      }
+      SlotSteps& insert(const Pte* p) {
+        for (std::size_t i = home(p);; i = (i + 1) & mask()) {
+          Entry& e = t_[i];
+          if (e.gen != gen_) {
+            e = Entry{p, gen_, SlotSteps{}};
+            ++size_;
+            return e.v;
+          }
+          if (e.key == p) return e.v;
+        }
+      }
+      void grow() {
+        std::vector<Entry> old(t_.size() * 2);
+        old.swap(t_);
+        ++bits_;
+        const std::uint32_t g = gen_;
+        for (Entry& e : t_) e.gen = 0;
+        gen_ = 1;
+        size_ = 0;
+        for (const Entry& e : old)
+          if (e.gen == g) insert(e.key) = e.v;
+      }
+      unsigned bits_ = 8;
+      std::vector<Entry> t_ = std::vector<Entry>(std::size_t{1} << 8);
+      std::uint32_t gen_ = 1;
+      std::size_t size_ = 0;
+    };
     // lockish: every lock step; lock_changing: those that are not instant.
     PerBranch lockish = none(), lock_changing = none(), lock_sensitive = none(), write = none(), fill = none(),
               release = none(), tlbi = none();
     std::array<std::vector<int>, kMaxBranches> tlbi_steps, fill_steps, range_reads;
-    std::unordered_map<const Pte*, SlotSteps> slots;
+    SlotTable slots;
 
     void clear() {
       lockish = lock_changing = lock_sensitive = write = fill = release = tlbi = none();
@@ -305,12 +369,11 @@ struct Explorer::Impl {
       if (f.kind == StepKind::Tlbi) scan(fill_steps[q]);
       if (fills(f.kind)) scan(tlbi_steps[q]);
       if (f.slot) {
-        if (auto it = slots.find(f.slot); it != slots.end())
-          consider(writes(f.kind) ? it->second.touch[q] : it->second.write[q]);
+        if (const SlotSteps* ss = slots.find(f.slot)) consider(writes(f.kind) ? ss->touch[q] : ss->write[q]);
         if (writes(f.kind)) scan(range_reads[q]);
       }
       for (const Pte* p = f.read_lo; p && p < f.read_hi; ++p)
-        if (auto it = slots.find(p); it != slots.end()) consider(it->second.write[q]);
+        if (const SlotSteps* ss = slots.find(p)) consider(ss->write[q]);
       return best;
     }
   };
@@ -513,7 +576,11 @@ struct Explorer::Impl {
   // (readers.cpp, write_order_key).
   static constexpr std::size_t kObservedMemoMax = 1u << 20;
   std::unordered_map<std::string, std::vector<Pte>> observed_memo;  // write_order_key -> values
-  std::string write_order_key(unsigned b) const;
+  // Builds the key in `wok_key` (its buffers are reused: one key per
+  // reader per class, and allocating them showed in profiles).
+  const std::string& write_order_key(unsigned b);
+  std::string wok_key;
+  std::array<std::vector<std::uint32_t>, kMaxBranches> wok_positions;
   void observe_reader(unsigned b);
   void observe_reader_states(unsigned b);
   bool value_existed(unsigned b, Pte got) const;

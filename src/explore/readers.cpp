@@ -244,12 +244,14 @@ std::vector<StepRecord> Explorer::Impl::linearize(unsigned b, const std::vector<
 // of loads, walks, TLB invalidations and lock steps — most classes when
 // hardware branches race — share one observation. Only an observation
 // without a finding is kept (a finding needs this execution's witness).
-std::string Explorer::Impl::write_order_key(unsigned b) const {
-  std::array<std::vector<std::uint32_t>, kMaxBranches> positions;  // per branch, its writes' positions
+const std::string& Explorer::Impl::write_order_key(unsigned b) {
+  auto& positions = wok_positions;  // per branch, its writes' positions
+  for (auto& v : positions) v.clear();
   auto counted = [&](std::size_t i) { return steps[i].wrote && writes(fps[i].kind) && fps[i].slot; };
   for (std::size_t i = 0; i < steps.size(); ++i)
     if (counted(i)) positions[steps[i].branch].push_back(clocks[i][steps[i].branch]);
-  std::string k;
+  std::string& k = wok_key;
+  k.clear();
   auto put = [&](auto v) { k.append(reinterpret_cast<const char*>(&v), sizeof v); };
   put(b);
   for (std::size_t i = 0; i < steps.size(); ++i) {
@@ -269,7 +271,7 @@ std::string Explorer::Impl::write_order_key(unsigned b) const {
 
 void Explorer::Impl::observe_reader(unsigned b) {
   observed_values.resize(nbranches());
-  std::string key = write_order_key(b);
+  const std::string& key = write_order_key(b);
   if (auto it = observed_memo.find(key); it != observed_memo.end()) {
     observed_values[b] = it->second;
     runs[b].done = true;
@@ -281,7 +283,7 @@ void Explorer::Impl::observe_reader(unsigned b) {
   observe_reader_states(b);
   if (fail_calls == fails_before && runs[b].end == BranchEnd::Completed) {
     if (observed_memo.size() >= kObservedMemoMax) observed_memo.clear();
-    observed_memo.emplace(std::move(key), observed_values[b]);
+    observed_memo.emplace(key, observed_values[b]);
   }
 }
 
