@@ -54,9 +54,7 @@ py::list run(const py::object& scenario, const std::optional<std::string>& confi
   if (config) {
     cfg = find_config(*config);
     if (!cfg) {
-      std::string names;
-      for (const auto& c : kBuiltinConfigs) names += std::string(names.empty() ? "" : ", ") + std::string(c.name);
-      throw InputError("unknown configuration '" + *config + "'; expected one of: " + names);
+      throw InputError("unknown configuration '" + *config + "'; expected one of: " + config_names());
     }
     header += std::string(cfg->header) + "\n";
   }

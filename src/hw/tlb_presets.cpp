@@ -13,7 +13,6 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <ranges>
 #include <sstream>
 #include <stdexcept>
 
@@ -21,6 +20,7 @@
 #include <nlohmann/json.hpp>
 
 #include "hw/tlb.h"
+#include "arch/names.h"
 
 namespace contpte {
 
@@ -318,7 +318,7 @@ const TlbPreset* find_preset(std::string_view name) {
 }
 
 std::string preset_names() {
-  return fmt::format("{}", fmt::join(tlb_presets() | std::views::transform(&TlbPreset::name), ", "));
+  return fmt::format("{}", fmt::join(names_in(tlb_presets(), &TlbPreset::name), ", "));
 }
 
 // ---- JSON core descriptions (docs/tlb-json.md) ------------------------------------------
@@ -326,6 +326,18 @@ std::string preset_names() {
 class JsonLoader {
  public:
   explicit JsonLoader(std::string_view file) : file_(file) {}
+
+  // The entry of a table of named choices (replacement policies, cont
+  // holdings) called `name`; an unknown one is an error listing them all.
+  template <class Table>
+  const auto& find_named(const Table& table, const std::string& name, std::string_view field,
+                         std::string_view what) const {
+    const auto it = std::find_if(std::begin(table), std::end(table), [&](const auto& e) { return e.name == name; });
+    if (it == std::end(table))
+      fail(field, fmt::format("unknown {} '{}'; expected one of {}", what, name,
+                              fmt::join(names_in(table, [](const auto& e) { return std::string_view(e.name); }), ", ")));
+    return *it;
+  }
 
   [[noreturn]] void fail(std::string_view field, const std::string& what) const {
     throw std::runtime_error(file_ + ": " + std::string(field) + ": " + what);
@@ -395,21 +407,9 @@ class JsonLoader {
       } else if (k == "hit_cycles") {
         s.hit_cycles = get_unsigned(v, field);
       } else if (k == "replacement") {
-        const std::string name = get_string(v, field);
-        const auto& policies = replacement_policies();
-        const auto p = std::ranges::find(policies, name, &ReplacementInfo::name);
-        if (p == policies.end())
-          fail(field, fmt::format("unknown policy '{}'; expected one of {}", name,
-                                  fmt::join(policies | std::views::transform(&ReplacementInfo::name), ", ")));
-        s.replacement = p->id;
+        s.replacement = find_named(replacement_policies(), get_string(v, field), field, "policy").id;
       } else if (k == "cont") {
-        const std::string name = get_string(v, field);
-        const auto& holdings = cont_holdings();
-        const auto h = std::ranges::find(holdings, name, &ContHoldingInfo::name);
-        if (h == holdings.end())
-          fail(field, fmt::format("unknown holding '{}'; expected one of {}", name,
-                                  fmt::join(holdings | std::views::transform(&ContHoldingInfo::name), ", ")));
-        s.cont = h->id;
+        s.cont = find_named(cont_holdings(), get_string(v, field), field, "holding").id;
       } else {
         fail(field, fmt::format("unknown field; expected one of {}", fmt::join(kStructureFields, ", ")));
       }

@@ -31,16 +31,15 @@ std::string outcome_text(const ExploreResult& x, std::size_t b) {
   if (b >= x.outcomes.size()) return "";
   const BranchOutcomes& o = x.outcomes[b];
   if (o.always_completed()) return "completed in every interleaving";
-  std::string t;
+  std::vector<std::string> ways;
   auto add = [&](std::uint64_t n, std::string_view what) {
-    if (!n) return;
-    t += fmt::format("{}{} in {}", t.empty() ? "" : ", ", what, n);
+    if (n) ways.push_back(fmt::format("{} in {}", what, n));
   };
   add(o.completed, "completed");
   add(o.faulted, "faulted");
   add(o.unmapped, "UNMAPPED");
   add(o.stuck, "never finished");
-  return t + fmt::format(" (first: {})", o.first_fault);
+  return fmt::format("{} (first: {})", fmt::join(ways, ", "), o.first_fault);
 }
 
 // A step that reads or writes a PTE word (those collapse into runs).

@@ -6,6 +6,8 @@
 
 #include <algorithm>
 #include <ostream>
+#include <string>
+#include <vector>
 
 namespace contpte {
 
@@ -191,11 +193,11 @@ void print_comparison(std::ostream& out, const std::vector<RunResult>& runs, std
     if (std::all_of(rs.begin(), rs.end(), [&](const RunResult* r) { return r->stat("accesses") == accesses; })) {
       out << fmt::format("\n{} ({} accesses)\n", workload_name(scenario), static_cast<std::uint64_t>(accesses));
     } else {
-      std::string each;
+      std::vector<std::string> each;
       for (const RunResult* r : rs)
-        each += fmt::format("{}{} {}", each.empty() ? "" : ", ", r->config.name,
-                            static_cast<std::uint64_t>(r->stat("accesses")));
-      out << fmt::format("\n{} (accesses differ by configuration: {})\n", workload_name(scenario), each);
+        each.push_back(fmt::format("{} {}", r->config.name, static_cast<std::uint64_t>(r->stat("accesses"))));
+      out << fmt::format("\n{} (accesses differ by configuration: {})\n", workload_name(scenario),
+                         fmt::join(each, ", "));
     }
     out << fmt::format("  {:<12} {:>8} {:>12} {:>8} {:>8} {:>8} {:>7} {:>7} {:>7} {:>6} {:>8} {:>7} {:>8}  {}\n",
                        "config", "TLB MPKI", "walk cycles", "faults", "zeroed", "copied", "folds", "unfolds",

@@ -8,6 +8,7 @@
 #include <cmath>
 #include <ostream>
 #include <string>
+#include <vector>
 
 namespace contpte {
 
@@ -43,17 +44,18 @@ std::string hex(std::uint64_t v) { return fmt::format("{:#x}", v); }
 
 // "anon 2M 1.0G; file 16K 64.0K (16.0K unaligned, 48.0K partial)".
 std::string folio_summary(const SnapshotStats& s) {
-  std::string out;
+  std::vector<std::string> sizes;
   for (const auto& [kind, m] : {std::pair{"anon", &s.anon_folios}, std::pair{"file", &s.file_folios}})
     for (const auto& [size, sp] : *m) {
       if (sp.total() == 0) continue;
-      out += fmt::format("{}{} {} {}", out.empty() ? "" : "; ", kind, size_name(size), bytes_str(sp.total()));
-      std::string parts;
-      if (sp.unaligned) parts += bytes_str(sp.unaligned) + " unaligned";
-      if (sp.partial) parts += (parts.empty() ? "" : ", ") + bytes_str(sp.partial) + " partial";
-      if (!parts.empty()) out += " (" + parts + ")";
+      std::string line = fmt::format("{} {} {}", kind, size_name(size), bytes_str(sp.total()));
+      std::vector<std::string> parts;
+      if (sp.unaligned) parts.push_back(bytes_str(sp.unaligned) + " unaligned");
+      if (sp.partial) parts.push_back(bytes_str(sp.partial) + " partial");
+      if (!parts.empty()) line += fmt::format(" ({})", fmt::join(parts, ", "));
+      sizes.push_back(std::move(line));
     }
-  return out.empty() ? "-" : out;
+  return sizes.empty() ? "-" : fmt::format("{}", fmt::join(sizes, "; "));
 }
 
 void print_process_head(std::ostream& out, const std::string& who, const SnapshotStats& t, bool pfns) {

@@ -1,10 +1,10 @@
 #include "scenario/configs.h"
+#include "arch/names.h"
 
 #include <fmt/format.h>
 
 #include <atomic>
 #include <mutex>
-#include <ranges>
 #include <thread>
 
 namespace contpte {
@@ -16,7 +16,7 @@ const BuiltinConfig* find_config(std::string_view name) {
 }
 
 std::string config_names() {
-  return fmt::format("{}", fmt::join(kBuiltinConfigs | std::views::transform(&BuiltinConfig::name), ", "));
+  return fmt::format("{}", fmt::join(names_in(kBuiltinConfigs, &BuiltinConfig::name), ", "));
 }
 
 void parallel_for(std::size_t n, unsigned threads, const std::function<void(std::size_t)>& fn) {

@@ -14,13 +14,13 @@
 #include <cstdint>
 #include <initializer_list>
 #include <optional>
-#include <ranges>
 #include <span>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "scenario/scenario.h"
+#include "arch/names.h"
 
 namespace contpte::cpt {
 
@@ -71,7 +71,7 @@ std::optional<E> lookup(const std::array<Named<E>, N>& table, std::string_view w
 
 template <class E, std::size_t N>
 std::string names_of(const std::array<Named<E>, N>& table) {
-  return fmt::format("{}", fmt::join(table | std::views::transform(&Named<E>::name), ", "));
+  return fmt::format("{}", fmt::join(names_in(table, &Named<E>::name), ", "));
 }
 
 inline std::string join(std::span<const std::string_view> words) { return fmt::format("{}", fmt::join(words, ", ")); }

@@ -6,7 +6,6 @@
 #include <charconv>
 #include <fstream>
 #include <numeric>
-#include <ranges>
 #include <set>
 #include <sstream>
 
@@ -14,6 +13,7 @@
 #include "sweep/sha256.h"
 #include "scenario/configs.h"
 #include "trace/trace.h"
+#include "arch/names.h"
 
 namespace fs = std::filesystem;
 
@@ -139,7 +139,7 @@ PlanCore make_core(const std::string& name) {
   std::error_code ec;
   if (!fs::is_regular_file(name, ec)) {
     fail(name, fmt::format("neither a TLB preset (default, {}) nor a core JSON file",
-                           fmt::join(presets | std::views::transform(&TlbPreset::name), ", ")));
+                           fmt::join(names_in(presets, &TlbPreset::name), ", ")));
   }
   try {
     (void)resolve_tlb_config(name);
