@@ -671,9 +671,29 @@ RecordResult record_with_qemu(const std::vector<std::string>& command, const std
     for (auto& p : procs) open |= !p->closed;
     if (exited && !open && ready <= 0) break;
   }
-  merger.drain(procs, true);  // the parents' last forks first
-  for (auto& p : procs) merger.place(*p, /*final=*/true);
-  merger.drain(procs, true);
+  // What is still queued. A recorder behind its guests ends the loop with
+  // chunks queued and processes unplaced: converting a parent's chunks
+  // records its forks, which lets its children be placed, whose chunks
+  // record theirs. So alternate until nothing moves; only then is a process
+  // still unplaced one nobody recorded forking (placed one at a time, the
+  // earliest connection first, as each may let others follow).
+  for (;;) {
+    merger.drain(procs, true);
+    bool moved = false;
+    for (auto& p : procs)
+      if (!p->stream) {
+        merger.place(*p);
+        moved |= p->stream.has_value();
+      }
+    if (moved) continue;
+    for (auto& p : procs)
+      if (!p->stream && p->hello) {
+        merger.place(*p, /*final=*/true);
+        moved = true;
+        break;
+      }
+    if (!moved) break;
+  }
   merger.finish_all();
   while (waitpid(-1, nullptr, 0) > 0) {
   }
