@@ -57,6 +57,14 @@ RunResult explore_text(std::string_view text, RunOptions opts = {}) {
   opts.explore_max = 1'000'000;
   return run_scenario(parse_scenario(text, "t.cpt"), opts);
 }
+fs::path race_file(const char* name) { return source_dir() / "examples/races" / name; }
+// An example of examples/races explored exhaustively, with the engine's
+// (fixed) comparison or the gathered one it replaced.
+RunResult explore_race(const char* name, bool gathered_check) {
+  RunOptions o = with_hook(gathered_check);
+  o.explore_max = 1'000'000;
+  return run_scenario(load_scenario(race_file(name)), o);
+}
 
 std::string printed(const RunResult& r) {
   std::ostringstream out;
@@ -308,19 +316,15 @@ expect stat faults_access == 1
 // vs-hw-write.cpt). With the gathered no-op check the device loops where
 // the CPU came first, as outside mappings.
 TEST(ExploreDev, DevBranchInsideAMappingGoesThroughTheMmFaultPath) {
-  const fs::path race = source_dir() / "examples/races/upstream-dev-write-in-mapping-vs-hw-write.cpt";
-  RunOptions o;
-  o.explore_max = 1'000'000;
-  const RunResult fixed = run_scenario(load_scenario(race), o);
+  const char* const race = "upstream-dev-write-in-mapping-vs-hw-write.cpt";
+  const RunResult fixed = explore_race(race, false);
   ASSERT_EQ(fixed.explorations.size(), 1u);
   EXPECT_FALSE(fixed.explorations[0].result.failed()) << printed(fixed);
   EXPECT_TRUE(fixed.explorations[0].result.outcomes[1].always_completed());
   // The handler's steps are the engine's ptep_set_access_flags on the block.
   EXPECT_EQ(fixed.exit_status(), 0);
 
-  RunOptions h = with_hook(true);
-  h.explore_max = 1'000'000;
-  const RunResult loop = run_scenario(load_scenario(race), h);
+  const RunResult loop = explore_race(race, true);
   const ExploreResult& x = loop.explorations.at(0).result;
   EXPECT_TRUE(x.exhausted);
   ASSERT_TRUE(x.failed());
@@ -410,17 +414,13 @@ TEST(ExploreDev, CpuWithoutHafdbsLoopsAtTopLevelWithTheGatheredCheck) {
 }
 
 TEST(ExploreDev, CpuWithoutHafdbsLoopsInParallelBlocksWithTheGatheredCheck) {
-  const fs::path race = source_dir() / "examples/races/upstream-nohafdbs-cpu-write-vs-dev-read.cpt";
-  RunOptions o;
-  o.explore_max = 1'000'000;
-  const RunResult fixed = run_scenario(load_scenario(race), o);
+  const char* const race = "upstream-nohafdbs-cpu-write-vs-dev-read.cpt";
+  const RunResult fixed = explore_race(race, false);
   ASSERT_EQ(fixed.explorations.size(), 1u);
   EXPECT_FALSE(fixed.explorations[0].result.failed()) << printed(fixed);
   EXPECT_TRUE(fixed.explorations[0].result.outcomes[0].always_completed()) << printed(fixed);
 
-  RunOptions h = with_hook(true);
-  h.explore_max = 1'000'000;
-  const RunResult loop = run_scenario(load_scenario(race), h);
+  const RunResult loop = explore_race(race, true);
   const ExploreResult& x = loop.explorations.at(0).result;
   ASSERT_TRUE(x.failed());
   EXPECT_EQ(rules(x).front(), "fault_loop") << printed(loop);
@@ -428,7 +428,7 @@ TEST(ExploreDev, CpuWithoutHafdbsLoopsInParallelBlocksWithTheGatheredCheck) {
   EXPECT_EQ(x.outcomes[0].first_fault, "fault_loop: permission fault (read-only)");
   EXPECT_EQ(loop.exit_status(), 1);
   // The seeded interleaving of `run` reports it too.
-  const RunResult seeded = run_scenario(load_scenario(race), with_hook(true));
+  const RunResult seeded = run_scenario(load_scenario(race_file(race)), with_hook(true));
   EXPECT_EQ(violation_rules(seeded), std::vector<std::string>{"fault_loop"});
 }
 
