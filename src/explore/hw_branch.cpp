@@ -136,7 +136,7 @@ void Explorer::Impl::unmapped(unsigned b, const std::string& why) {
 bool Explorer::Impl::handler_fault(unsigned b, AccessFault af, Pte d) const {
   if (spec(b).device) return true;
   if (setup.features.hafdbs || runs[b].gave_up) return false;
-  return af == AccessFault::AccessFlag || (af == AccessFault::ReadOnly && pte_write(d));
+  return hafdbs_would_handle(af, d);
 }
 
 // A dev access (or a CPU's without FEAT_HAFDBS, handler_fault) faulted

@@ -54,6 +54,14 @@ constexpr AccessFault access_fault(bool valid, Pte d, MemAccess kind, bool hafdb
   return AccessFault::None;
 }
 
+// Whether fault `f` on descriptor `d` is one a walker with FEAT_HAFDBS
+// would have handled itself: AF clear, or a write to a writable (DBM)
+// entry still PTE_RDONLY (clean). A walker without it takes these to the
+// OS's access-flag/dirty handler (ptep_set_access_flags).
+constexpr bool hafdbs_would_handle(AccessFault f, Pte d) {
+  return f == AccessFault::AccessFlag || (f == AccessFault::ReadOnly && pte_write(d));
+}
+
 constexpr std::string_view access_fault_name(AccessFault f) {
   switch (f) {
     case AccessFault::None: return "no fault";

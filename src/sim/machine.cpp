@@ -61,13 +61,6 @@ void Machine::exit(std::size_t pid) {
   procs_[pid].alive = false;
 }
 
-// Whether a CPU's fault is one that FEAT_HAFDBS would have handled in
-// hardware — AF clear, or a write to a writable (DBM) entry still
-// PTE_RDONLY — and that a core without it takes to handle_pte_fault.
-static bool access_flag_or_dirty_fault(AccessFault f, Pte d) {
-  return f == AccessFault::AccessFlag || (f == AccessFault::ReadOnly && pte_write(d));
-}
-
 std::optional<std::string> Machine::fault_and_retry(Mm& m, VirtAddr va, MemAccess kind, AccessResult r) {
   // On a core without FEAT_HAFDBS, the fault just handled again, with the
   // PTE as the handler left it, is fault_loop (design.md rule 7), as for a
@@ -84,7 +77,7 @@ std::optional<std::string> Machine::fault_and_retry(Mm& m, VirtAddr va, MemAcces
   for (int attempt = 1;; ++attempt) {
     Pte desc{};
     const AccessFault f = features_.hafdbs ? AccessFault::None : fault_of(&desc);
-    const bool ad = access_flag_or_dirty_fault(f, desc);
+    const bool ad = hafdbs_would_handle(f, desc);  // a core without FEAT_HAFDBS takes it to handle_pte_fault
     if (ad && f == handled && left_faulting) {
       if (check_)
         checker_.report_fault_loop(va, checker_.context_line(), desc,

@@ -174,6 +174,22 @@ TEST(AccessRules, CachedPermitsIsTheFaultDecisionOfAYoungEntry) {
   }
 }
 
+// The faults a core without FEAT_HAFDBS takes to the A/D handler are
+// exactly those that vanish when the walker has FEAT_HAFDBS: the same
+// descriptor and access fault without it and not with it.
+TEST(AccessRules, HafdbsWouldHandleExactlyTheFaultsHardwareAvoids) {
+  std::mt19937_64 rng(7);
+  for (int i = 0; i < 2000; ++i) {
+    const Pte d = random_desc(rng, Pfn{0x1234});
+    for (MemAccess k : kKinds) {
+      const AccessFault without = access_fault(pte_valid(d), d, k, /*hafdbs=*/false);
+      const AccessFault with = access_fault(pte_valid(d), d, k, /*hafdbs=*/true);
+      EXPECT_EQ(hafdbs_would_handle(without, d), without != AccessFault::None && with == AccessFault::None)
+          << fmt::format("desc {:#018x}, access {}", d.val, static_cast<int>(k));
+    }
+  }
+}
+
 // The FEAT_HAFDBS compare-exchange: exchanges only over the value the walk
 // read, writes AF and (a store through DBM) clears RDONLY, stores nothing
 // when the word already is what it would write.
