@@ -194,24 +194,61 @@ static int connect_recorder(void) {
 
 /* ---- hot callbacks ------------------------------------------------------ */
 
+/* The event tag of a load or store (kind and log2 of its size). The
+ * meminfo word is opaque: its tag is asked of QEMU's API the first time a
+ * value is seen and cached (bit 7 marks a cached entry), which saves two
+ * calls into QEMU per access and assumes nothing about the word's layout.
+ * Threads share the cache: a racing fill stores the same byte. */
+enum { kTagCacheSize = 1 << 18 };
+static uint8_t tag_cache[kTagCacheSize];
+
+static inline unsigned mem_tag(qemu_plugin_meminfo_t info) {
+  if (info < kTagCacheSize) {
+    const unsigned t = __atomic_load_n(&tag_cache[info], __ATOMIC_RELAXED);
+    if (t) return t & 0x7f;
+  }
+  const unsigned kind = qemu_plugin_mem_is_store(info) ? CPT_EV_STORE : CPT_EV_LOAD;
+  const unsigned t = kind | (qemu_plugin_mem_size_shift(info) & 0xf) << 3;
+  if (info < kTagCacheSize) __atomic_store_n(&tag_cache[info], (uint8_t)(t | 0x80), __ATOMIC_RELAXED);
+  return t;
+}
+
+/* The hot callbacks write through a local pointer: stores of bytes may
+ * alias anything, so writing b->bytes[b->n++] would reload and store b->n
+ * for every byte. */
+static inline uint8_t *put_at(uint8_t *p, uint64_t v) {
+  while (v >= 0x80) {
+    *p++ = (uint8_t)(v | 0x80);
+    v >>= 7;
+  }
+  *p++ = (uint8_t)v;
+  return p;
+}
+
 static void on_mem(unsigned int vcpu, qemu_plugin_meminfo_t info, uint64_t vaddr, void *udata) {
   (void)udata;
   struct buffer *b = buffer_of(vcpu);
   reserve(b, 11);
-  const unsigned kind = qemu_plugin_mem_is_store(info) ? CPT_EV_STORE : CPT_EV_LOAD;
-  put_byte(b, (uint8_t)(kind | (qemu_plugin_mem_size_shift(info) & 0xf) << 3));
+  const uint8_t tag = (uint8_t)mem_tag(info);
   vaddr &= kAddrMask;
-  put(b, zigzag(vaddr - b->last_addr));
+  const uint64_t last = b->last_addr;
   b->last_addr = vaddr;
+  uint8_t *p = b->bytes + b->n;
+  *p++ = tag;
+  p = put_at(p, zigzag(vaddr - last));
+  b->n = (size_t)(p - b->bytes);
 }
 
 static void on_exec(unsigned int vcpu, void *udata) {
   struct buffer *b = buffer_of(vcpu);
   reserve(b, 11);
   const uint64_t index = (uint64_t)(uintptr_t)udata;
-  put_byte(b, CPT_EV_EXEC);
-  put(b, zigzag(index - b->last_block));
+  const uint64_t last = b->last_block;
   b->last_block = index;
+  uint8_t *p = b->bytes + b->n;
+  *p++ = CPT_EV_EXEC;
+  p = put_at(p, zigzag(index - last));
+  b->n = (size_t)(p - b->bytes);
 }
 
 /* ---- translation ---------------------------------------------------------- */
