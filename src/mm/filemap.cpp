@@ -103,14 +103,22 @@ std::optional<Pfn> Mm::shmem_alloc(FileCache& f, std::uint64_t index) {
   return pfn;
 }
 
+// The window is fault_around_bytes aligned in the virtual address (PTE
+// index), clamped to the VMA and the PTE page (do_fault_around), then in
+// file indices to the file's last page (filemap_map_pages: no PTE beyond
+// i_size, which keeps SIGBUS there). File page i sits at
+// v.start + (i - v.pgoff) pages, so a folio naturally aligned in the file
+// is aligned in the address space only where the two are congruent.
 void Mm::do_fault_around(const Vma& v, std::uint64_t va) {
   const Geometry& g = sys_.mem().geometry();
   if (kFaultAroundBytes <= g.page_size()) return;  // should_fault_around
+  FileCache& f = sys_.file(v.file);
   const std::uint64_t pmd_base = align_down(va, g.pmd_size());
+  const std::uint64_t file_end =
+      f.nr_pages > v.pgoff ? v.start.val + ((f.nr_pages - v.pgoff) << g.page_shift) : v.start.val;
   const std::uint64_t from = std::max({align_down(va, kFaultAroundBytes), v.start.val, pmd_base});
   const std::uint64_t to = std::min({align_down(va, kFaultAroundBytes) + kFaultAroundBytes, v.end.val,
-                                     pmd_base + g.pmd_size()});
-  FileCache& f = sys_.file(v.file);
+                                     pmd_base + g.pmd_size(), file_end});
   const std::uint64_t mark = f.ra_valid ? f.ra_start + f.ra_size - f.ra_async : ~std::uint64_t{0};
   const PteSlot base = *pt_.pte_slot(VirtAddr{from}, true);
   // arch_wants_old_prefaulted_pte: with hardware AF, pages mapped ahead of

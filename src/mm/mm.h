@@ -117,7 +117,7 @@ struct MmStats {
 // for the pages read.
 struct FileCache {
   std::string name;
-  std::uint64_t nr_pages = 0;                       // file size (largest mapping of it)
+  std::uint64_t nr_pages = 0;                       // file size in pages (i_size rounded up)
   std::map<std::uint64_t, std::pair<Pfn, unsigned>> folios;  // first index -> (head, order)
   // file_ra_state: the last window, its async part's first page
   // (PG_readahead) and the folio order it used.
@@ -132,6 +132,18 @@ struct FileCache {
 };
 
 enum class FaultResult : std::uint8_t { Handled, Segv };
+
+// What a file mapping maps (mmap's file and offset): the page cache of the
+// file called `name`, from file page `pgoff` (vm_pgoff, in pages of the
+// granule). `nr_pages`: the file's size in pages; the file is created on
+// first use and grows to the largest size any mapping gives it. `shmem`:
+// the object behind a shared anonymous mapping.
+struct FileMap {
+  std::string name;
+  std::uint64_t nr_pages = 0;
+  std::uint64_t pgoff = 0;
+  bool shmem = false;
+};
 
 class Mm;
 
@@ -166,8 +178,10 @@ class MmSystem {
   // dropped instead of swapped; cleared when it is found dirty again.
   void set_lazyfree(Pfn head, bool on);
   bool lazyfree(Pfn head) const;
-  // The page cache: the file called `name` (created on first use, growing
-  // to `nr_pages`), its folio holding page `index`, if cached.
+  // The page cache: one per file (struct address_space), shared by every
+  // process that maps the file, whatever the offset. The file called
+  // `name` (created on first use, growing to `nr_pages`), its folio
+  // holding page `index`, if cached.
   int file_id(const std::string& name, std::uint64_t nr_pages, bool shmem = false);
   FileCache& file(int id) { return files_[static_cast<std::size_t>(id)]; }
   std::optional<std::pair<Pfn, std::uint64_t>> find_cached(int id, std::uint64_t index) const;
@@ -220,12 +234,15 @@ class Mm {
   const std::map<VirtAddr, Vma>& vmas() const { return vmas_; }
   const Vma* find_vma(VirtAddr va) const;
 
-  // mmap of anonymous memory. `addr` fixes the place (MAP_FIXED_NOREPLACE
-  // semantics: it must be free); else the top-down allocator picks it, PMD
-  // aligned for anonymous lengths that are PMD multiples (thp_get_unmapped_area).
+  // mmap of anonymous memory, or of `file` from its page file->pgoff.
+  // `addr` fixes the place (MAP_FIXED_NOREPLACE semantics: it must be
+  // free); else the top-down allocator picks it (thp_get_unmapped_area:
+  // PMD aligned for anonymous lengths that are PMD multiples; a regular
+  // file's mapping that holds a whole PMD-aligned PMD-sized stretch of the
+  // file at an address congruent to its file offset modulo the PMD size).
   // Returns the start, or nullopt when no room.
   std::optional<VirtAddr> mmap(std::uint64_t len, Prot prot, bool shared, std::optional<VirtAddr> addr,
-                               std::uint64_t align, const std::string* file = nullptr, bool shmem = false);
+                               std::uint64_t align, const FileMap* file = nullptr);
   void munmap(VirtAddr start, std::uint64_t len);
   // brk(): moves a heap's break from `old_brk` to `new_brk`. Growing maps
   // [old_brk, new_brk) as anonymous read-write memory that merges with the

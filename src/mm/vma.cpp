@@ -127,8 +127,25 @@ void Mm::anon_vma_prepare(std::uint64_t va) {
   v.anon_vma_singular = true;
 }
 
+namespace {
+// The top-down allocator (unmapped_area_topdown): the highest `len` bytes
+// aligned to `align` in a gap below the mmap base.
+std::optional<std::uint64_t> top_down(const std::map<VirtAddr, Vma>& vmas, std::uint64_t len, std::uint64_t align) {
+  std::uint64_t hi = kMmapBase;
+  for (auto it = vmas.rbegin();; ++it) {
+    const std::uint64_t lo = it == vmas.rend() ? kMmapMin : std::min(it->second.end.val, hi);
+    if (hi >= lo + len) {
+      const std::uint64_t cand = align_down(hi - len, align);
+      if (cand >= lo) return cand;
+    }
+    if (it == vmas.rend()) return std::nullopt;
+    hi = std::min(hi, it->second.start.val);
+  }
+}
+}  // namespace
+
 std::optional<VirtAddr> Mm::mmap(std::uint64_t len, Prot prot, bool shared, std::optional<VirtAddr> addr,
-                                 std::uint64_t align, const std::string* file, bool shmem) {
+                                 std::uint64_t align, const FileMap* file) {
   const std::uint64_t page = page_size();
   len = align_up(len, page);
   std::uint64_t start = 0;
@@ -137,31 +154,39 @@ std::optional<VirtAddr> Mm::mmap(std::uint64_t len, Prot prot, bool shared, std:
     for (const auto& [s, v] : vmas_)
       if (s.val < start + len && start < v.end.val) return std::nullopt;  // occupied
   } else {
-    // thp_get_unmapped_area: anonymous lengths that are PMD multiples are
-    // PMD aligned so they can get PMD-sized folios.
     const std::uint64_t pmd = sys_.mem().geometry().pmd_size();
-    std::uint64_t a = std::max(align, page);
-    if (len % pmd == 0 && !file) a = std::max(a, pmd);
-    // Top-down: the highest gap below the mmap base that fits.
-    std::uint64_t hi = kMmapBase;
-    bool found = false;
-    for (auto it = vmas_.rbegin();; ++it) {
-      const std::uint64_t lo = it == vmas_.rend() ? kMmapMin : std::min(it->second.end.val, hi);
-      if (hi >= lo + len) {
-        const std::uint64_t cand = align_down(hi - len, a);
-        if (cand >= lo) {
-          start = cand;
-          found = true;
-          break;
+    std::optional<std::uint64_t> at;
+    if (file && !file->shmem && align <= page) {
+      // A regular file's get_unmapped_area (thp_get_unmapped_area, as
+      // ext4 and xfs use): when the mapping holds a whole PMD-aligned
+      // PMD-sized stretch of the file, ask for a PMD more and start where
+      // the address is congruent to the file offset modulo the PMD size
+      // (a PMD further up when the padded area's start already is: the
+      // top-down allocator's start is the lowest free address of the gap),
+      // so the page cache's large folios can be mapped by PMDs.
+      const std::uint64_t off = file->pgoff * page;
+      const std::uint64_t off_align = align_up(off, pmd);
+      if (off + len > off_align && off + len - off_align >= pmd)
+        if (auto ret = top_down(vmas_, len + pmd, page)) {
+          const std::uint64_t off_sub = (off - *ret) & (pmd - 1);
+          at = *ret + (off_sub ? off_sub : pmd);
         }
-      }
-      if (it == vmas_.rend()) break;
-      hi = std::min(hi, it->second.start.val);
     }
-    if (!found) return std::nullopt;
+    if (!at) {
+      // thp_get_unmapped_area for private anonymous memory: lengths that are PMD
+      // multiples are PMD aligned so they can get PMD-sized folios.
+      std::uint64_t a = std::max(align, page);
+      if (len % pmd == 0 && !file) a = std::max(a, pmd);
+      at = top_down(vmas_, len, a);
+    }
+    if (!at) return std::nullopt;
+    start = *at;
   }
   Vma v{VirtAddr{start}, VirtAddr{start + len}, prot, shared, false, false};
-  if (file) v.file = sys_.file_id(*file, len / page, shmem);
+  if (file) {
+    v.file = sys_.file_id(file->name, file->nr_pages, file->shmem);
+    v.pgoff = file->pgoff;
+  }
   vmas_.emplace(v.start, v);
   merge_around(start);
   return v.start;

@@ -285,12 +285,23 @@ Mmap Parser::parse_mmap(LineCursor& c, const Token&) {
   const Token sz = c.take("a size");
   m.size = size(c, sz, "size");
   if (m.size == 0) c.fail(sz, "size must not be zero");
-  Options o(c, "mmap", {"prot", "file", "addr", "align"}, {"private", "shared", "anon"});
+  Options o(c, "mmap", {"prot", "file", "addr", "align", "offset", "filesize"}, {"private", "shared", "anon"});
   o.exclusive("private", "shared");
   o.exclusive("anon", "file");
   if (auto p = o.value("prot")) m.prot = prot(c, *p);
   m.shared = o.flag("shared");
   if (auto f = o.value("file")) m.file = std::string(f->text);
+  for (const char* key : {"offset", "filesize"})
+    if (auto t = o.value(key); t && !m.file) c.fail(*t, fmt::format("{}= needs file=: only a file has an offset and a size", key));
+  if (auto t = o.value("offset")) {
+    // mmap(2) takes a file offset in whole pages (EINVAL otherwise).
+    m.offset = size(c, *t, "file offset");
+    if (m.offset % page_size() != 0)
+      c.fail(*t, fmt::format("offset={} is not a multiple of the {} page size", t->text, geo_->name));
+    if (m.offset > kUserVaEnd)
+      c.fail(*t, fmt::format("offset={} is past the largest file this model takes ({})", t->text, hex(kUserVaEnd)));
+  }
+  if (auto t = o.value("filesize")) m.file_size = size(c, *t, "file size");
   if (auto a = o.value("align")) {
     m.align = size(c, *a, "alignment");
     if (!std::has_single_bit(*m.align) || *m.align < page_size())

@@ -564,9 +564,13 @@ class Runner final : public RunMachine {
     // A shared anonymous mapping is backed by a shmem object of its own
     // (shmem_zero_setup), which fork's child shares.
     const bool shmem = m.shared && !m.file;
-    const std::string shmem_name = fmt::format("shmem:{}:{}", cur_, m.name);
-    const std::string* file = m.file ? &*m.file : shmem ? &shmem_name : nullptr;
-    auto start = cur().mmap(m.size, m.prot, m.shared, m.addr, m.align.value_or(0), file, shmem);
+    const std::uint64_t page = geo_.page_size();
+    // A file is as large as `filesize=` says, else as the mapping's end in
+    // it; it keeps the largest size any mapping gave it.
+    const std::uint64_t bytes = m.file_size.value_or(m.offset + m.size);
+    FileMap file{m.file ? *m.file : fmt::format("shmem:{}:{}", cur_, m.name), bytes / page + (bytes % page != 0),
+                 m.offset / page, shmem};
+    auto start = cur().mmap(m.size, m.prot, m.shared, m.addr, m.align.value_or(0), m.file || shmem ? &file : nullptr);
     if (!start) {
       res_.error = fmt::format("{}:{}: mmap {}: {}", st.loc.file, st.loc.line, m.name,
                                m.addr ? "the range is already mapped" : "no free range of that size");

@@ -281,6 +281,8 @@ struct Mmap {
   Prot prot = Prot::RW;                   // default when prot= is absent
   bool shared = false;                    // `private` is the default
   std::optional<std::string> file;        // file=NAME; absent = anonymous
+  std::uint64_t offset = 0;               // offset=: file offset, a multiple of the page size
+  std::optional<std::uint64_t> file_size; // filesize=: the file's size; absent = offset + size
   std::optional<VirtAddr> addr;           // addr=; absent = top-down placement
   std::optional<std::uint64_t> align;     // align=: power of two >= page size
 };

@@ -89,11 +89,17 @@ class Replayer {
   std::uint64_t failed_mmaps() const { return failed_mmaps_; }
 
  private:
+  // What backs a mapping in the simulated mm (see backing_of).
+  struct Backing {
+    std::optional<FileMap> file;  // its pgoff: the file offset at the mapping's start, in bytes
+    bool shared = false;
+  };
   struct Map {
     std::uint64_t base = 0;
     std::uint64_t len = 0;
     Prot prot = Prot::None;
     bool placed = false;
+    Backing backing;
   };
 
   std::uint64_t up(std::uint64_t v) const { return (v + page_ - 1) & ~(page_ - 1); }
@@ -108,12 +114,27 @@ class Replayer {
     return {s, std::max(s, e)};
   }
 
+  // The file page at simulated address `at` of a mapping whose byte
+  // `want` is file byte `offset` (docs/trace.md, "Offsets in larger
+  // pages"): a mapping rounded out down to its page is extended down in
+  // the file by as much, and an offset still not a multiple of the
+  // granule's page size (which Linux on that granule would refuse) is
+  // rounded down to the page holding it. So no file page past the one
+  // that holds the program's byte is ever asked for: an access the
+  // program made stays inside the file.
+  std::optional<FileMap> file_at(const Backing& b, std::uint64_t want, std::uint64_t at) const {
+    if (!b.file) return std::nullopt;
+    FileMap f = *b.file;
+    const std::uint64_t below = want - at;
+    f.pgoff = (f.pgoff >= below ? f.pgoff - below : 0) >> shift_;
+    return f;
+  }
+
   // A fixed mapping at `want` (maybe not page aligned in the simulated
   // granule): the covering pages, sharing a protection with what was
   // already in an edge page (so neither neighbour starts to fault).
   // False when it could not be mapped.
-  bool map_fixed(std::uint64_t want, std::uint64_t len, Prot prot, bool shared = false,
-                 const std::string* file = nullptr, bool shmem = false) {
+  bool map_fixed(std::uint64_t want, std::uint64_t len, Prot prot, const Backing& b) {
     const std::uint64_t s = down(want), e = up(want + len);
     std::uint32_t bits = bits_of(prot);
     if (s != want)
@@ -121,35 +142,37 @@ class Replayer {
     if (e != want + len)
       if (const Vma* v = mm().find_vma(VirtAddr{e - 1})) bits |= bits_of(v->prot);
     mm().munmap(VirtAddr{s}, e - s);  // MAP_FIXED replaces what was there
-    return mm().mmap(e - s, prot_of(bits), shared, VirtAddr{s}, 0, file, shmem).has_value();
+    const std::optional<FileMap> f = file_at(b, want, s);
+    return mm().mmap(e - s, prot_of(bits), b.shared, VirtAddr{s}, 0, f ? &*f : nullptr).has_value();
   }
 
   // What backs a new mapping in the simulated mm (docs/trace.md "Replay"):
-  // a file mapping maps the page cache of "PATH@OFFSET", one per file and
-  // file offset, so every process that maps the same segment of a file
-  // shares its cache (the simulated mm's file mappings start at their
-  // file's page 0, hence one cache per offset); shared anonymous memory is
-  // shmem of its own, shared with the children forked after it; the rest
-  // is private anonymous memory.
-  struct Backing {
-    std::optional<std::string> file;
-    bool shared = false, shmem = false;
-  };
+  // a file mapping maps the page cache of its file (one per file the trace
+  // names, by path and recorded size, of that size), from its offset, so
+  // every process and every mapping of the file shares its pages, as
+  // processes share libc's; shared anonymous memory is shmem of its own,
+  // shared with the children forked after it; the rest is private
+  // anonymous memory. A file of recorded size 0 is a device (/dev/zero:
+  // a program can touch no page of an empty regular file) and replays as
+  // anonymous memory, as Linux maps /dev/zero.
   Backing backing_of(const TraceMmap& m) {
     Backing b;
     b.shared = m.flags & trace_map::kShared;
-    if (m.file && *m.file < files_.size())
-      b.file = fmt::format("{}@{:#x}", files_[*m.file], m.file_offset);
-    else if (b.shared && !(m.flags & trace_map::kFile))
-      b.file = fmt::format("shmem#{}", next_id_), b.shmem = true;
+    if (m.file && *m.file < files_.size() && files_[*m.file].size > 0) {
+      const TraceFile& f = files_[*m.file];
+      b.file = FileMap{fmt::format("{}:{}", *m.file, f.path), f.size / page_ + (f.size % page_ != 0), m.file_offset,
+                       false};
+    } else if (b.shared && (!(m.flags & trace_map::kFile) || m.file)) {
+      b.file = FileMap{fmt::format("shmem#{}", next_id_), up(m.len) / page_, 0, true};
+    }
     if (!b.file) b.shared = false;  // a shared file the trace does not name: anonymous
     return b;
   }
 
-  void add_map(std::optional<VirtAddr> base, std::uint64_t len, Prot prot) {
+  void add_map(std::optional<VirtAddr> base, std::uint64_t len, Prot prot, const Backing& b) {
     if (!base) ++failed_mmaps_;
     cur_->resize(++next_id_);
-    cur_->back() = Map{base.value_or(VirtAddr{}).val, len, prot, base.has_value()};
+    cur_->back() = Map{base.value_or(VirtAddr{}).val, len, prot, base.has_value(), b};
   }
   // Mapping `id` as the current process sees it (unplaced when it was made
   // by another process after their fork).
@@ -161,19 +184,22 @@ class Replayer {
   void apply(const TraceMmap& m) {
     const Prot prot = prot_of(m.prot);
     const Backing b = backing_of(m);
-    const std::string* file = b.file ? &*b.file : nullptr;
     if (m.within && map(*m.within).placed) {
       const std::uint64_t want = map(*m.within).base + m.within_offset;
-      return add_map(map_fixed(want, m.len, prot, b.shared, file, b.shmem) ? std::optional(VirtAddr{want})
-                                                                            : std::nullopt,
-                     m.len, prot);
+      return add_map(map_fixed(want, m.len, prot, b) ? std::optional(VirtAddr{want}) : std::nullopt, m.len, prot,
+                     b);
     }
     std::optional<VirtAddr> at;
     if (m.flags & trace_map::kHeap) at = mm().mmap(m.len, prot, false, kHeapBase, 0);
     // Everything else top-down, THP-aligned where Linux aligns it
     // (thp_get_unmapped_area, in the simulated mm).
-    if (!at) at = mm().mmap(m.len, prot, b.shared, std::nullopt, 0, file, b.shmem);
-    add_map(at, m.len, prot);
+    if (!at) at = map_anywhere(m.len, prot, b);
+    add_map(at, m.len, prot, b);
+  }
+
+  std::optional<VirtAddr> map_anywhere(std::uint64_t len, Prot prot, const Backing& b) {
+    const std::optional<FileMap> f = file_at(b, 0, 0);
+    return mm().mmap(len, prot, b.shared, std::nullopt, 0, f ? &*f : nullptr);
   }
 
   void apply(const TraceMunmap& m) {
@@ -220,10 +246,16 @@ class Replayer {
   }
 
   // Grows or shrinks mapping `map` in place to `len`; false when the pages
-  // after it are taken.
+  // after it are taken. A file mapping grows with the file pages that
+  // follow (vma_expand keeps the file and vm_pgoff; the new part merges).
   bool resize(Map& mp, std::uint64_t len) {
     const std::uint64_t old_end = up(mp.base + mp.len), new_end = up(mp.base + len);
-    if (new_end > old_end && !mm().mmap(new_end - old_end, mp.prot, false, VirtAddr{old_end}, 0)) return false;
+    if (new_end > old_end) {
+      Backing tail = mp.backing;
+      if (tail.file) tail.file->pgoff += old_end - mp.base;
+      const std::optional<FileMap> f = file_at(tail, old_end, old_end);
+      if (!mm().mmap(new_end - old_end, mp.prot, tail.shared, VirtAddr{old_end}, 0, f ? &*f : nullptr)) return false;
+    }
     if (new_end < old_end) mm().munmap(VirtAddr{new_end}, old_end - new_end);
     mp.len = len;
     return true;
@@ -239,21 +271,24 @@ class Replayer {
     mp.len = b.len;
   }
 
-  // The kernel moves page tables on mremap (move_page_tables); replay maps
-  // the new place afresh: its pages fault in again.
+  // The kernel moves page tables on mremap (move_page_tables) and the VMA
+  // keeps its file and vm_pgoff; replay maps the new place afresh with the
+  // same backing from the same file page: its pages fault in again (from
+  // the page cache, for a file).
   void apply(const TraceMremap& m) {
     Map& mp = map(m.map);
     if (!m.moved && (!mp.placed || resize(mp, m.new_len))) return;
     if (mp.placed) mm().munmap(VirtAddr{mp.base}, up(mp.base + mp.len) - mp.base);
-    const auto at = mm().mmap(m.new_len, mp.prot, false, std::nullopt, 0);
+    const Backing b = mp.backing;
+    const auto at = map_anywhere(m.new_len, mp.prot, b);
     if (m.moved) {
       // The old id is dead: its place may be the new mapping's now.
       mp.placed = false;
-      return add_map(at, m.new_len, mp.prot);
+      return add_map(at, m.new_len, mp.prot, b);
     }
     // In place in the recording, but the replayed neighbour is in the way.
     if (!at) ++failed_mmaps_;
-    mp = Map{at.value_or(VirtAddr{}).val, m.new_len, mp.prot, at.has_value()};
+    mp = Map{at.value_or(VirtAddr{}).val, m.new_len, mp.prot, at.has_value(), b};
   }
 
   // The child's view of the mappings is the parent's at the fork; each
@@ -278,7 +313,7 @@ class Replayer {
   void apply(const TraceRunBlock& r) { run_block(r.block); }
   void apply(const TraceTime&) {}    // the order of the records is the time order already
   void apply(const TraceThread&) {}  // threads share their process's address space and TLBs
-  void apply(const TraceFile& f) { files_.push_back(f.path); }
+  void apply(const TraceFile& f) { files_.push_back(f); }
   // The new program starts from an empty address space: the old
   // program's mappings go (as exec's exec_mmap drops the old mm).
   void apply(const TraceExec&) {
@@ -318,7 +353,7 @@ class Replayer {
   std::vector<std::vector<Map>> maps_{1};  // by pid
   std::vector<Map>* cur_ = &maps_[0];       // the current process's
   std::uint32_t next_id_ = 0;
-  std::vector<std::string> files_;  // the trace's files by id: their paths
+  std::vector<TraceFile> files_;  // the trace's files by id
   std::vector<std::size_t> pid_of_stream_{0};
   std::size_t pid_ = 0;
   std::uint64_t unresolved_ = 0, failed_mmaps_ = 0, instructions_ = 0;

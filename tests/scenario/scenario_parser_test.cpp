@@ -234,6 +234,25 @@ TEST(ScenarioStatements, Mmap) {
   EXPECT_EQ(b.file, "libc.so");
   EXPECT_EQ(b.addr, VirtAddr{0x4000000000});
   EXPECT_EQ(b.align, std::uint64_t{2} << 20);
+  EXPECT_EQ(b.offset, 0u);
+  EXPECT_FALSE(b.file_size);
+  const Mmap& c = op<Mmap>(parse("mmap C 64K file=lib offset=128K filesize=100000\n"), 0);
+  EXPECT_EQ(c.offset, 128u << 10);
+  EXPECT_EQ(c.file_size, 100000u);
+}
+
+// mmap(2) takes a file offset in whole pages (EINVAL otherwise), and only
+// a file has one.
+TEST(ScenarioStatements, MmapOffsetErrors) {
+  EXPECT_EQ(error_of("mmap F 64K file=data offset=1K\n"),
+            "t.cpt:1:29: error: offset=1K is not a multiple of the 4K page size");
+  EXPECT_EQ(error_of("granule 64K\nmmap F 64K file=data offset=16K\n"),
+            "t.cpt:2:29: error: offset=16K is not a multiple of the 64K page size");
+  EXPECT_EQ(error_of("mmap F 64K offset=4K\n"), "t.cpt:1:19: error: offset= needs file=: only a file has an offset and a size");
+  EXPECT_EQ(error_of("mmap F 64K filesize=4K\n"),
+            "t.cpt:1:21: error: filesize= needs file=: only a file has an offset and a size");
+  EXPECT_EQ(error_of("mmap F 64K file=data offset=512T\n"),
+            "t.cpt:1:29: error: offset=512T is past the largest file this model takes (0x1000000000000)");
 }
 
 TEST(ScenarioStatements, MunmapMprotectMadvise) {
