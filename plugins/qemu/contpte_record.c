@@ -50,7 +50,9 @@ enum {
   kMaxEvent = 96,      /* the longest event but a file name (7 varints + tag) */
   kMaxVcpus = 1 << 16, /* guest threads alive at once */
   kHeaderBytes = 24,   /* message header, tid, time */
+  kPredSlots = CPT_PRED_SLOTS,
 };
+static const uint32_t kNoBlock = UINT32_MAX;
 /* Guest user addresses: aarch64 ignores the top byte (TBI); x86-64 user
  * addresses are below 2^47 anyway. */
 static const uint64_t kAddrMask = 0x00ffffffffffffffull;
@@ -64,11 +66,22 @@ static const struct syscalls kX86_64 = {9, 11, 10, 28, 12, 25, 56, 435, 57, 58, 
 static const struct syscalls kAarch64 = {222, 215, 226, 233, 214, 216, 220, 435, -1, -1, 221, 281, 93, 94};
 static const uint64_t kCloneVm = 0x100, kCloneVfork = 0x4000, kMapAnonymous = 0x20;
 
+/* The block-run prediction of record_protocol.h (CPT_EV_NEXT): the block
+ * that ran after block `from` last time in this message, in the slot of
+ * `from`; an entry is valid only in the message (gen) that wrote it. */
+struct pred_slot {
+  uint32_t from, next, gen;
+};
+
 struct buffer {
   uint64_t head[3];                  /* the message header, tid, time: sent with */
   uint8_t bytes[kBufBytes + 4096];   /* the events, right after head */
   size_t n;      /* event bytes held */
   uint64_t last_addr, last_block;    /* delta bases (reset with every message) */
+  uint32_t gen;        /* this message's generation (never 0: slots start at 0) */
+  uint32_t pred_last;  /* the last block run in this message, or kNoBlock */
+  uint32_t pending;    /* a predicted run not written yet (1 or 0) */
+  struct pred_slot pred[kPredSlots];
   pid_t tid;     /* the host (= guest) thread id, learnt on its first send */
   int forking;   /* the syscall in progress makes a new process */
 };
@@ -84,6 +97,7 @@ static struct {
   size_t ndefs, defs_cap;
   uint64_t next_block;
   int failed; /* the recorder went away: stop sending */
+  int predict; /* block runs coded against their prediction (predict=off: never) */
   /* This qemu's command line up to the guest program (qemu, its options,
    * -plugin SPEC), for following execve; NULL: not known. */
   char **qemu_argv;
@@ -95,7 +109,7 @@ static struct {
   const char *guest_cmd;
   size_t guest_cmd_len;
   unsigned elf_machine; /* the guest ISA's ELF e_machine */
-} g = {.fd = -1, .lock = PTHREAD_MUTEX_INITIALIZER};
+} g = {.fd = -1, .lock = PTHREAD_MUTEX_INITIALIZER, .predict = 1};
 
 static uint64_t now_ns(void) {
   struct timespec ts;
@@ -128,15 +142,34 @@ static void send_defs_locked(void) {
   g.ndefs = 0;
 }
 
+/* A new message: the delta bases and the prediction start afresh, so each
+ * message decodes on its own. */
+static void restart(struct buffer *b) {
+  b->n = 0;
+  b->last_addr = b->last_block = 0;
+  b->pending = 0;
+  b->pred_last = kNoBlock;
+  if (++b->gen == 0) { /* after 2^32 messages: forget every slot */
+    memset(b->pred, 0, sizeof b->pred);
+    b->gen = 1;
+  }
+}
+
+/* Writes the pending predicted run, before an event that is not a load or
+ * store (and at the message's end); the buffer's slack has room for it. */
+static inline void settle(struct buffer *b) {
+  if (b->pending) b->bytes[b->n++] = CPT_EV_NEXT, b->pending = 0;
+}
+
 static void flush_locked(struct buffer *b) {
+  settle(b);
   if (b->n == 0) return;
   send_defs_locked();
   b->head[0] = msg_header(CPT_MSG_CHUNK, 16 + b->n);
   b->head[1] = (uint64_t)b->tid;
   b->head[2] = now_ns();
   send_locked(b->head, kHeaderBytes + b->n);
-  b->n = 0;
-  b->last_addr = b->last_block = 0;
+  restart(b);
 }
 
 static void flush(struct buffer *b) {
@@ -164,7 +197,7 @@ static struct buffer *buffer_of(unsigned vcpu) {
   struct buffer *b = vcpu < kMaxVcpus ? g.bufs[vcpu] : NULL;
   if (b) return b;
   /* A callback before vcpu_init (should not happen) or past the table. */
-  static struct buffer overflow;
+  static struct buffer overflow = {.gen = 1, .pred_last = UINT32_MAX};
   return &overflow;
 }
 
@@ -194,24 +227,77 @@ static int connect_recorder(void) {
 
 /* ---- hot callbacks ------------------------------------------------------ */
 
+/* The event tag of a load or store (kind and log2 of its size). The
+ * meminfo word is opaque: its tag is asked of QEMU's API the first time a
+ * value is seen and cached (bit 7 marks a cached entry), which saves two
+ * calls into QEMU per access and assumes nothing about the word's layout.
+ * Threads share the cache: a racing fill stores the same byte. */
+enum { kTagCacheSize = 1 << 18 };
+static uint8_t tag_cache[kTagCacheSize];
+
+static inline unsigned mem_tag(qemu_plugin_meminfo_t info) {
+  if (info < kTagCacheSize) {
+    const unsigned t = __atomic_load_n(&tag_cache[info], __ATOMIC_RELAXED);
+    if (t) return t & 0x7f;
+  }
+  const unsigned kind = qemu_plugin_mem_is_store(info) ? CPT_EV_STORE : CPT_EV_LOAD;
+  const unsigned t = kind | (qemu_plugin_mem_size_shift(info) & 0xf) << 3;
+  if (info < kTagCacheSize) __atomic_store_n(&tag_cache[info], (uint8_t)(t | 0x80), __ATOMIC_RELAXED);
+  return t;
+}
+
+/* The hot callbacks write through a local pointer: stores of bytes may
+ * alias anything, so writing b->bytes[b->n++] would reload and store b->n
+ * for every byte. */
+static inline uint8_t *put_at(uint8_t *p, uint64_t v) {
+  while (v >= 0x80) {
+    *p++ = (uint8_t)(v | 0x80);
+    v >>= 7;
+  }
+  *p++ = (uint8_t)v;
+  return p;
+}
+
 static void on_mem(unsigned int vcpu, qemu_plugin_meminfo_t info, uint64_t vaddr, void *udata) {
   (void)udata;
   struct buffer *b = buffer_of(vcpu);
   reserve(b, 11);
-  const unsigned kind = qemu_plugin_mem_is_store(info) ? CPT_EV_STORE : CPT_EV_LOAD;
-  put_byte(b, (uint8_t)(kind | (qemu_plugin_mem_size_shift(info) & 0xf) << 3));
+  const uint8_t tag = (uint8_t)mem_tag(info);
   vaddr &= kAddrMask;
-  put(b, zigzag(vaddr - b->last_addr));
+  const uint64_t last = b->last_addr;
   b->last_addr = vaddr;
+  uint8_t *p = b->bytes + b->n;
+  *p++ = (uint8_t)(tag | b->pending << 7); /* bit 7: the predicted run came first */
+  b->pending = 0;
+  p = put_at(p, zigzag(vaddr - last));
+  b->n = (size_t)(p - b->bytes);
 }
 
+/* A block starts: the run is only noted (pending) when it is the block
+ * that ran after the previous one last time in this message; the next load
+ * or store carries it in its tag, or a CPT_EV_NEXT byte does. */
 static void on_exec(unsigned int vcpu, void *udata) {
   struct buffer *b = buffer_of(vcpu);
-  reserve(b, 11);
-  const uint64_t index = (uint64_t)(uintptr_t)udata;
-  put_byte(b, CPT_EV_EXEC);
-  put(b, zigzag(index - b->last_block));
+  reserve(b, 12);
+  const uint32_t index = (uint32_t)(uintptr_t)udata;
+  const uint32_t from = b->pred_last;
+  b->pred_last = index;
+  int predicted = 0;
+  if (from != kNoBlock) {
+    struct pred_slot *s = &b->pred[from & (kPredSlots - 1)];
+    predicted = s->gen == b->gen && s->from == from && s->next == index && g.predict;
+    s->from = from, s->next = index, s->gen = b->gen;
+  }
+  const uint64_t last = b->last_block;
   b->last_block = index;
+  uint8_t *p = b->bytes + b->n;
+  if (b->pending) *p++ = CPT_EV_NEXT; /* the previous predicted run made no access */
+  b->pending = (uint32_t)predicted;
+  if (!predicted) {
+    *p++ = CPT_EV_EXEC;
+    p = put_at(p, zigzag(index - last));
+  }
+  b->n = (size_t)(p - b->bytes);
 }
 
 /* ---- translation ---------------------------------------------------------- */
@@ -278,6 +364,7 @@ static void put_file(struct buffer *b, int fd) {
   ssize_t len = readlink(link, path, sizeof path);
   if (len < 0) len = 0;
   reserve(b, 32 + (size_t)len);
+  settle(b);
   put_byte(b, CPT_EV_FILE);
   put(b, (uint64_t)st.st_size);
   put(b, (uint64_t)len);
@@ -455,6 +542,7 @@ static void on_syscall(qemu_plugin_id_t id, unsigned int vcpu, int64_t num, uint
     b->forking = code == CPT_SYS_FORK || code == CPT_SYS_VFORK ||
                  (code == CPT_SYS_CLONE && (!(a1 & kCloneVm) || (a1 & kCloneVfork)));
     reserve(b, kMaxEvent);
+    settle(b);
     put_byte(b, CPT_EV_SYSCALL);
     put(b, code);
     put(b, a1), put(b, a2), put(b, a3), put(b, a4), put(b, a5), put(b, a6);
@@ -476,7 +564,7 @@ static void on_syscall_ret(qemu_plugin_id_t id, unsigned int vcpu, int64_t num, 
     b->forking = 0;
     pthread_mutex_lock(&g.lock);
     for (size_t i = 0; i < kMaxVcpus; ++i)
-      if (g.bufs[i]) g.bufs[i]->n = 0, g.bufs[i]->last_addr = g.bufs[i]->last_block = 0;
+      if (g.bufs[i]) restart(g.bufs[i]);
     g.ndefs = 0;
     b->tid = (pid_t)syscall(SYS_gettid);
     close(g.fd);
@@ -485,6 +573,7 @@ static void on_syscall_ret(qemu_plugin_id_t id, unsigned int vcpu, int64_t num, 
     return;
   }
   reserve(b, kMaxEvent);
+  settle(b);
   put_byte(b, CPT_EV_SYSRET);
   put(b, code);
   put(b, zigzag((uint64_t)ret));
@@ -500,8 +589,7 @@ static void on_vcpu_init(qemu_plugin_id_t id, unsigned int vcpu) {
   pthread_mutex_lock(&g.lock);
   if (!g.bufs[vcpu]) g.bufs[vcpu] = calloc(1, sizeof(struct buffer));
   if (!g.bufs[vcpu]) abort();
-  g.bufs[vcpu]->n = 0;
-  g.bufs[vcpu]->last_addr = g.bufs[vcpu]->last_block = 0;
+  restart(g.bufs[vcpu]);
   g.bufs[vcpu]->tid = 0; /* learnt on the thread itself */
   pthread_mutex_unlock(&g.lock);
 }
@@ -543,7 +631,10 @@ CPT_PLUGIN_EXPORT int qemu_plugin_install(qemu_plugin_id_t id, const qemu_info_t
     return -1;
   }
   int follow = 0;
-  for (int i = 0; i < argc; ++i) follow |= strcmp(argv[i], "exec=follow") == 0;
+  for (int i = 0; i < argc; ++i) {
+    follow |= strcmp(argv[i], "exec=follow") == 0;
+    if (strcmp(argv[i], "predict=off") == 0) g.predict = 0;
+  }
   learn_cmdline(follow);
   pthread_mutex_lock(&g.lock);
   const int ok = connect_recorder() == 0;

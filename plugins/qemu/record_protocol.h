@@ -10,7 +10,15 @@
  * CHUNK is two words (tid, time) then events as bytes, each a tag byte
  * (kind in bits 0-2, log2(size) of a load or store in bits 3-6) and
  * LEB128 varints. Deltas are zigzag-coded and start from 0 in every chunk,
- * so each chunk decodes on its own.
+ * and so does the block-run prediction, so each chunk decodes on its own.
+ *
+ * Block-run prediction (protocol 3): within a chunk, the block that ran
+ * after block F last time is F's prediction, kept in slot
+ * F % CPT_PRED_SLOTS (a slot holds one F: a later F' in the same slot
+ * replaces it). A run of the predicted block is no EXEC event: bit 7 of
+ * the next load's or store's tag says it ran just before that access, or,
+ * when another event comes first, a CPT_EV_NEXT byte. Every run, predicted
+ * or not, updates F's slot and the EXEC delta base.
  */
 #ifndef CONTPTE_RECORD_PROTOCOL_H
 #define CONTPTE_RECORD_PROTOCOL_H
@@ -18,7 +26,8 @@
 #include <stdint.h>
 
 enum {
-  CPT_REC_PROTOCOL = 2,
+  CPT_REC_PROTOCOL = 3,
+  CPT_PRED_SLOTS = 4096, /* block-run prediction slots (a power of 2) */
   /* Message kinds (header word >> 56). */
   CPT_MSG_HELLO = 1, /* protocol, pid, ppid, isa (CPT_ISA_*), CLOCK_MONOTONIC ns,
                         then the guest command line as qemu was given it (the
@@ -40,6 +49,8 @@ enum {
    * address, its instruction count n, then ceil(n / 8) words of instruction
    * sizes (one byte each, low byte first). */
   CPT_EV_DEF = 6,
+  CPT_EV_NEXT = 7,    /* the predicted block ran (no payload) */
+  CPT_MEM_AFTER_NEXT = 0x80, /* load/store tag bit: the predicted block ran first */
   /* The system calls sent, whatever the ISA's numbers. */
   CPT_SYS_MMAP = 1,
   CPT_SYS_MUNMAP = 2,

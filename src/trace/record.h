@@ -52,6 +52,10 @@ struct RecordOptions {
   // does under ASan), where processes connect in orders a fast one rarely
   // sees. The trace must be the same.
   std::uint32_t lag_ns_per_byte = 0;
+  // Tests only: false makes the QEMU plugin send every block run as an
+  // event of its own instead of coding it against its prediction
+  // (plugins/qemu/record_protocol.h); the trace must be the same.
+  bool qemu_predict_blocks = true;
 };
 
 struct RecordResult {

@@ -291,6 +291,17 @@ constexpr std::uint64_t zigzag(std::int64_t v) {
 constexpr std::int64_t unzigzag(std::uint64_t v) {
   return static_cast<std::int64_t>(v >> 1) ^ -static_cast<std::int64_t>(v & 1);
 }
+
+// The hot paths write through a local pointer: a store of a char may alias
+// any object, so buf_[n_++] would reload buf_'s pointer and n_ for every byte.
+inline char* trace_put_varint(char* p, std::uint64_t v) {
+  while (v >= 0x80) {
+    *p++ = static_cast<char>(v | 0x80);
+    v >>= 7;
+  }
+  *p++ = static_cast<char>(v);
+  return p;
+}
 }  // namespace trace_detail
 
 void TraceWriter::access(const TraceAccess& a) {
@@ -307,12 +318,14 @@ void TraceWriter::access(const TraceAccess& a) {
   const bool changed = a.map != expected_map;
   const std::uint64_t base = !changed && Predictor::same_map(ctx, a.map) ? ctx->offset + ctx->stride : cursor;
   const std::uint8_t size_code = a.size < 16 ? static_cast<std::uint8_t>(a.size) : 0;
-  put_byte(static_cast<std::uint8_t>(static_cast<unsigned>(a.type) | (changed ? kAccessMapChanged : 0) |
-                                     (size_code << kAccessSizeShift)));
-  if (size_code == 0) put_varint(a.size);
-  if (changed) put_varint(a.map);
+  char* p = buf_.data() + n_;
+  *p++ = static_cast<char>(static_cast<unsigned>(a.type) | (changed ? kAccessMapChanged : 0) |
+                           (size_code << kAccessSizeShift));
+  if (size_code == 0) p = trace_put_varint(p, a.size);
+  if (changed) p = trace_put_varint(p, a.map);
   const auto d = static_cast<std::int64_t>(a.offset - base);
-  put_varint(zigzag(d));
+  p = trace_put_varint(p, zigzag(d));
+  n_ = static_cast<std::size_t>(p - buf_.data());
   if (predict) {
     Predictor::learn(ctx, a.map, a.offset);
     ++pred_.k;
@@ -326,12 +339,14 @@ void TraceWriter::access(const TraceAccess& a) {
 
 void TraceWriter::run_block(std::uint32_t block, std::uint32_t insns) {
   using namespace trace_detail;
+  char* p = buf_.data() + n_;
   if (version_ >= 3 && pred_.predicts(block)) {
-    put_byte(kTagRunNext);
+    *p++ = static_cast<char>(kTagRunNext);
   } else {
-    put_byte(kTagRunBlock);
-    put_varint(block);
+    *p++ = static_cast<char>(kTagRunBlock);
+    p = trace_put_varint(p, block);
   }
+  n_ = static_cast<std::size_t>(p - buf_.data());
   if (version_ >= 3) pred_.run(block);
   ++totals_.records;
   totals_.accesses += insns;

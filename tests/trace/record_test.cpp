@@ -262,6 +262,52 @@ TEST(RecordQemu, SmallProgramRecordsAndReplaysClean) {
   std::filesystem::remove(path);
 }
 
+// The plugin codes a block run that repeats what followed the previous
+// block last time as a bit of the next access (record_protocol.h): the
+// trace must be exactly the one of a plugin that sends every run, on real
+// programs (gzip's and sort's loops). Time and thread records (the
+// recorded tid) differ between two runs and are left out; nothing else may. (Single-process programs: the
+// streams of a forking one interleave by time, differently in each run.)
+std::vector<TraceRecord> untimed(const TraceContents& c) {
+  std::vector<TraceRecord> v;
+  for (const auto& r : c.records)
+    if (!std::holds_alternative<TraceTime>(r) && !std::holds_alternative<TraceThread>(r)) v.push_back(r);
+  return v;
+}
+
+TEST(RecordQemu, PredictedBlockRunsGiveTheSameTrace) {
+  if (const std::string why = qemu_unavailable(qemu_options()); !why.empty()) GTEST_SKIP() << why;
+  const auto dir = std::filesystem::temp_directory_path() / ("contpte_record_predict-" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  {
+    std::ofstream in(dir / "in.txt");
+    for (int i = 0; i < 3000; ++i) in << "line " << i * 7919 % 10007 << " of the gzip input\n";
+  }
+  const std::vector<std::vector<std::string>> commands{
+      {"/bin/sh", "-c", "exec gzip -c " + (dir / "in.txt").string() + " > " + (dir / "out").string()},
+      {"/bin/sh", "-c", "exec sort --parallel=1 -o " + (dir / "out").string() + " " + (dir / "in.txt").string()},
+  };
+  for (const auto& cmd : commands) {
+    RecordOptions plain = qemu_options();
+    plain.qemu_predict_blocks = false;
+    const RecordResult a = record_command(cmd, (dir / "plain.trace").string(), plain);
+    const RecordResult b = record_command(cmd, (dir / "predicted.trace").string(), qemu_options());
+    EXPECT_EQ(a.unparsed_lines, 0u) << cmd[2];
+    EXPECT_EQ(b.unparsed_lines, 0u) << cmd[2];
+    EXPECT_LT(b.log_bytes, a.log_bytes) << cmd[2];  // the point of predicting
+    const auto ra = untimed(read_trace_file((dir / "plain.trace").string()));
+    const auto rb = untimed(read_trace_file((dir / "predicted.trace").string()));
+    ASSERT_GT(ra.size(), 10000u) << cmd[2];
+    ASSERT_EQ(ra.size(), rb.size()) << cmd[2];
+    std::size_t diff = 0, first = 0;
+    for (std::size_t i = 0; i < ra.size(); ++i)
+      if (!(ra[i] == rb[i]) && diff++ == 0) first = i;
+    EXPECT_EQ(diff, 0u) << cmd[2] << ": first at record " << first << " of " << ra.size() << " (record kinds "
+                        << ra[first].index() << ", " << rb[first].index() << ")";
+  }
+  std::filesystem::remove_all(dir);
+}
+
 // An arm64 sysroot: $CONTPTE_SYSROOT, else one scripts/arm64-sysroot.sh
 // fills under the temporary directory (once; it downloads ~4 MB). Empty
 // when neither works (the reason in `why`).
