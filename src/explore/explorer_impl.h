@@ -639,6 +639,13 @@ struct Explorer::Impl {
 
   void write_word(Pte* p, Pte v);
   void check_block_of(const Pte* p, std::uint64_t va);
+  // Blocks this execution's checks found clean (check_block_of): a few
+  // per block, reset with every execution.
+  struct CleanBlock {
+    const Pte* first;
+    bool clean, in_progress;  // clean as checked with / without a statement in progress
+  };
+  std::vector<CleanBlock> clean_blocks;
   void after_step();
   void fail(std::string rule, std::string verdict, std::uint64_t va,
             std::vector<StepRecord>* witness = nullptr);

@@ -20,7 +20,10 @@ void Explorer::Impl::write_word(Pte* p, Pte v) {
   *p = v;
   if (!chk) return;
   const std::uint64_t va = va_of(p);
-  if (!va) return;  // no table maps it (0 is never a user VA here)
+  if (!va) {  // no table maps it (0 is never a user VA here): unchecked, so nothing is known clean
+    clean_blocks.clear();
+    return;
+  }
   chk->on_pte_write(setup.asid, va, old, v);
   check_block_of(p, va);
 }
@@ -30,10 +33,25 @@ void Explorer::Impl::write_word(Pte* p, Pte v) {
 // left with a valid CONT entry that disagrees on CONT or output address
 // with another valid entry — nor on attributes, once no statement is in
 // progress. Only a write can break it, so the written block is checked.
+//
+// A block found clean stays clean through a write the checker can vouch
+// for in O(1) (Checker::block_still_clean); the full check runs otherwise.
 void Explorer::Impl::check_block_of(const Pte* p, std::uint64_t va) {
   const auto [lo, hi] = block_words(p);
+  const bool in_progress = lock_holder >= 0;
+  CleanBlock* known = nullptr;
+  for (CleanBlock& c : clean_blocks)
+    if (c.first == lo) known = &c;
+  if (!known) known = &clean_blocks.emplace_back(CleanBlock{lo, false, false});
+  // Clean while a statement is in progress says nothing about attributes.
+  if (known->clean && (in_progress || !known->in_progress) &&
+      Checker::block_still_clean(lo, geo.cont_ptes, static_cast<unsigned>(p - lo), geo.page_shift, geo.page_shift,
+                                 in_progress))
+    return;
+  known->clean = false;
   if (std::none_of(lo, hi, [](Pte w) { return pte_valid_cont(w); })) return;
-  chk->check_block(lo, geo.cont_ptes, block_of(va).first, geo.page_shift, lock_holder >= 0);
+  known->clean = chk->check_block(lo, geo.cont_ptes, block_of(va).first, geo.page_shift, in_progress);
+  known->in_progress = in_progress;
 }
 
 // After each step: a new checker finding fails the execution.

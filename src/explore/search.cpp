@@ -30,6 +30,7 @@ void Explorer::Impl::start_execution() {
   fps.clear();
   clocks.clear();
   step_node.clear();
+  clean_blocks.clear();
   depth = 0;
   lock_holder = -1;
   exec_failures.clear();

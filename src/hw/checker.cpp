@@ -41,7 +41,7 @@ void Checker::report_fault_loop(VirtAddr va, unsigned line, Pte pte, std::string
 // same attributes, the TLB may cache any of them for the whole range —
 // the translation is unpredictable. Invalid entries are allowed: they are
 // break-before-make in progress.
-void Checker::check_block(const Pte* block, unsigned n, std::uint64_t va_base, unsigned shift,
+bool Checker::check_block(const Pte* block, unsigned n, std::uint64_t va_base, unsigned shift,
                           bool in_progress) {
   const std::uint64_t oa_mask = pte_addr_mask(geo_.page_shift);
   const std::uint64_t step = std::uint64_t{1} << shift;
@@ -53,7 +53,7 @@ void Checker::check_block(const Pte* block, unsigned n, std::uint64_t va_base, u
       first_idx = i;
       break;
     }
-  if (!first_valid) return;
+  if (!first_valid) return true;
   const std::uint64_t base_oa = (first_valid->val & oa_mask) - first_idx * step;
   std::string why;
   if (base_oa & ((step * n) - 1)) why = "output range not aligned to the block";
@@ -67,10 +67,32 @@ void Checker::check_block(const Pte* block, unsigned n, std::uint64_t va_base, u
     else if (!in_progress && ((p.val ^ first_valid->val) & ~oa_mask & ~kAgreeMaskIgnored) != 0)
       why = fmt::format("entry {} disagrees on attributes with entry {}", i, first_idx);
   }
-  if (why.empty()) return;
+  if (why.empty()) return true;
   std::vector<std::pair<std::uint64_t, std::uint64_t>> ptes;
   for (unsigned i = 0; i < n; ++i) ptes.emplace_back(va_base + i * step, block[i].val);
   report(Rule::Misprogrammed, va_base, std::move(ptes), "contiguous block misprogrammed: " + why);
+  return false;
+}
+
+// Every pair of valid entries of a clean block agrees (CONT, the output
+// address each implies for the block's start, attributes when checked),
+// so the rewritten entry needs comparing with one other valid entry only;
+// an entry made invalid cannot break it.
+bool Checker::block_still_clean(const Pte* block, unsigned n, unsigned written, unsigned shift, unsigned page_shift,
+                                bool in_progress) {
+  const Pte w = block[written];
+  if (!pte_valid(w)) return true;
+  if (!pte_cont(w)) return false;
+  const std::uint64_t oa_mask = pte_addr_mask(page_shift);
+  const std::uint64_t step = std::uint64_t{1} << shift;
+  const std::uint64_t base = (w.val & oa_mask) - written * step;
+  for (unsigned i = 0; i < n; ++i) {
+    if (i == written || !pte_valid(block[i])) continue;
+    const Pte r = block[i];
+    return (r.val & oa_mask) - i * step == base &&
+           (in_progress || ((r.val ^ w.val) & ~oa_mask & ~kAgreeMaskIgnored) == 0);
+  }
+  return (base & ((step * n) - 1)) == 0;  // the only valid entry: the range must be aligned
 }
 
 // Rule 2. Two live entries of one ASID whose ranges overlap: without
