@@ -236,7 +236,8 @@ TEST(ScenarioStatements, Mmap) {
   EXPECT_EQ(b.align, std::uint64_t{2} << 20);
   EXPECT_EQ(b.offset, 0u);
   EXPECT_FALSE(b.file_size);
-  const Mmap& c = op<Mmap>(parse("mmap C 64K file=lib offset=128K filesize=100000\n"), 0);
+  const Scenario s2 = parse("mmap C 64K file=lib offset=128K filesize=100000\n");
+  const Mmap& c = op<Mmap>(s2, 0);
   EXPECT_EQ(c.offset, 128u << 10);
   EXPECT_EQ(c.file_size, 100000u);
 }
