@@ -24,7 +24,8 @@ Pte Explorer::Impl::env_op(unsigned b, const MemOp& op) {
     throw ReaderStopped{};
   }
   r.pending = Footprint{op.kind, op.slot};
-  wait_turn(b);
+  const bool at_once = lock_private(b, op.slot);
+  if (!at_once) wait_turn(b);
   StepRecord rec;
   rec.va = va_of(op.slot);
   rec.before = *op.slot;
@@ -41,7 +42,8 @@ Pte Explorer::Impl::env_op(unsigned b, const MemOp& op) {
   }
   rec.after = *op.slot;
   rec.wrote = rec.after != rec.before;
-  record(b, r.pending, std::move(rec));
+  if (at_once) record_at_once(b, r.pending, std::move(rec));
+  else record(b, r.pending, std::move(rec));
   after_step();
   return ret;
 }

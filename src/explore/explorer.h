@@ -201,6 +201,11 @@ struct ExploreSetup {
   // that looks at the lock (explorer.cpp, Footprint::lock_instant). false:
   // every pair of lock steps is ordered (tests compare the two).
   bool commute_instant_locks = true;
+  // With `reduce`: a branch holding the page-table lock takes its steps on
+  // words no branch touches without the lock at once, with no scheduling
+  // point before them (explorer_impl.h, lock_private). false: every step is
+  // a scheduling point (tests compare the two).
+  bool coalesce_lock_private = true;
   // Called with each complete execution's final state (tests).
   std::function<void(const FinalState&)> on_final;
   // Called every kProgressEvery complete executions of explore() with the
@@ -222,6 +227,7 @@ struct ExploreResult {
   std::uint64_t executions = 0;    // complete interleavings explored
   std::uint64_t sleep_blocked = 0; // executions cut as equivalent to one explored
   std::uint64_t steps = 0;         // steps executed over all executions
+  std::uint64_t steps_at_once = 0; // of those, lock-private ones run with no scheduling point
   std::uint64_t reader_states = 0; // observed readers: (cut, loaded values) states visited
   std::uint64_t reader_memo_hits = 0; // observed readers whose writes' order an earlier class had
   std::uint64_t failing = 0;       // executions that failed

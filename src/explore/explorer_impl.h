@@ -203,7 +203,11 @@ struct Explorer::Impl {
   std::vector<StepRecord> steps;
   std::vector<Footprint> fps;
   std::vector<Clock> clocks;
+  // Per step, the scheduling point (index in `stack`) that chose its
+  // branch: the step itself, or the one its at-once steps follow.
+  std::vector<std::uint32_t> step_node;
   std::vector<Node> stack;
+  std::vector<std::vector<Footprint>> spare_pending;  // popped nodes' buffers, reused
   std::size_t depth = 0;
   int lock_holder = -1;
   std::size_t violations_seen = 0;
@@ -224,6 +228,16 @@ struct Explorer::Impl {
     return va_cache.emplace(p, v ? v->val : 0).first->second;
   }
   mutable std::unordered_map<const Pte*, std::uint64_t> va_cache;
+  // The PTE word that maps a VA, remembered once a table maps it (the walk
+  // was a twentieth of the explorer's time: every hardware step and every
+  // settle asks).
+  std::optional<PteSlot> slot_of(VirtAddr va) const {
+    if (auto it = slot_cache.find(va.val); it != slot_cache.end()) return PteSlot(it->second);
+    auto s = setup.pt->pte_slot(va, false);
+    if (s) slot_cache.emplace(va.val, s->ptr());
+    return s;
+  }
+  mutable std::unordered_map<std::uint64_t, Pte*> slot_cache;
   std::pair<std::uint64_t, std::uint64_t> block_of(std::uint64_t va) const {
     const std::uint64_t b = geo.cont_pte_size();
     return {va & ~(b - 1), (va & ~(b - 1)) + b};
@@ -353,32 +367,40 @@ struct Explorer::Impl {
       }
     }
 
-    // The latest step of branch q that does not commute with f, or -1.
-    int latest(const Impl& x, unsigned q, const Footprint& f) const {
-      int best = -1;
-      auto consider = [&](int i) {
-        if (i > best && dependent(x.fps[static_cast<std::size_t>(i)], f)) best = i;
+    // For every branch q but p, the latest step of q that does not commute
+    // with f, or -1 (one look-up of f's word serves every branch).
+    void latest_all(const Impl& x, unsigned p, unsigned n, const Footprint& f, PerBranch& best) const {
+      best = none();
+      auto consider = [&](unsigned q, int i) {
+        if (i > best[q] && dependent(x.fps[static_cast<std::size_t>(i)], f)) best[q] = i;
       };
-      auto scan = [&](const std::vector<int>& v) {  // the latest dependent one
-        for (auto it = v.rbegin(); it != v.rend() && *it > best; ++it)
+      auto scan = [&](unsigned q, const std::vector<int>& v) {  // the latest dependent one
+        for (auto it = v.rbegin(); it != v.rend() && *it > best[q]; ++it)
           if (dependent(x.fps[static_cast<std::size_t>(*it)], f)) {
-            best = *it;
+            best[q] = *it;
             return;
           }
       };
-      if (takes_lock(f.kind)) consider(f.lock_instant ? lock_changing[q] : lockish[q]), consider(lock_sensitive[q]);
-      if (f.lock_sensitive) consider(lock_changing[q]);
-      if (f.kind == StepKind::Release) consider(write[q]), consider(fill[q]), consider(tlbi[q]);
-      if (writes(f.kind) || fills(f.kind) || f.kind == StepKind::Tlbi) consider(release[q]);
-      if (f.kind == StepKind::Tlbi) scan(fill_steps[q]);
-      if (fills(f.kind)) scan(tlbi_steps[q]);
-      if (f.slot) {
-        if (const SlotSteps* ss = slots.find(f.slot)) consider(writes(f.kind) ? ss->touch[q] : ss->write[q]);
-        if (writes(f.kind)) scan(range_reads[q]);
+      const bool lock = takes_lock(f.kind), wr = writes(f.kind), fl = fills(f.kind);
+      const bool rel = f.kind == StepKind::Release, tlbi_step = f.kind == StepKind::Tlbi;
+      for (unsigned q = 0; q < n; ++q) {
+        if (q == p) continue;
+        if (lock) consider(q, f.lock_instant ? lock_changing[q] : lockish[q]), consider(q, lock_sensitive[q]);
+        if (f.lock_sensitive) consider(q, lock_changing[q]);
+        if (rel) consider(q, write[q]), consider(q, fill[q]), consider(q, tlbi[q]);
+        if (wr || fl || tlbi_step) consider(q, release[q]);
+        if (tlbi_step) scan(q, fill_steps[q]);
+        if (fl) scan(q, tlbi_steps[q]);
+        if (wr && f.slot) scan(q, range_reads[q]);
       }
-      for (const Pte* p = f.read_lo; p && p < f.read_hi; ++p)
-        if (const SlotSteps* ss = slots.find(p)) consider(ss->write[q]);
-      return best;
+      if (f.slot)
+        if (const SlotSteps* ss = slots.find(f.slot))
+          for (unsigned q = 0; q < n; ++q)
+            if (q != p) consider(q, wr ? ss->touch[q] : ss->write[q]);
+      for (const Pte* w = f.read_lo; w && w < f.read_hi; ++w)
+        if (const SlotSteps* ss = slots.find(w))
+          for (unsigned q = 0; q < n; ++q)
+            if (q != p) consider(q, ss->write[q]);
     }
   };
   DepIndex dep;
@@ -397,6 +419,28 @@ struct Explorer::Impl {
   const std::array<int, kMaxBranches>& latest_for(unsigned p, const Footprint& f);
 
   StepRecord& record(unsigned b, const Footprint& f, StepRecord rec);
+  StepRecord& record_at_once(unsigned b, const Footprint& f, StepRecord rec);
+
+  // Steps that need no scheduling point. A branch holding the page-table
+  // lock (a statement, a fault handler) loads and writes words that no
+  // branch running without the lock ever touches — every word of the block
+  // but the ones the hardware branches walk — in an order no other branch
+  // can observe while it runs: every such step commutes with every step
+  // another branch could take before it (those branches wait for the lock
+  // or touch other words), and any later step of theirs that touches the
+  // word comes after the lock is dropped. So the step runs at once, as part
+  // of the branch's previous one (Lipton's reduction of invisible steps;
+  // what DPOR would explore is unchanged: no race, no backtrack point, the
+  // same classes). Off when readers are interleaved (they load every word
+  // without the lock), when not reducing, and in a seeded run (it picks
+  // among all orders).
+  bool lock_private(unsigned b, const Pte* slot) const {
+    return coalesce && lock_holder == static_cast<int>(b) &&
+           std::find(lockfree_words.begin(), lockfree_words.end(), slot) == lockfree_words.end();
+  }
+  void plan_coalescing();
+  bool coalesce = false;
+  std::vector<const Pte*> lockfree_words;  // the words branches touch without the lock
   void step(unsigned b);
   bool execute();
   bool next_schedule();

@@ -121,11 +121,11 @@ void Explorer::Impl::mark_culprit(ExploreFailure& f) const {
 void Explorer::Impl::settle_and_check_tlbs() {
   if (!chk) return;
   chk->settle([&](std::uint16_t, std::uint64_t va) {
-                auto s = setup.pt->pte_slot(VirtAddr{va}, false);
+                auto s = slot_of(VirtAddr{va});
                 return s ? ptep_get(view_env, *s) : Pte{};
               },
               [&](std::uint16_t, std::uint64_t va) {
-                auto s = setup.pt->pte_slot(VirtAddr{va}, false);
+                auto s = slot_of(VirtAddr{va});
                 return s ? *s->ptr() : Pte{};
               });
   for (unsigned b = 0; b < nbranches(); ++b)

@@ -19,7 +19,7 @@ namespace contpte {
 Footprint Explorer::Impl::hw_footprint(unsigned b, StepKind k) {
   const ExploreBranch& s = spec(b);
   Footprint f{k};
-  auto slot = setup.pt->pte_slot(s.va, false);
+  auto slot = slot_of(s.va);
   f.slot = slot ? slot->ptr() : nullptr;
   std::tie(f.va_lo, f.va_hi) = block_of(s.va.val);
   // A dev walk decides on its word alone (its handler always runs); a CPU's
@@ -202,7 +202,7 @@ void Explorer::Impl::dev_fault_handler(unsigned b) {
   // VMA permits (the set-up ruled out the allocating and copy-on-write
   // paths); outside every VMA the PTE-level handler. Both build the entry
   // from ptep_get under the lock and call ptep_set_access_flags.
-  const auto slot = setup.pt->pte_slot(s.va, false);
+  const auto slot = slot_of(s.va);
   const auto why = slot ? handle_pte_level_fault(r.env, VirtAddr{align_down(s.va.val, geo.page_size())}, *slot,
                                                  s.access == MemAccess::Write)
                         : std::optional<std::string_view>("no page table maps it");

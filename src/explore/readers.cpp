@@ -10,6 +10,8 @@
 // reader that cannot return once every other step is done is `deadlock`.
 #include "explore/explorer_impl.h"
 
+#include <cstring>
+
 #include <functional>
 #include <stdexcept>
 
@@ -245,14 +247,27 @@ std::vector<StepRecord> Explorer::Impl::linearize(unsigned b, const std::vector<
 // hardware branches race — share one observation. Only an observation
 // without a finding is kept (a finding needs this execution's witness).
 const std::string& Explorer::Impl::write_order_key(unsigned b) {
-  auto& positions = wok_positions;  // per branch, its writes' positions
-  for (auto& v : positions) v.clear();
+  // Per branch o, how many of its writes are among its first k steps:
+  // wok_positions[o][k] (the steps of one branch appear in order).
+  auto& written = wok_positions;
+  for (unsigned o = 0; o < nbranches(); ++o) written[o].assign(1, 0);
   auto counted = [&](std::size_t i) { return steps[i].wrote && writes(fps[i].kind) && fps[i].slot; };
-  for (std::size_t i = 0; i < steps.size(); ++i)
-    if (counted(i)) positions[steps[i].branch].push_back(clocks[i][steps[i].branch]);
+  for (std::size_t i = 0; i < steps.size(); ++i) {
+    auto& w = written[steps[i].branch];
+    w.push_back(w.back() + (counted(i) ? 1 : 0));
+  }
+  std::size_t n = 0;
+  for (std::size_t i = 0; i < steps.size(); ++i) n += counted(i) ? 1 : 0;
+  const unsigned nb = nbranches();
+  const std::size_t per_write = sizeof(const Pte*) + sizeof(std::uint64_t) + sizeof(unsigned) +
+                                (nb - 1) * sizeof(std::uint32_t);
   std::string& k = wok_key;
-  k.clear();
-  auto put = [&](auto v) { k.append(reinterpret_cast<const char*>(&v), sizeof v); };
+  k.resize(sizeof b + n * per_write);  // written in place: this runs once per reader per class
+  char* out = k.data();
+  auto put = [&](auto v) {
+    std::memcpy(out, &v, sizeof v);
+    out += sizeof v;
+  };
   put(b);
   for (std::size_t i = 0; i < steps.size(); ++i) {
     if (!counted(i)) continue;
@@ -260,11 +275,8 @@ const std::string& Explorer::Impl::write_order_key(unsigned b) {
     put(fps[i].slot);
     put(steps[i].after.val);
     put(q);
-    for (unsigned o = 0; o < nbranches(); ++o) {
-      if (o == q) continue;
-      const auto& ps = positions[o];
-      put(static_cast<std::uint32_t>(std::upper_bound(ps.begin(), ps.end(), clocks[i][o]) - ps.begin()));
-    }
+    for (unsigned o = 0; o < nb; ++o)
+      if (o != q) put(written[o][clocks[i][o]]);
   }
   return k;
 }

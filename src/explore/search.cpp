@@ -29,6 +29,7 @@ void Explorer::Impl::start_execution() {
   steps.clear();
   fps.clear();
   clocks.clear();
+  step_node.clear();
   depth = 0;
   lock_holder = -1;
   exec_failures.clear();
@@ -94,6 +95,10 @@ int Explorer::Impl::pick() {
     return static_cast<int>(n.chosen);
   }
   Node n;
+  if (!spare_pending.empty()) {  // a popped node's buffer: no allocation per scheduling point
+    n.pending = std::move(spare_pending.back());
+    spare_pending.pop_back();
+  }
   n.pending.resize(nbranches());
   for (unsigned b = 0; b < nbranches(); ++b) {
     n.pending[b] = runs[b].pending;
@@ -136,7 +141,7 @@ int Explorer::Impl::pick() {
 //
 // Only the latest dependent step of each other branch q matters: an
 // earlier one of q happens before it, so if the latest happens before p's
-// step, all do (dep.latest finds it without scanning every step).
+// step, all do (dep.latest_all finds it without scanning every step).
 void Explorer::Impl::add_backtrack_points() {
   for (unsigned p = 0; p < nbranches(); ++p) {
     if (runs[p].done) continue;
@@ -149,7 +154,7 @@ void Explorer::Impl::add_backtrack_points() {
       race = std::max(race, i);
     }
     if (race < 0) continue;
-    Node& ni = stack[static_cast<std::size_t>(race)];
+    Node& ni = stack[step_node[static_cast<std::size_t>(race)]];
     ni.backtrack |= (ni.enabled & bit(p)) ? bit(p) : ni.enabled;
   }
 }
@@ -160,7 +165,7 @@ const std::array<int, Explorer::kMaxBranches>& Explorer::Impl::latest_for(unsign
     c.f = f;
     c.valid = true;
     c.upto = steps.size();
-    for (unsigned q = 0; q < nbranches(); ++q) c.latest[q] = q == p ? -1 : dep.latest(*this, q, f);
+    dep.latest_all(*this, p, nbranches(), f, c.latest);
     return c.latest;
   }
   for (; c.upto < steps.size(); ++c.upto) {
@@ -193,8 +198,41 @@ StepRecord& Explorer::Impl::record(unsigned b, const Footprint& f, StepRecord re
   steps.push_back(std::move(rec));
   fps.push_back(f);
   clocks.push_back(c);
+  step_node.push_back(static_cast<std::uint32_t>(depth - 1));
   ++result.steps;
   return steps.back();
+}
+
+// A step with no scheduling point before it (lock_private): no other
+// branch's step it does not commute with can come before it, so its clock
+// is its branch's own. It is left out of the dependence index: a later
+// step of another branch that touches its word holds the lock after this
+// branch dropped it, so it is ordered after this step by the lock already.
+StepRecord& Explorer::Impl::record_at_once(unsigned b, const Footprint& f, StepRecord rec) {
+  Clock& c = runs[b].clock;
+  c[b] = ++runs[b].nsteps;
+  rec.branch = b;
+  rec.kind = f.kind;
+  rec.where = where[b];
+  steps.push_back(std::move(rec));
+  fps.push_back(f);
+  clocks.push_back(c);
+  step_node.push_back(static_cast<std::uint32_t>(depth - 1));  // the point that scheduled b
+  ++result.steps;
+  ++result.steps_at_once;
+  return steps.back();
+}
+
+void Explorer::Impl::plan_coalescing() {
+  lockfree_words.clear();
+  coalesce = mode == Mode::Explore && setup.reduce && setup.coalesce_lock_private;
+  for (unsigned b = 0; b < nbranches() && coalesce; ++b) {
+    const ExploreBranch& s = spec(b);
+    if (s.kind == ExploreBranch::Kind::Reader && !observing()) coalesce = false;
+    if (s.kind != ExploreBranch::Kind::Hw) continue;
+    const auto slot = slot_of(s.va);
+    if (slot) lockfree_words.push_back(slot->ptr());
+  }
 }
 
 void Explorer::Impl::step(unsigned b) {
@@ -235,6 +273,7 @@ bool Explorer::Impl::next_schedule() {
       n.backtrack |= bit(n.chosen);
       return true;
     }
+    spare_pending.push_back(std::move(n.pending));
     stack.pop_back();
   }
   return false;
@@ -248,6 +287,8 @@ ExploreResult Explorer::Impl::explore(std::uint64_t max) {
   gathered_nodes.clear();
   observed_memo.clear();
   va_cache.clear();
+  slot_cache.clear();
+  plan_coalescing();
   kept = nullptr;
   const auto t0 = std::chrono::steady_clock::now();
   for (;;) {
@@ -272,6 +313,7 @@ ExploreResult Explorer::Impl::explore(std::uint64_t max) {
 
 KeptRun Explorer::Impl::run_seeded(std::uint64_t seed, Checker* live, SimEnv* machine) {
   mode = Mode::Seeded;
+  coalesce = false;  // a seeded run picks among every order
   rng.seed(seed);
   stack.clear();
   KeptRun k;

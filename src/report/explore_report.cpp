@@ -186,8 +186,9 @@ void print_explorations(std::ostream& out, const RunResult& r, bool verbose) {
       print_counterexample(out, b, f, shift, verbose);
       printed.push_back(&f);
     }
-    out << fmt::format("  explored {} class{} of interleavings ({} cut as equivalent, {} steps{}){}, {:.3f} s, {:.0f}/s\n",
+    out << fmt::format("  explored {} class{} of interleavings ({} cut as equivalent, {} steps{}{}){}, {:.3f} s, {:.0f}/s\n",
                        x.executions, x.executions == 1 ? "" : "es", x.sleep_blocked, x.steps,
+                       x.steps_at_once ? fmt::format(", {} of them at once", x.steps_at_once) : "",
                        x.reader_states ? fmt::format(", {} reader states{}", x.reader_states,
                                                      x.reader_memo_hits
                                                          ? fmt::format(" ({} observations shared by the same writes)",
@@ -246,6 +247,7 @@ nlohmann::json explorations_json(const RunResult& r) {
                      {"reader_states", x.reader_states},
                      {"reader_memo_hits", x.reader_memo_hits},
                      {"steps", x.steps},
+                     {"steps_at_once", x.steps_at_once},
                      {"failing", x.failing},
                      {"exhausted", x.exhausted},
                      {"seconds", x.seconds},
