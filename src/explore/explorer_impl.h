@@ -420,6 +420,7 @@ struct Explorer::Impl {
 
   StepRecord& record(unsigned b, const Footprint& f, StepRecord rec);
   StepRecord& record_at_once(unsigned b, const Footprint& f, StepRecord rec);
+  StepRecord& append_step(unsigned b, const Footprint& f, StepRecord rec);
 
   // Steps that need no scheduling point. A branch holding the page-table
   // lock (a statement, a fault handler) loads and writes words that no

@@ -193,12 +193,18 @@ StepRecord& Explorer::Impl::record(unsigned b, const Footprint& f, StepRecord re
   c[b] = ++runs[b].nsteps;
   dep.add(static_cast<int>(steps.size()), b, f);
   runs[b].clock = c;
+  return append_step(b, f, std::move(rec));
+}
+
+// The step, its footprint and clock (its branch's, as record set it), and
+// the scheduling point that chose its branch (the latest one).
+StepRecord& Explorer::Impl::append_step(unsigned b, const Footprint& f, StepRecord rec) {
   rec.branch = b;
   rec.kind = f.kind;
   rec.where = where[b];
   steps.push_back(std::move(rec));
   fps.push_back(f);
-  clocks.push_back(c);
+  clocks.push_back(runs[b].clock);
   step_node.push_back(static_cast<std::uint32_t>(depth - 1));
   ++result.steps;
   return steps.back();
@@ -210,18 +216,9 @@ StepRecord& Explorer::Impl::record(unsigned b, const Footprint& f, StepRecord re
 // step of another branch that touches its word holds the lock after this
 // branch dropped it, so it is ordered after this step by the lock already.
 StepRecord& Explorer::Impl::record_at_once(unsigned b, const Footprint& f, StepRecord rec) {
-  Clock& c = runs[b].clock;
-  c[b] = ++runs[b].nsteps;
-  rec.branch = b;
-  rec.kind = f.kind;
-  rec.where = where[b];
-  steps.push_back(std::move(rec));
-  fps.push_back(f);
-  clocks.push_back(c);
-  step_node.push_back(static_cast<std::uint32_t>(depth - 1));  // the point that scheduled b
-  ++result.steps;
+  runs[b].clock[b] = ++runs[b].nsteps;
   ++result.steps_at_once;
-  return steps.back();
+  return append_step(b, f, std::move(rec));
 }
 
 void Explorer::Impl::plan_coalescing() {

@@ -525,6 +525,16 @@ TEST(ExploreProperty, ReductionReachesEveryFinalStateAndEveryFailure) {
   EXPECT_GE(compared, 16u) << "too few cases small enough to enumerate";
 }
 
+// Two exhausted explorations of one block that reach the same final
+// states, reader values and failures.
+void expect_same_states(const Outcome& a, const Outcome& b) {
+  ASSERT_TRUE(a.exhausted);
+  ASSERT_TRUE(b.exhausted);
+  EXPECT_EQ(a.finals, b.finals);
+  EXPECT_EQ(a.reads, b.reads);
+  EXPECT_EQ(a.rules, b.rules);
+}
+
 // Two CPUs whose accesses fault (on the entries a fold or an unfold clears)
 // retry after their handlers took the page-table lock and dropped it at
 // once: the reduction lets those two steps commute with each other and with
@@ -538,11 +548,7 @@ TEST(ExploreProperty, InstantFaultLocksCommuteWithoutLosingAState) {
       SCOPED_TRACE(::testing::Message() << "seed " << seed << " variant " << variant_name(v));
       const Outcome reduced = explore_random(seed, Mode::Observed, v, seed % 2, 0, 2, true);
       const Outcome ordered = explore_random(seed, Mode::Observed, v, seed % 2, 0, 2, false);
-      ASSERT_TRUE(reduced.exhausted);
-      ASSERT_TRUE(ordered.exhausted);
-      EXPECT_EQ(reduced.finals, ordered.finals);
-      EXPECT_EQ(reduced.reads, ordered.reads);
-      EXPECT_EQ(reduced.rules, ordered.rules);
+      expect_same_states(reduced, ordered);
       EXPECT_LE(reduced.executions, ordered.executions);
       with += reduced.executions;
       without += ordered.executions;
@@ -564,11 +570,7 @@ TEST(ExploreProperty, LockPrivateStepsNeedNoSchedulingPoint) {
       std::uint64_t s1 = 0, s2 = 0;
       const Outcome at_once = explore_random(seed, Mode::Observed, v, seed % 2, 0, 2, true, true, &s1);
       const Outcome every = explore_random(seed, Mode::Observed, v, seed % 2, 0, 2, true, false, &s2);
-      ASSERT_TRUE(at_once.exhausted);
-      ASSERT_TRUE(every.exhausted);
-      EXPECT_EQ(at_once.finals, every.finals);
-      EXPECT_EQ(at_once.reads, every.reads);
-      EXPECT_EQ(at_once.rules, every.rules);
+      expect_same_states(at_once, every);
       EXPECT_EQ(at_once.executions, every.executions);
       at_once_steps += s1, every_steps += s2;
     }
