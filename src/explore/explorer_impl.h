@@ -640,8 +640,8 @@ struct Explorer::Impl {
 
   void write_word(Pte* p, Pte v);
   void check_block_of(const Pte* p, std::uint64_t va);
-  // Blocks this execution's checks found clean (check_block_of): a few
-  // per block, reset with every execution.
+  // Per block this execution wrote, whether its last check found it
+  // clean (check_block_of); reset with every execution.
   struct CleanBlock {
     const Pte* first;
     bool clean, in_progress;  // clean as checked with / without a statement in progress

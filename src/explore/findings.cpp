@@ -45,8 +45,7 @@ void Explorer::Impl::check_block_of(const Pte* p, std::uint64_t va) {
   if (!known) known = &clean_blocks.emplace_back(CleanBlock{lo, false, false});
   // Clean while a statement is in progress says nothing about attributes.
   if (known->clean && (in_progress || !known->in_progress) &&
-      Checker::block_still_clean(lo, geo.cont_ptes, static_cast<unsigned>(p - lo), geo.page_shift, geo.page_shift,
-                                 in_progress))
+      chk->block_still_clean(lo, geo.cont_ptes, static_cast<unsigned>(p - lo), geo.page_shift, in_progress))
     return;
   known->clean = false;
   if (std::none_of(lo, hi, [](Pte w) { return pte_valid_cont(w); })) return;

@@ -256,9 +256,9 @@ const std::string& Explorer::Impl::write_order_key(unsigned b) {
     auto& w = written[steps[i].branch];
     w.push_back(w.back() + (counted(i) ? 1 : 0));
   }
-  std::size_t n = 0;
-  for (std::size_t i = 0; i < steps.size(); ++i) n += counted(i) ? 1 : 0;
   const unsigned nb = nbranches();
+  std::size_t n = 0;  // writes counted
+  for (unsigned o = 0; o < nb; ++o) n += written[o].back();
   const std::size_t per_write = sizeof(const Pte*) + sizeof(std::uint64_t) + sizeof(unsigned) +
                                 (nb - 1) * sizeof(std::uint32_t);
   std::string& k = wok_key;

@@ -8,6 +8,11 @@ namespace {
 // Bits a block's entries must agree on: everything but the output address,
 // AF and the dirty state (software DIRTY and the RDONLY that DBM clears).
 constexpr std::uint64_t kAgreeMaskIgnored = bits::kAf | bits::kDirty | bits::kRdonly;
+// Whether two entries agree on attributes (all but the output address and
+// the bits above).
+constexpr bool attrs_agree(Pte a, Pte b, std::uint64_t oa_mask) {
+  return ((a.val ^ b.val) & ~oa_mask & ~kAgreeMaskIgnored) == 0;
+}
 }  // namespace
 
 void Checker::report(Rule r, std::uint64_t va, std::vector<std::pair<std::uint64_t, std::uint64_t>> ptes,
@@ -64,7 +69,7 @@ bool Checker::check_block(const Pte* block, unsigned n, std::uint64_t va_base, u
       why = fmt::format("entry {} lacks PTE_CONT", i);
     else if ((p.val & oa_mask) != base_oa + i * step)
       why = fmt::format("entry {} does not map the consecutive output address", i);
-    else if (!in_progress && ((p.val ^ first_valid->val) & ~oa_mask & ~kAgreeMaskIgnored) != 0)
+    else if (!in_progress && !attrs_agree(p, *first_valid, oa_mask))
       why = fmt::format("entry {} disagrees on attributes with entry {}", i, first_idx);
   }
   if (why.empty()) return true;
@@ -78,19 +83,19 @@ bool Checker::check_block(const Pte* block, unsigned n, std::uint64_t va_base, u
 // address each implies for the block's start, attributes when checked),
 // so the rewritten entry needs comparing with one other valid entry only;
 // an entry made invalid cannot break it.
-bool Checker::block_still_clean(const Pte* block, unsigned n, unsigned written, unsigned shift, unsigned page_shift,
-                                bool in_progress) {
+bool Checker::block_still_clean(const Pte* block, unsigned n, unsigned written, unsigned shift,
+                                bool in_progress) const {
   const Pte w = block[written];
   if (!pte_valid(w)) return true;
   if (!pte_cont(w)) return false;
-  const std::uint64_t oa_mask = pte_addr_mask(page_shift);
+  const std::uint64_t oa_mask = pte_addr_mask(geo_.page_shift);
   const std::uint64_t step = std::uint64_t{1} << shift;
   const std::uint64_t base = (w.val & oa_mask) - written * step;
   for (unsigned i = 0; i < n; ++i) {
     if (i == written || !pte_valid(block[i])) continue;
     const Pte r = block[i];
     return (r.val & oa_mask) - i * step == base &&
-           (in_progress || ((r.val ^ w.val) & ~oa_mask & ~kAgreeMaskIgnored) == 0);
+           (in_progress || attrs_agree(r, w, oa_mask));
   }
   return (base & ((step * n) - 1)) == 0;  // the only valid entry: the range must be aligned
 }

@@ -91,8 +91,7 @@ class Checker {
   // checked without it is the caller's to check in full). The explorer
   // checks every state after every write; a full check of a 16K block's
   // 128 entries per write was a fifth of its time.
-  static bool block_still_clean(const Pte* block, unsigned n, unsigned written, unsigned shift, unsigned page_shift,
-                                bool in_progress);
+  bool block_still_clean(const Pte* block, unsigned n, unsigned written, unsigned shift, bool in_progress) const;
 
   // ---- rule 2: tlb_conflict (on a TLB fill) ----
   // `tlb` already holds `filled`. Returns the number of overlaps that the

@@ -270,7 +270,7 @@ TEST(CheckerMisprogrammed, StillCleanAfterOneWriteAgreesWithTheFullCheck) {
     block[w] = p;
     Checker after(g, false);
     const bool clean = after.check_block(block.data(), 16, 0x40000000, 12, in_progress);
-    const bool still = Checker::block_still_clean(block.data(), 16, w, 12, 12, in_progress);
+    const bool still = after.block_still_clean(block.data(), 16, w, 12, in_progress);
     if (still) {
       ++vouched;
       EXPECT_TRUE(clean) << "iteration " << iter << ": vouched for a misprogrammed block";
